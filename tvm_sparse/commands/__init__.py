@@ -1,0 +1,1 @@
+"""Sub-commands of the ``tvm-sparse`` command line, one module each."""
