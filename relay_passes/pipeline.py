@@ -1,0 +1,68 @@
+"""The phases that ``tvm_sparse.compile`` runs, in order.
+
+1. ``prepare``: canonicalise, fold BatchNorm into the preceding convolution (so that pruned
+   zeros stay zero in the folded weight) and fold constants.
+2. ``sparse``: find convolutions and linear layers with pattern- or block-sparse constant weights
+   and rewrite them to calls of the ``schedules`` kernels (empty until the sparse passes land).
+3. ``legalize``: TVM's per-target library dispatch, ``LegalizeOps`` and operator fusion.
+4. ``schedule``: schedule the dense remainder (TVM's ``dlight`` rules on GPU targets).
+5. ``lower``: TVM's dataflow lowering and finalisation for the Relax virtual machine.
+"""
+
+import tvm
+from tvm import relax
+from tvm.relax.backend import cpu_generic, gpu_generic
+
+from relay_passes.fold_batchnorm import FoldBatchNorm
+
+
+def prepare_phase():
+    """Passes that normalise the graph after the parameters are bound."""
+    return [
+        relax.transform.DecomposeOpsForInference(),
+        relax.transform.CanonicalizeBindings(),
+        FoldBatchNorm(),
+        relax.transform.FoldConstant(),
+        relax.transform.DeadCodeElimination(),
+    ]
+
+
+def sparse_phase(target):  # pylint: disable=unused-argument
+    """Passes that route sparse layers to the ``schedules`` kernels."""
+    return []
+
+
+def _backend(target):
+    return gpu_generic if target.kind.name in ("opencl", "cuda", "vulkan", "metal") else cpu_generic
+
+
+def build_pipeline(target):
+    """Return the whole pipeline for ``target`` as one pass.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+        The compilation target (already parsed).
+
+    Returns
+    -------
+    tvm.ir.transform.Pass
+        A module pass that takes a Relax module with bound parameters to one ready for
+        ``tvm.compile(..., relax_pipeline=None)``-free building (it includes the finalisation).
+    """
+    backend = _backend(target)
+    passes = (
+        prepare_phase()
+        + sparse_phase(target)
+        + backend.library_dispatch_passes(target)
+        + backend.legalize_passes(target)
+        + backend.dataflow_lower_passes(target)
+        + backend.finalize_passes(target)
+    )
+
+    @tvm.transform.module_pass(opt_level=0, name="tvm_sparse.Pipeline")
+    def _pipeline(mod, _ctx):
+        with target:
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline

@@ -1,0 +1,96 @@
+"""Timing helpers for side-by-side benchmarks on a noisy machine.
+
+Candidates are run in interleaved rounds (A, B, C, A, B, C, ...) so that a burst of load from
+another process hits all of them alike; each candidate's median over the rounds is reported.
+"""
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median and spread of one candidate's per-call latency, in milliseconds."""
+
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    rounds: int
+
+
+def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, min_round_s=0.05):
+    """Time several callables in interleaved rounds and return each one's median latency.
+
+    Parameters
+    ----------
+    candidates : dict[str, callable]
+        Name -> zero-argument callable that runs one inference (and waits for its result).
+    rounds : int
+        Number of interleaved rounds; the median is taken over them.
+    calls_per_round : int or None
+        Calls per candidate per round; by default chosen per candidate so that one round
+        lasts at least ``min_round_s`` seconds.
+    warmup : int
+        Untimed calls per candidate before the first round.
+    min_round_s : float
+        Target duration of one round when ``calls_per_round`` is None.
+
+    Returns
+    -------
+    dict[str, Timing]
+        Per candidate, the per-call latency statistics over the rounds.
+    """
+    calls = {}
+    for name, fn in candidates.items():
+        for _ in range(warmup):
+            fn()
+        start = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - start, 1e-6)
+        calls[name] = calls_per_round or max(1, int(min_round_s / once))
+    samples = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) * 1e3 / calls[name])
+    return {
+        name: Timing(statistics.median(values), min(values), max(values), len(values))
+        for name, values in samples.items()
+    }
+
+
+def configure_threads(count):
+    """Use ``count`` threads in PyTorch and in TVM's runtime for the rest of this process.
+
+    TVM's thread pool reads ``TVM_NUM_THREADS`` once, when its first parallel kernel runs, and
+    ``runtime.config_threadpool`` does not resize it afterwards in TVM 0.27. So a benchmark that
+    compares thread counts runs each count in its own process and calls this first.
+
+    Parameters
+    ----------
+    count : int
+        Number of worker threads.
+
+    Raises
+    ------
+    RuntimeError
+        If TVM's pool was already configured in this process with another count.
+    """
+    current = os.environ.get("TVM_NUM_THREADS")
+    if _TVM_POOL_STARTED.get("started") and current != str(count):
+        raise RuntimeError(
+            f"TVM's thread pool already runs with TVM_NUM_THREADS={current}; "
+            f"start a new process to use {count} threads"
+        )
+    import torch
+
+    os.environ["TVM_NUM_THREADS"] = str(count)
+    torch.set_num_threads(count)
+    _TVM_POOL_STARTED["started"] = True
+
+
+_TVM_POOL_STARTED = {}
