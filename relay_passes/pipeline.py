@@ -11,17 +11,19 @@
 
 import tvm
 from tvm import relax
-from tvm.relax.backend import cpu_generic, gpu_generic
-
-from relay_passes.fold_batchnorm import FoldBatchNorm
+from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+from tvm.relax.backend.gpu_generic import pipeline as gpu_generic
 
 
 def prepare_phase():
     """Passes that normalise the graph after the parameters are bound."""
     return [
-        relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
-        FoldBatchNorm(),
+        # TVM's own pass; it scales each filter, so pruned zeros stay exactly zero. It matches
+        # relax.nn.batch_norm, so it runs before DecomposeOpsForInference expands what is left
+        # (a BatchNorm that follows no convolution).
+        relax.transform.FoldBatchnormToConv2D(),
+        relax.transform.DecomposeOpsForInference(),
         relax.transform.FoldConstant(),
         relax.transform.DeadCodeElimination(),
     ]

@@ -1,0 +1,272 @@
+"""``tvm_sparse.compile``: bind weights, run the tvm_sparse pipeline and build for a target."""
+
+import logging
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from relay_passes.pipeline import build_pipeline
+from tvm_sparse.target import is_aarch64, is_android, parse_target
+
+logger = logging.getLogger(__name__)
+
+#: The cross compiler for aarch64 Linux (Debian package g++-aarch64-linux-gnu).
+AARCH64_LINUX_CXX = "aarch64-linux-gnu-g++"
+
+
+@dataclass(frozen=True)
+class LayerDecision:
+    """What the sparse passes decided for one convolution or linear layer."""
+
+    name: str
+    op: str
+    weight_shape: tuple
+    structure: str
+    density: float
+    decision: str
+    kernel: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of one input of a compiled model."""
+
+    name: str
+    shape: tuple
+    dtype: str
+
+
+@dataclass
+class CompiledModel:
+    """A model compiled by :func:`compile`.
+
+    Attributes
+    ----------
+    executable : tvm.runtime.Executable
+        The Relax executable (run it with ``relax.VirtualMachine``).
+    target : tvm.target.Target
+        The target it was compiled for.
+    inputs : list[TensorSpec]
+        The runtime inputs of ``main``, in order.
+    report : list[LayerDecision]
+        One entry per convolution/linear layer the sparse passes looked at.
+    """
+
+    executable: object
+    target: object
+    inputs: list
+    report: list = field(default_factory=list)
+
+    @property
+    def runs_here(self):
+        """Whether this machine can run the executable (a CPU target for this CPU's architecture)."""
+        if self.target.kind.name != "llvm":
+            return False
+        return is_aarch64(self.target) == (platform.machine() in ("aarch64", "arm64"))
+
+    def check_inputs(self, inputs):
+        """Convert inputs to numpy and check their number, shapes and dtypes against :attr:`inputs`.
+
+        Parameters
+        ----------
+        inputs : sequence of array-like (numpy arrays or torch tensors)
+
+        Returns
+        -------
+        list[numpy.ndarray]
+
+        Raises
+        ------
+        ValueError
+            If the number, a shape or a dtype does not match, naming the input.
+        """
+        if len(inputs) != len(self.inputs):
+            names = ", ".join(spec.name for spec in self.inputs)
+            raise ValueError(f"the model takes {len(self.inputs)} input(s) ({names}), got {len(inputs)}")
+        arrays = []
+        for value, spec in zip(inputs, self.inputs):
+            array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            if tuple(array.shape) != spec.shape:
+                raise ValueError(f"input {spec.name!r} must have shape {spec.shape}, got {tuple(array.shape)}")
+            if str(array.dtype) != spec.dtype:
+                raise ValueError(f"input {spec.name!r} must have dtype {spec.dtype}, got {array.dtype}")
+            arrays.append(np.ascontiguousarray(array))
+        return arrays
+
+    def virtual_machine(self, device=None):
+        """A Relax virtual machine for the executable on ``device`` (default: this CPU)."""
+        if device is None:
+            if not self.runs_here:
+                raise RuntimeError(
+                    f"this model is compiled for {self.target}, which this {platform.machine()} machine "
+                    "cannot run: export it with export_library() and run it over RPC (tvm_sparse.rpc)"
+                )
+            device = tvm.cpu()
+        return relax.VirtualMachine(self.executable, device)
+
+    def run(self, *inputs):
+        """Run the model on this machine.
+
+        Parameters
+        ----------
+        *inputs : array-like
+            One value per entry of :attr:`inputs` (numpy arrays or torch tensors).
+
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            The single output, or a tuple when the model has several.
+        """
+        arrays = self.check_inputs(inputs)
+        vm = self.virtual_machine()
+        device = tvm.cpu()
+        outputs = vm["main"](*(tvm.runtime.tensor(array, device) for array in arrays))
+        return unpack_outputs(outputs)
+
+    __call__ = run
+
+    def export_library(self, path, cross_compiler=None):
+        """Write the executable as a shared library that ``tvm.runtime.load_module`` loads on the target.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write the ``.so``.
+        cross_compiler : str, optional
+            The C++ compiler driver that links for the target. By default: this machine's compiler
+            for a local target, ``aarch64-linux-gnu-g++`` for Linux aarch64, and ``$TVM_NDK_CC``
+            (the Android NDK's clang++ for the device's ABI) for Android.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        path = os.fspath(path)
+        compiler = cross_compiler or default_cross_compiler(self.target)
+        if compiler is None:
+            self.executable.export_library(path)
+        else:
+            if shutil.which(compiler) is None:
+                raise RuntimeError(
+                    f"the cross compiler {compiler!r} for {self.target.attrs.get('mtriple')} is not installed; "
+                    + ("run `tvm-sparse phone-emulator --prepare-only` or `apt-get install g++-aarch64-linux-gnu`"
+                       if compiler == AARCH64_LINUX_CXX else "point TVM_NDK_CC at the NDK's clang++")
+                )
+            self.executable.export_library(path, fcompile=tvm.support.cc.cross_compiler(compiler))
+        return path
+
+    def summary(self):
+        """The per-layer report as text lines (one per layer; a note when there is none)."""
+        if not self.report:
+            return ["no convolution or linear layer was routed to a sparse kernel"]
+        return [f"{d.name}: {d.op} {d.weight_shape} {d.structure} density={d.density:.3f} "
+                f"-> {d.decision} ({d.kernel}): {d.reason}" for d in self.report]
+
+
+def default_cross_compiler(target):
+    """The compiler driver that links a library for ``target``, or None for this machine's own.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+
+    Returns
+    -------
+    str or None
+    """
+    if is_android(target):
+        ndk = os.environ.get("TVM_NDK_CC")
+        if not ndk:
+            raise RuntimeError("exporting for Android needs the NDK: set TVM_NDK_CC to the NDK's "
+                               "aarch64-linux-android<API>-clang++ or pass cross_compiler=")
+        return ndk
+    if is_aarch64(target) and platform.machine() not in ("aarch64", "arm64"):
+        return AARCH64_LINUX_CXX
+    return None
+
+
+def unpack_outputs(outputs):
+    """Turn a VM result (a tensor or a tuple of them) into numpy: one array, or a tuple of arrays."""
+    if isinstance(outputs, tvm.runtime.Tensor):
+        return outputs.numpy()
+    arrays = tuple(unpack_outputs(item) for item in outputs)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def bind_params(mod, params):
+    """Bind weights to ``main``'s parameters of the same names, checking names, shapes and dtypes.
+
+    Parameters
+    ----------
+    mod : tvm.IRModule
+    params : dict[str, array-like]
+        Name -> numpy array, ``tvm.runtime.Tensor`` or torch tensor.
+
+    Returns
+    -------
+    tvm.IRModule
+
+    Raises
+    ------
+    ValueError
+        For a name ``main`` does not take, or a shape or dtype that differs from the parameter's.
+    """
+    main = mod["main"]
+    by_name = {param.name: param for param in main.params}
+    arrays = {}
+    for name, value in params.items():
+        if name not in by_name:
+            raise ValueError(f"params has {name!r}, which is not a parameter of main; "
+                             f"main takes {[p.name for p in main.params]}")
+        array = _to_numpy(value)
+        expected = by_name[name].ty
+        shape = tuple(int(dim) for dim in expected.shape)
+        if tuple(array.shape) != shape or str(array.dtype) != expected.dtype:
+            raise ValueError(f"param {name!r} is {array.dtype}{list(array.shape)}, "
+                             f"but main expects {expected.dtype}{list(shape)}")
+        arrays[name] = tvm.runtime.tensor(array)
+    return relax.transform.BindParams("main", arrays)(mod)
+
+
+def _to_numpy(value):
+    if isinstance(value, tvm.runtime.Tensor):
+        return value.numpy()
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def compile(mod, params=None, target="llvm", host=None):  # pylint: disable=redefined-builtin
+    """Compile a Relax module (from :func:`tvm_sparse.from_torch`) with the tvm_sparse pipeline.
+
+    Parameters
+    ----------
+    mod : tvm.IRModule
+        A Relax module with a ``main`` function.
+    params : dict[str, array-like], optional
+        Weights to bind as constants, by parameter name. Parameters left unbound stay runtime inputs.
+    target : str or dict or tvm.target.Target
+        Where the model will run: ``"llvm"`` (this CPU), ``"llvm -mtriple=aarch64"``,
+        ``"llvm -mtriple=aarch64-linux-android -mcpu=cortex-a76"``, ``"opencl -device=mali"``, ...
+        (see :func:`tvm_sparse.target.parse_target`).
+    host : str or dict or tvm.target.Target, optional
+        Host of a GPU target (default for Mali/Adreno: aarch64 Linux).
+
+    Returns
+    -------
+    CompiledModel
+    """
+    target = parse_target(target, host)
+    if params:
+        mod = bind_params(mod, params)
+    inputs = [TensorSpec(p.name, tuple(int(d) for d in p.ty.shape), str(p.ty.dtype)) for p in mod["main"].params]
+    logger.info("compiling for %s", target)
+    executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target))
+    return CompiledModel(executable, target, inputs)

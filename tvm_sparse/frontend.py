@@ -1,0 +1,67 @@
+"""Import a PyTorch model into a Relax module whose weights keep their ``state_dict`` names."""
+
+import logging
+
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind
+from tvm import relax
+from tvm.relax.frontend.torch import from_exported_program
+
+logger = logging.getLogger(__name__)
+
+
+def from_torch(model, example_inputs):
+    """Export a PyTorch model with ``torch.export`` and import it with TVM's Relax frontend.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or torch.export.ExportedProgram
+        The model, in the mode it should be compiled in (call ``model.eval()`` first for
+        inference: a model in training mode is exported as it is, with a warning).
+    example_inputs : torch.Tensor or tuple of torch.Tensor
+        Inputs whose shapes and dtypes the compiled model will take.
+
+    Returns
+    -------
+    mod : tvm.IRModule
+        A Relax module whose ``main`` takes the model inputs followed by one parameter per weight
+        and buffer, each named by its ``state_dict`` key (``"layer1.0.conv1.weight"``).
+    params : dict[str, tvm.runtime.Tensor]
+        The weights and buffers by ``state_dict`` key, in the order of ``main``'s parameters.
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    if isinstance(model, ExportedProgram):
+        exported = model
+    else:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"from_torch takes a torch.nn.Module or ExportedProgram, not {type(model).__name__}")
+        if model.training:
+            logger.warning("%s is in training mode; call model.eval() to compile it for inference",
+                           type(model).__name__)
+        with torch.no_grad():
+            exported = torch.export.export(model, tuple(example_inputs))
+    mod = from_exported_program(exported, keep_params_as_input=True)
+    mod, detached = relax.frontend.detach_params(mod)
+    return _rename_params(mod, detached.get("main", []), _state_dict_names(exported))
+
+
+def _state_dict_names(exported):
+    """Map the exported placeholder names (``p_conv1_weight``) to ``state_dict`` keys (``conv1.weight``)."""
+    kinds = (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR)
+    return {spec.arg.name: spec.target for spec in exported.graph_signature.input_specs
+            if spec.kind in kinds}
+
+
+def _rename_params(mod, values, fqn_by_placeholder):
+    """Rename ``main``'s weight parameters to their ``state_dict`` keys."""
+    main = mod["main"]
+    num_inputs = len(main.params) - len(values)
+    old_params = list(main.params[num_inputs:])
+    new_params = [relax.Var(fqn_by_placeholder.get(p.name, p.name), p.ty) for p in old_params]
+    body = main.bind_params({old: new for old, new in zip(old_params, new_params)}).body
+    renamed = relax.Function(list(main.params[:num_inputs]) + new_params, body, main.ret_ty,
+                             main.is_pure, main.attrs, main.span)
+    mod["main"] = renamed
+    return mod, {param.name: value for param, value in zip(new_params, values)}
