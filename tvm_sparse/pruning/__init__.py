@@ -1,0 +1,1 @@
+"""Pruning of PyTorch models into the structures the compiler accelerates (torch and numpy only)."""
