@@ -12,6 +12,7 @@ from importlib import import_module
 COMMAND_MODULES = (
     "tvm_sparse.commands.demo",
     "tvm_sparse.commands.phone_emulator",
+    "tvm_sparse.commands.prune_report",
 )
 
 

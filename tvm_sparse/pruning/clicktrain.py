@@ -150,6 +150,18 @@ class ClickTrainSparsifier(BaseSparsifier):
         """Whether the last hard prune is done (the masks are final)."""
         return self.step_count > self._prune_steps[-1]
 
+    def importance(self):
+        """``{tensor_fqn: accumulated importance}``, the moving average of ``(W * dL/dW)**2``."""
+        return dict(self._importance)
+
+    def plan(self):
+        """See :meth:`BaseSparsifier.plan`; only once the last hard prune is done."""
+        if not self.finished:
+            raise RuntimeError(
+                f"ClickTrain is not finished: step {self.step_count}, last hard prune at step {self._prune_steps[-1]}"
+            )
+        return super().plan()
+
     def _next_stage(self):
         return next(i for i, at in enumerate(self._prune_steps) if at >= self.step_count)
 

@@ -178,8 +178,3 @@ def prune_after_training(data, settings, make_config, method="magnitude"):
     model, plan, seconds = _timed(recipe)
     return PruneResult(model, plan, evaluate(model, data.x_test, data.y_test), seconds)
 
-
-def weights_of(model):
-    """The model's state_dict as numpy arrays (what :func:`tvm_sparse.plan.verify_plan` takes)."""
-    return {name: tensor.detach().numpy() for name, tensor in model.state_dict().items()}
-

@@ -1,0 +1,220 @@
+"""``tvm-sparse prune-report``: accuracy vs compression per scheme, and the cost of pruning during vs after training.
+
+On digits (always) and CIFAR-10 (when ``--cifar10 DIR`` is given) it prints two tables:
+
+1. *Cost*: dense training, ClickTrain (pruning during training, same epochs as dense) and the two
+   prune-after-training baselines (magnitude + fine-tune, ADMM + fine-tune; both include their
+   dense pre-training), all with pattern + connectivity pruning of the 3x3 convolutions. The runs
+   are interleaved over ``--repeats`` seeds; accuracies and wall times are medians.
+2. *Schemes*: accuracy and measured compression of every scheme, ClickTrain vs magnitude +
+   fine-tune, one seed.
+
+The issue's targets are printed as met or not: ClickTrain time <= 1.2x dense and <= 0.5x
+prune-after-training, at accuracy equal to or better than prune-after-training.
+"""
+
+import os
+import statistics
+from dataclasses import dataclass
+
+DURING_VS_DENSE_TARGET = 1.2
+DURING_VS_AFTER_TARGET = 0.5
+
+
+def register(subparsers):
+    """Add the ``prune-report`` sub-command."""
+    parser = subparsers.add_parser(
+        "prune-report",
+        help="accuracy vs compression per pruning scheme, and wall time of pruning during vs after training",
+        description="Train a small CNN on scikit-learn's digits (and on CIFAR-10 from --cifar10 DIR) dense, "
+        "with ClickTrain pruning during training, and with prune-after-training baselines (magnitude and "
+        "ADMM, each followed by fine-tuning); print accuracy, measured compression and wall time.",
+    )
+    parser.add_argument("--cifar10", metavar="DIR", help="folder of the CIFAR-10 python batches (no download)")
+    parser.add_argument("--cifar10-train-limit", type=int, default=None, metavar="N",
+                        help="train on the first N CIFAR-10 images only (quicker runs)")
+    parser.add_argument("--compression", type=float, default=8.0,
+                        help="target compression of the pruned tensors (default 8)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved seeds of the cost table (default 3)")
+    parser.add_argument("--epochs", type=int, default=12, help="dense and ClickTrain epochs (default 12)")
+    parser.add_argument("--finetune-epochs", type=int, default=8, help="fine-tuning after pruning (default 8)")
+    parser.add_argument("--admm-epochs", type=int, default=6, help="ADMM epochs before its hard prune (default 6)")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
+    parser.add_argument("--skip-schemes", action="store_true", help="print the cost table only")
+    parser.set_defaults(func=run)
+
+
+@dataclass
+class Measurement:
+    """Medians over the seeds of one recipe."""
+
+    accuracy: float
+    seconds: float
+    compression: float
+
+
+def scheme_configs(model, compression):
+    """``{label: config}``: every scheme at ``compression`` on the tensors it is made for."""
+    from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, FilterScheme, UnstructuredScheme
+    from tvm_sparse.pruning.workflows import conv3x3_config, pattern_for_compression
+
+    sparsity = 1.0 - 1.0 / compression
+    return {
+        "pattern 4/9 + connectivity (3x3 convs)": conv3x3_config(model, pattern_for_compression(compression)),
+        "block-punched 8x4 (3x3 convs)": conv3x3_config(model, BlockPunchedScheme(block=(8, 4), sparsity=sparsity)),
+        "unstructured (3x3 convs)": conv3x3_config(model, UnstructuredScheme(sparsity=sparsity)),
+        "filter (3x3 convs)": conv3x3_config(model, FilterScheme(sparsity=sparsity)),
+        "BSR 4x4 (fc1)": {"fc1.weight": BSRScheme(block=(4, 4), sparsity=sparsity)},
+    }
+
+
+def _measure(result):
+    from tvm_sparse.plan import verify_plan
+    from tvm_sparse.pruning.export import weights_of
+    from tvm_sparse.pruning.workflows import measured_compression
+
+    if result.plan:
+        verify_plan(result.plan, weights_of(result.model))
+        compression = measured_compression(result.model, list(result.plan))
+    else:
+        compression = 1.0
+    return result.accuracy, result.seconds, compression
+
+
+def cost_table(data, settings, compression, repeats, progress):
+    """Interleaved repeats of dense / during / after training with pattern pruning; medians per recipe."""
+    from dataclasses import replace
+
+    from tvm_sparse.pruning import workflows
+
+    label = "pattern 4/9 + connectivity (3x3 convs)"
+
+    def make_config(model):
+        return scheme_configs(model, compression)[label]
+
+    recipes = {
+        "dense training": lambda s: workflows.train_dense(data, s),
+        "ClickTrain (during training)": lambda s: workflows.train_with_clicktrain(data, s, make_config),
+        "magnitude + fine-tune (after)": lambda s: workflows.prune_after_training(data, s, make_config, "magnitude"),
+        "ADMM + fine-tune (after)": lambda s: workflows.prune_after_training(data, s, make_config, "admm"),
+    }
+    samples = {name: [] for name in recipes}
+    for seed in range(repeats):
+        for name, recipe in recipes.items():
+            progress(f"{data.name}: {name}, seed {seed + 1}/{repeats}")
+            samples[name].append(_measure(recipe(replace(settings, seed=seed))))
+    return {
+        name: Measurement(*(statistics.median(values) for values in zip(*runs)))
+        for name, runs in samples.items()
+    }
+
+
+def scheme_table(data, settings, compression, progress):
+    """Per scheme, ClickTrain and magnitude + fine-tune at ``compression`` (one seed)."""
+    from tvm_sparse.pruning import workflows
+
+    rows = {}
+    for label in scheme_configs(workflows.new_model(data, 0), compression):
+        def make_config(model, label=label):
+            return scheme_configs(model, compression)[label]
+
+        progress(f"{data.name}: {label}")
+        rows[label] = {
+            "ClickTrain": Measurement(*_measure(workflows.train_with_clicktrain(data, settings, make_config))),
+            "magnitude + fine-tune": Measurement(
+                *_measure(workflows.prune_after_training(data, settings, make_config, "magnitude"))
+            ),
+        }
+    return rows
+
+
+def _verdict(ok):
+    return "[green]met[/green]" if ok else "[red]not met[/red]"
+
+
+def print_cost(console, data, costs, settings, repeats):
+    """The cost table and the targets' verdicts."""
+    from rich.table import Table
+
+    dense = costs["dense training"]
+    table = Table(
+        title=f"{data.name}: cost of pruning (pattern + connectivity on the 3x3 convs), medians of {repeats} seeds"
+    )
+    for column in ("recipe", "epochs", "compression", "accuracy %", "Δ vs dense", "wall time s", "× dense"):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    epochs = {
+        "dense training": f"{settings.epochs}",
+        "ClickTrain (during training)": f"{settings.epochs}",
+        "magnitude + fine-tune (after)": f"{settings.epochs}+{settings.finetune_epochs}",
+        "ADMM + fine-tune (after)": f"{settings.epochs}+{settings.admm_epochs}+{settings.finetune_epochs}",
+    }
+    for name, m in costs.items():
+        table.add_row(
+            name, epochs[name], f"{m.compression:.2f}x", f"{m.accuracy:.2f}", f"{m.accuracy - dense.accuracy:+.2f}",
+            f"{m.seconds:.1f}", f"{m.seconds / dense.seconds:.2f}",
+        )
+    console.print(table)
+    during = costs["ClickTrain (during training)"]
+    vs_dense = during.seconds / dense.seconds
+    console.print(
+        f"  ClickTrain time / dense training = {vs_dense:.2f} (target <= {DURING_VS_DENSE_TARGET}): "
+        f"{_verdict(vs_dense <= DURING_VS_DENSE_TARGET)}"
+    )
+    for name in ("magnitude + fine-tune (after)", "ADMM + fine-tune (after)"):
+        after = costs[name]
+        ratio = during.seconds / after.seconds
+        console.print(
+            f"  ClickTrain vs {name}: time ratio {ratio:.2f} (target <= {DURING_VS_AFTER_TARGET}): "
+            f"{_verdict(ratio <= DURING_VS_AFTER_TARGET)}; accuracy {during.accuracy:.2f} vs {after.accuracy:.2f} "
+            f"(target >=): {_verdict(during.accuracy >= after.accuracy)}"
+        )
+
+
+def print_schemes(console, data, rows, compression):
+    """The accuracy-vs-compression table."""
+    from rich.table import Table
+
+    table = Table(title=f"{data.name}: accuracy vs compression, target {compression:g}x on the pruned tensors, seed 0")
+    for column in ("scheme", "method", "compression", "accuracy %", "wall time s"):
+        table.add_column(column, justify="left" if column in ("scheme", "method") else "right")
+    for label, methods in rows.items():
+        for method, m in methods.items():
+            table.add_row(label, method, f"{m.compression:.2f}x", f"{m.accuracy:.2f}", f"{m.seconds:.1f}")
+    console.print(table)
+
+
+def run(args):
+    """Train, prune and print the tables; returns 2 when the CIFAR-10 folder is wrong."""
+    import torch
+    from rich.console import Console
+
+    from tvm_sparse.data import DataError, load_cifar10, load_digits
+    from tvm_sparse.pruning.workflows import TrainSettings
+
+    console = Console()
+    torch.set_num_threads(args.threads)
+    datasets = [load_digits()]
+    if args.cifar10:
+        try:
+            datasets.append(load_cifar10(args.cifar10, train_limit=args.cifar10_train_limit))
+        except DataError as err:
+            console.print(f"[red]error:[/red] {err}")
+            return 2
+    settings = TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, admm_epochs=args.admm_epochs)
+    load = os.getloadavg()
+    console.print(
+        f"PyTorch {torch.__version__}, {args.threads} thread(s), Adam lr {settings.lr}, batch {settings.batch_size}; "
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    with console.status("training") as status:
+        def progress(text):
+            status.update(text)
+
+        for data in datasets:
+            costs = cost_table(data, settings, args.compression, args.repeats, progress)
+            print_cost(console, data, costs, settings, args.repeats)
+            if not args.skip_schemes:
+                print_schemes(console, data, scheme_table(data, settings, args.compression, progress), args.compression)
+    load = os.getloadavg()
+    console.print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return 0
