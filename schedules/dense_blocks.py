@@ -1,0 +1,125 @@
+"""The schedule steps that the dense CPU rules (``schedules.dense_*``) share.
+
+Every dense kernel that ``LegalizeOps`` + ``FuseTIR`` produce has the same shape: an optional
+padding block, one *accumulating* block (a reduction: convolution or matmul) writing an
+intermediate buffer, then element-wise epilogue blocks (bias, folded BatchNorm, residual add,
+ReLU/ReLU6) of which the last writes the output. :func:`schedule_register_tile` turns that into
+one parallel loop over output tiles; per tile, the accumulator tile lives in vector registers for
+the whole reduction and the epilogue is applied when the tile is written out.
+"""
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import get_root_block
+
+#: Iterator type of a data-parallel (spatial) block iterator in ``tirx.IterVar.iter_type``.
+SPATIAL = 0
+
+
+def find_block(sch, names):
+    """The block of ``sch`` whose name is one of ``names``, or None."""
+    for block in sch.get_child_blocks(get_root_block(sch)):
+        if sch.get(block).name_hint in names:
+            return block
+    return None
+
+
+def param_index(func, buffer):
+    """Position of ``buffer`` among the parameters of ``func``, or None when it is not one."""
+    for index, param in enumerate(func.params):
+        if param.same_as(buffer):
+            return index
+    return None
+
+
+def is_spatial(sch, block):
+    """Whether every iterator of ``block`` is data-parallel (an element-wise or injective block)."""
+    return all(int(var.iter_type) == SPATIAL for var in sch.get(block).iter_vars)
+
+
+def extents(buffer):
+    """The shape of a buffer as Python ints."""
+    return [int(dim) for dim in buffer.shape]
+
+
+def schedule_padding(sch, block):
+    """Inline a padding block that only copies (no padding), else fill it in parallel over channels."""
+    pad = sch.get(block)
+    source = pad.reads[0].source
+    if extents(source) == extents(pad.writes[0].source):
+        sch.compute_inline(block)
+        return
+    loops = sch.get_loops(block)
+    sch.parallel(sch.fuse(*loops[:2]))
+
+
+def schedule_register_tile(sch, accumulate, tile, accumulator_order):
+    """Tile the output, keep the accumulator tile in registers and fuse the epilogue.
+
+    Parameters
+    ----------
+    sch : tvm.s_tir.Schedule
+    accumulate : SBlockRV
+        The reduction block (its spatial iterators in the order of the output axes).
+    tile : list of int or ExprRV
+        Tile size per output axis (1 = not tiled); must divide the extents.
+    accumulator_order : list of int
+        Order of the output axes in the accumulator tile; its last axis is vectorized. The tile
+        is written out vectorized along the output's last (contiguous) axis.
+
+    Returns
+    -------
+    LoopRV
+        The parallel loop over output tiles.
+    """
+    blocks = sch.get_child_blocks(get_root_block(sch))
+    position = [sch.get(b).name_hint for b in blocks].index(sch.get(accumulate).name_hint)
+    if position == len(blocks) - 1:
+        sch.cache_write(accumulate, 0, "global")
+        blocks = sch.get_child_blocks(get_root_block(sch))
+    output = blocks[-1]
+    for block in blocks[position + 1 : -1]:
+        sch.compute_inline(block)
+    sch.transform_layout(accumulate, ("write", 0), lambda *axes: [axes[i] for i in accumulator_order])
+
+    outer, inner = [], []
+    for loop, factor in zip(sch.get_loops(output), tile):
+        loop_outer, loop_inner = sch.split(loop, [None, factor])
+        outer.append(loop_outer)
+        inner.append(loop_inner)
+    sch.reorder(*outer, *inner)
+    tiles = sch.fuse(*outer)
+    sch.parallel(tiles)
+    sch.vectorize(inner[-1])
+
+    sch.compute_at(accumulate, tiles, preserve_unit_loops=True)
+    loops = sch.get_loops(accumulate)[1:]
+    iter_vars = sch.get(accumulate).iter_vars
+    spatial = [loops[i] for i, var in enumerate(iter_vars) if int(var.iter_type) == SPATIAL]
+    reduction = [loops[i] for i, var in enumerate(iter_vars) if int(var.iter_type) != SPATIAL]
+    ordered = [spatial[i] for i in accumulator_order]
+    sch.reorder(*reduction, *ordered)
+    for loop in ordered[:-1]:
+        sch.unroll(loop)
+    sch.vectorize(ordered[-1])
+    sch.decompose_reduction(accumulate, reduction[0])
+    return tiles
+
+
+def try_schedule(func, steps):
+    """Run ``steps(sch)`` on a new schedule of ``func``; None when a primitive refuses the function.
+
+    Rules use it so that a function whose structure differs from what the rule expects (found
+    only while scheduling) is left to the next rule instead of failing the build.
+    """
+    sch = s_tir.Schedule(func)
+    try:
+        if steps(sch) is False:
+            return None
+    except s_tir.ScheduleError:
+        return None
+    return sch
+
+
+def is_prim_func(func):
+    """Whether ``func`` is a TIR PrimFunc (rules also see Relax functions of the module)."""
+    return isinstance(func, tirx.PrimFunc)

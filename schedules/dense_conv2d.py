@@ -1,0 +1,134 @@
+"""Dense NCHW ``conv2d`` (groups = 1, any kernel, stride, padding, dilation) for x86 and ARM CPUs.
+
+The kernel is the register-tiled direct convolution of GEMM libraries: an output tile of
+``kb`` channels x ``yt`` rows x ``xt`` columns stays in vector registers (``kb`` along the
+vector lanes) while the loop runs over input channels and kernel taps; each step loads one
+vector of ``kb`` filter weights and broadcasts one input value per output pixel. For that
+vector load to be contiguous, the constant weight ``[K, C, R, S]`` is packed at compile time to
+``[K / kb, C, R, S, kb]`` (:class:`WeightPacking`, applied by
+``relay_passes.schedule_dense.PackDenseWeights``); :class:`DenseConv2dNCHW` schedules the
+packed function. Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is
+written out.
+
+Tuning: with ``tunable=True`` the tile rows and columns are sampled (``sample_categorical``)
+among the divisors of the output height and width, so MetaSchedule can search them.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import s_tir
+from tvm.s_tir.dlight import ScheduleRule
+
+from .dense_blocks import extents, find_block, is_prim_func, param_index, schedule_padding
+from .dense_blocks import schedule_register_tile, try_schedule
+from .dense_tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
+from .target_info import as_target, vector_lanes
+
+#: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
+CONV_BLOCK = "conv2d_nchw"
+
+
+@dataclass(frozen=True)
+class WeightPacking:
+    """The compile-time layout change of a convolution weight: ``[K, C, R, S]`` -> ``[K/kb, C, R, S, kb]``.
+
+    Attributes
+    ----------
+    param : int
+        Position of the weight among the PrimFunc's parameters.
+    channels_per_block : int
+        ``kb``, the output channels of one register tile (a multiple of the vector width when
+        the channel count allows).
+    """
+
+    param: int
+    channels_per_block: int
+
+    def index_map(self, k, c, r, s):
+        """The new indices of weight element ``[k, c, r, s]``."""
+        kb = self.channels_per_block
+        return k // kb, c, r, s, k % kb
+
+    def pack(self, weight):
+        """Pack a ``[K, C, R, S]`` numpy weight the way :meth:`apply` changed the function."""
+        k, c, r, s = weight.shape
+        kb = self.channels_per_block
+        return np.ascontiguousarray(weight.reshape(k // kb, kb, c, r, s).transpose(0, 2, 3, 4, 1))
+
+    def apply(self, func):
+        """``func`` with its weight parameter in the packed layout."""
+        sch = s_tir.Schedule(func)
+        sch.transform_layout(find_block(sch, (CONV_BLOCK,)), ("read", 1), self.index_map)
+        return sch.mod["main"]
+
+
+def conv2d_weight_packing(func, target):
+    """The weight packing that :class:`DenseConv2dNCHW` needs for ``func``, or None.
+
+    Parameters
+    ----------
+    func : tvm.tirx.PrimFunc
+        A legalized (possibly fused) function.
+    target : tvm.target.Target
+
+    Returns
+    -------
+    WeightPacking or None
+        None when ``func`` has no groups = 1 NCHW convolution reading an unpacked 4-D weight
+        parameter, or when the target is not a CPU.
+    """
+    if not is_prim_func(func) or as_target(target).kind.name != "llvm":
+        return None
+    sch = s_tir.Schedule(func)
+    conv = find_block(sch, (CONV_BLOCK,))
+    if conv is None:
+        return None
+    weight = sch.get(conv).reads[1].source
+    index = param_index(func, weight)
+    if index is None or len(weight.shape) != 4:
+        return None
+    return WeightPacking(index, channel_block(extents(weight)[0], target))
+
+
+class DenseConv2dNCHW(ScheduleRule):
+    """Schedule rule for a groups = 1 NCHW convolution whose weight is packed (:class:`WeightPacking`).
+
+    Parameters
+    ----------
+    max_tile_width : int
+        Largest number of output columns in a register tile (the default tile is at most this
+        wide, and as tall as the target's registers allow).
+    """
+
+    def __init__(self, max_tile_width=8):
+        self.max_tile_width = max_tile_width
+
+    def apply(self, func, target, tunable):
+        if not is_prim_func(func) or target.kind.name != "llvm":
+            return None
+        probe = s_tir.Schedule(func)
+        conv = find_block(probe, (CONV_BLOCK,))
+        if conv is None or len(probe.get(conv).reads[1].source.shape) != 5:
+            return None
+        _, _, height, width = extents(probe.get(conv).writes[0].source)
+        kb = extents(probe.get(conv).reads[1].source)[-1]
+        return try_schedule(func, lambda sch: self._schedule(sch, target, tunable, kb, height, width))
+
+    def default_tile(self, target, kb, height, width):
+        """Rows and columns of the untuned register tile."""
+        pixels = accumulator_budget(target) // max(1, kb // vector_lanes(target))
+        return spatial_tile(height, width, max(1, pixels), self.max_tile_width)
+
+    def _schedule(self, sch, target, tunable, kb, height, width):
+        conv = find_block(sch, (CONV_BLOCK,))
+        yt, xt = self.default_tile(target, kb, height, width)
+        if tunable:
+            yt = sample_divisor(sch, height, 8, yt)
+            xt = sample_divisor(sch, width, 16, xt)
+        pad = find_block(sch, ("pad_temp",))
+        if pad is not None:
+            schedule_padding(sch, pad)
+        # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
+        schedule_register_tile(sch, conv, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1])
+

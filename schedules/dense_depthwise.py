@@ -1,0 +1,62 @@
+"""Dense NCHW grouped and depthwise ``conv2d`` for x86 and ARM CPUs.
+
+A depthwise filter has no reduction over channels to share, so the vector lanes run along the
+output row: a register tile of ``yt`` rows x ``xt`` columns of one channel accumulates
+``R x S`` taps (for grouped convolutions, also the ``C / groups`` input channels of the group),
+each a broadcast weight times a row of inputs. No weight packing is needed: the weight is
+read one scalar at a time. Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applied as
+each tile is written out.
+"""
+
+from tvm import s_tir
+from tvm.s_tir.dlight import ScheduleRule
+
+from .dense_blocks import extents, find_block, is_prim_func, schedule_padding, schedule_register_tile
+from .dense_blocks import try_schedule
+from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
+from .target_info import vector_lanes
+
+#: Name of the convolution block that ``LegalizeOps`` gives an NCHW ``conv2d`` with groups > 1.
+GROUP_CONV_BLOCK = "group_conv2d_nchw"
+
+
+class DepthwiseConv2dNCHW(ScheduleRule):
+    """Schedule rule for NCHW convolutions with groups > 1 (depthwise included).
+
+    Parameters
+    ----------
+    max_tile_rows : int
+        Largest number of output rows in a register tile.
+    """
+
+    def __init__(self, max_tile_rows=4):
+        self.max_tile_rows = max_tile_rows
+
+    def apply(self, func, target, tunable):
+        if not is_prim_func(func) or target.kind.name != "llvm":
+            return None
+        probe = s_tir.Schedule(func)
+        conv = find_block(probe, (GROUP_CONV_BLOCK,))
+        if conv is None:
+            return None
+        _, _, height, width = extents(probe.get(conv).writes[0].source)
+        return try_schedule(func, lambda sch: self._schedule(sch, target, tunable, height, width))
+
+    def default_tile(self, target, height, width):
+        """Rows and columns of the untuned register tile: two vectors wide, rows as registers allow."""
+        lanes = vector_lanes(target)
+        xt = largest_divisor(width, 2 * lanes)
+        vectors_per_row = -(-xt // lanes)
+        rows = min(self.max_tile_rows, max(1, accumulator_budget(target) // vectors_per_row))
+        return largest_divisor(height, rows), xt
+
+    def _schedule(self, sch, target, tunable, height, width):
+        conv = find_block(sch, (GROUP_CONV_BLOCK,))
+        yt, xt = self.default_tile(target, height, width)
+        if tunable:
+            yt = sample_divisor(sch, height, 8, yt)
+            xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
+        pad = find_block(sch, ("pad_temp",))
+        if pad is not None:
+            schedule_padding(sch, pad)
+        schedule_register_tile(sch, conv, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3])

@@ -1,0 +1,47 @@
+"""Dense ``matmul``/``linear`` (``[M, K] x [K, N]``, with fused bias and activation) for x86 and ARM CPUs.
+
+The register tile is ``mt`` rows x ``nt`` columns of the output, the columns along the vector
+lanes; each step of the reduction loads a row segment of the weight and broadcasts one input
+value per row. With batch 1 (a GEMV, the classifier of a CNN) the tile is one row of up to two
+vectors, and tiles of columns run in parallel.
+"""
+
+from tvm import s_tir
+from tvm.s_tir.dlight import ScheduleRule
+
+from .dense_blocks import extents, find_block, is_prim_func, schedule_register_tile, try_schedule
+from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
+from .target_info import vector_lanes
+
+#: Name of the block that ``LegalizeOps`` gives ``relax.matmul``.
+MATMUL_BLOCK = "matmul"
+
+
+class DenseMatmul(ScheduleRule):
+    """Schedule rule for a 2-D ``matmul`` (``linear`` after its constant transpose is folded)."""
+
+    def apply(self, func, target, tunable):
+        if not is_prim_func(func) or target.kind.name != "llvm":
+            return None
+        probe = s_tir.Schedule(func)
+        matmul = find_block(probe, (MATMUL_BLOCK,))
+        if matmul is None or len(probe.get(matmul).writes[0].source.shape) != 2:
+            return None
+        rows, cols = extents(probe.get(matmul).writes[0].source)
+        return try_schedule(func, lambda sch: self._schedule(sch, target, tunable, rows, cols))
+
+    @staticmethod
+    def default_tile(target, rows, cols):
+        """Rows and columns of the untuned register tile."""
+        lanes = vector_lanes(target)
+        nt = largest_divisor(cols, 2 * lanes)
+        mt = largest_divisor(rows, max(1, accumulator_budget(target) // -(-nt // lanes)))
+        return mt, nt
+
+    def _schedule(self, sch, target, tunable, rows, cols):
+        matmul = find_block(sch, (MATMUL_BLOCK,))
+        mt, nt = self.default_tile(target, rows, cols)
+        if tunable:
+            mt = sample_divisor(sch, rows, 16, mt)
+            nt = sample_divisor(sch, cols, 4 * vector_lanes(target), nt)
+        schedule_register_tile(sch, matmul, [mt, nt], accumulator_order=[0, 1])

@@ -1,0 +1,68 @@
+"""Register-tile sizes shared by the dense CPU schedules (``schedules.dense_*``).
+
+A dense kernel keeps a tile of outputs in vector registers while it walks the reduction: the
+tile must fit the register file (with a few registers left for the operands) and its sides must
+divide the output extents, so that the loops need no bound checks and LLVM can unroll them.
+"""
+
+from tvm.target import codegen
+
+from .target_info import as_target, target_family, vector_lanes
+
+
+def vector_registers(target):
+    """How many SIMD registers the target's CPU has: 32 on AVX-512 and AArch64, else 16."""
+    target = as_target(target)
+    if target_family(target) == "arm_cpu":
+        return 32 if "aarch64" in str(target.attrs.get("mtriple", "")) else 16
+    return 32 if codegen.llvm_cpu_has_features("avx512f", target) else 16
+
+
+def accumulator_budget(target):
+    """Vector accumulators a register tile may hold, leaving registers for the loaded operands."""
+    registers = vector_registers(target)
+    return registers - 8 if registers > 16 else registers - 4
+
+
+def divisors(extent, limit):
+    """The divisors of ``extent`` that are at most ``limit``, largest first."""
+    return [d for d in range(min(extent, limit), 0, -1) if extent % d == 0]
+
+
+def largest_divisor(extent, limit):
+    """The largest divisor of ``extent`` that is at most ``limit`` (at least 1)."""
+    return divisors(extent, max(1, limit))[0]
+
+
+def channel_block(channels, target):
+    """Output channels per register tile: one vector of the target when it divides ``channels``.
+
+    With 16 registers (AVX2, 32-bit ARM) two vectors per row of the tile use the registers better,
+    so a block of two vectors is taken when it divides ``channels``; a channel count that no
+    vector width divides gets its largest divisor below the vector width.
+    """
+    lanes = vector_lanes(target)
+    if vector_registers(target) <= 16 and channels % (2 * lanes) == 0:
+        return 2 * lanes
+    return largest_divisor(channels, lanes)
+
+
+def spatial_tile(height, width, pixels, max_width=8):
+    """Rows and columns ``(yt, xt)`` of an output tile of at most ``pixels`` pixels.
+
+    The columns (the contiguous axis) come first, up to ``max_width``; the rows fill the rest of
+    the budget. Both divide the output extents.
+    """
+    xt = largest_divisor(width, min(max_width, pixels))
+    yt = largest_divisor(height, max(1, pixels // xt))
+    return yt, xt
+
+
+def sample_divisor(sch, extent, limit, default):
+    """A tunable choice (``sch.sample_categorical``) among the divisors of ``extent`` up to ``limit``.
+
+    The candidates are equally likely; ``default`` is the first one and the initial decision, so
+    an untuned trace of the space is the untuned schedule.
+    """
+    candidates = [default] + [d for d in divisors(extent, limit) if d != default]
+    return sch.sample_categorical(candidates, [1.0 / len(candidates)] * len(candidates), decision=0)
