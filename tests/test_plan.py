@@ -50,6 +50,7 @@ def test_plan_module_does_not_import_torch():
         (lambda: PatternScheme(library_size=4, library=LIBRARY[:4] * 2), "0 or 1"),
         (lambda: BlockPunchedScheme(block=(0, 4)), "block"),
         (lambda: BlockPunchedScheme(block=(8,)), "block"),
+        (lambda: BlockPunchedScheme(block=8), "block must be two positive integers"),
         (lambda: BlockPunchedScheme(sparsity=1.0), "sparsity"),
         (lambda: BSRScheme(block=(4, 2.5)), "block"),
         (lambda: BSRScheme(sparsity="0.5"), "sparsity"),

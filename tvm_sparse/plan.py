@@ -42,13 +42,15 @@ def _check_fraction(scheme, name, value):
         raise SchemeError(f"{scheme}: {name} must be a number in [0, 1), got {value!r}")
 
 
-def _check_block(scheme, block):
-    if (
-        not isinstance(block, tuple)
-        or len(block) != 2
-        or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block)
-    ):
+def _checked_block(scheme, block):
+    """``block`` as a tuple of two positive ints, else SchemeError."""
+    try:
+        block = tuple(block)
+    except TypeError:
+        block = (block,)
+    if len(block) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block):
         raise SchemeError(f"{scheme}: block must be two positive integers, got {block!r}")
+    return block
 
 
 def kept_count(total, removed_fraction):
@@ -140,8 +142,22 @@ class PatternScheme:
         return np.array(self.library, dtype=np.uint8)
 
 
+class _SparsityScheme:
+    """Shared by the schemes whose rate is ``sparsity``, the removed fraction (and maybe a ``block``)."""
+
+    def __post_init__(self):
+        if hasattr(self, "block"):
+            object.__setattr__(self, "block", _checked_block(self.name, self.block))
+        _check_fraction(self.name, "sparsity", self.sparsity)
+
+    @property
+    def compression(self):
+        """Dense size over kept size."""
+        return 1.0 / (1.0 - self.sparsity)
+
+
 @dataclass(frozen=True)
-class BlockPunchedScheme:
+class BlockPunchedScheme(_SparsityScheme):
     """Block-punched pruning.
 
     The weight ``[K, C, R, S]`` is viewed as the GEMM matrix ``[K, C*R*S]`` and split into blocks of
@@ -160,19 +176,9 @@ class BlockPunchedScheme:
     block: tuple = (8, 4)
     sparsity: float = 0.0
 
-    def __post_init__(self):
-        object.__setattr__(self, "block", tuple(self.block))
-        _check_block("block_punched", self.block)
-        _check_fraction("block_punched", "sparsity", self.sparsity)
-
-    @property
-    def compression(self):
-        """Dense size over kept size."""
-        return 1.0 / (1.0 - self.sparsity)
-
 
 @dataclass(frozen=True)
-class BSRScheme:
+class BSRScheme(_SparsityScheme):
     """Block sparse rows for 1x1 convolutions and linear layers.
 
     Parameters
@@ -187,19 +193,9 @@ class BSRScheme:
     block: tuple = (4, 4)
     sparsity: float = 0.0
 
-    def __post_init__(self):
-        object.__setattr__(self, "block", tuple(self.block))
-        _check_block("bsr", self.block)
-        _check_fraction("bsr", "sparsity", self.sparsity)
-
-    @property
-    def compression(self):
-        """Dense size over kept size."""
-        return 1.0 / (1.0 - self.sparsity)
-
 
 @dataclass(frozen=True)
-class UnstructuredScheme:
+class UnstructuredScheme(_SparsityScheme):
     """Unstructured magnitude-style pruning (a baseline: no kernel speeds it up much).
 
     Parameters
@@ -211,17 +207,9 @@ class UnstructuredScheme:
     name: ClassVar[str] = "unstructured"
     sparsity: float = 0.0
 
-    def __post_init__(self):
-        _check_fraction("unstructured", "sparsity", self.sparsity)
-
-    @property
-    def compression(self):
-        """Dense size over kept size."""
-        return 1.0 / (1.0 - self.sparsity)
-
 
 @dataclass(frozen=True)
-class FilterScheme:
+class FilterScheme(_SparsityScheme):
     """Filter (output channel) pruning, a baseline.
 
     Parameters
@@ -232,14 +220,6 @@ class FilterScheme:
 
     name: ClassVar[str] = "filter"
     sparsity: float = 0.0
-
-    def __post_init__(self):
-        _check_fraction("filter", "sparsity", self.sparsity)
-
-    @property
-    def compression(self):
-        """Dense size over kept size."""
-        return 1.0 / (1.0 - self.sparsity)
 
 
 SCHEMES = {cls.name: cls for cls in (PatternScheme, BlockPunchedScheme, BSRScheme, UnstructuredScheme, FilterScheme)}

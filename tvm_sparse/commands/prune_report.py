@@ -192,6 +192,8 @@ def run(args):
     from tvm_sparse.pruning.workflows import TrainSettings
 
     console = Console()
+    if not console.is_terminal:  # a log file: no wrapping of the tables
+        console = Console(width=150)
     torch.set_num_threads(args.threads)
     datasets = [load_digits()]
     if args.cifar10:
