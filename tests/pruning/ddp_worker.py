@@ -29,6 +29,8 @@ def main(rank, world_size, init_file, out_file):
     sparsifier.prepare(model, CONFIG)
     # No buffer broadcast: every rank must reach the same masks on its own.
     ddp = DistributedDataParallel(model, broadcast_buffers=False)
+    expected_keys = ["module." + key for key in SmallCNN(width=8).state_dict()]
+    assert list(ddp.state_dict()) == expected_keys, "the masks changed the DDP state_dict keys"
     optimizer = torch.optim.Adam(ddp.parameters(), lr=2e-3)
     data = load_digits()
     x, y = torch.from_numpy(data.x_train[rank::world_size]), torch.from_numpy(data.y_train[rank::world_size])

@@ -114,7 +114,8 @@ class ClickTrainSchedule:
 def scheme_at(scheme, fraction):
     """``scheme`` with ``fraction`` of its removal; a pattern keeps its full pattern and scales connectivity.
 
-    Its library is cleared unless the user gave it, so that each plan regenerates it.
+    A pattern library stays as configured: one given by the user is kept, ``None`` makes every
+    plan generate a new one from the importance.
     """
     if isinstance(scheme, PatternScheme):
         return dataclasses.replace(scheme, connectivity=scheme.connectivity * fraction)
@@ -206,9 +207,10 @@ class ClickTrainSparsifier(BaseSparsifier):
             original.mul_(1 - away + away * factor)
 
     def _hard_prune(self):
+        # After the last stage (fraction 1) the schemes are the configured ones, with their library.
         for fqn, (mask, used) in self._planned.items():
             self._masked[fqn].set_mask(mask)
-            self.schemes[fqn] = dataclasses.replace(self._targets[fqn], **_library_field(used))
+            self.schemes[fqn] = used
 
     @torch.no_grad()
     def step(self):
@@ -234,6 +236,3 @@ class ClickTrainSparsifier(BaseSparsifier):
             self._group_lasso()
         self.step_count += 1
 
-
-def _library_field(scheme):
-    return {"library": scheme.library} if isinstance(scheme, PatternScheme) else {}

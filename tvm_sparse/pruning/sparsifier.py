@@ -6,8 +6,6 @@ stay as they were), a subclass's ``step`` updates the masks, ``squash_mask`` fol
 tensors and :meth:`BaseSparsifier.plan` returns the plan for the compiler.
 """
 
-import dataclasses
-
 import torch
 
 from tvm_sparse.plan import SCHEMES, SchemeError
@@ -75,20 +73,14 @@ class BaseSparsifier:
         """``{tensor_fqn: the dense trainable parameter behind the mask}``."""
         return {fqn: masked.original for fqn, masked in self._masked.items()}
 
-    def apply_importance(self, importance, schemes=None):
+    def apply_importance(self, importance):
         """Set each tensor's mask to the one of its scheme that keeps the most ``importance[fqn]``.
 
-        Parameters
-        ----------
-        importance : dict of str to torch.Tensor
-        schemes : dict of str to scheme, optional
-            Overrides ``self.schemes`` (a gradual schedule passes intermediate rates).
+        A pattern scheme without a library gets one generated from this importance, and keeps it.
         """
-        schemes = schemes or self.schemes
         for fqn, scores in importance.items():
-            mask, used = compute_mask(schemes[fqn], scores)
+            mask, self.schemes[fqn] = compute_mask(self.schemes[fqn], scores)
             self._masked[fqn].set_mask(mask)
-            self.schemes[fqn] = _with_library_of(self.schemes[fqn], used)
 
     def step(self):
         """Update the masks; each subclass defines when and how."""
@@ -104,14 +96,6 @@ class BaseSparsifier:
     def plan(self):
         """The plan ``{tensor_fqn: scheme}`` of what was pruned (pattern schemes carry their library)."""
         return dict(self.schemes)
-
-
-def _with_library_of(final, used):
-    """``final`` with the pattern library of ``used`` (the same scheme at an intermediate rate)."""
-    library = getattr(used, "library", None)
-    if library is None or final.library == library:
-        return final
-    return dataclasses.replace(final, library=library)
 
 
 class MagnitudeSparsifier(BaseSparsifier):
