@@ -14,6 +14,8 @@ from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 from tvm.relax.backend.gpu_generic import pipeline as gpu_generic
 
+from relay_passes.schedule_dense import schedule_dense_passes
+
 
 def prepare_phase():
     """Passes that normalise the graph after the parameters are bound."""
@@ -32,6 +34,14 @@ def prepare_phase():
 def sparse_phase(target):  # pylint: disable=unused-argument
     """Passes that route sparse layers to the ``schedules`` kernels."""
     return []
+
+
+def schedule_phase(target):
+    """Passes that schedule the dense remainder after legalization (CPU: ``schedule_dense``).
+
+    On GPU targets the backend's ``legalize_passes`` already end with dlight's default schedule.
+    """
+    return schedule_dense_passes(target)
 
 
 def _backend(target):
@@ -58,6 +68,7 @@ def build_pipeline(target):
         + sparse_phase(target)
         + backend.library_dispatch_passes(target)
         + backend.legalize_passes(target)
+        + schedule_phase(target)
         + backend.dataflow_lower_passes(target)
         + backend.finalize_passes(target)
     )

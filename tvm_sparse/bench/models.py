@@ -1,0 +1,164 @@
+"""Whole-model latency: tvm_sparse.compile vs PyTorch vs ONNX Runtime, side by side.
+
+Each model (CIFAR-10 shapes, batch 1, random weights with random BatchNorm statistics) is
+compiled once with ``tvm_sparse.compile`` (exported to a shared library) and exported once to
+ONNX. Then, per thread count, a fresh worker process (TVM's thread pool is sized once per
+process) loads the three, checks that their outputs agree, and times them in interleaved rounds
+(:func:`tvm_sparse.bench.timing.interleaved_medians`). The worker prints its results as JSON.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from tvm_sparse.models import build_model
+
+#: The runtimes compared, in table order.
+RUNTIMES = ("tvm_sparse", "pytorch", "onnxruntime")
+
+#: Outputs of the three runtimes must agree to this relative error (max |diff| / max |reference|).
+AGREEMENT = 1e-4
+
+
+@dataclass(frozen=True)
+class ModelTiming:
+    """Median latencies (ms) of one model at one thread count, and the runtimes' agreement."""
+
+    model: str
+    threads: int
+    median_ms: dict
+    max_rel_err: float
+
+
+def example_input():
+    """The benchmark input: one CIFAR-10 image (seeded)."""
+    return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def benchmark_model(name):
+    """The model ``name`` in eval mode, with seeded random weights and BatchNorm statistics.
+
+    Random (not default) BatchNorm statistics make the folded weights differ from the raw ones,
+    so a wrong fold would show as a disagreement.
+    """
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def prepare(models, target, workdir):
+    """Compile each model with tvm_sparse and export it to ONNX, into ``workdir``.
+
+    Returns
+    -------
+    dict[str, float]
+        Compile time (seconds) per model.
+    """
+    import time
+
+    import tvm_sparse
+
+    compile_seconds = {}
+    for name in models:
+        model, example = benchmark_model(name), example_input()
+        start = time.perf_counter()
+        mod, params = tvm_sparse.from_torch(model, example)
+        tvm_sparse.compile(mod, params, target=target).export_library(os.path.join(workdir, f"{name}.so"))
+        compile_seconds[name] = time.perf_counter() - start
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), os.path.join(workdir, f"{name}.onnx"),
+                              input_names=["x"], dynamo=False)
+    return compile_seconds
+
+
+def measure(models, threads, rounds, workdir):
+    """Load the prepared models and time them with ``threads`` threads (call in a fresh process).
+
+    Returns
+    -------
+    list[ModelTiming]
+    """
+    import onnxruntime
+    import tvm
+    from tvm import relax
+
+    from tvm_sparse.bench.timing import configure_threads, interleaved_medians
+
+    configure_threads(threads)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    results = []
+    for name in models:
+        model, example = benchmark_model(name), example_input()
+        x_numpy = example.numpy()
+        vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(workdir, f"{name}.so")), tvm.cpu())
+        x_tvm = tvm.runtime.tensor(x_numpy)
+        session = onnxruntime.InferenceSession(os.path.join(workdir, f"{name}.onnx"), options,
+                                               providers=["CPUExecutionProvider"])
+        candidates = {
+            "tvm_sparse": lambda: vm["main"](x_tvm),
+            "pytorch": lambda: model(example),
+            "onnxruntime": lambda: session.run(None, {"x": x_numpy}),
+        }
+        with torch.no_grad():
+            reference = model(example).numpy()
+            outputs = [_first(vm["main"](x_tvm)).numpy(), session.run(None, {"x": x_numpy})[0]]
+            max_rel_err = max(float(np.abs(out - reference).max() / np.abs(reference).max()) for out in outputs)
+            timings = interleaved_medians(candidates, rounds=rounds)
+        results.append(ModelTiming(name, threads, {k: t.median_ms for k, t in timings.items()}, max_rel_err))
+    return results
+
+
+def _first(outputs):
+    """The first output of a Relax VM call (a tensor, or a tuple of them)."""
+    return outputs[0] if not hasattr(outputs, "numpy") else outputs
+
+
+def run_benchmark(models, thread_counts, rounds, target):
+    """Prepare the models once, then measure them in one worker process per thread count.
+
+    Returns
+    -------
+    compile_seconds : dict[str, float]
+    timings : list[ModelTiming]
+    """
+    with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_") as workdir:
+        compile_seconds = prepare(models, target, workdir)
+        timings = []
+        for threads in thread_counts:
+            command = [sys.executable, "-m", "tvm_sparse.bench.models", "--workdir", workdir,
+                       "--threads", str(threads), "--rounds", str(rounds), *models]
+            env = dict(os.environ, TVM_NUM_THREADS=str(threads))
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"benchmark worker ({threads} threads) failed:\n{done.stderr[-4000:]}")
+            timings += [ModelTiming(**row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+    return compile_seconds, timings
+
+
+def _worker(argv=None):
+    """Entry point of a worker process: measure and print the results as one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--rounds", type=int, required=True)
+    parser.add_argument("models", nargs="+")
+    args = parser.parse_args(argv)
+    results = measure(args.models, args.threads, args.rounds, args.workdir)
+    print(json.dumps([asdict(r) for r in results]))
+
+
+if __name__ == "__main__":
+    _worker()
