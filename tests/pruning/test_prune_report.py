@@ -1,0 +1,31 @@
+"""The ``prune-report`` command: a clear error for a wrong CIFAR-10 folder; a tiny full run (slow)."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from tvm_sparse.cli import main
+from tvm_sparse.data import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES
+
+
+def test_wrong_cifar_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["prune-report", "--cifar10", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "not a CIFAR-10 python folder: missing data_batch_1" in out.replace("\n", "")
+
+
+@pytest.mark.slow
+def test_tiny_report_on_digits_and_a_fake_cifar_folder(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,):
+        batch = {b"data": rng.integers(0, 256, (16, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 16))}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    argv = ["prune-report", "--cifar10", str(tmp_path), "--epochs", "2", "--finetune-epochs", "1",
+            "--admm-epochs", "1", "--repeats", "1", "--skip-schemes"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for title in ("digits: cost of pruning", "cifar10: cost of pruning"):
+        assert title in out
+    assert out.count("ClickTrain time / dense training") == 2
+    assert "8.01x" in out  # measured compression of the pattern-pruned 3x3 convolutions
