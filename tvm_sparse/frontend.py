@@ -1,6 +1,7 @@
 """Import a PyTorch model into a Relax module whose weights keep their ``state_dict`` names."""
 
 import logging
+import warnings
 
 import torch
 from torch.export import ExportedProgram
@@ -42,7 +43,10 @@ def from_torch(model, example_inputs):
                            type(model).__name__)
         with torch.no_grad():
             exported = torch.export.export(model, tuple(example_inputs))
-    mod = from_exported_program(exported, keep_params_as_input=True)
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates a pytree API that TVM 0.27's frontend still calls.
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        mod = from_exported_program(exported, keep_params_as_input=True)
     mod, detached = relax.frontend.detach_params(mod)
     return _rename_params(mod, detached.get("main", []), _state_dict_names(exported))
 

@@ -8,7 +8,6 @@ part of a string that cannot be a target.
 
 import shlex
 
-import tvm
 from tvm.target import Target, TargetKind
 from tvm.target import codegen
 
@@ -66,7 +65,7 @@ def parse_target(target, host=None):
             part["mtriple"] = _SHORT_TRIPLES[part["mtriple"]]
     try:
         parsed = Target(config)
-    except (ValueError, TypeError, tvm.error.TVMError) as error:
+    except (ValueError, TypeError, RuntimeError) as error:
         raise TargetError(f"invalid target {_describe(target)}: {error}") from error
     for cpu_target in (parsed, parsed.host):
         if cpu_target is not None and cpu_target.kind.name == "llvm":
