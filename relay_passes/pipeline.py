@@ -3,7 +3,7 @@
 1. ``prepare``: canonicalise, fold BatchNorm into the preceding convolution (so that pruned
    zeros stay zero in the folded weight) and fold constants.
 2. ``sparse``: find convolutions and linear layers with pattern- or block-sparse constant weights
-   and rewrite them to calls of the ``schedules`` kernels (empty until the sparse passes land).
+   and rewrite them to calls of the ``schedules`` kernels (``relay_passes.route_sparse``).
 3. ``legalize``: TVM's per-target library dispatch, ``LegalizeOps`` and operator fusion.
 4. ``schedule``: schedule the dense remainder (TVM's ``dlight`` rules on GPU targets).
 5. ``lower``: TVM's dataflow lowering and finalisation for the Relax virtual machine.
@@ -31,11 +31,6 @@ def prepare_phase():
     ]
 
 
-def sparse_phase(target):  # pylint: disable=unused-argument
-    """Passes that route sparse layers to the ``schedules`` kernels."""
-    return []
-
-
 def schedule_phase(target):
     """Passes that schedule the dense remainder after legalization (CPU: ``schedule_dense``).
 
@@ -48,13 +43,15 @@ def _backend(target):
     return gpu_generic if target.kind.name in ("opencl", "cuda", "vulkan", "metal") else cpu_generic
 
 
-def build_pipeline(target):
+def build_pipeline(target, sparse_passes=()):
     """Return the whole pipeline for ``target`` as one pass.
 
     Parameters
     ----------
     target : tvm.target.Target
         The compilation target (already parsed).
+    sparse_passes : sequence of tvm.ir.transform.Pass
+        The ``sparse`` phase (``relay_passes.route_sparse.RouteSparseLayers``); empty: all dense.
 
     Returns
     -------
@@ -65,7 +62,8 @@ def build_pipeline(target):
     backend = _backend(target)
     passes = (
         prepare_phase()
-        + sparse_phase(target)
+        + list(sparse_passes)
+        + [relax.transform.DeadCodeElimination()]
         + backend.library_dispatch_passes(target)
         + backend.legalize_passes(target)
         + schedule_phase(target)

@@ -11,26 +11,15 @@ import tvm
 from tvm import relax
 
 from relay_passes.pipeline import build_pipeline
+from relay_passes.route_sparse import RouteSparseLayers, weight_names
+from relay_passes.sparse_rules import SparseRules
+from tvm_sparse.plan import verify_plan
 from tvm_sparse.target import is_aarch64, is_android, parse_target
 
 logger = logging.getLogger(__name__)
 
 #: The cross compiler for aarch64 Linux (Debian package g++-aarch64-linux-gnu).
 AARCH64_LINUX_CXX = "aarch64-linux-gnu-g++"
-
-
-@dataclass(frozen=True)
-class LayerDecision:
-    """What the sparse passes decided for one convolution or linear layer."""
-
-    name: str
-    op: str
-    weight_shape: tuple
-    structure: str
-    density: float
-    decision: str
-    kernel: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -165,9 +154,9 @@ class CompiledModel:
     def summary(self):
         """The per-layer report as text lines (one per layer; a note when there is none)."""
         if not self.report:
-            return ["no convolution or linear layer was routed to a sparse kernel"]
-        return [f"{d.name}: {d.op} {d.weight_shape} {d.structure} density={d.density:.3f} "
-                f"-> {d.decision} ({d.kernel}): {d.reason}" for d in self.report]
+            return ["no convolution or linear layer was analysed (sparse passes off)"]
+        return [f"{d.name}: {d.op} {list(d.weight_shape)} {d.structure} density={d.density:.3f} "
+                f"-> {d.kernel}: {d.reason}" for d in self.report]
 
 
 def default_cross_compiler(target):
@@ -243,7 +232,7 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
-def compile(mod, params=None, target="llvm", host=None):  # pylint: disable=redefined-builtin
+def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=None, rules=None):  # pylint: disable=redefined-builtin
     """Compile a Relax module (from :func:`tvm_sparse.from_torch`) with the tvm_sparse pipeline.
 
     Parameters
@@ -258,15 +247,27 @@ def compile(mod, params=None, target="llvm", host=None):  # pylint: disable=rede
         (see :func:`tvm_sparse.target.parse_target`).
     host : str or dict or tvm.target.Target, optional
         Host of a GPU target (default for Mali/Adreno: aarch64 Linux).
+    sparse : bool
+        Run the sparse passes (default); ``False`` compiles every layer dense.
+    plan : dict[str, scheme], optional
+        A pruning plan (:mod:`tvm_sparse.plan`) keyed by weight name. It is verified against
+        ``params`` first (a mismatch raises ``PlanError`` naming the layer); the layers it names
+        get their scheme's kernel whatever the rules' thresholds.
+    rules : relay_passes.sparse_rules.SparseRules, optional
+        Thresholds of the sparse-or-dense decision.
 
     Returns
     -------
     CompiledModel
     """
     target = parse_target(target, host)
+    if plan:
+        verify_plan(plan, {name: _to_numpy(value) for name, value in (params or {}).items()})
+    names = weight_names(mod["main"])
     if params:
         mod = bind_params(mod, params)
     inputs = [TensorSpec(p.name, tuple(int(d) for d in p.ty.shape), str(p.ty.dtype)) for p in mod["main"].params]
+    router = RouteSparseLayers(target, rules or SparseRules(), plan, names) if sparse else None
     logger.info("compiling for %s", target)
-    executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target))
-    return CompiledModel(executable, target, inputs)
+    executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target, [router] if router else []))
+    return CompiledModel(executable, target, inputs, list(router.report) if router else [])

@@ -1,0 +1,340 @@
+"""Route convolutions and linear layers with sparse constant weights to the ``schedules`` kernels.
+
+For every ``relax.nn.conv2d`` and ``relax.matmul`` of ``main`` the pass
+
+1. *analyses* its constant weight (:mod:`relay_passes.sparsity_analysis`),
+2. *decides* sparse or dense (:class:`relay_passes.sparse_rules.SparseRules`, or a verified plan),
+3. *rewrites* a sparse one into a ``call_tir`` of the kernel specialised to the weight, with the
+   bias, residual add and ReLU/ReLU6 that follow it fused in.
+
+A layer it cannot accelerate is left to TVM's dense path with the reason logged; every layer gets
+a :class:`LayerDecision` in ``report``.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from relay_passes.sparse_rules import SparseRules
+from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
+from schedules.block_punched_conv2d import block_punched_conv2d
+from schedules.epilogue import Epilogue
+from schedules.pattern_conv2d import pattern_conv2d
+from schedules.target_info import target_family
+from tvm_sparse.formats import BlockPunchedWeight, PatternWeight
+
+logger = logging.getLogger(__name__)
+
+KERNEL_FUNCTIONS = {"pattern_conv2d": pattern_conv2d, "block_punched_conv2d": block_punched_conv2d}
+LAYER_OPS = ("relax.nn.conv2d", "relax.matmul")
+
+
+@dataclass(frozen=True)
+class LayerDecision:
+    """What the sparse passes found and decided for one convolution or linear layer."""
+
+    name: str
+    op: str
+    weight_shape: tuple
+    structure: str
+    density: float
+    decision: str
+    kernel: str
+    reason: str
+
+
+@dataclass
+class _Chain:
+    """A layer and the element-wise ops after it that its kernel can absorb."""
+
+    var: relax.Var
+    root: relax.Call
+    end_var: relax.Var
+    end_value: relax.Call
+    bias: np.ndarray = None
+    residual: relax.Expr = None
+    activation: str = None
+    name: str = None
+
+    def extend(self, var, value):
+        """Make ``var = value`` the new end of the chain."""
+        self.end_var, self.end_value = var, value
+
+
+def _bindings(func):
+    for block in func.body.blocks:
+        yield from block.bindings
+
+
+def _is_layer(value):
+    return isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in LAYER_OPS
+
+
+def _is_const(expr):
+    return isinstance(expr, tvm.ir.expr.GenericConst)
+
+
+def _static_shape(expr):
+    try:
+        return tuple(int(dim) for dim in expr.ty.shape)
+    except (TypeError, AttributeError):
+        return None
+
+
+def weight_names(func):
+    """The parameter name of each layer's weight, in program order (None where it is not a parameter).
+
+    Call this before the weights are bound: binding and folding replace the parameters by
+    unnamed constants, but keep the layers in the same order.
+    """
+    params = {param.name for param in func.params}
+    producers = {binding.var: binding.value for binding in _bindings(func)}
+    names = []
+    for binding in _bindings(func):
+        if not _is_layer(binding.value):
+            continue
+        weight = binding.value.args[1]
+        producer = producers.get(weight)
+        if isinstance(producer, relax.Call) and getattr(producer.op, "name", "") == "relax.permute_dims":
+            weight = producer.args[0]
+        names.append(weight.name if isinstance(weight, relax.Var) and weight.name in params else None)
+    return names
+
+
+def _fusion_chains(func):
+    """Each layer's chain: the bias add, residual add and activation its kernel can absorb."""
+    users = {}
+    producers = {}
+    for binding in _bindings(func):
+        producers[binding.var] = binding.value
+        for used in relax.analysis.free_vars(binding.value):
+            users.setdefault(used, []).append(binding.var)
+
+    def single_user(var, op_names):
+        found = users.get(var, [])
+        if len(found) != 1 or not isinstance(var, relax.DataflowVar):
+            return None
+        value = producers[found[0]]
+        if isinstance(value, relax.Call) and getattr(value.op, "name", "") in op_names:
+            return found[0], value
+        return None
+
+    chains = []
+    for binding in _bindings(func):
+        if not _is_layer(binding.value):
+            continue
+        chain = _Chain(binding.var, binding.value, binding.var, binding.value)
+        out_shape = _static_shape(binding.var)
+        step = single_user(chain.end_var, ("relax.add",))
+        if step is not None:
+            other = _other_operand(step[1], chain.end_var)
+            bias = _bias_vector(other, out_shape)
+            if bias is not None:
+                chain.bias = bias
+                chain.extend(*step)
+                step = single_user(chain.end_var, ("relax.add",))
+        if step is not None:
+            other = _other_operand(step[1], chain.end_var)
+            if not _is_const(other) and _static_shape(other) == out_shape:
+                chain.residual = other
+                chain.extend(*step)
+        step = single_user(chain.end_var, ("relax.nn.relu", "relax.clip"))
+        if step is not None:
+            activation = _activation(step[1])
+            if activation is not None:
+                chain.activation = activation
+                chain.extend(*step)
+        chains.append(chain)
+    return chains
+
+
+def _other_operand(add, var):
+    first, second = add.args
+    return second if first.same_as(var) else first
+
+
+def _bias_vector(expr, out_shape):
+    """The per-output-channel vector of a constant shaped [1, K, 1, 1], [K, 1, 1] (conv) or [K], [1, K]."""
+    if not _is_const(expr) or out_shape is None:
+        return None
+    value = expr.value.numpy()
+    channels = out_shape[1]
+    if value.size != channels:
+        return None
+    allowed = {(channels,), (1, channels)} if len(out_shape) == 2 else {(1, channels, 1, 1), (channels, 1, 1)}
+    return value.reshape(channels).astype("float32") if value.shape in allowed else None
+
+
+def _activation(call):
+    if call.op.name == "relax.nn.relu":
+        return "relu"
+    try:
+        low, high = float(call.args[1].value), float(call.args[2].value)
+    except (AttributeError, IndexError, TypeError):
+        return None
+    return "relu6" if (low, high) == (0.0, 6.0) else None
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_sparse.RouteSparseLayers")
+class RouteSparseLayers:
+    """Rewrite sparse layers of ``main`` to calls of the sparse kernels; record every decision.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+    rules : SparseRules
+        Density thresholds of the decide step.
+    plan : dict[str, scheme] or None
+        Verified plan from :mod:`tvm_sparse.plan`: a layer it names gets its scheme's kernel
+        whatever the thresholds (``pattern`` and ``block_punched``; other schemes stay dense).
+    layer_names : list[str or None] or None
+        Each layer's weight name in program order (:func:`weight_names` before binding).
+
+    Attributes
+    ----------
+    report : list[LayerDecision]
+        Filled when the pass runs.
+    """
+
+    def __init__(self, target, rules=SparseRules(), plan=None, layer_names=None):
+        self.target = target
+        self.rules = rules
+        self.plan = plan or {}
+        self.layer_names = layer_names
+        self.report = []
+
+    def transform_module(self, mod, _ctx):
+        """Rewrite ``main``; other functions are left alone."""
+        self.report.clear()
+        router = _Router(mod, self)
+        for global_var, func in mod.functions_items():
+            if isinstance(func, relax.Function) and global_var.name_hint == "main":
+                router.rewrite(global_var, func)
+        return router.builder_.get()
+
+
+@mutator
+class _Router(PyExprMutator):
+    def __init__(self, mod, options):
+        super().__init__(mod)
+        self.options = options
+        self.family = target_family(options.target)
+        self.chains = []
+
+    def rewrite(self, global_var, func):
+        self.chains = _fusion_chains(func)
+        names = self.options.layer_names
+        if names is not None and len(names) != len(self.chains):
+            logger.warning("%d layers named before binding but %d found after: layers get generic names",
+                           len(names), len(self.chains))
+            names = None
+        for index, chain in enumerate(self.chains):
+            chain.name = (names[index] if names else None) or f"{chain.root.op.name.split('.')[-1]}_{index}"
+        self.builder_.update_func(global_var, self.visit_expr(func))
+
+    def visit_call_(self, call):  # pylint: disable=arguments-renamed
+        for chain in self.chains:
+            if chain.end_value.same_as(call):
+                return self._route(chain, call)
+        return super().visit_call_(call)
+
+    def _route(self, chain, call):
+        root = chain.root
+        op = "conv2d" if root.op.name == "relax.nn.conv2d" else "linear"
+        weight_expr = root.args[1]
+        shape = _static_shape(weight_expr) or ()
+        if op == "linear":
+            shape = shape[::-1]  # matmul(x, W^T): report the [out, in] shape of the layer
+        problem = self._unsupported(chain, op)
+        structure = None
+        if problem is None:
+            weight = weight_expr.value.numpy()
+            if op == "linear":
+                weight = weight.T  # matmul(x, W^T): back to the [out, in] layout of the formats
+            structure = self._structure(chain.name, weight)
+            macs = int(np.prod(_static_shape(chain.var))) * int(np.prod(weight.shape[1:]))
+            kernel, reason = self.options.rules.decide(structure, macs, self.family,
+                                                       forced=chain.name in self.options.plan)
+        else:
+            kernel, reason = None, problem
+        self._record(chain, op, shape, structure, kernel, reason)
+        if kernel is None:
+            return super().visit_call_(call)
+        return self._emit(chain, op, structure, kernel)
+
+    def _unsupported(self, chain, op):
+        root = chain.root
+        if not _is_const(root.args[1]):
+            return "the weight is not a constant (bind it with params)"
+        data_shape, out_shape = _static_shape(root.args[0]), _static_shape(chain.var)
+        if data_shape is None or out_shape is None:
+            return "dynamic shapes"
+        if str(root.args[0].ty.dtype) != "float32" or str(root.args[1].ty.dtype) != "float32":
+            return f"dtype {root.args[0].ty.dtype}: the sparse kernels are float32"
+        if op == "linear":
+            if len(data_shape) != 2 or len(_static_shape(root.args[1])) != 2:
+                return "a batched matmul, not a linear layer"
+            return None
+        attrs = root.attrs
+        if int(attrs.groups) != 1:
+            return f"groups={int(attrs.groups)}: the sparse kernels take groups=1"
+        if any(int(d) != 1 for d in attrs.dilation):
+            return f"dilation={[int(d) for d in attrs.dilation]}: the sparse kernels take dilation 1"
+        layouts = (attrs.data_layout, attrs.kernel_layout, attrs.out_layout)
+        if layouts != ("NCHW", "OIHW", "NCHW"):
+            return f"layouts {layouts}: the sparse kernels take NCHW/OIHW"
+        return None
+
+    def _structure(self, name, weight):
+        scheme = self.options.plan.get(name)
+        if scheme is None:
+            return analyse_weight(weight)
+        density = float(np.count_nonzero(weight)) / weight.size
+        if scheme.name == "pattern":
+            return WeightStructure("pattern", density, "from the plan", PatternWeight.from_dense(weight, scheme.library))
+        if scheme.name == "block_punched":
+            sparse = BlockPunchedWeight.from_dense(weight, scheme.block)
+            return WeightStructure("block_punched", density, f"blocks {scheme.block[0]}x{scheme.block[1]} (plan)", sparse)
+        return WeightStructure(scheme.name if scheme.name != "bsr" else "bsr", density, "from the plan")
+
+    def _record(self, chain, op, shape, structure, kernel, reason):
+        decision = LayerDecision(
+            name=chain.name, op=op, weight_shape=shape,
+            structure=structure.kind if structure else "-",
+            density=structure.density if structure else float("nan"),
+            decision="sparse" if kernel else "dense", kernel=kernel or "tvm dense", reason=reason)
+        self.options.report.append(decision)
+        logger.info("%s (%s %s): %s -> %s: %s", decision.name, op, shape, decision.structure,
+                    decision.kernel, reason)
+
+    def _emit(self, chain, op, structure, kernel):
+        root = chain.root
+        data = self.visit_expr(root.args[0])
+        residual = self.visit_expr(chain.residual) if chain.residual is not None else None
+        out_shape = _static_shape(chain.var)
+        data_shape = _static_shape(root.args[0])
+        options = {}
+        if op == "conv2d":
+            options.update(stride=tuple(int(s) for s in root.attrs.strides),
+                           padding=tuple(int(p) for p in root.attrs.padding))
+        else:  # a linear layer is a 1x1 convolution of a [N, C, 1, 1] input
+            data_shape = (*data_shape, 1, 1)
+            data = self.builder_.emit(relax.op.reshape(data, data_shape))
+            if residual is not None:
+                residual = self.builder_.emit(relax.op.reshape(residual, (*out_shape, 1, 1)))
+        name = "sparse_" + "".join(ch if ch.isalnum() else "_" for ch in chain.name)
+        epilogue = Epilogue(bias=chain.bias is not None, residual=residual is not None, activation=chain.activation)
+        kernel_func = KERNEL_FUNCTIONS[kernel](structure.sparse, data_shape, epilogue=epilogue,
+                                               target=self.options.target, name=name, **options)
+        callee = self.builder_.add_func(kernel_func, name)
+        args = [data] + ([relax.const(chain.bias)] if chain.bias is not None else []) + \
+            ([residual] if residual is not None else [])
+        kernel_shape = out_shape if op == "conv2d" else (*out_shape, 1, 1)
+        out = relax.call_tir(callee, relax.Tuple(args), out_ty=relax.TensorType(kernel_shape, "float32"))
+        if op == "linear":
+            out = relax.op.reshape(self.builder_.emit(out), out_shape)
+        return out
