@@ -120,6 +120,18 @@ def try_schedule(func, steps):
     return sch
 
 
-def is_prim_func(func):
-    """Whether ``func`` is a TIR PrimFunc (rules also see Relax functions of the module)."""
-    return isinstance(func, tirx.PrimFunc)
+def is_unscheduled_cpu_func(func, target):
+    """Whether a rule may schedule ``func`` for ``target``.
+
+    True for a TIR PrimFunc (rules also see the module's Relax functions) built of blocks under a
+    root block, none of whose loops is parallel, vectorized, unrolled or bound yet (a hand-written
+    kernel, such as the sparse ones, is left as it is), when the target is a CPU.
+    """
+    if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        return False
+    sch = s_tir.Schedule(func)
+    try:
+        blocks = sch.get_child_blocks(get_root_block(sch))
+    except ValueError:
+        return False
+    return all(sch.get(loop).kind == tirx.ForKind.SERIAL for block in blocks for loop in sch.get_loops(block))

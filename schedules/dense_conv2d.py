@@ -20,8 +20,8 @@ import numpy as np
 from tvm import s_tir
 from tvm.s_tir.dlight import ScheduleRule
 
-from .dense_blocks import extents, find_block, is_prim_func, param_index, schedule_padding
-from .dense_blocks import schedule_register_tile, try_schedule
+from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, param_index,
+                           schedule_padding, schedule_register_tile, try_schedule)
 from .dense_tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
 from .target_info import as_target, vector_lanes
 
@@ -78,7 +78,7 @@ def conv2d_weight_packing(func, target):
         None when ``func`` has no groups = 1 NCHW convolution reading an unpacked 4-D weight
         parameter, or when the target is not a CPU.
     """
-    if not is_prim_func(func) or as_target(target).kind.name != "llvm":
+    if not is_unscheduled_cpu_func(func, as_target(target)):
         return None
     sch = s_tir.Schedule(func)
     conv = find_block(sch, (CONV_BLOCK,))
@@ -105,7 +105,7 @@ class DenseConv2dNCHW(ScheduleRule):
         self.max_tile_width = max_tile_width
 
     def apply(self, func, target, tunable):
-        if not is_prim_func(func) or target.kind.name != "llvm":
+        if not is_unscheduled_cpu_func(func, target):
             return None
         probe = s_tir.Schedule(func)
         conv = find_block(probe, (CONV_BLOCK,))

@@ -11,8 +11,8 @@ each tile is written out.
 from tvm import s_tir
 from tvm.s_tir.dlight import ScheduleRule
 
-from .dense_blocks import extents, find_block, is_prim_func, schedule_padding, schedule_register_tile
-from .dense_blocks import try_schedule
+from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, schedule_padding,
+                           schedule_register_tile, try_schedule)
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
 from .target_info import vector_lanes
 
@@ -33,7 +33,7 @@ class DepthwiseConv2dNCHW(ScheduleRule):
         self.max_tile_rows = max_tile_rows
 
     def apply(self, func, target, tunable):
-        if not is_prim_func(func) or target.kind.name != "llvm":
+        if not is_unscheduled_cpu_func(func, target):
             return None
         probe = s_tir.Schedule(func)
         conv = find_block(probe, (GROUP_CONV_BLOCK,))

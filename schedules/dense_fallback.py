@@ -11,7 +11,7 @@ import math
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.s_tir.dlight.analysis import get_root_block
 
-from .dense_blocks import SPATIAL, is_prim_func, try_schedule
+from .dense_blocks import SPATIAL, is_unscheduled_cpu_func, try_schedule
 from .target_info import vector_lanes
 
 #: Fewer loop iterations than this run on one thread.
@@ -22,7 +22,7 @@ class ParallelFallback(ScheduleRule):
     """Parallelize (and where possible vectorize) every block of a CPU function."""
 
     def apply(self, func, target, tunable):
-        if not is_prim_func(func) or target.kind.name != "llvm":
+        if not is_unscheduled_cpu_func(func, target):
             return None
         return try_schedule(func, lambda sch: self._schedule(sch, vector_lanes(target)))
 

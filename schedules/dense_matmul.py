@@ -9,7 +9,8 @@ vectors, and tiles of columns run in parallel.
 from tvm import s_tir
 from tvm.s_tir.dlight import ScheduleRule
 
-from .dense_blocks import extents, find_block, is_prim_func, schedule_register_tile, try_schedule
+from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, schedule_register_tile,
+                           try_schedule)
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
 from .target_info import vector_lanes
 
@@ -21,7 +22,7 @@ class DenseMatmul(ScheduleRule):
     """Schedule rule for a 2-D ``matmul`` (``linear`` after its constant transpose is folded)."""
 
     def apply(self, func, target, tunable):
-        if not is_prim_func(func) or target.kind.name != "llvm":
+        if not is_unscheduled_cpu_func(func, target):
             return None
         probe = s_tir.Schedule(func)
         matmul = find_block(probe, (MATMUL_BLOCK,))

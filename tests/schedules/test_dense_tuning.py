@@ -1,0 +1,56 @@
+"""The dense conv2d rule as a MetaSchedule search space (the tuning issue tunes through it)."""
+
+import numpy as np
+import pytest
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from relay_passes.schedule_dense import PackDenseWeights
+from schedules.dense_conv2d import DenseConv2dNCHW
+from tests.schedules.dense_harness import conv2d_module, host_target, primfuncs, torch_conv2d
+
+
+def _packed_conv(target):
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((32, 16, 3, 3)).astype("float32")
+    mod = conv2d_module((1, 16, 8, 8), weight, 1, 1, 1, 1, None, "relu", None)
+    from relay_passes import pipeline
+
+    backend = pipeline._backend(target)  # pylint: disable=protected-access
+    passes = (pipeline.prepare_phase() + backend.legalize_passes(target) + [PackDenseWeights(target)])
+    with target:
+        mod = tvm.transform.Sequential(passes)(mod)
+    (conv,) = [f for name, f in primfuncs(mod).items() if "conv2d" in name]
+    return conv, weight
+
+
+def test_tunable_space_samples_tiles():
+    target = host_target()
+    conv, _ = _packed_conv(target)
+    sch = DenseConv2dNCHW().apply(conv, target, tunable=True)
+    decisions = [inst for inst in sch.trace.insts if inst.kind.name == "SampleCategorical"]
+    assert len(decisions) == 2  # tile rows and tile columns
+
+
+@pytest.mark.slow
+@pytest.mark.tuning
+def test_metaschedule_tunes_the_dense_conv2d_space(tmp_path):
+    target = tvm.target.Target(dict(host_target().export(), **{"num-cores": 2}))
+    conv, weight = _packed_conv(target)
+    rule = DenseConv2dNCHW()
+    mod = tvm.IRModule({"main": conv.with_attr("global_symbol", "main")})
+    database = ms.tune_tir(
+        mod, target, str(tmp_path), max_trials_global=4, num_trials_per_iter=4,
+        space=ms.space_generator.ScheduleFn(lambda sch: rule.apply(sch.mod["main"], target, True)),
+        builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=300),
+        runner=ms.runner.LocalRunner(timeout_sec=60),
+    )
+    sch = ms.tir_integration.compile_tir(database, mod, target)
+    assert sch is not None
+    lib = tvm.compile(sch.mod, target=target)
+    x = np.random.default_rng(4).standard_normal((1, 16, 8, 8)).astype("float32")
+    packed = weight.reshape(2, 16, 16, 3, 3).transpose(0, 2, 3, 4, 1).copy()
+    out = tvm.runtime.tensor(np.zeros((1, 32, 8, 8), "float32"))
+    lib(tvm.runtime.tensor(x), tvm.runtime.tensor(packed), out)
+    expected = torch_conv2d(x, weight, None, 1, 1, 1, 1, None, "relu")
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
