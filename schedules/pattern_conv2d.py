@@ -1,0 +1,119 @@
+"""Pattern-sparse 3x3 convolution kernels for CPUs, specialised to the constant weights.
+
+Entry points:
+
+- :func:`pattern_conv2d` returns a ``tvm.tirx.PrimFunc`` (add it to an IRModule and call it with
+  ``relax.call_tir``);
+- :func:`pattern_conv2d_te` returns a ``te.Tensor`` for ``BlockBuilder.call_te``.
+
+Filters are taken in the format's FKW order (same kept-kernel count and pattern mix together)
+and paired into filter blocks so that filters which read the same input channels share their
+loads; see :mod:`schedules.specialized_conv` for the code that is generated.
+"""
+
+from tvm import te
+
+from tvm_sparse.formats import PatternWeight
+
+from .epilogue import Epilogue
+from .specialized_conv import build_specialized_conv, default_config, make_geometry
+from .target_info import as_target, target_family, vector_lanes
+
+#: Filters per register tile: 2 filters x 4 rows x 2 vectors fill half of AVX-512's registers.
+FILTER_BLOCK = 2
+
+
+def pattern_terms(weight):
+    """Per original filter, its ``(input channel, tap row, tap column, weight)`` terms in FKW order."""
+    taps = weight.taps
+    terms = {}
+    for i, k in enumerate(weight.filter_ids.tolist()):
+        lo, hi = weight.indptr[i], weight.indptr[i + 1]
+        terms[k] = [
+            (int(c), int(r), int(s), float(v))
+            for c, p, values in zip(weight.channels[lo:hi], weight.pattern_ids[lo:hi], weight.values[lo:hi])
+            for (r, s), v in zip(taps[p].tolist(), values.tolist())
+        ]
+    return terms
+
+
+def pair_filters(weight, terms, block_size=FILTER_BLOCK, window=16):
+    """Group filters in FKW order into blocks of ``block_size``, greedily joining filters that share inputs.
+
+    A filter is joined with the not-yet-grouped filter among the next ``window`` (in FKW order)
+    with which it shares the most ``(channel, tap)`` loads.
+    """
+    order = weight.filter_ids.tolist()
+    reads = {k: {(c, r, s) for c, r, s, _ in terms[k]} for k in order}
+    remaining = list(order)
+    blocks = []
+    while remaining:
+        block = [remaining.pop(0)]
+        while len(block) < block_size and remaining:
+            shared = set.union(*(reads[k] for k in block))
+            best = max(range(min(window, len(remaining))), key=lambda i: len(reads[remaining[i]] & shared))
+            block.append(remaining.pop(best))
+        blocks.append(block)
+    return blocks
+
+
+def pattern_conv2d(
+    weight, data_shape, *, stride=1, padding=1, epilogue=Epilogue(), target=None, config=None, name="pattern_conv2d"
+):
+    """A pattern-sparse 3x3 convolution specialised to ``weight``, as a PrimFunc.
+
+    Parameters
+    ----------
+    weight : PatternWeight
+        The constant weight; its values and pattern offsets become literals of the code.
+    data_shape : tuple of int
+        The NCHW input shape ``(N, C, H, W)``; any batch, size and channel count.
+    stride : int or (int, int)
+    padding : int, (pad_h, pad_w) or (top, left, bottom, right)
+    epilogue : Epilogue
+        Bias, residual, activation fused into the kernel.
+    target : tvm.target.Target or dict or None
+        A CPU target (``llvm``, x86 or aarch64); it sets the vector width. ``None``: this host.
+    config : SpecializedConvConfig or None
+        Knobs (tile sizes, blocking, parallel split); ``None`` picks them from the target and shapes.
+    name : str
+        The PrimFunc's ``global_symbol``.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        ``(data, [bias], [residual], out)``, output ``[N, K, OH, OW]``, float32.
+    """
+    if not isinstance(weight, PatternWeight):
+        raise TypeError(f"weight must be a PatternWeight, got {type(weight).__name__}")
+    target = as_target(target)
+    if target_family(target) == "gpu":
+        raise ValueError("pattern_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
+    geometry = make_geometry(data_shape, weight.shape, stride, padding)
+    terms = pattern_terms(weight)
+    config = config or default_config(geometry, vector_lanes(target), FILTER_BLOCK)
+    return build_specialized_conv(geometry, pair_filters(weight, terms), terms, epilogue, config, name)
+
+
+def pattern_conv2d_te(data, weight, *, bias=None, residual=None, stride=1, padding=1, activation=None, **options):
+    """:func:`pattern_conv2d` as a TE tensor, for ``BlockBuilder.call_te``.
+
+    Parameters
+    ----------
+    data : te.Tensor
+        ``[N, C, H, W]`` float32.
+    weight : PatternWeight
+    bias : te.Tensor or None
+        ``[K]``.
+    residual : te.Tensor or None
+        Shaped like the output.
+    stride, padding, activation
+        As :func:`pattern_conv2d` and :class:`~schedules.epilogue.Epilogue`.
+    **options
+        ``target``, ``config``, ``name``.
+    """
+    epilogue = Epilogue(bias=bias is not None, residual=residual is not None, activation=activation)
+    shape = tuple(int(d) for d in data.shape)
+    func = pattern_conv2d(weight, shape, stride=stride, padding=padding, epilogue=epilogue, **options)
+    inputs = [t for t in (data, bias, residual) if t is not None]
+    return te.extern_primfunc(inputs, func)

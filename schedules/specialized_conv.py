@@ -1,0 +1,400 @@
+"""Direct sparse convolution specialised to constant weights, for CPUs (x86, ARM).
+
+Every sparse format here reduces to the same thing: per output filter, a list of *terms*
+``(input channel, tap row, tap column, weight)``. This module writes a TIR PrimFunc whose code
+holds those terms as literals: no index table and no weight buffer is read in the inner loop.
+
+Structure of the generated function (NCHW in and out, float32):
+
+1. The input is padded once into a scratch buffer laid out ``[N, C, Hp, stride_w, Wq]``: the
+   columns of each row are split by stride phase, so a tap of a stride-2 convolution reads
+   consecutive addresses.
+2. A parallel loop over (image, block of output rows, part of the filter blocks). Inside it, for
+   each block of input channels (an L1-sized slab of the padded input) and each *filter block*
+   (filters that the format groups together: a pattern pair, a block-punched or BSR row block),
+   a loop over register tiles of ``rows`` output rows x ``vectors`` SIMD vectors runs
+   straight-line code: one chain of vector FMAs per (filter, row, vector), each term a broadcast
+   literal weight times a vector load at a literal offset. Loads at the same offset (filters of
+   the block on the same input channel, rows of the tile on the same input row) are the same
+   expression, and LLVM loads them once.
+3. Partial sums of earlier channel blocks live in the output; the first channel block a filter
+   uses starts from the bias, the last applies residual and activation. When the output width or
+   height is not a whole number of tiles, the kernel works on a padded output and a final loop
+   crops it (and applies residual and activation there).
+
+The knobs (:class:`SpecializedConvConfig`) are the register tile, the L1 blocking and the parallel
+split. Code size grows with (number of terms) x ``rows`` x ``vectors``, and LLVM's compile time
+with it: see :func:`estimated_code_size`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import tvm
+from tvm import tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.tirx.script.builder import ir as T
+
+from .epilogue import Epilogue
+
+DTYPE = "float32"
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Shapes of a 2-D convolution in NCHW layout.
+
+    ``padding`` is ``(top, left, bottom, right)``; ``stride`` is ``(stride_h, stride_w)``.
+    """
+
+    batch: int
+    channels: int
+    height: int
+    width: int
+    filters: int
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+
+    @property
+    def out_height(self):
+        return (self.height + self.padding[0] + self.padding[2] - self.kernel[0]) // self.stride[0] + 1
+
+    @property
+    def out_width(self):
+        return (self.width + self.padding[1] + self.padding[3] - self.kernel[1]) // self.stride[1] + 1
+
+    @property
+    def data_shape(self):
+        return (self.batch, self.channels, self.height, self.width)
+
+    @property
+    def out_shape(self):
+        return (self.batch, self.filters, self.out_height, self.out_width)
+
+
+def make_geometry(data_shape, weight_shape, stride=1, padding=0):
+    """A :class:`ConvGeometry` from an NCHW data shape, a ``[K, C, R, S]`` weight shape and options.
+
+    ``stride`` is an int or a pair; ``padding`` an int, ``(pad_h, pad_w)`` or ``(top, left, bottom, right)``.
+    """
+    n, c, h, w = (int(d) for d in data_shape)
+    k, wc, r, s = (int(d) for d in weight_shape)
+    if wc != c:
+        raise ValueError(f"the data has {c} channels but the weight expects {wc}")
+    stride = (int(stride),) * 2 if isinstance(stride, int) else tuple(int(x) for x in stride)
+    if isinstance(padding, int):
+        padding = (padding,) * 4
+    padding = tuple(int(p) for p in padding)
+    if len(padding) == 2:
+        padding = padding * 2
+    geometry = ConvGeometry(n, c, h, w, k, (r, s), stride, padding)
+    if min(stride) < 1 or min(padding) < 0 or geometry.out_height < 1 or geometry.out_width < 1:
+        raise ValueError(f"no output for data {data_shape}, kernel {(r, s)}, stride {stride}, padding {padding}")
+    return geometry
+
+
+@dataclass(frozen=True)
+class SpecializedConvConfig:
+    """Tunable knobs of the specialised kernel.
+
+    Attributes
+    ----------
+    lanes : int
+        SIMD lanes per vector along the output width.
+    vectors : int
+        Vectors per output row in one register tile.
+    rows : int
+        Output rows in one register tile.
+    channel_block : int
+        Input channels per L1 block.
+    row_tiles : int
+        Register tiles (of ``rows`` rows) per parallel task.
+    filter_splits : int
+        Parallel parts the filter blocks are split into (for maps too small to split by rows).
+    """
+
+    lanes: int
+    vectors: int = 1
+    rows: int = 4
+    channel_block: int = 32
+    row_tiles: int = 2
+    filter_splits: int = 1
+
+    def __post_init__(self):
+        for name in ("lanes", "vectors", "rows", "channel_block", "row_tiles", "filter_splits"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def default_config(geometry, lanes, filter_block_size, l1_bytes=32 * 1024, tasks=4):
+    """Knobs that fit the register file and the L1 cache of a CPU with ``lanes``-wide vectors.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+    lanes : int
+        The target's float32 SIMD width (16 AVX-512, 8 AVX2, 4 NEON).
+    filter_block_size : int
+        Filters per filter block (accumulators grow with it).
+    l1_bytes : int
+        The part of the L1 data cache the input slab may take.
+    tasks : int
+        Parallel tasks to aim for (at least the number of cores).
+    """
+    out_h, out_w = geometry.out_height, geometry.out_width
+    # Narrower vectors when the output width would waste more than ~15% of a wide one.
+    while lanes > 4 and math.ceil(out_w / lanes) * lanes > 1.15 * out_w:
+        lanes //= 2
+    # Accumulators: filters x rows x vectors <= about half of 32 (AVX-512) or 16 registers.
+    registers = 16 if lanes >= 16 else 8
+    width_vectors = math.ceil(out_w / lanes)
+    vectors = max(1, min(width_vectors, registers // (filter_block_size * 2), 4))
+    while width_vectors % vectors:
+        vectors -= 1
+    rows = max(1, min(out_h, registers // (filter_block_size * vectors), 4))
+    while rows > 1 and math.ceil(out_h / rows) * rows > 1.15 * out_h:
+        rows -= 1
+    row_tiles_total = math.ceil(out_h / rows)
+    row_tiles = max(1, min(row_tiles_total, math.ceil(row_tiles_total * geometry.batch / tasks)))
+    filter_splits = max(1, min(tasks // (geometry.batch * math.ceil(row_tiles_total / row_tiles)), 2))
+    slab_rows = (row_tiles * rows - 1) * geometry.stride[0] + geometry.kernel[0]
+    slab_width = width_vectors * lanes + geometry.kernel[1]
+    channel_block = max(1, min(geometry.channels, l1_bytes // (4 * slab_rows * slab_width)))
+    return SpecializedConvConfig(lanes, vectors, rows, channel_block, row_tiles, filter_splits)
+
+
+def estimated_code_size(terms, config):
+    """Vector FMAs in the generated code: a measure of its LLVM compile time."""
+    return sum(len(filter_terms) for filter_terms in terms.values()) * config.rows * config.vectors
+
+
+def _vector(value, lanes):
+    return tirx.Broadcast(value, lanes) if lanes > 1 else value
+
+
+def _index(base, lanes):
+    return tirx.Ramp(base, 1, lanes) if lanes > 1 else base
+
+
+def _copy_row(dst, dst_offset, src, src_offset, src_step, count, lanes):
+    """Copy ``count`` elements (source elements ``src_step`` apart) in vector chunks; static tail."""
+    chunks, tail = divmod(count, lanes)
+    if chunks:
+        with T.serial(0, chunks) as i:
+            T.buffer_store(dst, src[tirx.Ramp(src_offset + i * lanes * src_step, src_step, lanes)], [_index(dst_offset + i * lanes, lanes)])
+    if tail:
+        start = chunks * lanes
+        T.buffer_store(
+            dst,
+            src[tirx.Ramp(src_offset + start * src_step, src_step, tail) if tail > 1 else src_offset + start * src_step],
+            [_index(dst_offset + start, tail)],
+        )
+
+
+def _zero_row(dst, dst_offset, count, lanes):
+    """Store ``count`` zeros in vector chunks."""
+    zero = tirx.const(0.0, DTYPE)
+    chunks, tail = divmod(count, lanes)
+    if chunks:
+        with T.serial(0, chunks) as i:
+            T.buffer_store(dst, _vector(zero, lanes), [_index(dst_offset + i * lanes, lanes)])
+    if tail:
+        T.buffer_store(dst, _vector(zero, tail), [_index(dst_offset + chunks * lanes, tail)])
+
+
+class _Layout:
+    """Sizes of the padded input and the (possibly padded) output the kernel computes."""
+
+    def __init__(self, geometry, config):
+        g, cfg = geometry, config
+        self.tile_width = cfg.lanes * cfg.vectors
+        self.out_w = math.ceil(g.out_width / self.tile_width) * self.tile_width
+        self.out_h = math.ceil(g.out_height / cfg.rows) * cfg.rows
+        self.direct = (self.out_h, self.out_w) == (g.out_height, g.out_width)
+        sh, sw = g.stride
+        self.in_h = (self.out_h - 1) * sh + g.kernel[0]
+        self.phase_w = self.out_w + (g.kernel[1] - 1) // sw
+        self.row_stride = sw * self.phase_w
+        self.channel_stride = self.in_h * self.row_stride
+        self.row_tiles_total = self.out_h // cfg.rows
+        self.row_blocks = math.ceil(self.row_tiles_total / cfg.row_tiles)
+
+
+def _emit_padding(geometry, layout, data, padded, lanes):
+    """Copy the input into the zero-padded, phase-split scratch buffer (parallel over images x channels)."""
+    g, lay = geometry, layout
+    top, left = g.padding[0], g.padding[1]
+    sw = g.stride[1]
+    first_row, last_row = max(0, top), min(lay.in_h, top + g.height)  # padded rows that hold input
+    with T.parallel(0, g.batch * g.channels) as nc:
+        src_plane = nc * (g.height * g.width)
+        dst_plane = nc * lay.channel_stride
+        if first_row > 0:
+            _zero_row(padded, dst_plane, first_row * lay.row_stride, lanes)
+        if lay.in_h > last_row:
+            _zero_row(padded, dst_plane + last_row * lay.row_stride, (lay.in_h - last_row) * lay.row_stride, lanes)
+        if last_row > first_row:
+            with T.serial(0, last_row - first_row) as i:
+                dst_row = dst_plane + (first_row + i) * lay.row_stride
+                src_row = src_plane + (first_row + i - top) * g.width
+                for phase in range(sw):
+                    # padded column q*sw + phase holds input column q*sw + phase - left
+                    lo = max(0, -(-(left - phase) // sw))
+                    hi = min(lay.phase_w, (g.width - 1 + left - phase) // sw + 1)
+                    dst = dst_row + phase * lay.phase_w
+                    if hi <= lo:
+                        _zero_row(padded, dst, lay.phase_w, lanes)
+                        continue
+                    if lo > 0:
+                        _zero_row(padded, dst, lo, lanes)
+                    _copy_row(padded, dst + lo, data, src_row + lo * sw + phase - left, sw, hi - lo, lanes)
+                    if hi < lay.phase_w:
+                        _zero_row(padded, dst + hi, lay.phase_w - hi, lanes)
+
+
+def _scratch(size):
+    """A global scratch buffer of ``size`` floats, accessed through a view of its data.
+
+    The accesses go through a declared view, not the allocated buffer itself, because TVM's
+    ``CompactBufferAllocation`` pass analyses every access to an allocated buffer and took 70% of
+    the compile time of a specialised kernel (20 s for a 32-channel layer).
+    """
+    allocation = T.alloc_buffer((size,), DTYPE)
+    return T.decl_buffer((size,), DTYPE, data=allocation.data)
+
+
+def _channel_blocks_of(terms, filter_id, channel_block):
+    """The channel blocks a filter reads; a filter without terms still needs one pass (bias, epilogue)."""
+    blocks = sorted({c // channel_block for c, _, _, _ in terms[filter_id]})
+    return blocks or [0]
+
+
+def build_specialized_conv(geometry, filter_blocks, terms, epilogue=Epilogue(), config=None, name="sparse_conv2d"):
+    """Write the specialised PrimFunc.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+    filter_blocks : list of list of int
+        Filters computed together in one register tile; every filter exactly once.
+    terms : dict[int, list of (int, int, int, float)]
+        Per filter, ``(input channel, tap row, tap column, weight)``.
+    epilogue : Epilogue
+    config : SpecializedConvConfig
+    name : str
+        The PrimFunc's ``global_symbol``.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        Parameters ``data [N, C, H, W]``, then ``bias [K]`` and ``residual [N, K, OH, OW]`` when the
+        epilogue has them, then ``out [N, K, OH, OW]``.
+    """
+    g, cfg = geometry, config
+    if sorted(f for block in filter_blocks for f in block) != list(range(g.filters)):
+        raise ValueError("filter_blocks must hold every filter exactly once")
+    lay = _Layout(g, cfg)
+    lanes, rows, vectors = cfg.lanes, cfg.rows, cfg.vectors
+    sh, sw = g.stride
+    n_cblocks = math.ceil(g.channels / cfg.channel_block)
+    active = {f: _channel_blocks_of(terms, f, cfg.channel_block) for f in range(g.filters)}
+    by_block = {
+        f: {cb: [t for t in terms[f] if t[0] // cfg.channel_block == cb] for cb in active[f]} for f in range(g.filters)
+    }
+    out_plane = lay.out_h * lay.out_w
+    parts = [filter_blocks[i :: cfg.filter_splits] for i in range(cfg.filter_splits)]
+
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_name(name)
+            T.func_attr({"global_symbol": name, "tir.noalias": True, "tvm_sparse.kernel": "specialized_conv2d"})
+            data = T.arg("data", T.buffer(g.data_shape, DTYPE))
+            bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
+            residual = T.arg("residual", T.buffer(g.out_shape, DTYPE)) if epilogue.residual else None
+            out = T.arg("out", T.buffer(g.out_shape, DTYPE))
+            data_flat = T.decl_buffer((math.prod(g.data_shape),), DTYPE, data=data.data)
+            out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
+            residual_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data) if residual is not None else None
+            padded = _scratch(g.batch * g.channels * lay.channel_stride)
+            acc = out_flat if lay.direct else _scratch(g.batch * g.filters * out_plane)
+            _emit_padding(g, lay, data_flat, padded, lanes)
+
+            def tile_body(f, cb, x_base, y_base):
+                """The FMA chains of filter ``f`` on channel block ``cb`` for one register tile."""
+                blocks = active[f]
+                for j in range(rows):
+                    for v in range(vectors):
+                        y_index = _index(y_base + (f * out_plane + j * lay.out_w + v * lanes), lanes)
+                        if cb == blocks[0]:
+                            value = _vector(bias[f], lanes) if bias is not None else _vector(tirx.const(0.0, DTYPE), lanes)
+                        else:
+                            value = acc[y_index]
+                        for c, r, s, w in by_block[f][cb]:
+                            offset = c * lay.channel_stride + (j * sh + r) * lay.row_stride + (s % sw) * lay.phase_w
+                            offset += s // sw + v * lanes
+                            value = value + _vector(tirx.const(w, DTYPE), lanes) * padded[_index(x_base + offset, lanes)]
+                        if cb == blocks[-1] and lay.direct:
+                            if residual_flat is not None:
+                                value = value + residual_flat[y_index]
+                            value = epilogue.activate(value, lanes, DTYPE)
+                        T.buffer_store(acc, value, [y_index])
+
+            with T.parallel(0, g.batch * lay.row_blocks * cfg.filter_splits) as task:
+                n = task // (lay.row_blocks * cfg.filter_splits)
+                row_block = task // cfg.filter_splits % lay.row_blocks
+                first_tile = row_block * cfg.row_tiles
+                n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
+                for part_index, part in enumerate(parts):
+                    frame = T.If(task % cfg.filter_splits == part_index) if cfg.filter_splits > 1 else None
+                    if frame is not None:
+                        frame.__enter__()
+                        then = T.Then()
+                        then.__enter__()
+                    for cb in range(n_cblocks):
+                        for block in part:
+                            users = [f for f in block if cb in active[f]]
+                            if not users:
+                                continue
+                            with T.serial(0, n_tiles) as tile:
+                                with T.serial(0, lay.out_w // lay.tile_width) as column:
+                                    oh0 = (first_tile + tile) * rows
+                                    ow0 = column * lay.tile_width
+                                    x_base = T.Bind(n * g.channels * lay.channel_stride + oh0 * sh * lay.row_stride + ow0)
+                                    y_base = T.Bind(n * g.filters * out_plane + oh0 * lay.out_w + ow0)
+                                    for f in users:
+                                        tile_body(f, cb, x_base, y_base)
+                    if frame is not None:
+                        then.__exit__(None, None, None)
+                        frame.__exit__(None, None, None)
+
+            if not lay.direct:
+                _emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, lanes)
+    return builder.get()
+
+
+def _emit_crop(geometry, layout, epilogue, acc, residual, out, lanes):
+    """Copy the valid part of the padded output to ``out``, adding the residual and activating."""
+    g, lay = geometry, layout
+    out_plane = g.out_height * g.out_width
+    chunks, tail = divmod(g.out_width, lanes)
+    with T.parallel(0, g.batch * g.filters) as nk:
+        with T.serial(0, g.out_height) as h:
+            for start, width in [(i * lanes, lanes) for i in range(chunks)] + ([(chunks * lanes, tail)] if tail else []):
+                src = nk * lay.out_h * lay.out_w + h * lay.out_w + start
+                dst = _index(nk * out_plane + h * g.out_width + start, width)
+                value = acc[_index(src, width)]
+                if residual is not None:
+                    value = value + residual[dst]
+                T.buffer_store(out, epilogue.activate(value, width, DTYPE), [dst])
+
+
+#: Pass options for building specialised kernels: TIR's common-subexpression elimination took
+#: a third of the lowering time on their long FMA chains, and LLVM eliminates the same loads.
+BUILD_CONFIG = {"tirx.disable_cse_tir": True}
+
+
+def compile_kernel(prim_func, target):
+    """Compile a kernel PrimFunc alone (tests, benchmarks) with :data:`BUILD_CONFIG`; returns the executable."""
+    with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
+        return tvm.compile(tvm.IRModule({prim_func.attrs["global_symbol"]: prim_func}), target=target)
