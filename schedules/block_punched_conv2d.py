@@ -1,12 +1,9 @@
 """Block-punched convolution kernels (any kernel size) for CPUs, specialised to the constant weights.
 
 The ``bk`` filters of a block keep the same columns, so a filter block of the generated code is a
-block row of the format: every input load of a column feeds ``bk`` FMAs. Entry points as in
-:mod:`schedules.pattern_conv2d`: :func:`block_punched_conv2d` (PrimFunc) and
-:func:`block_punched_conv2d_te` (``te.Tensor``).
+block row of the format: every input load of a column feeds ``bk`` FMAs. As in
+:mod:`schedules.pattern_conv2d`: :func:`block_punched_conv2d` returns a PrimFunc.
 """
-
-from tvm import te
 
 from tvm_sparse.formats import BlockPunchedWeight
 
@@ -67,16 +64,8 @@ def block_punched_conv2d(
         raise ValueError("block_punched_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)
     lanes = vector_lanes(target)
-    size = min(weight.block[0], 4 if lanes >= 16 else 2)
+    size = min(weight.block[0], 8 if lanes >= 16 else 4)
     config = config or default_config(geometry, lanes, size)
     blocks = filter_blocks_of(weight.shape[0], weight.block[0], size)
     return build_specialized_conv(geometry, blocks, block_punched_terms(weight), epilogue, config, name)
 
-
-def block_punched_conv2d_te(data, weight, *, bias=None, residual=None, stride=1, padding=0, activation=None, **options):
-    """:func:`block_punched_conv2d` as a TE tensor, for ``BlockBuilder.call_te`` (arguments as
-    :func:`schedules.pattern_conv2d.pattern_conv2d_te`)."""
-    epilogue = Epilogue(bias=bias is not None, residual=residual is not None, activation=activation)
-    shape = tuple(int(d) for d in data.shape)
-    func = block_punched_conv2d(weight, shape, stride=stride, padding=padding, epilogue=epilogue, **options)
-    return te.extern_primfunc([t for t in (data, bias, residual) if t is not None], func)

@@ -1,17 +1,15 @@
 """Pattern-sparse 3x3 convolution kernels for CPUs, specialised to the constant weights.
 
-Entry points:
-
-- :func:`pattern_conv2d` returns a ``tvm.tirx.PrimFunc`` (add it to an IRModule and call it with
-  ``relax.call_tir``);
-- :func:`pattern_conv2d_te` returns a ``te.Tensor`` for ``BlockBuilder.call_te``.
+Entry point: :func:`pattern_conv2d` returns a complete (already scheduled) ``tvm.tirx.PrimFunc``.
+A Relax pass adds it with ``BlockBuilder.add_func`` and calls it with ``relax.call_tir``; build
+with :data:`schedules.specialized_conv.BUILD_CONFIG` in the ``PassContext`` for a shorter compile.
+(``BlockBuilder.call_te`` cannot carry it: the kernel is not a TE compute, and TE's extern
+wrapper loses the flat views of its parameters.)
 
 Filters are taken in the format's FKW order (same kept-kernel count and pattern mix together)
 and paired into filter blocks so that filters which read the same input channels share their
 loads; see :mod:`schedules.specialized_conv` for the code that is generated.
 """
-
-from tvm import te
 
 from tvm_sparse.formats import PatternWeight
 
@@ -94,26 +92,3 @@ def pattern_conv2d(
     config = config or default_config(geometry, vector_lanes(target), FILTER_BLOCK)
     return build_specialized_conv(geometry, pair_filters(weight, terms), terms, epilogue, config, name)
 
-
-def pattern_conv2d_te(data, weight, *, bias=None, residual=None, stride=1, padding=1, activation=None, **options):
-    """:func:`pattern_conv2d` as a TE tensor, for ``BlockBuilder.call_te``.
-
-    Parameters
-    ----------
-    data : te.Tensor
-        ``[N, C, H, W]`` float32.
-    weight : PatternWeight
-    bias : te.Tensor or None
-        ``[K]``.
-    residual : te.Tensor or None
-        Shaped like the output.
-    stride, padding, activation
-        As :func:`pattern_conv2d` and :class:`~schedules.epilogue.Epilogue`.
-    **options
-        ``target``, ``config``, ``name``.
-    """
-    epilogue = Epilogue(bias=bias is not None, residual=residual is not None, activation=activation)
-    shape = tuple(int(d) for d in data.shape)
-    func = pattern_conv2d(weight, shape, stride=stride, padding=padding, epilogue=epilogue, **options)
-    inputs = [t for t in (data, bias, residual) if t is not None]
-    return te.extern_primfunc(inputs, func)

@@ -220,6 +220,13 @@ class _Layout:
         self.row_tiles_total = self.out_h // cfg.rows
         self.row_blocks = math.ceil(self.row_tiles_total / cfg.row_tiles)
 
+    def needs_padding(self, geometry):
+        """Whether the kernel must copy the input: unless it already has the padded layout."""
+        g = geometry
+        return not (
+            g.stride == (1, 1) and g.padding == (0, 0, 0, 0) and (self.in_h, self.phase_w) == (g.height, g.width)
+        )
+
 
 def _emit_padding(geometry, layout, data, padded, lanes):
     """Copy the input into the zero-padded, phase-split scratch buffer (parallel over images x channels)."""
@@ -270,7 +277,9 @@ def _channel_blocks_of(terms, filter_id, channel_block):
     return blocks or [0]
 
 
-def build_specialized_conv(geometry, filter_blocks, terms, epilogue=Epilogue(), config=None, name="sparse_conv2d"):
+def build_specialized_conv(
+    geometry, filter_blocks, terms, epilogue=Epilogue(), config=None, name="sparse_conv2d", param_shapes=None
+):
     """Write the specialised PrimFunc.
 
     Parameters
@@ -284,6 +293,9 @@ def build_specialized_conv(geometry, filter_blocks, terms, epilogue=Epilogue(), 
     config : SpecializedConvConfig
     name : str
         The PrimFunc's ``global_symbol``.
+    param_shapes : tuple or None
+        ``(data_shape, out_shape)`` to declare instead of the geometry's, with as many elements
+        (a 1x1 convolution runs as one row of ``H * W`` pixels).
 
     Returns
     -------
@@ -309,16 +321,20 @@ def build_specialized_conv(geometry, filter_blocks, terms, epilogue=Epilogue(), 
         with T.prim_func():
             T.func_name(name)
             T.func_attr({"global_symbol": name, "tir.noalias": True, "tvm_sparse.kernel": "specialized_conv2d"})
-            data = T.arg("data", T.buffer(g.data_shape, DTYPE))
+            data_shape, out_shape = param_shapes or (g.data_shape, g.out_shape)
+            data = T.arg("data", T.buffer(data_shape, DTYPE))
             bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
-            residual = T.arg("residual", T.buffer(g.out_shape, DTYPE)) if epilogue.residual else None
-            out = T.arg("out", T.buffer(g.out_shape, DTYPE))
+            residual = T.arg("residual", T.buffer(out_shape, DTYPE)) if epilogue.residual else None
+            out = T.arg("out", T.buffer(out_shape, DTYPE))
             data_flat = T.decl_buffer((math.prod(g.data_shape),), DTYPE, data=data.data)
             out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
             residual_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data) if residual is not None else None
-            padded = _scratch(g.batch * g.channels * lay.channel_stride)
             acc = out_flat if lay.direct else _scratch(g.batch * g.filters * out_plane)
-            _emit_padding(g, lay, data_flat, padded, lanes)
+            if lay.needs_padding(g):
+                padded = _scratch(g.batch * g.channels * lay.channel_stride)
+                _emit_padding(g, lay, data_flat, padded, lanes)
+            else:
+                padded = data_flat
 
             def tile_body(f, cb, x_base, y_base):
                 """The FMA chains of filter ``f`` on channel block ``cb`` for one register tile."""

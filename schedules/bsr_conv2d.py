@@ -1,0 +1,69 @@
+"""BSR 1x1 convolution kernels for CPUs, specialised to the constant weights.
+
+A 1x1 convolution is a sparse GEMM ``[K, C] x [C, H*W]``: with stride 1 and no padding the kernel
+runs over the ``H * W`` pixels as one long row (no input copy, full vectors), otherwise as a
+regular 1x1 convolution. A filter block of the generated code is a BSR block row, so every input
+load feeds ``bh`` FMAs. A linear layer is the same kernel on a ``[N, C, 1, 1]`` input.
+Entry point: :func:`bsr_conv2d` returns a PrimFunc (used as in :mod:`schedules.pattern_conv2d`).
+"""
+
+from tvm_sparse.formats import BSRWeight
+
+from .block_punched_conv2d import filter_blocks_of
+from .epilogue import Epilogue
+from .specialized_conv import build_specialized_conv, default_config, make_geometry
+from .target_info import as_target, target_family, vector_lanes
+
+
+def bsr_terms(weight):
+    """Per filter, its ``(input channel, 0, 0, weight)`` terms (zeros inside stored blocks skipped)."""
+    (bh, bw), (n_rows, n_cols) = weight.block, weight.shape[:2]
+    terms = {k: [] for k in range(n_rows)}
+    for block_row in range(len(weight.indptr) - 1):
+        for j in range(weight.indptr[block_row], weight.indptr[block_row + 1]):
+            col0 = int(weight.indices[j]) * bw
+            for r in range(min(bh, n_rows - block_row * bh)):
+                for q in range(min(bw, n_cols - col0)):
+                    value = float(weight.values[j, r, q])
+                    if value != 0.0:
+                        terms[block_row * bh + r].append((col0 + q, 0, 0, value))
+    return terms
+
+
+def bsr_conv2d(
+    weight, data_shape, *, stride=1, padding=0, epilogue=Epilogue(), target=None, config=None, name="bsr_conv2d"
+):
+    """A BSR 1x1 convolution specialised to ``weight``, as a PrimFunc.
+
+    Parameters
+    ----------
+    weight : BSRWeight
+        ``[K, C]`` or ``[K, C, 1, 1]``.
+    data_shape : tuple of int
+        ``(N, C, H, W)``.
+    stride, padding, epilogue, target, config, name
+        As :func:`schedules.pattern_conv2d.pattern_conv2d`.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        ``(data, [bias], [residual], out)``.
+    """
+    if not isinstance(weight, BSRWeight):
+        raise TypeError(f"weight must be a BSRWeight, got {type(weight).__name__}")
+    target = as_target(target)
+    if target_family(target) == "gpu":
+        raise ValueError("bsr_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
+    weight_shape = tuple(weight.shape[:2]) + (1, 1)
+    geometry = make_geometry(data_shape, weight_shape, stride, padding)
+    param_shapes = None
+    if geometry.stride == (1, 1) and geometry.padding == (0, 0, 0, 0):
+        n, c, h, w = geometry.data_shape
+        param_shapes = (geometry.data_shape, geometry.out_shape)
+        geometry = make_geometry((n, c, 1, h * w), weight_shape)
+    lanes = vector_lanes(target)
+    size = min(weight.block[0], 8 if lanes >= 16 else 4)
+    config = config or default_config(geometry, lanes, size)
+    blocks = filter_blocks_of(weight.shape[0], weight.block[0], size)
+    return build_specialized_conv(geometry, blocks, bsr_terms(weight), epilogue, config, name, param_shapes)
+
