@@ -295,7 +295,7 @@ class _Router(PyExprMutator):
             return analyse_weight(weight)
         density = float(np.count_nonzero(weight)) / weight.size
         if scheme.name == "pattern":
-            return WeightStructure("pattern", density, "from the plan", PatternWeight.from_dense(weight, scheme.library))
+            return WeightStructure("pattern", density, "from the plan", PatternWeight.from_dense(weight, scheme.library_array()))
         if scheme.name == "block_punched":
             sparse = BlockPunchedWeight.from_dense(weight, scheme.block)
             return WeightStructure("block_punched", density, f"blocks {scheme.block[0]}x{scheme.block[1]} (plan)", sparse)
@@ -330,6 +330,9 @@ class _Router(PyExprMutator):
         epilogue = Epilogue(bias=chain.bias is not None, residual=residual is not None, activation=chain.activation)
         kernel_func = KERNEL_FUNCTIONS[kernel](structure.sparse, data_shape, epilogue=epilogue,
                                                target=self.options.target, name=name, **options)
+        # The kernel is complete: the dense schedule rules must leave it alone (is_scheduled) and
+        # FuseOps must not merge it into its neighbours (op_pattern 8 = kOpaque).
+        kernel_func = kernel_func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})
         callee = self.builder_.add_func(kernel_func, name)
         args = [data] + ([relax.const(chain.bias)] if chain.bias is not None else []) + \
             ([residual] if residual is not None else [])

@@ -1,0 +1,41 @@
+"""The decide step: thresholds, tiny layers, targets without kernels, plans that force."""
+
+import pytest
+
+from relay_passes.sparse_rules import SparseRules
+from relay_passes.sparsity_analysis import WeightStructure
+
+
+def structure(kind, density):
+    return WeightStructure(kind, density, "")
+
+
+def test_sparse_enough_layers_get_their_kernel():
+    rules = SparseRules()
+    assert rules.decide(structure("pattern", 0.12), 10**6, "x86")[0] == "pattern_conv2d"
+    assert rules.decide(structure("block_punched", 0.1), 10**6, "arm_cpu")[0] == "block_punched_conv2d"
+
+
+def test_dense_enough_layers_stay_dense_with_the_reason():
+    kernel, reason = SparseRules(pattern_max_density=0.3).decide(structure("pattern", 0.44), 10**6, "x86")
+    assert kernel is None and "0.44 is above 0.30" in reason
+    kernel, reason = SparseRules().decide(structure("pattern", 0.1), 1000, "x86")
+    assert kernel is None and "min_macs" in reason
+    for kind in ("dense", "unstructured"):
+        assert SparseRules().decide(structure(kind, 0.1), 10**6, "x86")[0] is None
+
+
+def test_targets_without_a_kernel_stay_dense():
+    kernel, reason = SparseRules().decide(structure("pattern", 0.1), 10**6, "gpu")
+    assert kernel is None and "gpu" in reason
+
+
+def test_a_plan_overrides_the_thresholds():
+    kernel, reason = SparseRules().decide(structure("pattern", 0.44), 10, "x86", forced=True)
+    assert kernel == "pattern_conv2d" and "plan" in reason
+
+
+@pytest.mark.parametrize("bad", [{"pattern_max_density": 0.0}, {"block_max_density": 1.5}, {"min_macs": -1}])
+def test_bad_thresholds_are_rejected(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        SparseRules(**bad)

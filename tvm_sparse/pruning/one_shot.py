@@ -1,0 +1,62 @@
+"""One-shot magnitude pruning of a whole CNN with the schemes the compiler accelerates.
+
+The quick path of the demo and the benchmarks (no training): 3x3 convolutions get pattern +
+connectivity pruning, 1x1 convolutions and linear layers get block-punched pruning; the first
+convolution (which sees the image's 3 channels) and grouped/depthwise convolutions stay dense.
+For accuracy, prune during training (:class:`ClickTrainSparsifier`) or fine-tune after.
+"""
+
+import torch
+
+from tvm_sparse.plan import BlockPunchedScheme
+
+from .sparsifier import MagnitudeSparsifier
+from .workflows import pattern_for_compression
+
+
+def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.9, min_in_channels=8):
+    """``{tensor_fqn: scheme}`` for the layers :func:`magnitude_prune` prunes.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    compression : float
+        Dense over kept weights of the 3x3 layers (pattern entries plus connectivity pruning).
+    block : tuple of int
+        Block shape of the block-punched layers.
+    block_sparsity : float
+        Fraction of each block's columns removed in 1x1 and linear layers.
+    min_in_channels : int
+        Layers with fewer input channels (the first convolution) stay dense.
+    """
+    pattern = pattern_for_compression(compression)
+    punched = BlockPunchedScheme(block=block, sparsity=block_sparsity)
+    config = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            if module.groups != 1 or module.in_channels < min_in_channels or module.dilation != (1, 1):
+                continue
+            if module.kernel_size == (3, 3):
+                config[f"{name}.weight"] = pattern
+            elif module.kernel_size == (1, 1):
+                config[f"{name}.weight"] = punched
+        elif isinstance(module, torch.nn.Linear) and module.in_features >= min_in_channels:
+            config[f"{name}.weight"] = punched
+    return config
+
+
+def magnitude_prune(model, **options):
+    """Prune ``model`` in place by weight magnitude; returns the plan ``{tensor_fqn: scheme}``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    **options
+        As :func:`one_shot_config`.
+    """
+    sparsifier = MagnitudeSparsifier()
+    sparsifier.prepare(model, one_shot_config(model, **options))
+    sparsifier.step()
+    plan = sparsifier.plan()
+    sparsifier.squash_mask()
+    return plan
