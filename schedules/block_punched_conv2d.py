@@ -63,9 +63,10 @@ def block_punched_conv2d(
     if target_family(target) == "gpu":
         raise ValueError("block_punched_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)
+    terms = block_punched_terms(weight)
     lanes = vector_lanes(target)
-    size = min(weight.block[0], 8 if lanes >= 16 else 4)
-    config = config or default_config(geometry, lanes, size)
-    blocks = filter_blocks_of(weight.shape[0], weight.block[0], size)
-    return build_specialized_conv(geometry, blocks, block_punched_terms(weight), epilogue, config, name)
+    preferred = min(weight.block[0], 8 if lanes >= 16 else 4)
+    config = config or default_config(geometry, lanes, sum(map(len, terms.values())), preferred)
+    blocks = filter_blocks_of(weight.shape[0], weight.block[0], config.filters)
+    return build_specialized_conv(geometry, blocks, terms, epilogue, config, name)
 

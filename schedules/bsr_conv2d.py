@@ -61,9 +61,10 @@ def bsr_conv2d(
         n, c, h, w = geometry.data_shape
         param_shapes = (geometry.data_shape, geometry.out_shape)
         geometry = make_geometry((n, c, 1, h * w), weight_shape)
+    terms = bsr_terms(weight)
     lanes = vector_lanes(target)
-    size = min(weight.block[0], 8 if lanes >= 16 else 4)
-    config = config or default_config(geometry, lanes, size)
-    blocks = filter_blocks_of(weight.shape[0], weight.block[0], size)
-    return build_specialized_conv(geometry, blocks, bsr_terms(weight), epilogue, config, name, param_shapes)
+    preferred = min(weight.block[0], 8 if lanes >= 16 else 4)
+    config = config or default_config(geometry, lanes, sum(map(len, terms.values())), preferred)
+    blocks = filter_blocks_of(weight.shape[0], weight.block[0], config.filters)
+    return build_specialized_conv(geometry, blocks, terms, epilogue, config, name, param_shapes)
 

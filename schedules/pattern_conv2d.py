@@ -17,10 +17,6 @@ from .epilogue import Epilogue
 from .specialized_conv import build_specialized_conv, default_config, make_geometry
 from .target_info import as_target, target_family, vector_lanes
 
-#: Filters per register tile: 2 filters x 4 rows x 2 vectors fill half of AVX-512's registers.
-FILTER_BLOCK = 2
-
-
 def pattern_terms(weight):
     """Per original filter, its ``(input channel, tap row, tap column, weight)`` terms in FKW order."""
     taps = weight.taps
@@ -35,7 +31,7 @@ def pattern_terms(weight):
     return terms
 
 
-def pair_filters(weight, terms, block_size=FILTER_BLOCK, window=16):
+def pair_filters(weight, terms, block_size=2, window=16):
     """Group filters in FKW order into blocks of ``block_size``, greedily joining filters that share inputs.
 
     A filter is joined with the not-yet-grouped filter among the next ``window`` (in FKW order)
@@ -89,6 +85,6 @@ def pattern_conv2d(
         raise ValueError("pattern_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)
     terms = pattern_terms(weight)
-    config = config or default_config(geometry, vector_lanes(target), FILTER_BLOCK)
-    return build_specialized_conv(geometry, pair_filters(weight, terms), terms, epilogue, config, name)
+    config = config or default_config(geometry, vector_lanes(target), sum(map(len, terms.values())))
+    return build_specialized_conv(geometry, pair_filters(weight, terms, config.filters), terms, epilogue, config, name)
 

@@ -106,6 +106,8 @@ class SpecializedConvConfig:
         Vectors per output row in one register tile.
     rows : int
         Output rows in one register tile.
+    filters : int
+        Most filters in one register tile (a format's block may be cut to this size).
     channel_block : int
         Input channels per L1 block.
     row_tiles : int
@@ -117,55 +119,68 @@ class SpecializedConvConfig:
     lanes: int
     vectors: int = 1
     rows: int = 4
+    filters: int = 2
     channel_block: int = 32
     row_tiles: int = 2
     filter_splits: int = 1
 
     def __post_init__(self):
-        for name in ("lanes", "vectors", "rows", "channel_block", "row_tiles", "filter_splits"):
+        for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def default_config(geometry, lanes, filter_block_size, l1_bytes=32 * 1024, tasks=4):
-    """Knobs that fit the register file and the L1 cache of a CPU with ``lanes``-wide vectors.
+#: Default budget of vector FMAs in one generated kernel (see :func:`estimated_code_size`). LLVM
+#: and TVM's lowering took ~1 s per 1,000 of them on this 2-core machine under load.
+CODE_BUDGET = 40_000
+
+
+def default_config(geometry, lanes, n_terms, filters=2, l1_bytes=32 * 1024, tasks=4, code_budget=CODE_BUDGET):
+    """Knobs that fit the register file, the L1 cache and a compile-time budget.
 
     Parameters
     ----------
     geometry : ConvGeometry
     lanes : int
         The target's float32 SIMD width (16 AVX-512, 8 AVX2, 4 NEON).
-    filter_block_size : int
-        Filters per filter block (accumulators grow with it).
+    n_terms : int
+        Terms of all filters; the code holds ``n_terms * rows * vectors`` vector FMAs.
+    filters : int
+        Preferred filters per register tile; raised when fewer rows fit the code budget.
     l1_bytes : int
         The part of the L1 data cache the input slab may take.
     tasks : int
         Parallel tasks to aim for (at least the number of cores).
+    code_budget : int
+        Most vector FMAs in the code: beyond it, fewer rows per tile (less load reuse, faster compile).
     """
     out_h, out_w = geometry.out_height, geometry.out_width
     # Narrower vectors when the output width would waste more than ~15% of a wide one.
     while lanes > 4 and math.ceil(out_w / lanes) * lanes > 1.15 * out_w:
         lanes //= 2
-    # Accumulators: filters x rows x vectors <= about half of 32 (AVX-512) or 16 registers.
+    # Accumulators: filters x rows x vectors = about half of the 32 (AVX-512) or 16 registers.
     registers = 16 if lanes >= 16 else 8
     width_vectors = math.ceil(out_w / lanes)
-    vectors = max(1, min(width_vectors, registers // (filter_block_size * 2), 4))
+    vectors = max(1, min(width_vectors, registers // (filters * 2), 4))
     while width_vectors % vectors:
         vectors -= 1
-    rows = max(1, min(out_h, registers // (filter_block_size * vectors), 4))
+    rows = max(1, min(out_h, registers // (filters * vectors), 4))
+    while rows > 1 and n_terms * rows * vectors > code_budget:
+        rows -= 1
     while rows > 1 and math.ceil(out_h / rows) * rows > 1.15 * out_h:
         rows -= 1
+    filters = max(filters, registers // (rows * vectors))
     row_tiles_total = math.ceil(out_h / rows)
     row_tiles = max(1, min(row_tiles_total, math.ceil(row_tiles_total * geometry.batch / tasks)))
     filter_splits = max(1, min(tasks // (geometry.batch * math.ceil(row_tiles_total / row_tiles)), 2))
     slab_rows = (row_tiles * rows - 1) * geometry.stride[0] + geometry.kernel[0]
     slab_width = width_vectors * lanes + geometry.kernel[1]
     channel_block = max(1, min(geometry.channels, l1_bytes // (4 * slab_rows * slab_width)))
-    return SpecializedConvConfig(lanes, vectors, rows, channel_block, row_tiles, filter_splits)
+    return SpecializedConvConfig(lanes, vectors, rows, filters, channel_block, row_tiles, filter_splits)
 
 
 def estimated_code_size(terms, config):
-    """Vector FMAs in the generated code: a measure of its LLVM compile time."""
+    """Vector FMAs in the generated code: a measure of its compile time."""
     return sum(len(filter_terms) for filter_terms in terms.values()) * config.rows * config.vectors
 
 

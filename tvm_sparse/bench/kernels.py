@@ -1,0 +1,302 @@
+"""Per-layer latency: our sparse kernels vs the best dense implementations, side by side.
+
+For each layer (ResNet-18 / VGG-16 CIFAR and ImageNet 3x3 layers, MobileNetV2 1x1 layers) a
+seeded random weight with the layer's sparse structure is made (pattern: 4-entry patterns and 72%
+of the kernels removed, 8x; BSR 8x4 at 90% block sparsity; block-punched 8x4 at 8x). Each layer
+computes ``relu(conv2d(x, w) + bias)`` at batch 1, by:
+
+- ``ours``: the specialised sparse kernel of :mod:`schedules` for this CPU;
+- ``tvm_dense``: the same layer with the dense weight through ``tvm_sparse``'s pipeline without
+  the sparse phase (the hand-written register-tiled dense schedule of ``schedules.dense_conv2d``);
+- ``pytorch`` (oneDNN) and ``onnxruntime`` with the dense weight.
+
+Everything is compiled once; then, per thread count, a fresh worker process (TVM's thread pool is
+sized once per process) loads the kernels, checks every output against PyTorch, and times them in
+interleaved rounds (:func:`tvm_sparse.bench.timing.interleaved_medians`). The worker prints its
+results as JSON.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: The implementations compared, in table order.
+RUNTIMES = ("ours", "onnxruntime", "pytorch", "tvm_dense")
+
+#: Outputs must agree with PyTorch to this relative error (max |diff| / max |reference|).
+AGREEMENT = 1e-4
+
+
+@dataclass(frozen=True)
+class KernelLayer:
+    """One benchmarked layer: a convolution ``[filters, channels, kernel, kernel]`` on ``size x size``.
+
+    ``scheme`` is ``"pattern"``, ``"block_punched"`` or ``"bsr"``; ``density`` is the fraction of
+    kernels kept (pattern, on top of the 4-of-9 patterns) or of blocks / block columns kept.
+    """
+
+    name: str
+    scheme: str
+    channels: int
+    filters: int
+    size: int
+    kernel: int = 3
+    stride: int = 1
+    density: float = 0.28
+
+    @property
+    def padding(self):
+        return self.kernel // 2
+
+    @property
+    def data_shape(self):
+        return (1, self.channels, self.size, self.size)
+
+
+LAYERS = {
+    layer.name: layer
+    for layer in (
+        KernelLayer("resnet18-cifar-64x32", "pattern", 64, 64, 32),
+        KernelLayer("vgg16-cifar-128x32", "pattern", 128, 128, 32),
+        KernelLayer("resnet18-cifar-128x16", "pattern", 128, 128, 16),
+        KernelLayer("resnet18-cifar-256x8", "pattern", 256, 256, 8),
+        KernelLayer("resnet18-imagenet-64x56", "pattern", 64, 64, 56),
+        KernelLayer("resnet18-imagenet-128x28", "pattern", 128, 128, 28),
+        KernelLayer("resnet18-imagenet-256x14", "pattern", 256, 256, 14),
+        KernelLayer("block-punched-128x16", "block_punched", 128, 128, 16, density=0.125),
+        KernelLayer("mobilenetv2-1x1-144to24x56", "bsr", 144, 24, 56, kernel=1, density=0.1),
+        KernelLayer("mobilenetv2-1x1-32to192x28", "bsr", 32, 192, 28, kernel=1, density=0.1),
+        KernelLayer("mobilenetv2-1x1-384to64x14", "bsr", 384, 64, 14, kernel=1, density=0.1),
+        KernelLayer("mobilenetv2-1x1-960to160x7", "bsr", 960, 160, 7, kernel=1, density=0.1),
+    )
+}
+
+#: The layers of the issue's two speed targets (``--quick``).
+QUICK = ("vgg16-cifar-128x32", "resnet18-cifar-128x16", "mobilenetv2-1x1-144to24x56")
+
+
+@dataclass(frozen=True)
+class KernelTiming:
+    """Median latencies (ms) of one layer at one thread count, its FLOP reduction and agreement."""
+
+    layer: str
+    threads: int
+    median_ms: dict
+    flop_reduction: float
+    max_rel_err: float
+
+    @property
+    def best_dense(self):
+        """The fastest dense implementation: ``(name, ms)``."""
+        return min(((k, v) for k, v in self.median_ms.items() if k != "ours"), key=lambda kv: kv[1])
+
+    @property
+    def speedup(self):
+        """Best dense latency over ours."""
+        return self.best_dense[1] / self.median_ms["ours"]
+
+    @property
+    def achieved_over_ideal(self):
+        """The speedup as a fraction of the FLOP reduction."""
+        return self.speedup / self.flop_reduction
+
+
+def layer_weights(layer):
+    """The layer's seeded sparse format object, its dense weight ``[K, C, R, S]`` and bias."""
+    from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
+    from tvm_sparse.formats import synthetic
+
+    rng = np.random.default_rng(zlib.crc32(layer.name.encode()))
+    shape = (layer.filters, layer.channels, layer.kernel, layer.kernel)
+    if layer.scheme == "pattern":
+        library = synthetic.pattern_library(8, 4, rng)
+        dense = synthetic.pattern_pruned(rng, layer.filters, layer.channels, library, layer.density)
+        fmt = PatternWeight.from_dense(dense, library)
+    elif layer.scheme == "block_punched":
+        dense = synthetic.block_punched(rng, shape, (8, 4), layer.density)
+        fmt = BlockPunchedWeight.from_dense(dense, (8, 4))
+    else:
+        dense = synthetic.block_sparse(rng, shape, (8, 4), layer.density)
+        fmt = BSRWeight.from_dense(dense, (8, 4))
+    bias = rng.standard_normal(layer.filters).astype("float32")
+    return fmt, dense, bias
+
+
+def _sparse_kernel(layer, fmt, target):
+    from schedules.block_punched_conv2d import block_punched_conv2d
+    from schedules.bsr_conv2d import bsr_conv2d
+    from schedules.epilogue import Epilogue
+    from schedules.pattern_conv2d import pattern_conv2d
+
+    kernel = {"pattern": pattern_conv2d, "block_punched": block_punched_conv2d, "bsr": bsr_conv2d}[layer.scheme]
+    return kernel(
+        fmt, layer.data_shape, stride=layer.stride, padding=layer.padding,
+        epilogue=Epilogue(bias=True, activation="relu"), target=target, name="sparse_layer",
+    )
+
+
+def _dense_module(layer, dense, bias):
+    """A Relax ``main(x) = relu(conv2d(x, w) + bias)`` with constant weights."""
+    from tvm import relax
+
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(layer.data_shape, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            y = builder.emit(relax.op.nn.conv2d(x, relax.const(dense), strides=layer.stride, padding=layer.padding))
+            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
+            out = builder.emit_output(builder.emit(relax.op.nn.relu(y)))
+        builder.emit_func_output(out)
+    return builder.get()
+
+
+def _onnx_model(layer, dense, bias):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    pad = layer.padding
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["conv"], pads=[pad] * 4, strides=[layer.stride] * 2),
+        helper.make_node("Relu", ["conv"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, layer.name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(layer.data_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(dense, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    # IR version 9 (ONNX 1.15): the newest onnx writes one that ONNX Runtime cannot read yet.
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def prepare(layers, target, workdir):
+    """Compile our kernel and the dense TVM module of each layer and export the ONNX models.
+
+    Returns
+    -------
+    dict[str, dict[str, float]]
+        Per layer, compile seconds of ``ours`` and ``tvm_dense``.
+    """
+    import onnx
+    import tvm
+
+    from relay_passes.pipeline import build_pipeline
+    from schedules.specialized_conv import BUILD_CONFIG
+
+    seconds = {}
+    for layer in layers:
+        fmt, dense, bias = layer_weights(layer)
+        start = time.perf_counter()
+        with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
+            kernel = _sparse_kernel(layer, fmt, target)
+            tvm.compile(tvm.IRModule({"sparse_layer": kernel}), target=target).export_library(
+                os.path.join(workdir, f"{layer.name}.sparse.so")
+            )
+        middle = time.perf_counter()
+        tvm.compile(_dense_module(layer, dense, bias), target=target, relax_pipeline=build_pipeline(target)).export_library(
+            os.path.join(workdir, f"{layer.name}.dense.so")
+        )
+        seconds[layer.name] = {"ours": middle - start, "tvm_dense": time.perf_counter() - middle}
+        onnx.save(_onnx_model(layer, dense, bias), os.path.join(workdir, f"{layer.name}.onnx"))
+    return seconds
+
+
+def measure(layers, threads, rounds, workdir):
+    """Load the prepared kernels and time them with ``threads`` threads (call in a fresh process).
+
+    Returns
+    -------
+    list[KernelTiming]
+    """
+    import onnxruntime
+    import torch
+    import tvm
+    from tvm import relax
+
+    from tvm_sparse.bench.timing import configure_threads, interleaved_medians
+
+    configure_threads(threads)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    dev = tvm.cpu()
+    results = []
+    for layer in layers:
+        fmt, dense, bias = layer_weights(layer)
+        x = np.random.default_rng(1).standard_normal(layer.data_shape).astype("float32")
+        xt, wt, bt = torch.from_numpy(x), torch.from_numpy(dense), torch.from_numpy(bias)
+        with torch.no_grad():
+            reference = torch.relu(torch.nn.functional.conv2d(xt, wt, bt, layer.stride, layer.padding)).numpy()
+        sparse = tvm.runtime.load_module(os.path.join(workdir, f"{layer.name}.sparse.so"))["sparse_layer"]
+        x_tvm, b_tvm = tvm.runtime.tensor(x, dev), tvm.runtime.tensor(bias, dev)
+        y_tvm = tvm.runtime.tensor(np.zeros(reference.shape, "float32"), dev)
+        vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(workdir, f"{layer.name}.dense.so")), dev)
+        session = onnxruntime.InferenceSession(
+            os.path.join(workdir, f"{layer.name}.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+
+        def run_torch():
+            with torch.no_grad():
+                return torch.relu(torch.nn.functional.conv2d(xt, wt, bt, layer.stride, layer.padding))
+
+        candidates = {
+            "ours": lambda: sparse(x_tvm, b_tvm, y_tvm),
+            "onnxruntime": lambda: session.run(None, {"x": x}),
+            "pytorch": run_torch,
+            "tvm_dense": lambda: vm["main"](x_tvm),
+        }
+        sparse(x_tvm, b_tvm, y_tvm)
+        outputs = [y_tvm.numpy(), session.run(None, {"x": x})[0], vm["main"](x_tvm).numpy()]
+        scale = np.abs(reference).max()
+        max_rel_err = max(float(np.abs(out - reference).max() / scale) for out in outputs)
+        timings = interleaved_medians(candidates, rounds=rounds)
+        results.append(
+            KernelTiming(layer.name, threads, {k: t.median_ms for k, t in timings.items()}, 1.0 / fmt.density, max_rel_err)
+        )
+    return results
+
+
+def run_benchmark(layers, thread_counts, rounds, target):
+    """Prepare the layers once, then measure them in one worker process per thread count.
+
+    Returns
+    -------
+    compile_seconds : dict[str, dict[str, float]]
+    timings : list[KernelTiming]
+    """
+    with tempfile.TemporaryDirectory(prefix="tvm_sparse_kernels_") as workdir:
+        compile_seconds = prepare(layers, target, workdir)
+        timings = []
+        for threads in thread_counts:
+            command = [sys.executable, "-m", "tvm_sparse.bench.kernels", "--workdir", workdir,
+                       "--threads", str(threads), "--rounds", str(rounds), *(layer.name for layer in layers)]
+            env = dict(os.environ, TVM_NUM_THREADS=str(threads))
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"benchmark worker ({threads} threads) failed:\n{done.stderr[-4000:]}")
+            timings += [KernelTiming(**row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+    return compile_seconds, timings
+
+
+def _worker(argv=None):
+    """Entry point of a worker process: measure and print the results as one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--rounds", type=int, required=True)
+    parser.add_argument("layers", nargs="+", choices=sorted(LAYERS))
+    args = parser.parse_args(argv)
+    results = measure([LAYERS[name] for name in args.layers], args.threads, args.rounds, args.workdir)
+    print(json.dumps([asdict(r) for r in results]))
+
+
+if __name__ == "__main__":
+    _worker()
