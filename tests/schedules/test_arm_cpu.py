@@ -1,0 +1,73 @@
+"""The sparse kernels for ARM CPUs: NEON code (compiled here) and results on the emulated phone."""
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tvm
+from schedules.block_punched_conv2d import block_punched_conv2d
+from schedules.epilogue import Epilogue
+from schedules.pattern_conv2d import pattern_conv2d
+from schedules.specialized_conv import BUILD_CONFIG
+from schedules.target_info import as_target, target_family, vector_lanes
+from tvm_sparse.formats import BlockPunchedWeight, PatternWeight
+from tvm_sparse.formats.synthetic import block_punched, pattern_library, pattern_pruned
+
+ARM = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
+
+
+def _layers(rng):
+    """Two small layers: (kernel function, format, dense weight, stride, padding, data shape)."""
+    pattern = pattern_pruned(rng, 6, 5, pattern_library(6, 4, rng), 0.5)
+    punched = block_punched(rng, (8, 5, 3, 3), (8, 4), 0.4)
+    return [
+        (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 1, 1, (1, 5, 9, 7)),
+        (block_punched_conv2d, BlockPunchedWeight.from_dense(punched, (8, 4)), punched, 2, 1, (2, 5, 8, 11)),
+    ]
+
+
+def _build(kernel, fmt, shape, stride, padding):
+    func = kernel(fmt, shape, stride=stride, padding=padding, target=ARM,
+                  epilogue=Epilogue(bias=True, activation="relu6"), name="sparse_layer")
+    with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
+        return tvm.compile(tvm.IRModule({"sparse_layer": func}), target=as_target(ARM))
+
+
+def test_arm_target_gets_neon_vectors():
+    assert target_family(ARM) == "arm_cpu"
+    assert vector_lanes(ARM) == 4
+    kernel, fmt, _, stride, padding, shape = _layers(np.random.default_rng(0))[0]
+    assembly = _build(kernel, fmt, shape, stride, padding).mod.inspect_source("asm")
+    assert "fmla" in assembly and ".4s" in assembly
+
+
+@pytest.mark.phone
+def test_kernels_on_the_emulated_phone(tracker):
+    from tvm_sparse.compiler import AARCH64_LINUX_CXX
+    from tvm_sparse.rpc import request_device
+    from tvm_sparse.rpc.phone import EmulatedPhone
+
+    rng = np.random.default_rng(1)
+    with EmulatedPhone(tracker, key="emu-aarch64-kernels") as phone:
+        session = request_device(phone.tracker, phone.key, session_timeout=600)
+        dev = session.cpu()
+        for index, (kernel, fmt, dense, stride, padding, shape) in enumerate(_layers(rng)):
+            x = rng.standard_normal(shape).astype("float32")
+            bias = rng.standard_normal(dense.shape[0]).astype("float32")
+            expected = torch.clamp(
+                F.conv2d(torch.from_numpy(x), torch.from_numpy(dense), torch.from_numpy(bias), stride, padding), 0, 6
+            ).numpy()
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, f"sparse_kernel_{index}.so")
+                _build(kernel, fmt, shape, stride, padding).export_library(
+                    path, fcompile=tvm.support.cc.cross_compiler(AARCH64_LINUX_CXX)
+                )
+                session.upload(path)
+            function = session.load_module(os.path.basename(path))["sparse_layer"]
+            out = tvm.runtime.tensor(np.zeros(expected.shape, "float32"), dev)
+            function(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(bias, dev), out)
+            np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
