@@ -4,11 +4,14 @@ A depthwise filter has no reduction over channels to share, so the vector lanes 
 output row: a register tile of ``yt`` rows x ``xt`` columns of one channel accumulates
 ``R x S`` taps (for grouped convolutions, also the ``C / groups`` input channels of the group),
 each a broadcast weight times a row of inputs. No weight packing is needed: the weight is
-read one scalar at a time. Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applied as
-each tile is written out.
+read one scalar at a time. With a column stride ``s`` > 1 a row of inputs would be a strided
+gather; the padded input is then stored with its columns split by residue
+(``[.., x % s, x // s]``), which makes every tap's row of inputs contiguous again. Bias, folded
+BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
 from tvm import s_tir
+from tvm.sym.pattern import detect_linear_equation
 from tvm.s_tir.dlight import ScheduleRule
 
 from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, schedule_padding,
@@ -58,5 +61,18 @@ class DepthwiseConv2dNCHW(ScheduleRule):
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
         pad = find_block(sch, ("pad_temp",))
         if pad is not None:
+            stride = column_stride(sch, conv)
             schedule_padding(sch, pad)
+            padded_width = extents(sch.get(conv).reads[0].source)[-1]
+            if stride > 1 and padded_width % stride == 0 and find_block(sch, ("pad_temp",)) is not None:
+                sch.transform_layout(pad, ("write", 0), lambda n, c, y, x: (n, c, y, x % stride, x // stride))
         schedule_register_tile(sch, conv, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3])
+
+
+def column_stride(sch, conv):
+    """The column stride of a convolution block: the coefficient of its output column iterator in
+    the column index of its input (1 when the index is not linear in it)."""
+    block = sch.get(conv)
+    column = block.iter_vars[3].var
+    coefficients = detect_linear_equation(block.reads[0].region[3].min, [column])
+    return int(coefficients[0]) if len(coefficients) == 2 and hasattr(coefficients[0], "value") else 1
