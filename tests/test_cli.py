@@ -9,7 +9,7 @@ from tvm_sparse.cli import build_parser
 
 def _cli(*arguments, timeout=600):
     return subprocess.run([sys.executable, "-m", "tvm_sparse.cli", *arguments], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "120"}, check=False)
+                          timeout=timeout, env={**os.environ, "COLUMNS": "250"}, check=False)
 
 
 def test_help_lists_the_commands():
@@ -39,3 +39,26 @@ def test_phone_emulator_rejects_a_bad_tracker_address():
     result = _cli("phone-emulator", "--tracker", "localhost")
     assert result.returncode == 1
     assert "HOST:PORT" in result.stderr
+
+
+def test_compile_prints_the_per_layer_report(tmp_path):
+    import torch
+
+    from tests.relay_passes.sparse_models import sparse_residual_block
+
+    model, example = sparse_residual_block()
+    program = tmp_path / "block.pt2"
+    torch.export.save(torch.export.export(model, (example,)), program)
+    library = tmp_path / "block.so"
+    result = _cli("compile", str(program), "--summary", "-o", str(library), "--min-macs", "0")
+    assert result.returncode == 0, result.stderr
+    assert library.exists()
+    for expected in ("conv1.weight", "pattern_conv2d", "project.weight", "block_punched_conv2d"):
+        assert expected in result.stdout
+
+
+def test_compile_names_a_bad_model_and_target():
+    result = _cli("compile", "resnet19")
+    assert result.returncode == 1 and "'resnet19' is neither a built-in model" in result.stderr
+    result = _cli("compile", "resnet18", "--target", "llvm -mcpu=potato")
+    assert result.returncode == 1 and "-mcpu=potato" in result.stderr

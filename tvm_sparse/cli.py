@@ -11,6 +11,7 @@ from importlib import import_module
 
 COMMAND_MODULES = (
     "tvm_sparse.commands.bench",
+    "tvm_sparse.commands.compile",
     "tvm_sparse.commands.demo",
     "tvm_sparse.commands.phone_emulator",
     "tvm_sparse.commands.prune_report",

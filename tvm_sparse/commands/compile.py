@@ -1,0 +1,92 @@
+"""``tvm-sparse compile``: compile a model for a target, optionally print the per-layer report."""
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from relay_passes.sparse_rules import SparseRules
+from tvm_sparse.models import MODELS
+
+
+def register(subparsers):
+    """Add the ``compile`` sub-command."""
+    parser = subparsers.add_parser(
+        "compile",
+        help="compile a model with the sparse passes and export it",
+        description="Compile a built-in CIFAR-10 model (optionally pruned one-shot by magnitude) or a "
+                    "torch.export program saved with torch.export.save (.pt2) for a target, export the "
+                    "library, and print what the sparse passes decided for each layer.",
+    )
+    parser.add_argument("model", help=f"a built-in model ({', '.join(sorted(MODELS))}) or a .pt2 file")
+    parser.add_argument("--target", default="llvm", help="target string (default llvm: this CPU)")
+    parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
+                        help="prune a built-in model first: pattern 3x3, block-punched 1x1/linear (default none)")
+    parser.add_argument("--compression", type=float, default=8.0,
+                        help="compression of the 3x3 layers when pruning (default 8)")
+    parser.add_argument("--plan", help="a plan JSON (tvm_sparse.plan) to verify and follow")
+    parser.add_argument("--dense", action="store_true", help="turn the sparse passes off")
+    defaults = SparseRules()
+    parser.add_argument("--pattern-max-density", type=float, default=defaults.pattern_max_density,
+                        help="route pattern layers at this density or below (default %(default)s)")
+    parser.add_argument("--block-max-density", type=float, default=defaults.block_max_density,
+                        help="route block-punched layers at this density or below (default %(default)s)")
+    parser.add_argument("--min-macs", type=int, default=defaults.min_macs,
+                        help="smaller layers stay dense (default %(default)s)")
+    parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
+    parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    """Load, optionally prune, compile, export and report."""
+    import torch
+
+    import tvm_sparse
+    from tvm_sparse.plan import PlanError, load_plan
+    from tvm_sparse.pruning.one_shot import magnitude_prune
+    from tvm_sparse.target import TargetError
+
+    console = Console()
+    try:
+        model, example = _load(args.model, torch)
+        plan = load_plan(args.plan) if args.plan else None
+        rules = SparseRules(args.pattern_max_density, args.block_max_density, args.min_macs)
+        if args.prune == "magnitude":
+            if not hasattr(model, "named_modules"):
+                raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
+            plan = magnitude_prune(model, compression=args.compression)
+        with console.status(f"compiling {args.model} for {args.target}"):
+            compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target=args.target,
+                                          sparse=not args.dense, plan=plan, rules=rules)
+        if args.output:
+            console.print(f"wrote {compiled.export_library(args.output)}")
+    except (ValueError, TargetError, PlanError, FileNotFoundError, RuntimeError) as error:
+        print(f"tvm-sparse compile: {error}", file=sys.stderr)
+        return 1
+    if args.summary:
+        console.print(report_table(compiled.report, f"{args.model} for {compiled.target.kind.name} "
+                                                    f"{compiled.target.attrs.get('mtriple', '')}"))
+    return 0
+
+
+def _load(name, torch):
+    if name in MODELS:
+        from tvm_sparse.models import build_model
+
+        return build_model(name), torch.randn(1, 3, 32, 32)
+    if not name.endswith(".pt2"):
+        raise ValueError(f"{name!r} is neither a built-in model ({', '.join(sorted(MODELS))}) nor a .pt2 file")
+    exported = torch.export.load(name)
+    return exported, exported.example_inputs[0]
+
+
+def report_table(report, title):
+    """The per-layer decisions as a rich table."""
+    table = Table(title=title)
+    for column in ("layer", "op", "weight shape", "structure", "density", "kernel", "reason"):
+        table.add_column(column, justify="right" if column == "density" else "left")
+    for decision in report:
+        table.add_row(decision.name, decision.op, "x".join(map(str, decision.weight_shape)), decision.structure,
+                      f"{decision.density:.3f}", decision.kernel, decision.reason)
+    return table
