@@ -1,0 +1,94 @@
+"""The OpenCL (Mali/Adreno) pattern kernel, run on PoCL (OpenCL on this CPU) with launch sizes from its schedule.
+
+PoCL comes from Debian (``scripts/install-pocl.sh``, run by the fixture when no OpenCL platform is
+found); PyOpenCL from the project's ``test`` extra.
+"""
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tvm
+from schedules.epilogue import Epilogue
+from schedules.pattern_conv2d_opencl import GpuTile, launch_sizes, pattern_conv2d_opencl, table_arguments
+from tvm_sparse.formats import PatternWeight
+from tvm_sparse.formats.synthetic import pattern_library, pattern_pruned
+
+INSTALL_POCL = Path(__file__).resolve().parents[2] / "scripts" / "install-pocl.sh"
+
+
+@pytest.fixture(scope="module")
+def opencl_context():
+    """A PyOpenCL context and queue on the first OpenCL platform (PoCL, installed if missing)."""
+    cl = pytest.importorskip("pyopencl", reason="pyopencl is in the project's test extra")
+    try:
+        platforms = cl.get_platforms()
+    except cl.LogicError:
+        platforms = []
+    if not platforms:
+        subprocess.run(["bash", str(INSTALL_POCL)], check=True)
+        platforms = cl.get_platforms()
+    context = cl.Context(devices=platforms[0].get_devices())
+    return cl, context, cl.CommandQueue(context)
+
+
+def _run_opencl(opencl_context, prim_func, arrays, out_shape, target):
+    """Compile ``prim_func`` for ``target``, build its OpenCL source with PyOpenCL and launch it."""
+    cl, context, queue = opencl_context
+    executable = tvm.compile(tvm.IRModule({"kernel": prim_func}), target=tvm.target.Target(target))
+    source = executable.mod.imports[0].inspect_source()
+    name, params = re.search(r"__kernel void (\w+)\(([^)]*)\)", source).groups()
+    names = [re.search(r"(\w+)_ptr$", p.strip()).group(1) for p in params.split(",")]
+    program = cl.Program(context, source).build()
+    flags = cl.mem_flags
+    buffers = {key: cl.Buffer(context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=value) for key, value in arrays.items()}
+    out = np.full(out_shape, np.nan, dtype="float32")
+    buffers["out"] = cl.Buffer(context, flags.WRITE_ONLY, out.nbytes)
+    global_size, local_size = launch_sizes(prim_func)
+    getattr(program, name)(queue, global_size, local_size, *(buffers[n] for n in names))
+    cl.enqueue_copy(queue, out, buffers["out"])
+    queue.finish()
+    return out
+
+
+# (batch, channels, filters, height, width, stride, padding, density, epilogue, tile, device)
+CASES = [
+    (1, 8, 6, 9, 7, 1, 1, 0.4, Epilogue(bias=True, activation="relu"), None, "mali"),
+    (2, 5, 7, 12, 10, 2, 1, 0.5, Epilogue(bias=True, residual=True, activation="relu6"), None, "adreno"),
+    (1, 6, 4, 11, 13, 1, (0, 1, 2, 1), 0.6, Epilogue(residual=True), GpuTile(4, 3, 3), "mali"),
+    (1, 3, 5, 16, 16, 2, 0, 1.0, Epilogue(bias=True), GpuTile(2, 8, 1), "adreno"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[-1]}_n{c[0]}c{c[1]}k{c[2]}_{c[3]}x{c[4]}_s{c[5]}")
+def test_matches_torch_on_pocl(case, opencl_context, torch_conv):
+    batch, channels, filters, height, width, stride, padding, density, epilogue, tile, device = case
+    rng = np.random.default_rng(abs(hash(str(case))) % 2**32)
+    weight = pattern_pruned(rng, filters, channels, pattern_library(8, 4, rng), density)
+    fmt = PatternWeight.from_dense(weight)
+    x = rng.standard_normal((batch, channels, height, width)).astype("float32")
+    bias = rng.standard_normal(filters).astype("float32")
+    shape = torch_conv(x, weight, None, None, stride, padding).shape
+    residual = rng.standard_normal(shape).astype("float32")
+    expected = torch_conv(
+        x, weight, bias if epilogue.bias else None, residual if epilogue.residual else None, stride, padding, epilogue.activation
+    )
+    func = pattern_conv2d_opencl(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, tile=tile)
+    arrays = dict(zip(["data", "filter_ids", "indptr", "channels", "pattern_ids", "values"], [x] + table_arguments(fmt)))
+    if epilogue.bias:
+        arrays["bias"] = bias
+    if epilogue.residual:
+        arrays["residual"] = residual
+    target = {"kind": "opencl", "device": device, "host": {"kind": "llvm"}}
+    out = _run_opencl(opencl_context, func, arrays, shape, target)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_launch_sizes_follow_the_tile():
+    fmt = PatternWeight.from_dense(pattern_pruned(np.random.default_rng(0), 3, 2, pattern_library(4, 4), 1.0))
+    func = pattern_conv2d_opencl(fmt, (2, 2, 10, 20), tile=GpuTile(threads_x=4, rows=5, pixels=2))
+    # 2 images x 2 row tiles x 3 column tiles (20 / (4 x 2) rounded up) groups along x, 3 filters along y
+    assert launch_sizes(func) == ((12 * 4, 3 * 5, 1), (4, 5, 1))
