@@ -48,8 +48,8 @@ class TrainSettings:
     """
 
     epochs: int = 12
-    finetune_epochs: int = 8
-    admm_epochs: int = 6
+    finetune_epochs: int = 16
+    admm_epochs: int = 12
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
