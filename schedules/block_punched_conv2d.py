@@ -8,8 +8,7 @@ block row of the format: every input load of a column feeds ``bk`` FMAs. As in
 from tvm_sparse.formats import BlockPunchedWeight
 
 from .epilogue import Epilogue
-from .specialized_conv import build_specialized_conv, default_config, make_geometry
-from .target_info import as_target, target_family, vector_lanes
+from .specialized_conv import build_block_rows_kernel, check_cpu_kernel_args, make_geometry
 
 
 def block_punched_terms(weight):
@@ -30,15 +29,6 @@ def block_punched_terms(weight):
     return terms
 
 
-def filter_blocks_of(n_filters, block_rows, size):
-    """The format's row blocks cut into groups of at most ``size`` filters (register-file limit)."""
-    blocks = []
-    for start in range(0, n_filters, block_rows):
-        rows = list(range(start, min(start + block_rows, n_filters)))
-        blocks += [rows[i : i + size] for i in range(0, len(rows), size)]
-    return blocks
-
-
 def block_punched_conv2d(
     weight, data_shape, *, stride=1, padding=0, epilogue=Epilogue(), target=None, config=None, name="block_punched_conv2d"
 ):
@@ -57,16 +47,7 @@ def block_punched_conv2d(
     tvm.tirx.PrimFunc
         ``(data, [bias], [residual], out)``.
     """
-    if not isinstance(weight, BlockPunchedWeight):
-        raise TypeError(f"weight must be a BlockPunchedWeight, got {type(weight).__name__}")
-    target = as_target(target)
-    if target_family(target) == "gpu":
-        raise ValueError("block_punched_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
+    target = check_cpu_kernel_args(weight, BlockPunchedWeight, target, "block_punched_conv2d")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)
     terms = block_punched_terms(weight)
-    lanes = vector_lanes(target)
-    preferred = min(weight.block[0], 8 if lanes >= 16 else 4)
-    config = config or default_config(geometry, lanes, sum(map(len, terms.values())), preferred)
-    blocks = filter_blocks_of(weight.shape[0], weight.block[0], config.filters)
-    return build_specialized_conv(geometry, blocks, terms, epilogue, config, name)
-
+    return build_block_rows_kernel(geometry, terms, weight.block[0], epilogue, target, config, name)

@@ -9,10 +9,8 @@ Entry point: :func:`bsr_conv2d` returns a PrimFunc (used as in :mod:`schedules.p
 
 from tvm_sparse.formats import BSRWeight
 
-from .block_punched_conv2d import filter_blocks_of
 from .epilogue import Epilogue
-from .specialized_conv import build_specialized_conv, default_config, make_geometry
-from .target_info import as_target, target_family, vector_lanes
+from .specialized_conv import build_block_rows_kernel, check_cpu_kernel_args, make_geometry
 
 
 def bsr_terms(weight):
@@ -49,11 +47,7 @@ def bsr_conv2d(
     tvm.tirx.PrimFunc
         ``(data, [bias], [residual], out)``.
     """
-    if not isinstance(weight, BSRWeight):
-        raise TypeError(f"weight must be a BSRWeight, got {type(weight).__name__}")
-    target = as_target(target)
-    if target_family(target) == "gpu":
-        raise ValueError("bsr_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
+    target = check_cpu_kernel_args(weight, BSRWeight, target, "bsr_conv2d")
     weight_shape = tuple(weight.shape[:2]) + (1, 1)
     geometry = make_geometry(data_shape, weight_shape, stride, padding)
     param_shapes = None
@@ -62,9 +56,4 @@ def bsr_conv2d(
         param_shapes = (geometry.data_shape, geometry.out_shape)
         geometry = make_geometry((n, c, 1, h * w), weight_shape)
     terms = bsr_terms(weight)
-    lanes = vector_lanes(target)
-    preferred = min(weight.block[0], 8 if lanes >= 16 else 4)
-    config = config or default_config(geometry, lanes, sum(map(len, terms.values())), preferred)
-    blocks = filter_blocks_of(weight.shape[0], weight.block[0], config.filters)
-    return build_specialized_conv(geometry, blocks, terms, epilogue, config, name, param_shapes)
-
+    return build_block_rows_kernel(geometry, bsr_terms(weight), weight.block[0], epilogue, target, config, name, param_shapes)

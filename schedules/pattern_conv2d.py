@@ -14,8 +14,8 @@ loads; see :mod:`schedules.specialized_conv` for the code that is generated.
 from tvm_sparse.formats import PatternWeight
 
 from .epilogue import Epilogue
-from .specialized_conv import build_specialized_conv, default_config, make_geometry
-from .target_info import as_target, target_family, vector_lanes
+from .specialized_conv import build_specialized_conv, check_cpu_kernel_args, default_config, make_geometry
+from .target_info import vector_lanes
 
 def pattern_terms(weight):
     """Per original filter, its ``(input channel, tap row, tap column, weight)`` terms in FKW order."""
@@ -78,11 +78,7 @@ def pattern_conv2d(
     tvm.tirx.PrimFunc
         ``(data, [bias], [residual], out)``, output ``[N, K, OH, OW]``, float32.
     """
-    if not isinstance(weight, PatternWeight):
-        raise TypeError(f"weight must be a PatternWeight, got {type(weight).__name__}")
-    target = as_target(target)
-    if target_family(target) == "gpu":
-        raise ValueError("pattern_conv2d is the CPU kernel; use the OpenCL schedule for GPU targets")
+    target = check_cpu_kernel_args(weight, PatternWeight, target, "pattern_conv2d")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)
     terms = pattern_terms(weight)
     config = config or default_config(geometry, vector_lanes(target), sum(map(len, terms.values())))

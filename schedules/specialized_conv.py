@@ -36,6 +36,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
 from .epilogue import Epilogue
+from .target_info import as_target, target_family, vector_lanes
 
 DTYPE = "float32"
 
@@ -177,6 +178,38 @@ def default_config(geometry, lanes, n_terms, filters=2, l1_bytes=32 * 1024, task
     slab_width = width_vectors * lanes + geometry.kernel[1]
     channel_block = max(1, min(geometry.channels, l1_bytes // (4 * slab_rows * slab_width)))
     return SpecializedConvConfig(lanes, vectors, rows, filters, channel_block, row_tiles, filter_splits)
+
+
+def check_cpu_kernel_args(weight, weight_type, target, kernel_name):
+    """Raise unless ``weight`` is a ``weight_type`` and ``target`` a CPU; return the parsed target."""
+    if not isinstance(weight, weight_type):
+        raise TypeError(f"weight must be a {weight_type.__name__}, got {type(weight).__name__}")
+    target = as_target(target)
+    if target_family(target) == "gpu":
+        raise ValueError(f"{kernel_name} is the CPU kernel; use the OpenCL schedule for GPU targets")
+    return target
+
+
+def filter_blocks_of(n_filters, block_rows, size):
+    """Row blocks of ``block_rows`` filters cut into groups of at most ``size`` (register-file limit)."""
+    blocks = []
+    for start in range(0, n_filters, block_rows):
+        rows = list(range(start, min(start + block_rows, n_filters)))
+        blocks += [rows[i : i + size] for i in range(0, len(rows), size)]
+    return blocks
+
+
+def build_block_rows_kernel(geometry, terms, block_rows, epilogue, target, config, name, param_shapes=None):
+    """The kernel of a format whose ``block_rows`` filters share their columns (block-punched, BSR).
+
+    Filter blocks are the format's row blocks, cut to the register tile's ``filters``; ``config``
+    None picks knobs for ``target`` (see :func:`default_config`).
+    """
+    lanes = vector_lanes(target)
+    preferred = min(block_rows, 8 if lanes >= 16 else 4)
+    config = config or default_config(geometry, lanes, sum(map(len, terms.values())), preferred)
+    blocks = filter_blocks_of(geometry.filters, block_rows, config.filters)
+    return build_specialized_conv(geometry, blocks, terms, epilogue, config, name, param_shapes)
 
 
 def estimated_code_size(terms, config):

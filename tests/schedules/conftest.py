@@ -41,7 +41,26 @@ def run_kernel():
     return _run
 
 
+def _epilogue_case(rng, x, weight, stride, padding, epilogue):
+    """Random ``bias``/``residual`` as ``epilogue`` needs them and PyTorch's output.
+
+    Returns
+    -------
+    extras : dict
+        ``{"bias": ..., "residual": ...}`` with only what the epilogue uses, in parameter order.
+    expected : numpy.ndarray
+    """
+    extras = {}
+    if epilogue.bias:
+        extras["bias"] = rng.standard_normal(weight.shape[0]).astype("float32")
+    if epilogue.residual:
+        shape = _torch_conv(x, weight, None, None, stride, padding).shape
+        extras["residual"] = rng.standard_normal(shape).astype("float32")
+    expected = _torch_conv(x, weight, extras.get("bias"), extras.get("residual"), stride, padding, epilogue.activation)
+    return extras, expected
+
+
 @pytest.fixture(scope="session")
-def torch_conv():
-    """``torch_conv(x, weight, bias, residual, stride, padding, activation) -> numpy output``."""
-    return _torch_conv
+def epilogue_case():
+    """``epilogue_case(rng, x, weight, stride, padding, epilogue) -> (extras, expected)``."""
+    return _epilogue_case
