@@ -24,6 +24,7 @@ from schedules.dense_conv2d import DenseConv2dNCHW, conv2d_weight_packing
 from schedules.dense_depthwise import DepthwiseConv2dNCHW
 from schedules.dense_fallback import ParallelFallback
 from schedules.dense_matmul import DenseMatmul
+from schedules.dense_pointwise import PointwiseConv2dRows
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 def dense_schedule_rules():
     """The schedule rules for dense CPU functions, most specific first."""
-    return [DenseConv2dNCHW(), DepthwiseConv2dNCHW(), DenseMatmul(), ParallelFallback()]
+    return [DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), DenseMatmul(), ParallelFallback()]
 
 
 def schedule_dense_passes(target):

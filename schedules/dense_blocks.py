@@ -9,6 +9,7 @@ the whole reduction and the epilogue is applied when the tile is written out.
 """
 
 from tvm import s_tir, tirx
+from tvm.sym.pattern import detect_linear_equation
 from tvm.s_tir.dlight.analysis import get_root_block
 
 #: Iterator type of a data-parallel (spatial) block iterator in ``tirx.IterVar.iter_type``.
@@ -39,6 +40,15 @@ def is_spatial(sch, block):
 def extents(buffer):
     """The shape of a buffer as Python ints."""
     return [int(dim) for dim in buffer.shape]
+
+
+def column_stride(sch, conv):
+    """The column stride of a convolution block: the coefficient of its output column iterator in
+    the column index of its input (1 when the index is not linear in it)."""
+    block = sch.get(conv)
+    column = block.iter_vars[3].var
+    coefficients = detect_linear_equation(block.reads[0].region[3].min, [column])
+    return int(coefficients[0]) if len(coefficients) == 2 and hasattr(coefficients[0], "value") else 1
 
 
 def schedule_padding(sch, block):

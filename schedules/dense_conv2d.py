@@ -22,6 +22,7 @@ from tvm.s_tir.dlight import ScheduleRule
 
 from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, param_index,
                            schedule_padding, schedule_register_tile, try_schedule)
+from .dense_pointwise import is_wide_pointwise
 from .dense_tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
 from .target_info import as_target, vector_lanes
 
@@ -76,7 +77,8 @@ def conv2d_weight_packing(func, target):
     -------
     WeightPacking or None
         None when ``func`` has no groups = 1 NCHW convolution reading an unpacked 4-D weight
-        parameter, or when the target is not a CPU.
+        parameter, when the target is not a CPU, or when the convolution is a pointwise one that
+        :class:`schedules.dense_pointwise.PointwiseConv2dRows` schedules without packing.
     """
     if not is_unscheduled_cpu_func(func, as_target(target)):
         return None
@@ -86,7 +88,7 @@ def conv2d_weight_packing(func, target):
         return None
     weight = sch.get(conv).reads[1].source
     index = param_index(func, weight)
-    if index is None or len(weight.shape) != 4:
+    if index is None or len(weight.shape) != 4 or is_wide_pointwise(sch, conv, target):
         return None
     return WeightPacking(index, channel_block(extents(weight)[0], target))
 

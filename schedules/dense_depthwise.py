@@ -11,10 +11,9 @@ BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
 from tvm import s_tir
-from tvm.sym.pattern import detect_linear_equation
 from tvm.s_tir.dlight import ScheduleRule
 
-from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, schedule_padding,
+from .dense_blocks import (column_stride, extents, find_block, is_unscheduled_cpu_func, schedule_padding,
                            schedule_register_tile, try_schedule)
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
 from .target_info import vector_lanes
@@ -68,11 +67,3 @@ class DepthwiseConv2dNCHW(ScheduleRule):
                 sch.transform_layout(pad, ("write", 0), lambda n, c, y, x: (n, c, y, x % stride, x // stride))
         schedule_register_tile(sch, conv, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3])
 
-
-def column_stride(sch, conv):
-    """The column stride of a convolution block: the coefficient of its output column iterator in
-    the column index of its input (1 when the index is not linear in it)."""
-    block = sch.get(conv)
-    column = block.iter_vars[3].var
-    coefficients = detect_linear_equation(block.reads[0].region[3].min, [column])
-    return int(coefficients[0]) if len(coefficients) == 2 and hasattr(coefficients[0], "value") else 1

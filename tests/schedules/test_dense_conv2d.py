@@ -10,6 +10,7 @@ import pytest
 import tvm
 
 from schedules.dense_conv2d import WeightPacking
+from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.dense_harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
@@ -19,6 +20,9 @@ CASES = [
     (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, "relu"),  # the CIFAR stem
     (64, 64, 16, 16, 3, 1, 1, 1, 1, True, True, "relu"),  # a ResNet block with its shortcut
     (32, 48, 8, 8, 1, 1, 0, 1, 1, True, False, None),  # pointwise, 48 = 3 x 16 channels
+    (24, 144, 32, 32, 1, 1, 0, 1, 1, True, True, "relu6"),  # pointwise with wide rows (not packed)
+    (144, 24, 64, 64, 1, 1, 0, 1, 1, False, False, None),  # pointwise projection, 4 vectors a row
+    (32, 32, 32, 32, 1, 2, 0, 1, 1, True, False, None),  # strided pointwise (packed)
     (16, 24, 9, 7, 3, 2, 1, 1, 1, False, False, "relu6"),  # odd sizes, stride 2, K not a vector multiple
     (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, K = 20 (block of 4 on AVX-512)
     (16, 32, 12, 12, (3, 1), (2, 1), (1, 0), 1, 1, True, False, "relu"),  # rectangular kernel and stride
@@ -72,8 +76,9 @@ def test_dense_conv2d_matches_pytorch(case):
     # the accumulator; the fallback rule would do neither.
     block = "conv2d_nchw" if groups == 1 else "group_conv2d_nchw"
     assert f'T.sblock("{block}_update")' in conv.script() and "T.vectorized" in conv.script()
+    wide_pointwise = kernel == 1 and stride == 1 and w % (2 * vector_lanes(target)) == 0
     if groups == 1:
-        assert len(conv.params[1].shape) == 5, "the weight was not packed for the register-tiled kernel"
+        assert len(conv.params[1].shape) == (4 if wide_pointwise else 5)
 
     actual = run(scheduled, target, *([x] if residual is None else [x, residual]))
     assert actual.shape == expected.shape
