@@ -28,3 +28,17 @@ def test_resnet18_on_the_emulated_phone_matches_pytorch(phone, resnet18, resnet1
     with torch.no_grad():
         expected = model(example).numpy()
     assert relative_error(RemoteModel(compiled, session).run(example), expected) <= 1e-4
+
+
+def test_sparse_kernels_on_the_emulated_phone_match_pytorch(phone):
+    from relay_passes.sparse_rules import SparseRules
+    from tests.relay_passes.sparse_models import sparse_residual_block
+
+    model, example = sparse_residual_block(seed=3)
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target="llvm -mtriple=aarch64",
+                                  rules=SparseRules(min_macs=0))
+    assert [d.decision for d in compiled.report] == ["sparse"] * 4
+    session = request_device(phone.tracker, phone.key, session_timeout=600)
+    with torch.no_grad():
+        expected = model(example).numpy()
+    assert relative_error(RemoteModel(compiled, session).run(example), expected) <= 1e-5
