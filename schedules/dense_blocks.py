@@ -32,11 +32,6 @@ def param_index(func, buffer):
     return None
 
 
-def is_spatial(sch, block):
-    """Whether every iterator of ``block`` is data-parallel (an element-wise or injective block)."""
-    return all(int(var.iter_type) == SPATIAL for var in sch.get(block).iter_vars)
-
-
 def extents(buffer):
     """The shape of a buffer as Python ints."""
     return [int(dim) for dim in buffer.shape]
@@ -123,8 +118,7 @@ def try_schedule(func, steps):
     """
     sch = s_tir.Schedule(func)
     try:
-        if steps(sch) is False:
-            return None
+        steps(sch)
     except s_tir.ScheduleError:
         return None
     return sch
@@ -138,6 +132,9 @@ def is_unscheduled_cpu_func(func, target):
     kernel, such as the sparse ones, is left as it is), when the target is a CPU.
     """
     if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        return False
+    if func.attrs is not None and "tirx.is_scheduled" in func.attrs:
+        # A finished kernel (the sparse ones): checking its body would print all of it on error.
         return False
     sch = s_tir.Schedule(func)
     try:

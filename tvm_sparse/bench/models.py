@@ -7,18 +7,15 @@ process) loads the three, checks that their outputs agree, and times them in int
 (:func:`tvm_sparse.bench.timing.interleaved_medians`). The worker prints its results as JSON.
 """
 
-import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from tvm_sparse.models import build_model
+from tvm_sparse.bench.workers import onnxruntime_session, run_workers, worker_main
+from tvm_sparse.models import MODELS, build_model
 
 #: The runtimes compared, in table order.
 RUNTIMES = ("tvm_sparse", "pytorch", "onnxruntime")
@@ -89,24 +86,19 @@ def measure(models, threads, rounds, workdir):
     -------
     list[ModelTiming]
     """
-    import onnxruntime
     import tvm
     from tvm import relax
 
     from tvm_sparse.bench.timing import configure_threads, interleaved_medians
 
     configure_threads(threads)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
     results = []
     for name in models:
         model, example = benchmark_model(name), example_input()
         x_numpy = example.numpy()
         vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(workdir, f"{name}.so")), tvm.cpu())
         x_tvm = tvm.runtime.tensor(x_numpy)
-        session = onnxruntime.InferenceSession(os.path.join(workdir, f"{name}.onnx"), options,
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(os.path.join(workdir, f"{name}.onnx"), threads)
         candidates = {
             "tvm_sparse": lambda: vm["main"](x_tvm),
             "pytorch": lambda: model(example),
@@ -136,29 +128,9 @@ def run_benchmark(models, thread_counts, rounds, target):
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_") as workdir:
         compile_seconds = prepare(models, target, workdir)
-        timings = []
-        for threads in thread_counts:
-            command = [sys.executable, "-m", "tvm_sparse.bench.models", "--workdir", workdir,
-                       "--threads", str(threads), "--rounds", str(rounds), *models]
-            env = dict(os.environ, TVM_NUM_THREADS=str(threads))
-            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"benchmark worker ({threads} threads) failed:\n{done.stderr[-4000:]}")
-            timings += [ModelTiming(**row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
-    return compile_seconds, timings
-
-
-def _worker(argv=None):
-    """Entry point of a worker process: measure and print the results as one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--rounds", type=int, required=True)
-    parser.add_argument("models", nargs="+")
-    args = parser.parse_args(argv)
-    results = measure(args.models, args.threads, args.rounds, args.workdir)
-    print(json.dumps([asdict(r) for r in results]))
+        rows = run_workers("tvm_sparse.bench.models", workdir, thread_counts, rounds, models)
+    return compile_seconds, [ModelTiming(**row) for row in rows]
 
 
 if __name__ == "__main__":
-    _worker()
+    worker_main(measure, __doc__, choices=sorted(MODELS))
