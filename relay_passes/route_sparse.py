@@ -258,7 +258,8 @@ class _Router(PyExprMutator):
             structure = self._structure(chain.name, weight)
             macs = int(np.prod(_static_shape(chain.var))) * int(np.prod(weight.shape[1:]))
             kernel, reason = self.options.rules.decide(structure, macs, self.family,
-                                                       forced=chain.name in self.options.plan)
+                                                       forced=chain.name in self.options.plan,
+                                                       terms=int(np.count_nonzero(weight)))
         else:
             kernel, reason = None, problem
         self._record(chain, op, shape, structure, kernel, reason)

@@ -20,11 +20,16 @@ class SparseRules:
         A block-punched layer goes to the block-punched kernel at this density or below.
     min_macs : int
         Layers with fewer multiply-accumulates (dense count) stay dense: too small to gain.
+    max_kernel_terms : int or None
+        Layers with more non-zero weights stay dense. The kernels are specialised to every weight
+        (a literal in the code), so their compile time grows with this count (LLVM took about a
+        second per thousand vector FMAs here); ``None`` lifts the limit.
     """
 
     pattern_max_density: float = 0.34
     block_max_density: float = 0.34
     min_macs: int = 100_000
+    max_kernel_terms: int | None = 40_000
 
     def __post_init__(self):
         for name in ("pattern_max_density", "block_max_density"):
@@ -32,8 +37,10 @@ class SparseRules:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.min_macs < 0:
             raise ValueError(f"min_macs must be >= 0, got {self.min_macs}")
+        if self.max_kernel_terms is not None and self.max_kernel_terms < 1:
+            raise ValueError(f"max_kernel_terms must be >= 1 or None, got {self.max_kernel_terms}")
 
-    def decide(self, structure, macs, family, forced=False):
+    def decide(self, structure, macs, family, forced=False, terms=0):
         """Decide whether a layer runs a sparse kernel.
 
         Parameters
@@ -44,7 +51,9 @@ class SparseRules:
         family : str
             Target family: ``"x86"``, ``"arm_cpu"`` or ``"gpu"``.
         forced : bool
-            A verified plan asks for this structure: thresholds do not apply.
+            A verified plan asks for this structure: the density and size thresholds do not apply.
+        terms : int
+            Non-zero weights of the layer (the size of the specialised code).
 
         Returns
         -------
@@ -56,6 +65,9 @@ class SparseRules:
             return None, f"{structure.kind} weight: the dense schedule is faster"
         if kernel is None:
             return None, f"no {structure.kind} kernel for {family} targets yet"
+        if self.max_kernel_terms is not None and terms > self.max_kernel_terms:
+            return None, (f"{terms} non-zero weights exceed max_kernel_terms={self.max_kernel_terms}: "
+                          "the specialised kernel would take too long to compile")
         if forced:
             return kernel, "the plan asks for it"
         if macs < self.min_macs:

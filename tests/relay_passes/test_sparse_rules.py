@@ -30,12 +30,21 @@ def test_targets_without_a_kernel_stay_dense():
     assert kernel is None and "gpu" in reason
 
 
+def test_layers_too_large_to_specialise_stay_dense_even_in_a_plan():
+    rules = SparseRules(max_kernel_terms=1000)
+    kernel, reason = rules.decide(structure("pattern", 0.1), 10**6, "x86", forced=True, terms=1001)
+    assert kernel is None and "max_kernel_terms=1000" in reason
+    assert rules.decide(structure("pattern", 0.1), 10**6, "x86", terms=1000)[0] == "pattern_conv2d"
+    assert SparseRules(max_kernel_terms=None).decide(structure("pattern", 0.1), 10**6, "x86", terms=10**7)[0]
+
+
 def test_a_plan_overrides_the_thresholds():
     kernel, reason = SparseRules().decide(structure("pattern", 0.44), 10, "x86", forced=True)
     assert kernel == "pattern_conv2d" and "plan" in reason
 
 
-@pytest.mark.parametrize("bad", [{"pattern_max_density": 0.0}, {"block_max_density": 1.5}, {"min_macs": -1}])
+@pytest.mark.parametrize("bad", [{"pattern_max_density": 0.0}, {"block_max_density": 1.5}, {"min_macs": -1},
+                                 {"max_kernel_terms": 0}])
 def test_bad_thresholds_are_rejected(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SparseRules(**bad)

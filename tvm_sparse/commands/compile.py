@@ -33,6 +33,9 @@ def register(subparsers):
                         help="route block-punched layers at this density or below (default %(default)s)")
     parser.add_argument("--min-macs", type=int, default=defaults.min_macs,
                         help="smaller layers stay dense (default %(default)s)")
+    parser.add_argument("--max-kernel-terms", type=int, default=defaults.max_kernel_terms,
+                        help="layers with more non-zero weights stay dense: their specialised kernels "
+                             "compile slowly (default %(default)s)")
     parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
     parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
     parser.set_defaults(func=run)
@@ -51,7 +54,8 @@ def run(args):
     try:
         model, example = _load(args.model, torch)
         plan = load_plan(args.plan) if args.plan else None
-        rules = SparseRules(args.pattern_max_density, args.block_max_density, args.min_macs)
+        rules = SparseRules(args.pattern_max_density, args.block_max_density, args.min_macs,
+                            args.max_kernel_terms)
         if args.prune == "magnitude":
             if not hasattr(model, "named_modules"):
                 raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
