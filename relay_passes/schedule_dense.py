@@ -1,14 +1,18 @@
 """Schedule the dense remainder of a legalized CPU module (the ``schedule`` phase).
 
 After ``LegalizeOps`` + ``FuseOps`` + ``FuseTIR`` every layer that no sparse pass took is a
-PrimFunc with TVM's naive loop nest. Two passes make them fast:
+PrimFunc with TVM's naive loop nest. Three passes make them fast:
 
 1. :class:`PackDenseWeights` packs the constant weight of each dense convolution into the
    layout its register-tiled kernel reads (``schedules.dense_conv2d.WeightPacking``): the
    PrimFunc's weight parameter changes layout and every call site gets the packed constant,
    computed once at compile time.
-2. :func:`dense_schedule_rules` are applied with dlight's ``ApplyDefaultSchedule``: dense
-   convolution, grouped/depthwise convolution, matmul, then a parallel/vectorizing fallback for
+2. :class:`ApplyTunedSchedules` takes the tuned schedules of a MetaSchedule database in
+   context (``with database: tvm_sparse.compile(...)``), tuned over
+   ``schedules.dense_space.dense_search_space``.
+3. ``schedules.dense_space.dense_schedule_rules`` are applied with dlight's
+   ``ApplyDefaultSchedule``: dense convolution (packed weights; 1x1 with wide rows unpacked),
+   grouped/depthwise convolution, matmul, then a parallel/vectorizing fallback for
    pooling and element-wise functions. Functions already scheduled (``tirx.is_scheduled``, e.g.
    the sparse kernels) are left alone.
 """
@@ -19,28 +23,35 @@ import tvm
 from tvm import relax
 from tvm.ir.expr import Constant
 from tvm.s_tir import dlight
+from tvm.s_tir import meta_schedule as ms
 
-from schedules.dense_conv2d import DenseConv2dNCHW, conv2d_weight_packing
-from schedules.dense_depthwise import DepthwiseConv2dNCHW
-from schedules.dense_fallback import ParallelFallback
-from schedules.dense_matmul import DenseMatmul
-from schedules.dense_pointwise import PointwiseConv2dRows
+from schedules.dense_conv2d import conv2d_weight_packing
+from schedules.dense_space import dense_schedule_rules
 
 logger = logging.getLogger(__name__)
 
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 
-def dense_schedule_rules():
-    """The schedule rules for dense CPU functions, most specific first."""
-    return [DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), DenseMatmul(), ParallelFallback()]
-
-
 def schedule_dense_passes(target):
     """The passes of the ``schedule`` phase for a CPU ``target`` (none for other targets)."""
     if target.kind.name != "llvm":
         return []
-    return [PackDenseWeights(target), dlight.ApplyDefaultSchedule(*dense_schedule_rules())]
+    return [PackDenseWeights(target), ApplyTunedSchedules(), dlight.ApplyDefaultSchedule(*dense_schedule_rules())]
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_sparse.ApplyTunedSchedules")
+class ApplyTunedSchedules:
+    """Apply the tuned schedules of the MetaSchedule database in context (``with database:``), if any.
+
+    Functions found in the database are marked scheduled, so the untuned rules skip them; the
+    others keep the untuned schedules. Without a database in context this pass does nothing.
+    """
+
+    def transform_module(self, mod, _ctx):
+        if ms.database.Database.current() is None:
+            return mod
+        return relax.transform.MetaScheduleApplyDatabase()(mod)
 
 
 def _call_sites(mod):

@@ -1,0 +1,44 @@
+"""The dense CPU schedule rules in the order they are tried, and their MetaSchedule search space.
+
+Untuned, ``relay_passes.schedule_dense`` applies the first rule that takes each function
+(``dense_schedule_rules``). For tuning, :func:`dense_search_space` gives MetaSchedule the same
+rules with their knobs sampled (``tunable=True``: the register-tile sides), so the tuned
+schedules differ from the untuned ones only in those decisions. Tune the functions *after*
+``PackDenseWeights`` (the packed convolutions are what the schedules expect).
+"""
+
+from tvm.s_tir import meta_schedule as ms
+
+from .dense_conv2d import DenseConv2dNCHW
+from .dense_depthwise import DepthwiseConv2dNCHW
+from .dense_fallback import ParallelFallback
+from .dense_matmul import DenseMatmul
+from .dense_pointwise import PointwiseConv2dRows
+
+
+def dense_schedule_rules():
+    """The schedule rules for dense CPU functions, most specific first."""
+    return [DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), DenseMatmul(), ParallelFallback()]
+
+
+def dense_search_space(target):
+    """A MetaSchedule space generator (``ScheduleFn``) over the knobs of the first rule that applies.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+
+    Returns
+    -------
+    tvm.s_tir.meta_schedule.space_generator.ScheduleFn
+    """
+    rules = dense_schedule_rules()
+
+    def space(sch):
+        for rule in rules:
+            scheduled = rule.apply(sch.mod["main"], target, True)
+            if scheduled is not None:
+                return scheduled
+        return sch
+
+    return ms.space_generator.ScheduleFn(space)
