@@ -22,15 +22,21 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
 from schedules.block_punched_conv2d import block_punched_conv2d
+from schedules.bsr_conv2d import bsr_conv2d
 from schedules.epilogue import Epilogue
 from schedules.pattern_conv2d import pattern_conv2d
 from schedules.target_info import target_family
-from tvm_sparse.formats import BlockPunchedWeight, PatternWeight
+from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 
 logger = logging.getLogger(__name__)
 
-KERNEL_FUNCTIONS = {"pattern_conv2d": pattern_conv2d, "block_punched_conv2d": block_punched_conv2d}
+KERNEL_FUNCTIONS = {"pattern_conv2d": pattern_conv2d, "block_punched_conv2d": block_punched_conv2d,
+                    "bsr_conv2d": bsr_conv2d}
 LAYER_OPS = ("relax.nn.conv2d", "relax.matmul")
+
+# Plan schemes that have a sparse format and kernel; other schemes (unstructured, filter) are
+# analysed like layers outside the plan.
+_PLANNED_FORMATS = {"pattern": PatternWeight, "block_punched": BlockPunchedWeight, "bsr": BSRWeight}
 
 
 @dataclass(frozen=True)
@@ -258,7 +264,7 @@ class _Router(PyExprMutator):
             structure = self._structure(chain.name, weight)
             macs = int(np.prod(_static_shape(chain.var))) * int(np.prod(weight.shape[1:]))
             kernel, reason = self.options.rules.decide(structure, macs, self.family,
-                                                       forced=chain.name in self.options.plan,
+                                                       forced=self._planned_scheme(chain.name) is not None,
                                                        terms=int(np.count_nonzero(weight)))
         else:
             kernel, reason = None, problem
@@ -290,17 +296,21 @@ class _Router(PyExprMutator):
             return f"layouts {layouts}: the sparse kernels take NCHW/OIHW"
         return None
 
-    def _structure(self, name, weight):
+    def _planned_scheme(self, name):
+        """The plan's scheme for the layer when it has a kernel structure (pattern, block-punched, BSR)."""
         scheme = self.options.plan.get(name)
+        return scheme if scheme is not None and scheme.name in _PLANNED_FORMATS else None
+
+    def _structure(self, name, weight):
+        scheme = self._planned_scheme(name)
         if scheme is None:
             return analyse_weight(weight)
         density = float(np.count_nonzero(weight)) / weight.size
         if scheme.name == "pattern":
-            return WeightStructure("pattern", density, "from the plan", PatternWeight.from_dense(weight, scheme.library_array()))
-        if scheme.name == "block_punched":
-            sparse = BlockPunchedWeight.from_dense(weight, scheme.block)
-            return WeightStructure("block_punched", density, f"blocks {scheme.block[0]}x{scheme.block[1]} (plan)", sparse)
-        return WeightStructure(scheme.name if scheme.name != "bsr" else "bsr", density, "from the plan")
+            sparse = PatternWeight.from_dense(weight, scheme.library_array())
+            return WeightStructure("pattern", density, "library from the plan", sparse)
+        sparse = _PLANNED_FORMATS[scheme.name].from_dense(weight, scheme.block)
+        return WeightStructure(scheme.name, density, f"blocks {scheme.block[0]}x{scheme.block[1]} (plan)", sparse)
 
     def _record(self, chain, op, shape, structure, kernel, reason):
         decision = LayerDecision(

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-_CPU_KERNELS = {"pattern": "pattern_conv2d", "block_punched": "block_punched_conv2d"}
+_CPU_KERNELS = {"pattern": "pattern_conv2d", "block_punched": "block_punched_conv2d", "bsr": "bsr_conv2d"}
 
 #: Structures that have a kernel in ``schedules``, per target family (``schedules.target_info``).
 KERNELS = {"x86": _CPU_KERNELS, "arm_cpu": _CPU_KERNELS}

@@ -13,7 +13,7 @@ from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import LIBRARY, pattern_prune_, sparse_residual_block
 from tvm_sparse.compiler import bind_params
-from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, PlanError
+from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme, PlanError, UnstructuredScheme
 from tvm_sparse.target import parse_target
 
 LOOSE = SparseRules(min_macs=0)
@@ -126,6 +126,19 @@ def test_plan_forces_kernels_and_is_verified():
     _, dense_params = tvm_sparse.from_torch(model, example)
     with pytest.raises(PlanError, match="conv2.weight"):
         tvm_sparse.compile(mod, dense_params, plan={"conv2.weight": PatternScheme(library_size=4, library=LIBRARY)})
+
+
+def test_bsr_plans_use_the_bsr_kernel_and_other_schemes_are_analysed():
+    model, example = sparse_residual_block(seed=5)
+    mod, params = tvm_sparse.from_torch(model, example)
+    plan = {"project.weight": BSRScheme(block=(8, 4)), "fc.weight": BSRScheme(block=(8, 4)),
+            "conv2.weight": UnstructuredScheme(sparsity=0.5)}
+    compiled = tvm_sparse.compile(mod, params, rules=LOOSE, plan=plan)
+    kernels = {d.name: d.kernel for d in compiled.report}
+    assert kernels["project.weight"] == kernels["fc.weight"] == "bsr_conv2d"
+    assert kernels["conv2.weight"] == "pattern_conv2d"  # what its weight really is
+    with torch.no_grad():
+        assert relative_error(compiled(example), model(example).numpy()) <= 1e-5
 
 
 def test_sparse_off_compiles_everything_dense():
