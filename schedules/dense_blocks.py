@@ -10,6 +10,7 @@ the whole reduction and the epilogue is applied when the tile is written out.
 
 from tvm import s_tir, tirx
 from tvm.sym.pattern import detect_linear_equation
+from tvm.s_tir.dlight import ScheduleRule
 from tvm.s_tir.dlight.analysis import get_root_block
 
 #: Iterator type of a data-parallel (spatial) block iterator in ``tirx.IterVar.iter_type``.
@@ -46,15 +47,24 @@ def column_stride(sch, conv):
     return int(coefficients[0]) if len(coefficients) == 2 and hasattr(coefficients[0], "value") else 1
 
 
-def schedule_padding(sch, block):
-    """Inline a padding block that only copies (no padding), else fill it in parallel over channels."""
+def schedule_padding(sch):
+    """Inline a padding block (``pad_temp``) that only copies, else fill it in parallel over channels.
+
+    Returns
+    -------
+    SBlockRV or None
+        The padding block when it stays a stage of its own.
+    """
+    block = find_block(sch, ("pad_temp",))
+    if block is None:
+        return None
     pad = sch.get(block)
-    source = pad.reads[0].source
-    if extents(source) == extents(pad.writes[0].source):
+    if extents(pad.reads[0].source) == extents(pad.writes[0].source):
         sch.compute_inline(block)
-        return
+        return None
     loops = sch.get_loops(block)
     sch.parallel(sch.fuse(*loops[:2]))
+    return block
 
 
 def schedule_register_tile(sch, accumulate, tile, accumulator_order):
@@ -142,3 +152,34 @@ def is_unscheduled_cpu_func(func, target):
     except ValueError:
         return False
     return all(sch.get(loop).kind == tirx.ForKind.SERIAL for block in blocks for loop in sch.get_loops(block))
+
+
+class RegisterTileRule(ScheduleRule):
+    """Base of the dense CPU rules: one accumulating block, found by name, register-tiled.
+
+    A subclass names its block (``block_name``), may decline a function in :meth:`accepts`, and
+    schedules in :meth:`schedule_block` (usually ending with :func:`schedule_register_tile`).
+    """
+
+    block_name = None
+
+    def apply(self, func, target, tunable):
+        if not is_unscheduled_cpu_func(func, target):
+            return None
+        probe = s_tir.Schedule(func)
+        block = find_block(probe, (self.block_name,))
+        if block is None or not self.accepts(probe, block, target):
+            return None
+
+        def steps(sch):
+            self.schedule_block(sch, find_block(sch, (self.block_name,)), target, tunable)
+
+        return try_schedule(func, steps)
+
+    def accepts(self, sch, block, target):  # pylint: disable=unused-argument
+        """Whether the rule takes the function whose accumulating block is ``block``."""
+        return True
+
+    def schedule_block(self, sch, block, target, tunable):
+        """Schedule the function around its accumulating ``block`` (knobs sampled when ``tunable``)."""
+        raise NotImplementedError

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from tvm import s_tir
-from tvm.s_tir.dlight import ScheduleRule
 
-from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, param_index,
-                           schedule_padding, schedule_register_tile, try_schedule)
+from .dense_blocks import (RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
+                           schedule_padding, schedule_register_tile)
 from .dense_pointwise import is_wide_pointwise
 from .dense_tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
 from .target_info import as_target, vector_lanes
@@ -93,7 +92,7 @@ def conv2d_weight_packing(func, target):
     return WeightPacking(index, channel_block(extents(weight)[0], target))
 
 
-class DenseConv2dNCHW(ScheduleRule):
+class DenseConv2dNCHW(RegisterTileRule):
     """Schedule rule for a groups = 1 NCHW convolution whose weight is packed (:class:`WeightPacking`).
 
     Parameters
@@ -103,34 +102,26 @@ class DenseConv2dNCHW(ScheduleRule):
         wide, and as tall as the target's registers allow).
     """
 
+    block_name = CONV_BLOCK
+
     def __init__(self, max_tile_width=8):
         self.max_tile_width = max_tile_width
 
-    def apply(self, func, target, tunable):
-        if not is_unscheduled_cpu_func(func, target):
-            return None
-        probe = s_tir.Schedule(func)
-        conv = find_block(probe, (CONV_BLOCK,))
-        if conv is None or len(probe.get(conv).reads[1].source.shape) != 5:
-            return None
-        _, _, height, width = extents(probe.get(conv).writes[0].source)
-        kb = extents(probe.get(conv).reads[1].source)[-1]
-        return try_schedule(func, lambda sch: self._schedule(sch, target, tunable, kb, height, width))
+    def accepts(self, sch, block, target):
+        return len(sch.get(block).reads[1].source.shape) == 5
 
     def default_tile(self, target, kb, height, width):
         """Rows and columns of the untuned register tile."""
         pixels = accumulator_budget(target) // max(1, kb // vector_lanes(target))
         return spatial_tile(height, width, max(1, pixels), self.max_tile_width)
 
-    def _schedule(self, sch, target, tunable, kb, height, width):
-        conv = find_block(sch, (CONV_BLOCK,))
+    def schedule_block(self, sch, block, target, tunable):
+        _, _, height, width = extents(sch.get(block).writes[0].source)
+        kb = extents(sch.get(block).reads[1].source)[-1]
         yt, xt = self.default_tile(target, kb, height, width)
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 16, xt)
-        pad = find_block(sch, ("pad_temp",))
-        if pad is not None:
-            schedule_padding(sch, pad)
+        schedule_padding(sch)
         # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
-        schedule_register_tile(sch, conv, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1])
-
+        schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1])

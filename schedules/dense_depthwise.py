@@ -10,11 +10,7 @@ gather; the padded input is then stored with its columns split by residue
 BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
-from tvm import s_tir
-from tvm.s_tir.dlight import ScheduleRule
-
-from .dense_blocks import (column_stride, extents, find_block, is_unscheduled_cpu_func, schedule_padding,
-                           schedule_register_tile, try_schedule)
+from .dense_blocks import RegisterTileRule, column_stride, extents, schedule_padding, schedule_register_tile
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
 from .target_info import vector_lanes
 
@@ -22,7 +18,7 @@ from .target_info import vector_lanes
 GROUP_CONV_BLOCK = "group_conv2d_nchw"
 
 
-class DepthwiseConv2dNCHW(ScheduleRule):
+class DepthwiseConv2dNCHW(RegisterTileRule):
     """Schedule rule for NCHW convolutions with groups > 1 (depthwise included).
 
     Parameters
@@ -31,18 +27,10 @@ class DepthwiseConv2dNCHW(ScheduleRule):
         Largest number of output rows in a register tile.
     """
 
+    block_name = GROUP_CONV_BLOCK
+
     def __init__(self, max_tile_rows=4):
         self.max_tile_rows = max_tile_rows
-
-    def apply(self, func, target, tunable):
-        if not is_unscheduled_cpu_func(func, target):
-            return None
-        probe = s_tir.Schedule(func)
-        conv = find_block(probe, (GROUP_CONV_BLOCK,))
-        if conv is None:
-            return None
-        _, _, height, width = extents(probe.get(conv).writes[0].source)
-        return try_schedule(func, lambda sch: self._schedule(sch, target, tunable, height, width))
 
     def default_tile(self, target, height, width):
         """Rows and columns of the untuned register tile: two vectors wide, rows as registers allow."""
@@ -52,18 +40,14 @@ class DepthwiseConv2dNCHW(ScheduleRule):
         rows = min(self.max_tile_rows, max(1, accumulator_budget(target) // vectors_per_row))
         return largest_divisor(height, rows), xt
 
-    def _schedule(self, sch, target, tunable, height, width):
-        conv = find_block(sch, (GROUP_CONV_BLOCK,))
+    def schedule_block(self, sch, block, target, tunable):
+        _, _, height, width = extents(sch.get(block).writes[0].source)
         yt, xt = self.default_tile(target, height, width)
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
-        pad = find_block(sch, ("pad_temp",))
-        if pad is not None:
-            stride = column_stride(sch, conv)
-            schedule_padding(sch, pad)
-            padded_width = extents(sch.get(conv).reads[0].source)[-1]
-            if stride > 1 and padded_width % stride == 0 and find_block(sch, ("pad_temp",)) is not None:
-                sch.transform_layout(pad, ("write", 0), lambda n, c, y, x: (n, c, y, x % stride, x // stride))
-        schedule_register_tile(sch, conv, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3])
-
+        stride = column_stride(sch, block)
+        pad = schedule_padding(sch)
+        if pad is not None and stride > 1 and extents(sch.get(pad).writes[0].source)[-1] % stride == 0:
+            sch.transform_layout(pad, ("write", 0), lambda n, c, y, x: (n, c, y, x % stride, x // stride))
+        schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3])

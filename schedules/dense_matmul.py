@@ -6,11 +6,7 @@ value per row. With batch 1 (a GEMV, the classifier of a CNN) the tile is one ro
 vectors, and tiles of columns run in parallel.
 """
 
-from tvm import s_tir
-from tvm.s_tir.dlight import ScheduleRule
-
-from .dense_blocks import (extents, find_block, is_unscheduled_cpu_func, schedule_register_tile,
-                           try_schedule)
+from .dense_blocks import RegisterTileRule, extents, schedule_register_tile
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
 from .target_info import vector_lanes
 
@@ -18,18 +14,13 @@ from .target_info import vector_lanes
 MATMUL_BLOCK = "matmul"
 
 
-class DenseMatmul(ScheduleRule):
+class DenseMatmul(RegisterTileRule):
     """Schedule rule for a 2-D ``matmul`` (``linear`` after its constant transpose is folded)."""
 
-    def apply(self, func, target, tunable):
-        if not is_unscheduled_cpu_func(func, target):
-            return None
-        probe = s_tir.Schedule(func)
-        matmul = find_block(probe, (MATMUL_BLOCK,))
-        if matmul is None or len(probe.get(matmul).writes[0].source.shape) != 2:
-            return None
-        rows, cols = extents(probe.get(matmul).writes[0].source)
-        return try_schedule(func, lambda sch: self._schedule(sch, target, tunable, rows, cols))
+    block_name = MATMUL_BLOCK
+
+    def accepts(self, sch, block, target):
+        return len(sch.get(block).writes[0].source.shape) == 2
 
     @staticmethod
     def default_tile(target, rows, cols):
@@ -39,10 +30,10 @@ class DenseMatmul(ScheduleRule):
         mt = largest_divisor(rows, max(1, accumulator_budget(target) // -(-nt // lanes)))
         return mt, nt
 
-    def _schedule(self, sch, target, tunable, rows, cols):
-        matmul = find_block(sch, (MATMUL_BLOCK,))
+    def schedule_block(self, sch, block, target, tunable):
+        rows, cols = extents(sch.get(block).writes[0].source)
         mt, nt = self.default_tile(target, rows, cols)
         if tunable:
             mt = sample_divisor(sch, rows, 16, mt)
             nt = sample_divisor(sch, cols, 4 * vector_lanes(target), nt)
-        schedule_register_tile(sch, matmul, [mt, nt], accumulator_order=[0, 1])
+        schedule_register_tile(sch, block, [mt, nt], accumulator_order=[0, 1])

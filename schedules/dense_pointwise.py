@@ -10,11 +10,7 @@ bias, residual add and ReLU/ReLU6) is not transposed, which matters for the shor
 (C = 16..96) of MobileNetV2's expansion and projection layers.
 """
 
-from tvm import s_tir
-from tvm.s_tir.dlight import ScheduleRule
-
-from .dense_blocks import (column_stride, extents, find_block, is_unscheduled_cpu_func, schedule_padding,
-                           schedule_register_tile, try_schedule)
+from .dense_blocks import RegisterTileRule, column_stride, extents, schedule_padding, schedule_register_tile
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
 from .target_info import vector_lanes
 
@@ -33,18 +29,13 @@ def is_wide_pointwise(sch, conv, target):
             and width % (2 * vector_lanes(target)) == 0)
 
 
-class PointwiseConv2dRows(ScheduleRule):
+class PointwiseConv2dRows(RegisterTileRule):
     """Schedule rule for 1x1 stride-1 NCHW convolutions whose output rows hold two or more vectors."""
 
-    def apply(self, func, target, tunable):
-        if not is_unscheduled_cpu_func(func, target):
-            return None
-        probe = s_tir.Schedule(func)
-        conv = find_block(probe, (CONV_BLOCK,))
-        if conv is None or not is_wide_pointwise(probe, conv, target):
-            return None
-        _, channels, _, width = extents(probe.get(conv).writes[0].source)
-        return try_schedule(func, lambda sch: self._schedule(sch, target, tunable, channels, width))
+    block_name = CONV_BLOCK
+
+    def accepts(self, sch, block, target):
+        return is_wide_pointwise(sch, block, target)
 
     @staticmethod
     def default_tile(target, channels, width):
@@ -53,13 +44,11 @@ class PointwiseConv2dRows(ScheduleRule):
         xt = largest_divisor(width, 2 * lanes)
         return largest_divisor(channels, accumulator_budget(target) // (xt // lanes)), xt
 
-    def _schedule(self, sch, target, tunable, channels, width):
-        conv = find_block(sch, (CONV_BLOCK,))
+    def schedule_block(self, sch, block, target, tunable):
+        _, channels, _, width = extents(sch.get(block).writes[0].source)
         kt, xt = self.default_tile(target, channels, width)
         if tunable:
             kt = sample_divisor(sch, channels, 32, kt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
-        pad = find_block(sch, ("pad_temp",))
-        if pad is not None:
-            schedule_padding(sch, pad)
-        schedule_register_tile(sch, conv, [1, kt, 1, xt], accumulator_order=[0, 1, 2, 3])
+        schedule_padding(sch)
+        schedule_register_tile(sch, block, [1, kt, 1, xt], accumulator_order=[0, 1, 2, 3])
