@@ -14,7 +14,13 @@ loads; see :mod:`schedules.specialized_conv` for the code that is generated.
 from tvm_sparse.formats import PatternWeight
 
 from .epilogue import Epilogue
-from .specialized_conv import build_specialized_conv, check_cpu_kernel_args, default_config, make_geometry
+from .specialized_conv import (
+    accumulators_for,
+    build_specialized_conv,
+    check_cpu_kernel_args,
+    default_config,
+    make_geometry,
+)
 from .target_info import vector_lanes
 
 def pattern_terms(weight):
@@ -81,6 +87,7 @@ def pattern_conv2d(
     target = check_cpu_kernel_args(weight, PatternWeight, target, "pattern_conv2d")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)
     terms = pattern_terms(weight)
-    config = config or default_config(geometry, vector_lanes(target), sum(map(len, terms.values())))
+    n_terms = sum(map(len, terms.values()))
+    config = config or default_config(geometry, vector_lanes(target), n_terms, accumulators=accumulators_for(target))
     return build_specialized_conv(geometry, pair_filters(weight, terms, config.filters), terms, epilogue, config, name)
 

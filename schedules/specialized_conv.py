@@ -36,6 +36,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
 from .epilogue import Epilogue
+from .dense_tiling import vector_registers
 from .target_info import as_target, target_family, vector_lanes
 
 DTYPE = "float32"
@@ -136,7 +137,9 @@ class SpecializedConvConfig:
 CODE_BUDGET = 40_000
 
 
-def default_config(geometry, lanes, n_terms, filters=2, l1_bytes=32 * 1024, tasks=4, code_budget=CODE_BUDGET):
+def default_config(
+    geometry, lanes, n_terms, filters=2, accumulators=16, l1_bytes=32 * 1024, tasks=4, code_budget=CODE_BUDGET
+):
     """Knobs that fit the register file, the L1 cache and a compile-time budget.
 
     Parameters
@@ -148,6 +151,9 @@ def default_config(geometry, lanes, n_terms, filters=2, l1_bytes=32 * 1024, task
         Terms of all filters; the code holds ``n_terms * rows * vectors`` vector FMAs.
     filters : int
         Preferred filters per register tile; raised when fewer rows fit the code budget.
+    accumulators : int
+        Vector registers the register tile may use (half the register file: 16 on AVX-512 and
+        AArch64, 8 on AVX2); see :func:`accumulators_for`.
     l1_bytes : int
         The part of the L1 data cache the input slab may take.
     tasks : int
@@ -159,8 +165,8 @@ def default_config(geometry, lanes, n_terms, filters=2, l1_bytes=32 * 1024, task
     # Narrower vectors when the output width would waste more than ~15% of a wide one.
     while lanes > 4 and math.ceil(out_w / lanes) * lanes > 1.15 * out_w:
         lanes //= 2
-    # Accumulators: filters x rows x vectors = about half of the 32 (AVX-512) or 16 registers.
-    registers = 16 if lanes >= 16 else 8
+    # Accumulators: filters x rows x vectors = about half of the register file.
+    registers = accumulators
     width_vectors = math.ceil(out_w / lanes)
     vectors = max(1, min(width_vectors, registers // (filters * 2), 4))
     while width_vectors % vectors:
@@ -207,9 +213,16 @@ def build_block_rows_kernel(geometry, terms, block_rows, epilogue, target, confi
     """
     lanes = vector_lanes(target)
     preferred = min(block_rows, 8 if lanes >= 16 else 4)
-    config = config or default_config(geometry, lanes, sum(map(len, terms.values())), preferred)
+    config = config or default_config(
+        geometry, lanes, sum(map(len, terms.values())), preferred, accumulators_for(target)
+    )
     blocks = filter_blocks_of(geometry.filters, block_rows, config.filters)
     return build_specialized_conv(geometry, blocks, terms, epilogue, config, name, param_shapes)
+
+
+def accumulators_for(target):
+    """Vector accumulators of a register tile on ``target``: half its SIMD registers."""
+    return vector_registers(target) // 2
 
 
 def estimated_code_size(terms, config):
