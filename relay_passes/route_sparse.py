@@ -12,7 +12,7 @@ a :class:`LayerDecision` in ``report``.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tvm
@@ -65,10 +65,12 @@ class _Chain:
     residual: relax.Expr = None
     activation: str = None
     name: str = None
+    absorbed: list = field(default_factory=list)
 
     def extend(self, var, value):
         """Make ``var = value`` the new end of the chain."""
         self.end_var, self.end_value = var, value
+        self.absorbed.append(var)
 
 
 def _bindings(func):
@@ -120,9 +122,11 @@ def _fusion_chains(func):
         for used in relax.analysis.free_vars(binding.value):
             users.setdefault(used, []).append(binding.var)
 
+    claimed = set()  # ops already absorbed by an earlier chain (a residual add joins two layers)
+
     def single_user(var, op_names):
         found = users.get(var, [])
-        if len(found) != 1 or not isinstance(var, relax.DataflowVar):
+        if len(found) != 1 or not isinstance(var, relax.DataflowVar) or found[0] in claimed:
             return None
         value = producers[found[0]]
         if isinstance(value, relax.Call) and getattr(value.op, "name", "") in op_names:
@@ -154,6 +158,7 @@ def _fusion_chains(func):
             if activation is not None:
                 chain.activation = activation
                 chain.extend(*step)
+        claimed.update(chain.absorbed)
         chains.append(chain)
     return chains
 

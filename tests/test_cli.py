@@ -29,10 +29,12 @@ def test_every_command_has_help():
 
 
 def test_demo_checks_and_times_resnet18():
-    result = _cli("demo", "--rounds", "1")
+    # Unpruned, so that CI does not spend minutes compiling specialised kernels (the sparse
+    # routing itself is tested in tests/relay_passes).
+    result = _cli("demo", "--compression", "0", "--rounds", "1")
     assert result.returncode == 0, result.stderr
-    assert "max |TVM - PyTorch|" in result.stdout
-    assert "tvm_sparse" in result.stdout and "PyTorch" in result.stdout
+    for row in ("tvm_sparse", "tvm_sparse, passes off", "PyTorch"):
+        assert row in result.stdout
 
 
 def test_phone_emulator_rejects_a_bad_tracker_address():

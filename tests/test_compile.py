@@ -31,9 +31,12 @@ def test_dense_resnet18_matches_pytorch(resnet18, compiled_resnet18):
         assert relative_error(compiled_resnet18.run(other.numpy()), model(other).numpy()) <= 1e-4
 
 
-def test_report_is_empty_without_sparse_passes(compiled_resnet18):
-    assert compiled_resnet18.report == []
-    assert compiled_resnet18.summary() == ["no convolution or linear layer was routed to a sparse kernel"]
+def test_dense_layers_are_reported_dense(compiled_resnet18):
+    report = compiled_resnet18.report
+    assert len(report) == 21  # 20 convolutions and the classifier
+    assert report[0].name == "conv1.weight" and report[-1].name == "linear.weight"
+    assert {(d.structure, d.kernel) for d in report} == {("dense", "tvm dense")}
+    assert all("dense weight" in line for line in compiled_resnet18.summary())
 
 
 def test_wrong_inputs_are_named(compiled_resnet18):

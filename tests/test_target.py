@@ -59,6 +59,14 @@ def test_local_cpu_is_not_aarch64():
     assert not is_aarch64(parse_target("llvm"))
 
 
+def test_this_machine_gets_its_own_cpu_unless_told_otherwise():
+    from tvm.target import codegen
+
+    assert parse_target("llvm").attrs["mcpu"] == codegen.llvm_get_system_cpu()
+    assert parse_target("llvm -mcpu=x86-64").attrs["mcpu"] == "x86-64"
+    assert "mcpu" not in parse_target("llvm -mtriple=aarch64").attrs
+
+
 @pytest.mark.parametrize(
     "bad, named",
     [

@@ -37,7 +37,8 @@ def parse_target(target, host=None):
         ``"llvm"``, ``"llvm -mtriple=aarch64-linux-gnu -mattr=+neon"``,
         ``"llvm -mtriple=aarch64-linux-android -mcpu=cortex-a76"``, ``"opencl -device=mali"``,
         ``{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}``, ... A triple given by its
-        architecture alone (``-mtriple=aarch64``) means Linux (``aarch64-linux-gnu``).
+        architecture alone (``-mtriple=aarch64``) means Linux (``aarch64-linux-gnu``); a CPU target
+        for this machine without ``-mcpu`` gets this machine's CPU.
     host : str or dict or tvm.target.Target, optional
         The host target of a GPU target, in the same forms. ``opencl -device=mali`` and
         ``-device=adreno`` default to an aarch64 Linux host (a phone).
@@ -63,6 +64,8 @@ def parse_target(target, host=None):
     for part in (config, config.get("host")):
         if isinstance(part, dict) and part.get("mtriple") in _SHORT_TRIPLES:
             part["mtriple"] = _SHORT_TRIPLES[part["mtriple"]]
+        if isinstance(part, dict) and part["kind"] == "llvm":
+            _default_to_this_cpu(part)
     try:
         parsed = Target(config)
     except (ValueError, TypeError, RuntimeError) as error:
@@ -71,6 +74,17 @@ def parse_target(target, host=None):
         if cpu_target is not None and cpu_target.kind.name == "llvm":
             _check_cpu(cpu_target, target)
     return parsed
+
+
+def _default_to_this_cpu(config):
+    """Give a target for this machine (no triple, or this machine's) this machine's CPU as ``mcpu``.
+
+    Without ``mcpu`` LLVM generates code for a generic CPU of the triple: on this AVX-512 machine
+    dense ResNet-18 ran 4x slower (149 ms against 37 ms) with plain ``llvm``.
+    """
+    if "mcpu" not in config and config.get("mtriple", codegen.llvm_get_system_triple()) == \
+            codegen.llvm_get_system_triple():
+        config["mcpu"] = codegen.llvm_get_system_cpu()
 
 
 def _to_config(target):

@@ -1,5 +1,7 @@
 """``tvm-sparse demo``: prune a CIFAR-10 model, compile it with and without the sparse passes, compare."""
 
+import time
+
 import numpy as np
 import torch
 from rich.console import Console
@@ -44,10 +46,12 @@ def run(args):
     plan = magnitude_prune(model, compression=args.compression) if args.compression else None
     example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     mod, params = tvm_sparse.from_torch(model, example)
-    compiled = {}
+    compiled, compile_seconds = {}, {}
     for name, sparse in (("tvm_sparse", True), ("tvm_sparse, passes off", False)):
         with console.status(f"compiling {args.model} for {args.target} ({name})"):
+            start = time.perf_counter()
             compiled[name] = tvm_sparse.compile(mod, params, target=args.target, sparse=sparse, plan=plan)
+            compile_seconds[name] = time.perf_counter() - start
     console.print(report_table(compiled["tvm_sparse"].report, f"{args.model}: what the sparse passes decided"))
 
     with torch.no_grad():
@@ -64,14 +68,16 @@ def run(args):
     candidates = {name: (lambda vm=vm: vm["main"](*inputs)) for name, vm in machines.items()}
     candidates["PyTorch"] = run_torch
     timings = interleaved_medians(candidates, rounds=args.rounds)
-    title = (f"{args.model} pruned {args.compression:g}x on 3x3 layers, batch 1, {args.threads} thread(s), "
+    pruning = f"pruned {args.compression:g}x on 3x3 layers" if plan else "unpruned"
+    title = (f"{args.model} {pruning}, batch 1, {args.threads} thread(s), "
              f"median of {args.rounds} interleaved rounds")
     table = Table(title=title)
-    for column in ("runtime", "median ms", "min ms", "max ms", "speed vs PyTorch", "max rel. error"):
+    for column in ("runtime", "median ms", "min ms", "max ms", "speed vs PyTorch", "max rel. error", "compile s"):
         table.add_column(column, justify="left" if column == "runtime" else "right")
     reference = timings["PyTorch"].median_ms
     for name, timing in timings.items():
         table.add_row(name, f"{timing.median_ms:.2f}", f"{timing.min_ms:.2f}", f"{timing.max_ms:.2f}",
-                      f"{reference / timing.median_ms:.2f}x", f"{errors[name]:.1e}" if name in errors else "-")
+                      f"{reference / timing.median_ms:.2f}x", f"{errors[name]:.1e}" if name in errors else "-",
+                      f"{compile_seconds[name]:.0f}" if name in compile_seconds else "-")
     console.print(table)
     return 0 if max(errors.values()) <= 1e-4 else 1
