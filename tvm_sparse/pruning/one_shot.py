@@ -14,7 +14,7 @@ from .sparsifier import MagnitudeSparsifier
 from .workflows import pattern_for_compression
 
 
-def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.9, min_in_channels=8):
+def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, min_in_channels=8):
     """``{tensor_fqn: scheme}`` for the layers :func:`magnitude_prune` prunes.
 
     Parameters
@@ -25,7 +25,9 @@ def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.9, mi
     block : tuple of int
         Block shape of the block-punched layers.
     block_sparsity : float
-        Fraction of each block's columns removed in 1x1 and linear layers.
+        Fraction of each block's columns removed in 1x1 and linear layers. A 1x1 block of ``bc``
+        input channels has only ``bc`` columns, so with 8x4 blocks 0.75 keeps one of four (above
+        0.875 a block would keep none).
     min_in_channels : int
         Layers with fewer input channels (the first convolution) stay dense.
     """
