@@ -13,6 +13,7 @@ from tvm import relax
 from relay_passes.pipeline import build_pipeline
 from relay_passes.route_sparse import RouteSparseLayers, weight_names
 from relay_passes.sparse_rules import SparseRules
+from schedules.specialized_conv import BUILD_CONFIG as SPARSE_KERNEL_BUILD_CONFIG
 from tvm_sparse.plan import verify_plan
 from tvm_sparse.target import is_aarch64, is_android, parse_target
 
@@ -275,7 +276,7 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
 
 
 def _compile_context():
-    """The caller's PassContext with TIR's common-subexpression elimination turned off.
+    """The caller's PassContext with the sparse kernels' build config (TIR's CSE turned off).
 
     The sparse kernels are straight-line code with one literal per weight; TIR's CSE took a third
     of their compile time (22 of 71 s for a 64-channel layer) and LLVM eliminates the same
@@ -283,7 +284,7 @@ def _compile_context():
     """
     current = tvm.transform.PassContext.current()
     config = {key: current.config[key] for key in current.config}
-    config["tirx.disable_cse_tir"] = True
+    config.update(SPARSE_KERNEL_BUILD_CONFIG)
     return tvm.transform.PassContext(opt_level=current.opt_level, required_pass=list(current.required_pass),
                                      disabled_pass=list(current.disabled_pass), instruments=list(current.instruments),
                                      config=config)
