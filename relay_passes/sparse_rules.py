@@ -67,8 +67,7 @@ class SparseRules:
         if kernel is None:
             return None, f"no {structure.kind} kernel for {family} targets yet"
         if self.max_kernel_terms is not None and terms > self.max_kernel_terms:
-            return None, (f"{terms} non-zero weights exceed max_kernel_terms={self.max_kernel_terms}: "
-                          "the specialised kernel would take too long to compile")
+            return None, f"{terms} weights > max_kernel_terms={self.max_kernel_terms} (compile time)"
         if forced:
             return kernel, "the plan asks for it"
         if macs < self.min_macs:
