@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import tvm
 from schedules.specialized_conv import compile_kernel
 from schedules.target_info import as_target
+from tests.schedules.dense_harness import torch_conv2d
 
 
 def _run(prim_func, arrays, out_shape, target=None):
@@ -21,18 +22,10 @@ def _run(prim_func, arrays, out_shape, target=None):
 
 def _torch_conv(x, weight, bias=None, residual=None, stride=1, padding=0, activation=None):
     """PyTorch's conv2d + bias + residual + activation; padding as in schedules (int, pair or 4-tuple)."""
-    xt = torch.from_numpy(x)
     if not isinstance(padding, int) and len(padding) == 4:
         top, left, bottom, right = padding
-        xt, padding = F.pad(xt, (left, right, top, bottom)), 0
-    y = F.conv2d(xt, torch.from_numpy(weight), None if bias is None else torch.from_numpy(bias), stride, padding)
-    if residual is not None:
-        y = y + torch.from_numpy(residual)
-    if activation == "relu":
-        y = torch.relu(y)
-    elif activation == "relu6":
-        y = torch.clamp(y, 0, 6)
-    return y.numpy()
+        x, padding = F.pad(torch.from_numpy(x), (left, right, top, bottom)).numpy(), 0
+    return torch_conv2d(x, weight, bias, stride, padding, 1, 1, residual, activation)
 
 
 @pytest.fixture(scope="session")
