@@ -1,6 +1,5 @@
 """RouteSparseLayers: which calls are rewritten, numerics against PyTorch, fallbacks with reasons, plans."""
 
-import numpy as np
 import pytest
 import torch
 import tvm

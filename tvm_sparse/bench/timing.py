@@ -80,17 +80,18 @@ def configure_threads(count):
     RuntimeError
         If TVM's pool was already configured in this process with another count.
     """
-    current = os.environ.get("TVM_NUM_THREADS")
-    if _TVM_POOL_STARTED.get("started") and current != str(count):
+    global _configured_threads  # pylint: disable=global-statement
+    if _configured_threads is not None and _configured_threads != count:
         raise RuntimeError(
-            f"TVM's thread pool already runs with TVM_NUM_THREADS={current}; "
+            f"TVM's thread pool already runs with TVM_NUM_THREADS={_configured_threads}; "
             f"start a new process to use {count} threads"
         )
     import torch
 
     os.environ["TVM_NUM_THREADS"] = str(count)
     torch.set_num_threads(count)
-    _TVM_POOL_STARTED["started"] = True
+    _configured_threads = count
 
 
-_TVM_POOL_STARTED = {}
+# The thread count this process was configured with (None: not yet).
+_configured_threads = None
