@@ -1,11 +1,15 @@
 """Helpers to compile a kernel PrimFunc for this host and compare it with PyTorch."""
 
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import tvm
+from schedules.compact_conv import table_argument
 from schedules.specialized_conv import compile_kernel
 from schedules.target_info import as_target
 from tests.schedules.dense_harness import torch_conv2d
@@ -15,6 +19,9 @@ def _run(prim_func, arrays, out_shape, target=None):
     executable = compile_kernel(prim_func, as_target(target))
     dev = tvm.cpu()
     args = [tvm.runtime.tensor(np.ascontiguousarray(a, dtype="float32"), dev) for a in arrays]
+    table = table_argument(prim_func)
+    if table is not None:
+        args.append(tvm.runtime.tensor(table, dev))
     out = tvm.runtime.tensor(np.full(out_shape, np.nan, dtype="float32"), dev)
     executable[prim_func.attrs["global_symbol"]](*args, out)
     return out.numpy()
@@ -30,7 +37,10 @@ def _torch_conv(x, weight, bias=None, residual=None, stride=1, padding=0, activa
 
 @pytest.fixture(scope="session")
 def run_kernel():
-    """``run_kernel(prim_func, [inputs...], out_shape) -> numpy output`` on this host's CPU."""
+    """``run_kernel(prim_func, [inputs...], out_shape) -> numpy output`` on this host's CPU.
+
+    The inputs are ``data`` and the epilogue's arrays; a compact kernel's table is added.
+    """
     return _run
 
 
@@ -57,3 +67,21 @@ def _epilogue_case(rng, x, weight, stride, padding, epilogue):
 def epilogue_case():
     """``epilogue_case(rng, x, weight, stride, padding, epilogue) -> (extras, expected)``."""
     return _epilogue_case
+
+
+INSTALL_POCL = Path(__file__).resolve().parents[2] / "scripts" / "install-pocl.sh"
+
+
+@pytest.fixture(scope="session")
+def opencl_context():
+    """``(pyopencl, context, queue)`` on the first OpenCL platform (PoCL, installed if missing)."""
+    cl = pytest.importorskip("pyopencl", reason="pyopencl is in the project's test extra")
+    try:
+        platforms = cl.get_platforms()
+    except cl.LogicError:
+        platforms = []
+    if not platforms:
+        subprocess.run(["bash", str(INSTALL_POCL)], check=True)
+        platforms = cl.get_platforms()
+    context = cl.Context(devices=platforms[0].get_devices())
+    return cl, context, cl.CommandQueue(context)

@@ -1,12 +1,8 @@
 """The OpenCL (Mali/Adreno) pattern kernel, run on PoCL (OpenCL on this CPU) with launch sizes from its schedule.
 
-PoCL comes from Debian (``scripts/install-pocl.sh``, run by the fixture when no OpenCL platform is
-found); PyOpenCL from the project's ``test`` extra.
+PoCL comes from Debian (``scripts/install-pocl.sh``, run by the ``opencl_context`` fixture when no
+OpenCL platform is found); PyOpenCL from the project's ``test`` extra.
 """
-
-import re
-import subprocess
-from pathlib import Path
 
 import zlib
 
@@ -14,47 +10,11 @@ import numpy as np
 import pytest
 
 import tvm
+from tests.schedules import pocl
 from schedules.epilogue import Epilogue
 from schedules.pattern_conv2d_opencl import GpuTile, launch_sizes, pattern_conv2d_opencl, table_arguments
 from tvm_sparse.formats import PatternWeight
 from tvm_sparse.formats.synthetic import pattern_library, pattern_pruned
-
-INSTALL_POCL = Path(__file__).resolve().parents[2] / "scripts" / "install-pocl.sh"
-
-
-@pytest.fixture(scope="module")
-def opencl_context():
-    """A PyOpenCL context and queue on the first OpenCL platform (PoCL, installed if missing)."""
-    cl = pytest.importorskip("pyopencl", reason="pyopencl is in the project's test extra")
-    try:
-        platforms = cl.get_platforms()
-    except cl.LogicError:
-        platforms = []
-    if not platforms:
-        subprocess.run(["bash", str(INSTALL_POCL)], check=True)
-        platforms = cl.get_platforms()
-    context = cl.Context(devices=platforms[0].get_devices())
-    return cl, context, cl.CommandQueue(context)
-
-
-def _run_opencl(opencl_context, prim_func, arrays, out_shape, target):
-    """Compile ``prim_func`` for ``target``, build its OpenCL source with PyOpenCL and launch it."""
-    cl, context, queue = opencl_context
-    executable = tvm.compile(tvm.IRModule({"kernel": prim_func}), target=tvm.target.Target(target))
-    source = executable.mod.imports[0].inspect_source()
-    name, params = re.search(r"__kernel void (\w+)\(([^)]*)\)", source).groups()
-    names = [re.search(r"(\w+)_ptr$", p.strip()).group(1) for p in params.split(",")]
-    program = cl.Program(context, source).build()
-    flags = cl.mem_flags
-    buffers = {key: cl.Buffer(context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=value) for key, value in arrays.items()}
-    out = np.full(out_shape, np.nan, dtype="float32")
-    buffers["out"] = cl.Buffer(context, flags.WRITE_ONLY, out.nbytes)
-    global_size, local_size = launch_sizes(prim_func)
-    getattr(program, name)(queue, global_size, local_size, *(buffers[n] for n in names))
-    cl.enqueue_copy(queue, out, buffers["out"])
-    queue.finish()
-    return out
-
 
 # (batch, channels, filters, height, width, stride, padding, density, epilogue, tile, device)
 CASES = [
@@ -77,7 +37,9 @@ def test_matches_torch_on_pocl(case, opencl_context, epilogue_case):
     names = ["data", "filter_ids", "indptr", "channels", "pattern_ids", "values"]
     arrays = {**dict(zip(names, [x] + table_arguments(fmt))), **extras}
     target = {"kind": "opencl", "device": device, "host": {"kind": "llvm"}}
-    out = _run_opencl(opencl_context, func, arrays, expected.shape, target)
+    (launch,) = pocl.kernel_launches(func, tvm.target.Target(target))
+    assert (launch.global_size, launch.local_size) == launch_sizes(func)
+    out = pocl.run_primfunc(opencl_context, func, arrays, target)["out"]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
