@@ -7,8 +7,9 @@ block row of the format: every input load of a column feeds ``bk`` FMAs. As in
 
 from tvm_sparse.formats import BlockPunchedWeight
 
+from .block_rows_conv import build_block_rows_kernel
 from .epilogue import Epilogue
-from .specialized_conv import build_block_rows_kernel, check_cpu_kernel_args, make_geometry
+from .specialized_conv import check_cpu_kernel_args, make_geometry
 
 
 def block_punched_terms(weight):

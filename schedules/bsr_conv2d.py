@@ -9,8 +9,9 @@ Entry point: :func:`bsr_conv2d` returns a PrimFunc (used as in :mod:`schedules.p
 
 from tvm_sparse.formats import BSRWeight
 
+from .block_rows_conv import build_block_rows_kernel
 from .epilogue import Epilogue
-from .specialized_conv import build_block_rows_kernel, check_cpu_kernel_args, make_geometry
+from .specialized_conv import check_cpu_kernel_args, make_geometry
 
 
 def bsr_terms(weight):
@@ -55,5 +56,4 @@ def bsr_conv2d(
         n, c, h, w = geometry.data_shape
         param_shapes = (geometry.data_shape, geometry.out_shape)
         geometry = make_geometry((n, c, 1, h * w), weight_shape)
-    terms = bsr_terms(weight)
     return build_block_rows_kernel(geometry, bsr_terms(weight), weight.block[0], epilogue, target, config, name, param_shapes)

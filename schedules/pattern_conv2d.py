@@ -13,15 +13,11 @@ loads; see :mod:`schedules.specialized_conv` for the code that is generated.
 
 from tvm_sparse.formats import PatternWeight
 
+from .compact_conv import CompactEntry, build_compact_conv, with_table
 from .epilogue import Epilogue
-from .specialized_conv import (
-    accumulators_for,
-    build_specialized_conv,
-    check_cpu_kernel_args,
-    default_config,
-    make_geometry,
-)
-from .target_info import vector_lanes
+from .sparse_space import default_sparse_config, stored_terms
+from .specialized_conv import build_specialized_conv, check_cpu_kernel_args, make_geometry
+
 
 def pattern_terms(weight):
     """Per original filter, its ``(input channel, tap row, tap column, weight)`` terms in FKW order."""
@@ -82,12 +78,34 @@ def pattern_conv2d(
     Returns
     -------
     tvm.tirx.PrimFunc
-        ``(data, [bias], [residual], out)``, output ``[N, K, OH, OW]``, float32.
+        ``(data, [bias], [residual], out)``, output ``[N, K, OH, OW]``, float32. The compact
+        variant (``config.codegen == "compact"``, chosen by default for layers too large for
+        literal code) takes an int32 ``table`` before ``out``: pass
+        :func:`schedules.compact_conv.table_argument` of the function.
     """
     target = check_cpu_kernel_args(weight, PatternWeight, target, "pattern_conv2d")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)
+    config = config or default_sparse_config(geometry, target, stored_terms(weight), block_rows=1)
+    if config.codegen == "compact":
+        return _compact_pattern_conv2d(weight, geometry, epilogue, config, name)
     terms = pattern_terms(weight)
-    n_terms = sum(map(len, terms.values()))
-    config = config or default_config(geometry, vector_lanes(target), n_terms, accumulators=accumulators_for(target))
     return build_specialized_conv(geometry, pair_filters(weight, terms, config.filters), terms, epilogue, config, name)
+
+
+def _compact_pattern_conv2d(weight, geometry, epilogue, config, name):
+    """The compact kernel: one group of code per library pattern, one filter per tile, in FKW order.
+
+    An entry is a kept kernel: its input channel and the pattern's weights.
+    """
+    tiles, entries = [], []
+    for i, k in enumerate(weight.filter_ids.tolist()):
+        lo, hi = weight.indptr[i], weight.indptr[i + 1]
+        tiles.append([int(k)])
+        entries.append([
+            CompactEntry(int(c), 0, 0, int(p), values[None, :])
+            for c, p, values in zip(weight.channels[lo:hi], weight.pattern_ids[lo:hi], weight.values[lo:hi])
+        ])
+    groups = [tuple((int(r), int(s)) for r, s in taps) for taps in weight.taps]
+    func, table = build_compact_conv(geometry, tiles, groups, entries, epilogue, config, name)
+    return with_table(func, table)
 

@@ -27,6 +27,7 @@ split. Code size grows with (number of terms) x ``rows`` x ``vectors``, and LLVM
 with it: see :func:`estimated_code_size`.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -96,6 +97,10 @@ def make_geometry(data_shape, weight_shape, stride=1, padding=0):
     return geometry
 
 
+#: The code generators of the sparse CPU kernels (:attr:`SpecializedConvConfig.codegen`).
+CODEGENS = ("specialized", "compact")
+
+
 @dataclass(frozen=True)
 class SpecializedConvConfig:
     """Tunable knobs of the specialised kernel.
@@ -116,6 +121,10 @@ class SpecializedConvConfig:
         Register tiles (of ``rows`` rows) per parallel task.
     filter_splits : int
         Parallel parts the filter blocks are split into (for maps too small to split by rows).
+    codegen : str
+        ``"specialized"``: weights and offsets are literals of the code (fastest, compile time
+        grows with the non-zeros); ``"compact"``: code per pattern / block shape reading the
+        weights from a constant table parameter (see :mod:`schedules.compact_conv`).
     """
 
     lanes: int
@@ -125,11 +134,14 @@ class SpecializedConvConfig:
     channel_block: int = 32
     row_tiles: int = 2
     filter_splits: int = 1
+    codegen: str = "specialized"
 
     def __post_init__(self):
         for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.codegen not in CODEGENS:
+            raise ValueError(f"codegen must be one of {CODEGENS}, got {self.codegen!r}")
 
 
 #: Default budget of vector FMAs in one generated kernel (see :func:`estimated_code_size`). LLVM
@@ -214,21 +226,6 @@ def filter_blocks_of(n_filters, block_rows, size):
     return blocks
 
 
-def build_block_rows_kernel(geometry, terms, block_rows, epilogue, target, config, name, param_shapes=None):
-    """The kernel of a format whose ``block_rows`` filters share their columns (block-punched, BSR).
-
-    Filter blocks are the format's row blocks, cut to the register tile's ``filters``; ``config``
-    None picks knobs for ``target`` (see :func:`default_config`).
-    """
-    lanes = vector_lanes(target)
-    preferred = min(block_rows, 8 if lanes >= 16 else 4)
-    config = config or default_config(
-        geometry, lanes, sum(map(len, terms.values())), preferred, accumulators_for(target)
-    )
-    blocks = filter_blocks_of(geometry.filters, block_rows, config.filters)
-    return build_specialized_conv(geometry, blocks, terms, epilogue, config, name, param_shapes)
-
-
 def accumulators_for(target):
     """Vector accumulators of a register tile on ``target``: half its SIMD registers."""
     return vector_registers(target) // 2
@@ -273,7 +270,7 @@ def _zero_row(dst, dst_offset, count, lanes):
         T.buffer_store(dst, _vector(zero, tail), [_index(dst_offset + chunks * lanes, tail)])
 
 
-class _Layout:
+class Layout:
     """Sizes of the padded input and the (possibly padded) output the kernel computes."""
 
     def __init__(self, geometry, config):
@@ -298,7 +295,7 @@ class _Layout:
         )
 
 
-def _emit_padding(geometry, layout, data, padded, lanes):
+def emit_padding(geometry, layout, data, padded, lanes):
     """Copy the input into the zero-padded, phase-split scratch buffer (parallel over images x channels)."""
     g, lay = geometry, layout
     top, left = g.padding[0], g.padding[1]
@@ -330,7 +327,7 @@ def _emit_padding(geometry, layout, data, padded, lanes):
                         _zero_row(padded, dst + hi, lay.phase_w - hi, lanes)
 
 
-def _scratch(size):
+def scratch_buffer(size):
     """A global scratch buffer of ``size`` floats, accessed through a view of its data.
 
     The accesses go through a declared view, not the allocated buffer itself, because TVM's
@@ -345,6 +342,148 @@ def _channel_blocks_of(terms, filter_id, channel_block):
     """The channel blocks a filter reads; a filter without terms still needs one pass (bias, epilogue)."""
     blocks = sorted({c // channel_block for c, _, _, _ in terms[filter_id]})
     return blocks or [0]
+
+
+@dataclass
+class KernelContext:
+    """What the code of one parallel task sees (built by :func:`build_direct_conv`).
+
+    Attributes
+    ----------
+    geometry, config, layout, epilogue
+        The convolution, the knobs, the padded sizes and the fused tail.
+    padded : Buffer
+        The flat, zero-padded, phase-split input.
+    acc : Buffer
+        Where partial sums live: the flat output, or a padded scratch output that is cropped.
+    bias, residual : Buffer or None
+        The flat epilogue parameters.
+    table : Buffer or None
+        The int32 table parameter (compact kernels).
+    image, part : PrimExpr
+        The task's image and its part of the filters (``0 .. filter_splits - 1``).
+    first_tile, n_tiles : PrimExpr
+        The task's register tiles of rows.
+    """
+
+    geometry: ConvGeometry
+    config: SpecializedConvConfig
+    layout: "Layout"
+    epilogue: Epilogue
+    padded: object
+    acc: object
+    bias: object
+    residual: object
+    table: object
+    image: object = None
+    part: object = None
+    first_tile: object = None
+    n_tiles: object = None
+
+    @property
+    def out_plane(self):
+        return self.layout.out_h * self.layout.out_w
+
+    def tile_loops(self):
+        """Emit the loops over the task's register tiles; yields ``(x_base, y_base)`` offsets of a tile."""
+        g, cfg, lay = self.geometry, self.config, self.layout
+        with T.serial(0, self.n_tiles) as tile:
+            with T.serial(0, lay.out_w // lay.tile_width) as column:
+                oh0 = (self.first_tile + tile) * cfg.rows
+                ow0 = column * lay.tile_width
+                x_base = T.Bind(self.image * g.channels * lay.channel_stride + oh0 * g.stride[0] * lay.row_stride + ow0)
+                y_base = T.Bind(self.image * g.filters * self.out_plane + oh0 * lay.out_w + ow0)
+                yield x_base, y_base
+
+    def y_index(self, y_base, filter_id, row, vector):
+        """The partial-sum index of (filter, tile row, vector) of a tile."""
+        lanes = self.config.lanes
+        return _index(y_base + filter_id * self.out_plane + row * self.layout.out_w + vector * lanes, lanes)
+
+    def x_offset(self, channel, tap_row, tap_col, row=0, vector=0):
+        """Offset in the padded input of a tap of a tile row, relative to the tile's ``x_base``."""
+        lay, (sh, sw) = self.layout, self.geometry.stride
+        return (
+            channel * lay.channel_stride + (row * sh + tap_row) * lay.row_stride + (tap_col % sw) * lay.phase_w
+            + tap_col // sw + vector * self.config.lanes
+        )
+
+    def initial_value(self, filter_id):
+        """The start of a filter's sum: its bias, or zero."""
+        lanes = self.config.lanes
+        return _vector(self.bias[filter_id], lanes) if self.bias is not None else _vector(tirx.const(0.0, DTYPE), lanes)
+
+    def final_value(self, value, y_index):
+        """``value`` after the last channel block: residual and activation when the output is direct."""
+        if not self.layout.direct:
+            return value  # the crop adds the residual and activates
+        if self.residual is not None:
+            value = value + self.residual[y_index]
+        return self.epilogue.activate(value, self.config.lanes, DTYPE)
+
+
+def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_shapes=None, table_size=0):
+    """Write a direct convolution PrimFunc around ``emit_task(context)``, the code of one parallel task.
+
+    The function pads the input once, runs a parallel loop over (image, block of rows, part of the
+    filters) and crops a padded output; ``emit_task`` writes the sums of the task's filters into
+    ``context.acc``.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+    epilogue : Epilogue
+    config : SpecializedConvConfig
+    name : str
+        The PrimFunc's ``global_symbol``.
+    kind : str
+        The ``tvm_sparse.kernel`` attribute of the function.
+    emit_task : callable
+        ``emit_task(KernelContext)`` emits the code of one task.
+    param_shapes : tuple or None
+        ``(data_shape, out_shape)`` to declare instead of the geometry's, with as many elements.
+    table_size : int
+        Entries of an int32 ``table`` parameter after the epilogue's (0: no table).
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        Parameters ``data``, then ``bias [K]`` and ``residual`` when the epilogue has them, then
+        ``table`` when ``table_size``, then ``out``.
+    """
+    g, cfg = geometry, config
+    lay = Layout(g, cfg)
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_name(name)
+            T.func_attr({"global_symbol": name, "tir.noalias": True, "tvm_sparse.kernel": kind})
+            data_shape, out_shape = param_shapes or (g.data_shape, g.out_shape)
+            data = T.arg("data", T.buffer(data_shape, DTYPE))
+            bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
+            residual = T.arg("residual", T.buffer(out_shape, DTYPE)) if epilogue.residual else None
+            table = T.arg("table", T.buffer((table_size,), "int32")) if table_size else None
+            out = T.arg("out", T.buffer(out_shape, DTYPE))
+            data_flat = T.decl_buffer((math.prod(g.data_shape),), DTYPE, data=data.data)
+            out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
+            residual_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data) if residual is not None else None
+            acc = out_flat if lay.direct else scratch_buffer(g.batch * g.filters * lay.out_h * lay.out_w)
+            if lay.needs_padding(g):
+                padded = scratch_buffer(g.batch * g.channels * lay.channel_stride)
+                emit_padding(g, lay, data_flat, padded, cfg.lanes)
+            else:
+                padded = data_flat
+            context = KernelContext(g, cfg, lay, epilogue, padded, acc, bias, residual_flat, table)
+            with T.parallel(0, g.batch * lay.row_blocks * cfg.filter_splits) as task:
+                row_block = task // cfg.filter_splits % lay.row_blocks
+                first_tile = row_block * cfg.row_tiles
+                context.image = task // (lay.row_blocks * cfg.filter_splits)
+                context.part = task % cfg.filter_splits
+                context.first_tile = first_tile
+                context.n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
+                emit_task(context)
+            if not lay.direct:
+                emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, cfg.lanes)
+    return builder.get()
 
 
 def build_specialized_conv(
@@ -376,90 +515,53 @@ def build_specialized_conv(
     g, cfg = geometry, config
     if sorted(f for block in filter_blocks for f in block) != list(range(g.filters)):
         raise ValueError("filter_blocks must hold every filter exactly once")
-    lay = _Layout(g, cfg)
-    lanes, rows, vectors = cfg.lanes, cfg.rows, cfg.vectors
-    sh, sw = g.stride
     n_cblocks = math.ceil(g.channels / cfg.channel_block)
     active = {f: _channel_blocks_of(terms, f, cfg.channel_block) for f in range(g.filters)}
     by_block = {
         f: {cb: [t for t in terms[f] if t[0] // cfg.channel_block == cb] for cb in active[f]} for f in range(g.filters)
     }
-    out_plane = lay.out_h * lay.out_w
     parts = [filter_blocks[i :: cfg.filter_splits] for i in range(cfg.filter_splits)]
 
-    with IRBuilder() as builder:
-        with T.prim_func():
-            T.func_name(name)
-            T.func_attr({"global_symbol": name, "tir.noalias": True, "tvm_sparse.kernel": "specialized_conv2d"})
-            data_shape, out_shape = param_shapes or (g.data_shape, g.out_shape)
-            data = T.arg("data", T.buffer(data_shape, DTYPE))
-            bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
-            residual = T.arg("residual", T.buffer(out_shape, DTYPE)) if epilogue.residual else None
-            out = T.arg("out", T.buffer(out_shape, DTYPE))
-            data_flat = T.decl_buffer((math.prod(g.data_shape),), DTYPE, data=data.data)
-            out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
-            residual_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data) if residual is not None else None
-            acc = out_flat if lay.direct else _scratch(g.batch * g.filters * out_plane)
-            if lay.needs_padding(g):
-                padded = _scratch(g.batch * g.channels * lay.channel_stride)
-                _emit_padding(g, lay, data_flat, padded, lanes)
-            else:
-                padded = data_flat
+    def tile_body(ctx, f, cb, x_base, y_base):
+        """The FMA chains of filter ``f`` on channel block ``cb`` for one register tile."""
+        blocks = active[f]
+        for j in range(cfg.rows):
+            for v in range(cfg.vectors):
+                y_index = ctx.y_index(y_base, f, j, v)
+                value = ctx.initial_value(f) if cb == blocks[0] else ctx.acc[y_index]
+                for c, r, s, w in by_block[f][cb]:
+                    x = ctx.padded[_index(x_base + ctx.x_offset(c, r, s, j, v), cfg.lanes)]
+                    value = value + _vector(tirx.const(w, DTYPE), cfg.lanes) * x
+                if cb == blocks[-1]:
+                    value = ctx.final_value(value, y_index)
+                T.buffer_store(ctx.acc, value, [y_index])
 
-            def tile_body(f, cb, x_base, y_base):
-                """The FMA chains of filter ``f`` on channel block ``cb`` for one register tile."""
-                blocks = active[f]
-                for j in range(rows):
-                    for v in range(vectors):
-                        y_index = _index(y_base + (f * out_plane + j * lay.out_w + v * lanes), lanes)
-                        if cb == blocks[0]:
-                            value = _vector(bias[f], lanes) if bias is not None else _vector(tirx.const(0.0, DTYPE), lanes)
-                        else:
-                            value = acc[y_index]
-                        for c, r, s, w in by_block[f][cb]:
-                            offset = c * lay.channel_stride + (j * sh + r) * lay.row_stride + (s % sw) * lay.phase_w
-                            offset += s // sw + v * lanes
-                            value = value + _vector(tirx.const(w, DTYPE), lanes) * padded[_index(x_base + offset, lanes)]
-                        if cb == blocks[-1] and lay.direct:
-                            if residual_flat is not None:
-                                value = value + residual_flat[y_index]
-                            value = epilogue.activate(value, lanes, DTYPE)
-                        T.buffer_store(acc, value, [y_index])
+    def emit_task(ctx):
+        for part_index, part in enumerate(parts):
+            with _when(cfg.filter_splits > 1, ctx.part == part_index):
+                for cb in range(n_cblocks):
+                    for block in part:
+                        users = [f for f in block if cb in active[f]]
+                        if users:
+                            for x_base, y_base in ctx.tile_loops():
+                                for f in users:
+                                    tile_body(ctx, f, cb, x_base, y_base)
 
-            with T.parallel(0, g.batch * lay.row_blocks * cfg.filter_splits) as task:
-                n = task // (lay.row_blocks * cfg.filter_splits)
-                row_block = task // cfg.filter_splits % lay.row_blocks
-                first_tile = row_block * cfg.row_tiles
-                n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
-                for part_index, part in enumerate(parts):
-                    frame = T.If(task % cfg.filter_splits == part_index) if cfg.filter_splits > 1 else None
-                    if frame is not None:
-                        frame.__enter__()
-                        then = T.Then()
-                        then.__enter__()
-                    for cb in range(n_cblocks):
-                        for block in part:
-                            users = [f for f in block if cb in active[f]]
-                            if not users:
-                                continue
-                            with T.serial(0, n_tiles) as tile:
-                                with T.serial(0, lay.out_w // lay.tile_width) as column:
-                                    oh0 = (first_tile + tile) * rows
-                                    ow0 = column * lay.tile_width
-                                    x_base = T.Bind(n * g.channels * lay.channel_stride + oh0 * sh * lay.row_stride + ow0)
-                                    y_base = T.Bind(n * g.filters * out_plane + oh0 * lay.out_w + ow0)
-                                    for f in users:
-                                        tile_body(f, cb, x_base, y_base)
-                    if frame is not None:
-                        then.__exit__(None, None, None)
-                        frame.__exit__(None, None, None)
-
-            if not lay.direct:
-                _emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, lanes)
-    return builder.get()
+    return build_direct_conv(g, epilogue, cfg, name, "specialized_conv2d", emit_task, param_shapes)
 
 
-def _emit_crop(geometry, layout, epilogue, acc, residual, out, lanes):
+@contextlib.contextmanager
+def _when(guarded, condition):
+    """Emit the body under ``if condition`` when ``guarded``, else unconditionally."""
+    if not guarded:
+        yield
+        return
+    with T.If(condition):
+        with T.Then():
+            yield
+
+
+def emit_crop(geometry, layout, epilogue, acc, residual, out, lanes):
     """Copy the valid part of the padded output to ``out``, adding the residual and activating."""
     g, lay = geometry, layout
     out_plane = g.out_height * g.out_width

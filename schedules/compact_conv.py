@@ -1,0 +1,239 @@
+"""Direct sparse convolution driven by a constant table: code size independent of the non-zeros.
+
+The specialised kernels (:mod:`schedules.specialized_conv`) write every weight into the code, so
+their compile time grows with the number of non-zeros. Here the code is written once per *group*
+of static taps (a pattern of the library; a single tap for block-punched and BSR columns) and the
+per-kernel data is read from an int32 table parameter:
+
+- the filters are cut into *tiles* of at most ``config.filters`` filters that share their inputs
+  (one filter for patterns; a block row of a block-punched or BSR weight, cut to the register tile);
+- an *entry* of a tile is one input position (an input channel, plus the kernel position for a
+  block column) and the weights of the tile's filters at the group's taps; the tile's entries are
+  sorted by channel block and group;
+- the code of one (tile, channel block, group) is a loop over its entries whose trip count is read
+  from the table: one offset load and ``filters x taps`` weight loads per entry, feeding
+  ``filters x rows x vectors`` vector FMAs per tap, the input vector loaded once for all filters.
+  The accumulators are a small stack buffer indexed by constants, which LLVM keeps in registers.
+
+Everything else (padding into the phase-split layout, channel blocking, parallel split, epilogue,
+cropping) is :func:`schedules.specialized_conv.build_direct_conv`. Table layout: see
+:class:`CompactTable`.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import tirx
+from tvm.tirx.script.builder import ir as T
+
+from .epilogue import Epilogue
+from .specialized_conv import DTYPE, Layout, _index, _vector, build_direct_conv, filter_blocks_of
+
+
+@dataclass(frozen=True)
+class CompactEntry:
+    """One input position of a tile: ``weights[f, q]`` multiplies tap ``q`` of the group, shifted by ``(row, col)``.
+
+    ``row`` and ``col`` are a kernel position (block columns, whose group is the single tap
+    ``(0, 0)``) or ``0`` (patterns, whose group holds the taps).
+    """
+
+    channel: int
+    row: int
+    col: int
+    group: int
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class CompactTable:
+    """The int32 table of a compact kernel and where its sections start.
+
+    Sections, in order: ``ranges [n_tiles * n_cblocks * n_groups + 1]`` (entries of (tile, channel
+    block, group) ``i`` are ``ranges[i]:ranges[i + 1]``), ``filter_ids [n_tiles * filters]`` (the
+    tile's filters; past the tile's end: the filter count, never stored), ``offsets [n_entries]``
+    (the entry's input offset in the padded layout) and ``weights [n_entries * filters * taps]``
+    (float32 bits).
+    """
+
+    data: np.ndarray
+    filter_ids_at: int
+    offsets_at: int
+    weights_at: int
+
+
+def pack_table(geometry, config, tiles, groups, entries):
+    """Sort the entries of every tile and pack them into a :class:`CompactTable`.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+    config : SpecializedConvConfig
+    tiles : list of list of int
+        Filters of each tile (at most ``config.filters``), every filter exactly once.
+    groups : list of tuple of (int, int)
+        The static taps of each group; all groups have the same number of taps.
+    entries : list of list of CompactEntry
+        Per tile, its entries; ``weights`` is ``[len(tile), taps]``.
+    """
+    layout = Layout(geometry, config)
+    width, taps = config.filters, len(groups[0])
+    n_cblocks = -(-geometry.channels // config.channel_block)
+    counts = np.zeros((len(tiles), n_cblocks, len(groups)), np.int64)
+    offsets, weights = [], []
+    filter_ids = np.full((len(tiles), width), geometry.filters, np.int32)
+    sw = geometry.stride[1]
+    for t, (tile, tile_entries) in enumerate(zip(tiles, entries)):
+        filter_ids[t, : len(tile)] = tile
+        for e in sorted(tile_entries, key=lambda e: (e.channel // config.channel_block, e.group, e.channel, e.row, e.col)):
+            counts[t, e.channel // config.channel_block, e.group] += 1
+            offsets.append(
+                e.channel * layout.channel_stride + e.row * layout.row_stride + (e.col % sw) * layout.phase_w + e.col // sw
+            )
+            tile_weights = np.zeros((width, taps), np.float32)
+            tile_weights[: len(tile)] = e.weights
+            weights.append(tile_weights)
+    ranges = np.concatenate([[0], np.cumsum(counts.ravel())])
+    weight_bits = np.asarray(weights, np.float32).reshape(-1).view(np.int32)
+    sections = [ranges.astype(np.int32), filter_ids.ravel(), np.asarray(offsets, np.int32), weight_bits]
+    starts = np.cumsum([0] + [len(s) for s in sections])
+    if starts[-1] >= 2**31 or (offsets and max(offsets) >= 2**31):
+        raise ValueError("the layer is too large for an int32 table")
+    return CompactTable(np.concatenate(sections).astype(np.int32), int(starts[1]), int(starts[2]), int(starts[3]))
+
+
+def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), config=None, name="sparse_conv2d",
+                       param_shapes=None):
+    """Write the compact PrimFunc and its table.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+    tiles, groups, entries
+        As :func:`pack_table`.
+    epilogue : Epilogue
+    config : SpecializedConvConfig
+    name : str
+    param_shapes : tuple or None
+        As :func:`schedules.specialized_conv.build_direct_conv`.
+
+    Returns
+    -------
+    prim_func : tvm.tirx.PrimFunc
+        Parameters ``data``, ``[bias]``, ``[residual]``, ``table`` (int32), ``out``.
+    table : numpy.ndarray
+        The int32 value to pass as ``table``.
+    """
+    g, cfg = geometry, config
+    if sorted(f for tile in tiles for f in tile) != list(range(g.filters)):
+        raise ValueError("tiles must hold every filter exactly once")
+    if max(map(len, tiles)) > cfg.filters:
+        raise ValueError(f"a tile has more than config.filters={cfg.filters} filters")
+    table = pack_table(g, cfg, tiles, groups, entries)
+    width, n_taps, n_groups = cfg.filters, len(groups[0]), len(groups)
+    n_cblocks = -(-g.channels // cfg.channel_block)
+    lanes, rows, vectors = cfg.lanes, cfg.rows, cfg.vectors
+    splits = cfg.filter_splits
+
+    def local(j, v):
+        return _index((j * vectors + v) * lanes, lanes)
+
+    def emit_task(ctx):
+        tab = ctx.table
+        last_filter = g.filters - 1
+        with T.serial(0, n_cblocks) as cb:
+            with T.serial(0, (len(tiles) - ctx.part + splits - 1) // splits) as tile_step:
+                tile = T.Bind(ctx.part + tile_step * splits)
+                filter_ids = [T.Bind(tab[table.filter_ids_at + tile * width + f]) for f in range(width)]
+                # Padding slots of a tile read the last filter's bias and sums; they are never stored.
+                readable = [tirx.min(fid, last_filter) for fid in filter_ids]
+                for x_base, y_base in ctx.tile_loops():
+                    # One buffer per filter, each under 1 KiB: TVM puts a small "global" buffer on the
+                    # stack (a "local" one on the heap), and LLVM keeps it in registers.
+                    acc = [T.alloc_buffer((rows * vectors * lanes,), DTYPE) for _ in range(width)]
+                    with T.If(cb == 0):
+                        with T.Then():
+                            for f in range(width):
+                                for j in range(rows):
+                                    for v in range(vectors):
+                                        T.buffer_store(acc[f], ctx.initial_value(readable[f]), [local(j, v)])
+                        with T.Else():
+                            for f in range(width):
+                                for j in range(rows):
+                                    for v in range(vectors):
+                                        T.buffer_store(acc[f], ctx.acc[ctx.y_index(y_base, readable[f], j, v)], [local(j, v)])
+                    for group, taps in enumerate(groups):
+                        at = (tile * n_cblocks + cb) * n_groups + group
+                        start = T.Bind(tab[at])
+                        with T.serial(0, tab[at + 1] - start) as step:
+                            entry = T.Bind(start + step)
+                            x_entry = T.Bind(x_base + tab[table.offsets_at + entry])
+                            for q, (r, s) in enumerate(taps):
+                                weights = [
+                                    T.Bind(tirx.reinterpret(DTYPE, tab[table.weights_at + (entry * width + f) * n_taps + q]))
+                                    for f in range(width)
+                                ]
+                                for j in range(rows):
+                                    for v in range(vectors):
+                                        x = ctx.padded[_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
+                                        for f in range(width):
+                                            i = local(j, v)
+                                            T.buffer_store(acc[f], acc[f][i] + _vector(weights[f], lanes) * x, [i])
+                    for f in range(width):
+                        with T.If(filter_ids[f] < g.filters):
+                            with T.Then():
+                                for j in range(rows):
+                                    for v in range(vectors):
+                                        y_index = ctx.y_index(y_base, filter_ids[f], j, v)
+                                        value = acc[f][local(j, v)]
+                                        if ctx.layout.direct:
+                                            value = tirx.Select(cb == n_cblocks - 1, ctx.final_value(value, y_index), value)
+                                        T.buffer_store(ctx.acc, value, [y_index])
+
+    func = build_direct_conv(g, epilogue, cfg, name, "compact_conv2d", emit_task, param_shapes, len(table.data))
+    return func, table.data
+
+
+#: PrimFunc attribute holding the table argument of a compact kernel (a ``tvm.runtime.Tensor``).
+TABLE_ATTR = "tvm_sparse.table"
+
+
+def with_table(prim_func, table):
+    """``prim_func`` carrying ``table`` in :data:`TABLE_ATTR`, so a caller can pass it as the ``table`` argument."""
+    import tvm
+
+    return prim_func.with_attr(TABLE_ATTR, tvm.runtime.tensor(table))
+
+
+def table_argument(prim_func):
+    """The numpy table a compact kernel must be called with, or None for kernels without one.
+
+    A caller passes it (e.g. as a ``relax.const``) after ``data``, ``bias`` and ``residual``.
+    """
+    table = prim_func.attrs.get(TABLE_ATTR) if prim_func.attrs is not None else None
+    return None if table is None else table.numpy()
+
+
+def block_row_entries(terms, tiles):
+    """Per tile, one entry per input position ``(channel, row, col)`` any of its filters reads.
+
+    The filters of a tile (a block row, or part of one) share their positions, so an entry holds
+    the weights of all of them (zero where a filter does not read the position).
+    """
+    entries = []
+    for tile in tiles:
+        positions = {}
+        for slot, f in enumerate(tile):
+            for c, r, s, w in terms[f]:
+                positions.setdefault((c, r, s), np.zeros((len(tile), 1), np.float32))[slot, 0] = w
+        entries.append([CompactEntry(c, r, s, 0, w) for (c, r, s), w in positions.items()])
+    return entries
+
+
+def build_block_rows_compact(geometry, terms, block_rows, epilogue, config, name, param_shapes=None):
+    """The compact kernel of a format whose ``block_rows`` filters share their columns; with its table attached."""
+    tiles = filter_blocks_of(geometry.filters, block_rows, config.filters)
+    func, table = build_compact_conv(
+        geometry, tiles, [((0, 0),)], block_row_entries(terms, tiles), epilogue, config, name, param_shapes
+    )
+    return with_table(func, table)

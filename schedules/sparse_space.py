@@ -1,0 +1,132 @@
+"""The knob space of the sparse CPU kernels: the default config of a layer and the candidates a tuner tries.
+
+A config (:class:`schedules.specialized_conv.SpecializedConvConfig`) picks the code generator
+(``codegen``: literal weights, or the table-driven compact code) and the register tile, L1
+blocking and parallel split. The specialised code is the fastest on small layers, but its compile
+time grows with the non-zeros; :func:`default_sparse_config` takes it while its estimated size
+(vector FMAs in the code) is within :data:`SELECTION_BUDGET`, the compact code otherwise.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
+
+from .specialized_conv import CODE_BUDGET, accumulators_for, default_config, make_geometry
+from .target_info import as_target, vector_lanes
+
+#: Most vector FMAs of a specialised kernel chosen by default (LLVM and TVM's lowering took
+#: ~1 s per 1,000 of them on this 2-core machine); larger layers get the compact code.
+SELECTION_BUDGET = 8_000
+
+#: The kernels and their formats (names as in ``relay_passes.route_sparse.KERNEL_FUNCTIONS``).
+KERNEL_FORMATS = {"pattern_conv2d": PatternWeight, "block_punched_conv2d": BlockPunchedWeight, "bsr_conv2d": BSRWeight}
+
+#: Default padding of each kernel's entry point.
+DEFAULT_PADDING = {"pattern_conv2d": 1, "block_punched_conv2d": 0, "bsr_conv2d": 0}
+
+
+def stored_terms(weight):
+    """Multiply-adds per output pixel of a sparse weight: the terms of the specialised code."""
+    if isinstance(weight, BSRWeight):
+        return int(np.count_nonzero(weight.values))
+    if isinstance(weight, BlockPunchedWeight):
+        n_filters = weight.shape[0]
+        rows = np.minimum(weight.block[0], n_filters - np.arange(weight.grid[0]) * weight.block[0])
+        kept = np.diff(weight.block_ptr).reshape(weight.grid)
+        return int((kept * rows[:, None]).sum())
+    return int(weight.values.size)
+
+
+def block_rows_of(weight):
+    """Filters that share their inputs in the format: the block rows (1 for patterns)."""
+    return 1 if isinstance(weight, PatternWeight) else int(weight.block[0])
+
+
+def _tile_filters(block_rows, lanes):
+    """Preferred filters per register tile: a pattern pair, or a block row cut to the register file."""
+    return 2 if block_rows == 1 else min(block_rows, 8 if lanes >= 16 else 4)
+
+
+def compact_config(geometry, lanes, accumulators, block_rows, **knobs):
+    """The default compact config: a pattern tile is one filter, a block-row tile up to the register file."""
+    config = default_config(geometry, lanes, 0, _tile_filters(block_rows, lanes), accumulators)
+    filters = 1 if block_rows == 1 else min(config.filters, block_rows)
+    return dataclasses.replace(config, filters=filters, codegen="compact", **knobs)
+
+
+def default_sparse_config(geometry, target, n_terms, block_rows, selection_budget=SELECTION_BUDGET):
+    """The config an entry point uses when it is given none.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+    target : tvm.target.Target
+    n_terms : int
+        Terms of all filters (:func:`stored_terms`).
+    block_rows : int
+        Filters of a format block that share their inputs (1 for patterns).
+    selection_budget : int
+        Most vector FMAs of specialised code; above it the compact code is chosen.
+    """
+    lanes, accumulators = vector_lanes(target), accumulators_for(target)
+    config = default_config(geometry, lanes, n_terms, _tile_filters(block_rows, lanes), accumulators)
+    if n_terms * config.rows * config.vectors <= selection_budget:
+        return config
+    return compact_config(geometry, lanes, accumulators, block_rows)
+
+
+def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padding=None):
+    """A small list of valid configs of one layer for a tuner, the default first.
+
+    Parameters
+    ----------
+    kernel : str
+        ``"pattern_conv2d"``, ``"block_punched_conv2d"`` or ``"bsr_conv2d"``.
+    weight : PatternWeight, BlockPunchedWeight or BSRWeight
+    data_shape : tuple of int
+        ``(N, C, H, W)``.
+    target : tvm.target.Target, dict or None
+        A CPU target; None: this host.
+    stride : int or pair
+    padding : int, pair, 4-tuple or None
+        None: the kernel's default (1 for patterns, 0 otherwise).
+
+    Returns
+    -------
+    list of SpecializedConvConfig
+        Distinct configs: the default; the specialised code when its size is within
+        :data:`schedules.specialized_conv.CODE_BUDGET`; compact codes with other register tiles
+        (rows x vectors x filters within the accumulator budget) and channel blocks.
+    """
+    if kernel not in KERNEL_FORMATS:
+        raise ValueError(f"unknown sparse kernel {kernel!r}; expected one of {sorted(KERNEL_FORMATS)}")
+    if not isinstance(weight, KERNEL_FORMATS[kernel]):
+        raise TypeError(f"{kernel} takes a {KERNEL_FORMATS[kernel].__name__}, got {type(weight).__name__}")
+    target = as_target(target)
+    padding = DEFAULT_PADDING[kernel] if padding is None else padding
+    weight_shape = tuple(weight.shape[:2]) + ((1, 1) if isinstance(weight, BSRWeight) else tuple(weight.shape[2:]))
+    geometry = make_geometry(data_shape, weight_shape, stride, padding)
+    n_terms, block_rows = stored_terms(weight), block_rows_of(weight)
+    lanes, accumulators = vector_lanes(target), accumulators_for(target)
+    candidates = [default_sparse_config(geometry, target, n_terms, block_rows)]
+    specialised = default_config(geometry, lanes, n_terms, _tile_filters(block_rows, lanes), accumulators)
+    if n_terms * specialised.rows * specialised.vectors <= CODE_BUDGET:
+        candidates.append(specialised)
+    base = compact_config(geometry, lanes, accumulators, block_rows)
+    width_vectors = math.ceil(geometry.out_width / base.lanes)
+    filter_choices = [1] if block_rows == 1 else sorted({min(block_rows, f) for f in (2, 4, 8)})
+    for filters in filter_choices:
+        for vectors in sorted({1, min(2, width_vectors), min(4, width_vectors)}):
+            for rows in (1, 2, 4, 8):
+                if filters * rows * vectors > accumulators or rows > geometry.out_height:
+                    continue
+                if rows * vectors * base.lanes * 4 >= 1024:  # a filter's accumulators must stay on the stack
+                    continue
+                row_tiles = math.ceil(geometry.out_height / rows)
+                candidates.append(dataclasses.replace(base, filters=filters, vectors=vectors, rows=rows, row_tiles=row_tiles))
+    candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
+    unique = list(dict.fromkeys(candidates))
+    return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen, -c.filters * c.rows * c.vectors))[:11]
