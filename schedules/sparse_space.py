@@ -17,9 +17,11 @@ from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 from .specialized_conv import CODE_BUDGET, accumulators_for, default_config, make_geometry
 from .target_info import as_target, vector_lanes
 
-#: Most vector FMAs of a specialised kernel chosen by default (LLVM and TVM's lowering took
-#: ~1 s per 1,000 of them on this 2-core machine); larger layers get the compact code.
-SELECTION_BUDGET = 8_000
+#: Most vector FMAs of a specialised kernel chosen by default; larger layers get the compact code.
+#: The specialised code's own budget, so that every layer ``relay_passes`` routes today (at most
+#: ``SparseRules.max_kernel_terms`` = 10,000 terms, 4 vectors) keeps the specialised code, whose
+#: call passes no table.
+SELECTION_BUDGET = CODE_BUDGET
 
 #: The kernels and their formats (names as in ``relay_passes.route_sparse.KERNEL_FUNCTIONS``).
 KERNEL_FORMATS = {"pattern_conv2d": PatternWeight, "block_punched_conv2d": BlockPunchedWeight, "bsr_conv2d": BSRWeight}
