@@ -85,3 +85,19 @@ def opencl_context():
         platforms = cl.get_platforms()
     context = cl.Context(devices=platforms[0].get_devices())
     return cl, context, cl.CommandQueue(context)
+
+
+def _config_for(codegen, kernel, fmt, data_shape, stride, padding):
+    """None (the entry point's default) for ``"default"``, else the first candidate config with that codegen."""
+    from schedules.sparse_space import candidate_configs
+
+    if codegen == "default":
+        return None
+    candidates = candidate_configs(kernel, fmt, data_shape, stride=stride, padding=padding)
+    return next(c for c in candidates if c.codegen == codegen)
+
+
+@pytest.fixture(scope="session")
+def config_for():
+    """``config_for(codegen, kernel_name, fmt, data_shape, stride, padding) -> SpecializedConvConfig or None``."""
+    return _config_for

@@ -1,0 +1,154 @@
+"""The compact (table-driven) sparse kernels: knobs, random shapes, code size, Relax calls, candidates."""
+
+import dataclasses
+import re
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tvm
+from tvm import relax
+from schedules.block_punched_conv2d import block_punched_conv2d
+from schedules.bsr_conv2d import bsr_conv2d
+from schedules.compact_conv import TABLE_ATTR, table_argument
+from schedules.epilogue import Epilogue
+from schedules.pattern_conv2d import pattern_conv2d
+from schedules.sparse_space import SELECTION_BUDGET, candidate_configs, stored_terms
+from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig
+from schedules.target_info import as_target
+from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
+from tvm_sparse.formats.synthetic import block_punched, block_sparse, pattern_library, pattern_pruned
+
+COMPACT_KNOBS = [
+    SpecializedConvConfig(lanes=4, vectors=3, rows=2, filters=3, channel_block=3, row_tiles=1, filter_splits=2, codegen="compact"),
+    SpecializedConvConfig(lanes=16, vectors=1, rows=3, filters=1, channel_block=100, row_tiles=4, codegen="compact"),
+    SpecializedConvConfig(lanes=8, vectors=2, rows=1, filters=2, channel_block=1, row_tiles=3, filter_splits=3, codegen="compact"),
+]
+
+
+@pytest.mark.parametrize("config", COMPACT_KNOBS, ids=lambda c: f"f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}")
+def test_knobs_keep_results(config, run_kernel):
+    """Tails in width, height, channels and filters (padding slots of a tile), split tasks."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 10, 11, 13)).astype("float32")
+    library = pattern_library(6, 5, rng)
+    pattern = PatternWeight.from_dense(pattern_pruned(rng, 9, 10, library, 0.4), library)
+    out = run_kernel(pattern_conv2d(pattern, x.shape, padding=1, config=config), [x], (2, 9, 11, 13))
+    np.testing.assert_allclose(out, pattern.conv2d(x, stride=1, padding=1), rtol=1e-4, atol=1e-4)
+    punched = BlockPunchedWeight.from_dense(block_punched(rng, (11, 10, 3, 3), (4, 3), 0.4), (4, 3))
+    out = run_kernel(block_punched_conv2d(punched, x.shape, stride=2, padding=1, config=config), [x], (2, 11, 6, 7))
+    np.testing.assert_allclose(out, punched.conv2d(x, stride=2, padding=1), rtol=1e-4, atol=1e-4)
+
+
+@st.composite
+def _layers(draw):
+    scheme = draw(st.sampled_from(["pattern", "block_punched", "bsr"]))
+    channels, filters = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    height, width = draw(st.integers(1, 12)), draw(st.integers(1, 20))
+    kernel = 3 if scheme == "pattern" else 1 if scheme == "bsr" else draw(st.sampled_from([1, 3, 5]))
+    pads = [draw(st.integers(0, kernel // 2 + 1)) for _ in range(4)]
+    stride = draw(st.integers(1, 2))
+    if height + pads[0] + pads[2] < kernel or width + pads[1] + pads[3] < kernel:
+        pads = [kernel] * 4
+    epilogue = Epilogue(draw(st.booleans()), draw(st.booleans()), draw(st.sampled_from([None, "relu", "relu6"])))
+    return scheme, draw(st.integers(1, 2)), channels, filters, height, width, kernel, stride, tuple(pads), epilogue
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layer=_layers(), pick=st.integers(0, 10))
+def test_random_layers_match_torch(layer, pick, run_kernel, epilogue_case):
+    """Random formats, shapes, strides, paddings and epilogues, with a random compact candidate config."""
+    scheme, batch, channels, filters, height, width, kernel, stride, padding, epilogue = layer
+    rng = np.random.default_rng(zlib.crc32(repr(layer).encode()))
+    x = rng.standard_normal((batch, channels, height, width)).astype("float32")
+    if scheme == "pattern":
+        library = pattern_library(4, 4, rng)
+        weight = pattern_pruned(rng, filters, channels, library, 0.5)
+        fmt, function, name = PatternWeight.from_dense(weight, library), pattern_conv2d, "pattern_conv2d"
+    elif scheme == "bsr":
+        weight = block_sparse(rng, (filters, channels, 1, 1), (4, 2), 0.5)
+        fmt, function, name = BSRWeight.from_dense(weight, (4, 2)), bsr_conv2d, "bsr_conv2d"
+    else:
+        weight = block_punched(rng, (filters, channels, kernel, kernel), (4, 2), 0.5)
+        fmt, function, name = BlockPunchedWeight.from_dense(weight, (4, 2)), block_punched_conv2d, "block_punched_conv2d"
+    compact = [c for c in candidate_configs(name, fmt, x.shape, stride=stride, padding=padding) if c.codegen == "compact"]
+    config = compact[pick % len(compact)]
+    extras, expected = epilogue_case(rng, x, weight, stride, padding, epilogue)
+    func = function(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=config)
+    out = run_kernel(func, [x, *extras.values()], expected.shape)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def _pattern_weight(density, channels=32, filters=32, seed=5):
+    rng = np.random.default_rng(seed)
+    library = pattern_library(8, 4, rng)
+    return PatternWeight.from_dense(pattern_pruned(rng, filters, channels, library, density), library)
+
+
+def test_code_size_does_not_grow_with_nonzeros():
+    """Four times the non-zeros: the same code, a larger table."""
+    config = SpecializedConvConfig(lanes=8, vectors=2, rows=2, filters=1, channel_block=8, codegen="compact")
+    sparse, denser = _pattern_weight(0.2), _pattern_weight(0.8)
+    assert stored_terms(denser) > 3 * stored_terms(sparse)
+    small, large = (pattern_conv2d(w, (1, 32, 16, 16), config=config) for w in (sparse, denser))
+    assert len(table_argument(large)) > 3 * len(table_argument(small)) / 2
+
+    def code_lines(func):
+        """The script with numbers (table size, section starts) blanked."""
+        return [re.sub(r"\d+", "N", line) for line in func.without_attr(TABLE_ATTR).script().splitlines()]
+
+    assert code_lines(small) == code_lines(large)
+
+
+def test_default_picks_compact_for_large_layers():
+    """Large layers get the compact code by default, small ones the specialised code."""
+    small, large = _pattern_weight(0.3, 8, 8), _pattern_weight(0.3, 256, 256)
+    assert table_argument(pattern_conv2d(small, (1, 8, 8, 8))) is None
+    assert stored_terms(large) > SELECTION_BUDGET
+    func = pattern_conv2d(large, (1, 256, 8, 8))
+    assert [p.name for p in func.params] == ["data", "table", "out"]
+    assert table_argument(func).dtype == np.int32
+
+
+def test_candidates_are_small_valid_and_distinct():
+    fmt = _pattern_weight(0.28, 64, 64)
+    candidates = candidate_configs("pattern_conv2d", fmt, (1, 64, 32, 32))
+    assert 2 <= len(candidates) <= 12 and len(set(candidates)) == len(candidates)
+    assert {c.codegen for c in candidates} == {"specialized", "compact"}
+    assert all(c.filters == 1 for c in candidates if c.codegen == "compact")  # patterns share no inputs
+    with pytest.raises(TypeError, match="PatternWeight"):
+        candidate_configs("bsr_conv2d", fmt, (1, 64, 32, 32))
+    with pytest.raises(ValueError, match="unknown sparse kernel"):
+        candidate_configs("dense_conv2d", fmt, (1, 64, 32, 32))
+    with pytest.raises(ValueError, match="codegen"):
+        dataclasses.replace(candidates[0], codegen="jit")
+
+
+def test_table_as_relax_constant():
+    """In a Relax program the table is one more ``relax.const`` argument after data and bias."""
+    rng = np.random.default_rng(2)
+    fmt = _pattern_weight(0.4, 6, 5)
+    x = rng.standard_normal((1, 6, 7, 9)).astype("float32")
+    bias = rng.standard_normal(5).astype("float32")
+    config = candidate_configs("pattern_conv2d", fmt, x.shape)[-1]
+    assert config.codegen == "compact"
+    func = pattern_conv2d(fmt, x.shape, epilogue=Epilogue(bias=True, activation="relu"), config=config, name="sparse_conv")
+    builder = relax.BlockBuilder()
+    data = relax.Var("x", relax.TensorType(x.shape, "float32"))
+    with builder.function("main", [data]):
+        with builder.dataflow():
+            callee = builder.add_func(func, "sparse_conv")
+            args = relax.Tuple([data, relax.const(bias), relax.const(table_argument(func))])
+            call = relax.call_tir(callee, args, out_ty=relax.TensorType((1, 5, 7, 9), "float32"))
+            result = builder.emit_output(builder.emit(call))
+        builder.emit_func_output(result)
+    with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
+        executable = tvm.compile(builder.get(), target=as_target(None))
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
+    expected = torch.relu(F.conv2d(torch.from_numpy(x), torch.from_numpy(fmt.to_dense()), torch.from_numpy(bias), padding=1))
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-4)
