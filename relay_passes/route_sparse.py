@@ -204,6 +204,10 @@ class RouteSparseLayers:
         whatever the thresholds (``pattern`` and ``block_punched``; other schemes stay dense).
     layer_names : list[str or None] or None
         Each layer's weight name in program order (:func:`weight_names` before binding).
+    kernel_configs : callable or None
+        ``kernel_configs(kernel, sparse_weight, data_shape, epilogue, options)`` returns the knobs
+        (``SpecializedConvConfig``) of a routed layer's kernel, or None for the kernel's defaults
+        (``tvm_sparse.tuning`` passes tuned ones).
 
     Attributes
     ----------
@@ -211,11 +215,12 @@ class RouteSparseLayers:
         Filled when the pass runs.
     """
 
-    def __init__(self, target, rules=SparseRules(), plan=None, layer_names=None):
+    def __init__(self, target, rules=SparseRules(), plan=None, layer_names=None, kernel_configs=None):
         self.target = target
         self.rules = rules
         self.plan = plan or {}
         self.layer_names = layer_names
+        self.kernel_configs = kernel_configs
         self.report = []
 
     def transform_module(self, mod, _ctx):
@@ -344,8 +349,10 @@ class _Router(PyExprMutator):
                 residual = self.builder_.emit(relax.op.reshape(residual, (*out_shape, 1, 1)))
         name = "sparse_" + "".join(ch if ch.isalnum() else "_" for ch in chain.name)
         epilogue = Epilogue(bias=chain.bias is not None, residual=residual is not None, activation=chain.activation)
+        configs = self.options.kernel_configs
+        config = configs(kernel, structure.sparse, data_shape, epilogue, options) if configs else None
         kernel_func = KERNEL_FUNCTIONS[kernel](structure.sparse, data_shape, epilogue=epilogue,
-                                               target=self.options.target, name=name, **options)
+                                               target=self.options.target, config=config, name=name, **options)
         # The kernel is complete: the dense schedule rules must leave it alone (is_scheduled) and
         # FuseOps must not merge it into its neighbours (op_pattern 8 = kOpaque).
         kernel_func = kernel_func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})
