@@ -23,6 +23,7 @@ from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
 from schedules.block_punched_conv2d import block_punched_conv2d
 from schedules.bsr_conv2d import bsr_conv2d
+from schedules.compact_conv import table_argument
 from schedules.epilogue import Epilogue
 from schedules.pattern_conv2d import pattern_conv2d
 from schedules.target_info import target_family
@@ -359,6 +360,9 @@ class _Router(PyExprMutator):
         callee = self.builder_.add_func(kernel_func, name)
         args = [data] + ([relax.const(chain.bias)] if chain.bias is not None else []) + \
             ([residual] if residual is not None else [])
+        table = table_argument(kernel_func)  # compact kernels read their weights from a table argument
+        if table is not None:
+            args.append(relax.const(table))
         kernel_shape = out_shape if op == "conv2d" else (*out_shape, 1, 1)
         out = relax.call_tir(callee, relax.Tuple(args), out_ty=relax.TensorType(kernel_shape, "float32"))
         if op == "linear":

@@ -1,5 +1,6 @@
 """``tvm_sparse.compile``: bind weights, run the tvm_sparse pipeline and build for a target."""
 
+import contextlib
 import logging
 import os
 import platform
@@ -233,7 +234,8 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
-def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=None, rules=None):  # pylint: disable=redefined-builtin
+def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=None, rules=None,  # pylint: disable=redefined-builtin
+            tuning_logs=None):
     """Compile a Relax module (from :func:`tvm_sparse.from_torch`) with the tvm_sparse pipeline.
 
     Parameters
@@ -256,6 +258,10 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
         get their scheme's kernel whatever the rules' thresholds.
     rules : relay_passes.sparse_rules.SparseRules, optional
         Thresholds of the sparse-or-dense decision.
+    tuning_logs : str or os.PathLike, optional
+        A folder written by :func:`tvm_sparse.tune` (``tuning_logs/<model>/<target>/``): its tuned
+        dense schedules and sparse-kernel knobs are applied. A missing, partial or corrupt log is
+        reported as a warning and the untuned schedules are used.
 
     Returns
     -------
@@ -268,11 +274,21 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
     if params:
         mod = bind_params(mod, params)
     inputs = [TensorSpec(p.name, tuple(int(d) for d in p.ty.shape), str(p.ty.dtype)) for p in mod["main"].params]
-    router = RouteSparseLayers(target, rules or SparseRules(), plan, names) if sparse else None
+    logs = _load_tuning_logs(tuning_logs)
+    router = RouteSparseLayers(target, rules or SparseRules(), plan, names,
+                               kernel_configs=logs.kernel_config if logs else None) if sparse else None
     logger.info("compiling for %s", target)
-    with _compile_context():
+    with _compile_context(), (logs.context() if logs else contextlib.nullcontext()):
         executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target, [router] if router else []))
     return CompiledModel(executable, target, inputs, list(router.report) if router else [])
+
+
+def _load_tuning_logs(path):
+    if path is None:
+        return None
+    from tvm_sparse.tuning import load_tuning_logs  # noqa: PLC0415 - MetaSchedule only when asked for
+
+    return load_tuning_logs(path)
 
 
 def _compile_context():

@@ -1,0 +1,735 @@
+"""``tvm_sparse.tune``: tune a model's kernels with MetaSchedule, locally or over TVM RPC.
+
+Two kinds of kernel come out of ``tvm_sparse.compile``, and they are tuned differently:
+
+* **Dense functions** (the layers the sparse passes left to TVM, after ``PackDenseWeights``) are
+  ordinary MetaSchedule tasks: the space is ``schedules.dense_space.dense_search_space`` (the dense
+  rules with their ``sample_categorical`` knobs), the search is MetaSchedule's evolutionary search
+  with the xgboost cost model, builds and runs go through MetaSchedule's ``LocalBuilder`` and its
+  local or RPC runner, and the results land in MetaSchedule's JSON database.
+  ``ApplyTunedSchedules`` applies that database when the model is compiled.
+* **Sparse kernels** are generated code with every weight a literal; their knobs
+  (``SpecializedConvConfig``: register tile, channel block, parallel split) are code-generation
+  parameters, not schedule decisions on a block, so they cannot be a MetaSchedule trace. Each
+  candidate configuration is generated as its own PrimFunc and measured with the *same*
+  MetaSchedule builder and runner (so RPC, timeouts and errors behave alike); the spaces are a
+  handful of configurations (``schedules.sparse_space.candidate_configs``) and one build takes
+  seconds to minutes, so the candidates are measured in order (the default first), not searched by
+  a cost model. Results are kept in
+  ``sparse_kernels.json`` next to the database, keyed by a hash of the layer (kernel, weight,
+  shapes, epilogue).
+
+Faults and resumption: a run that fails (a device that disappeared, a build error) is stored as an
+error (MetaSchedule's ``1e10`` seconds; ``"error"`` in ``sparse_kernels.json``) and the run goes on.
+A rerun with the same log folder counts the valid measurements already there against the budget
+and never measures them again (:class:`ResumingSearch` filters MetaSchedule's candidates; the
+sparse candidates are skipped by key); failed ones are tried again.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.runner import local_runner, rpc_runner
+from tvm.ir.utils import derived_object
+from tvm_ffi import structural_equal, structural_hash
+
+from relay_passes.pipeline import build_pipeline
+from relay_passes.route_sparse import KERNEL_FUNCTIONS, RouteSparseLayers, weight_names
+from relay_passes.sparse_rules import SparseRules
+from schedules.dense_space import dense_schedule_rules, dense_search_space
+from schedules.compact_conv import table_argument
+from schedules.sparse_space import candidate_configs
+from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig
+from tvm_sparse.compiler import bind_params, default_cross_compiler
+from tvm_sparse.rpc.session import parse_address
+from tvm_sparse.target import parse_target
+
+logger = logging.getLogger(__name__)
+
+#: Files of a tuning log folder.
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+SPARSE_FILE = "sparse_kernels.json"
+COMMAND_FILE = "COMMAND"
+
+#: Run times at or above this are failures (MetaSchedule records a failed run as 1e10 s).
+FAILED_SECONDS = 1e9
+
+
+class TuningLogError(ValueError):
+    """A tuning log folder that cannot be read (missing, partial or corrupt files)."""
+
+
+@dataclass(frozen=True)
+class RPCDevice:
+    """A device behind a TVM RPC tracker.
+
+    Attributes
+    ----------
+    tracker : str
+        ``"host:port"`` of the tracker.
+    key : str
+        The device key its RPC server registered with.
+    session_timeout : float
+        Seconds one measurement session may take on the device.
+    """
+
+    tracker: str
+    key: str
+    session_timeout: float = 120.0
+
+    def runner(self, evaluator, f_alloc_argument=None):
+        """A MetaSchedule ``RPCRunner`` for this device."""
+        host, port = parse_address(self.tracker)
+        config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=self.key,
+                                     session_timeout_sec=self.session_timeout)
+        return ms.runner.RPCRunner(config, evaluator_config=evaluator, max_workers=1,
+                                   f_alloc_argument=f_alloc_argument)
+
+
+@dataclass(frozen=True)
+class SparseTask:
+    """One routed sparse layer: everything needed to regenerate its kernel with other knobs."""
+
+    kernel: str
+    weight: object
+    data_shape: tuple
+    epilogue: object
+    options: dict
+
+    @functools.cached_property
+    def key(self):
+        """A stable hash of the layer (kernel, weight values, shapes, stride/padding, epilogue)."""
+        return layer_key(self.kernel, self.weight, self.data_shape, self.epilogue, self.options)
+
+    def prim_func(self, target, config):
+        """The kernel PrimFunc with ``config`` (None: the kernel's own default), named ``main``."""
+        return KERNEL_FUNCTIONS[self.kernel](self.weight, self.data_shape, epilogue=self.epilogue, target=target,
+                                             config=config, name="main", **self.options)
+
+
+@dataclass(frozen=True)
+class DenseTask:
+    """A dense PrimFunc with tunable knobs, as MetaSchedule tunes it (the function named ``main``)."""
+
+    name: str
+    mod: tvm.IRModule
+    weight: int
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """What one :func:`tune` call did.
+
+    Attributes
+    ----------
+    log_dir : str
+    dense_tasks, sparse_layers : int
+        Tuning tasks found.
+    dense_trials, sparse_trials : int
+        Measurements made by this call (resumed ones not counted).
+    dense_errors, sparse_errors : int
+        Failed measurements in the whole log after this call.
+    seconds : float
+        Wall time of this call.
+    """
+
+    log_dir: str
+    dense_tasks: int
+    sparse_layers: int
+    dense_trials: int
+    sparse_trials: int
+    dense_errors: int
+    sparse_errors: int
+    seconds: float
+
+
+def layer_key(kernel, weight, data_shape, epilogue, options):
+    """The key of a sparse layer in ``sparse_kernels.json``."""
+    dense = np.ascontiguousarray(weight.to_dense(), dtype="float32")
+    digest = hashlib.sha256()
+    digest.update(repr((kernel, dense.shape, tuple(data_shape), sorted(options.items()), epilogue)).encode())
+    digest.update(dense.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def target_slug(target):
+    """A folder name for a target: ``llvm-rocketlake``, ``llvm-aarch64-linux-gnu``, ``opencl-mali``."""
+    target = parse_target(target)
+    parts = [target.kind.name]
+    for attr in ("device", "mtriple", "mcpu"):
+        value = target.attrs.get(attr)
+        if value:
+            parts.append(str(value))
+    return "-".join("".join(ch if ch.isalnum() or ch in "._" else "-" for ch in part) for part in parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Task extraction
+
+
+@tvm.ir.instrument.pass_instrument
+class _CaptureBefore:
+    """Keep a copy of the module as it enters the pass named ``pass_name`` (later passes edit it in place)."""
+
+    def __init__(self, pass_name):
+        self.pass_name = pass_name
+        self.mod = None
+
+    def run_before_pass(self, mod, info):
+        if info.name == self.pass_name:
+            self.mod = tvm.IRModule(dict(mod.functions_items()))
+
+
+def extract_tasks(mod, params, target, *, plan=None, rules=None, sparse=True):
+    """The tuning tasks of a model, as ``tvm_sparse.compile`` would build it.
+
+    Parameters
+    ----------
+    mod, params, plan, rules, sparse
+        As :func:`tvm_sparse.compile`.
+    target : tvm.target.Target
+
+    Returns
+    -------
+    (list[DenseTask], list[SparseTask])
+        Dense functions that the schedule phase meets with at least one knob (deduplicated), and
+        the routed sparse layers.
+    """
+    sparse_tasks = []
+
+    def record(kernel, weight, data_shape, epilogue, options):
+        sparse_tasks.append(SparseTask(kernel, weight, tuple(data_shape), epilogue, dict(options)))
+
+    names = weight_names(mod["main"])
+    if params:
+        mod = bind_params(mod, params)
+    router = RouteSparseLayers(target, rules or SparseRules(), plan, names, kernel_configs=record) if sparse else None
+    capture = _CaptureBefore("tvm_sparse.ApplyTunedSchedules")
+    with tvm.transform.PassContext(opt_level=3, instruments=[capture]):
+        build_pipeline(target, [router] if router else [])(mod)
+    if capture.mod is None:
+        raise ValueError(f"the pipeline for {target} has no tuned-schedule phase (CPU targets only)")
+    return _dense_tasks(capture.mod, target), sparse_tasks
+
+
+def _dense_tasks(mod, target):
+    found = {}
+    for gvar, func in mod.functions_items():
+        if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled"):
+            continue
+        task_mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        if not _has_knobs(task_mod["main"], target):
+            continue
+        digest = structural_hash(task_mod)
+        if digest in found:
+            found[digest] = dataclasses.replace(found[digest], weight=found[digest].weight + 1)
+        else:
+            found[digest] = DenseTask(gvar.name_hint, task_mod, 1)
+    return list(found.values())
+
+
+def _has_knobs(func, target):
+    for rule in dense_schedule_rules():
+        scheduled = rule.apply(func, target, True)
+        if scheduled is not None:
+            return any(inst.kind.name.startswith("Sample") for inst in scheduled.trace.insts)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense tasks: MetaSchedule
+
+
+@derived_object
+class ResumingSearch(ms.search_strategy.PySearchStrategy):
+    """MetaSchedule's evolutionary search that never hands out a schedule already measured.
+
+    MetaSchedule's own search only remembers what it measured in the current run. This wrapper
+    reads the task's valid records from the database at ``pre_tuning`` and drops candidates whose
+    scheduled module equals one of them (reporting their recorded times to the inner search, so
+    its trial count moves on), and remembers the new valid ones as they come.
+    """
+
+    def __init__(self, inner=None):
+        self.inner = inner or ms.search_strategy.EvolutionarySearch()
+        self.context = None
+        self.measured = {}  # structural hash -> recorded run_secs
+
+    def _initialize_with_tune_context(self, context):
+        self.context = context
+        self.inner._initialize_with_tune_context(context)  # pylint: disable=protected-access
+
+    def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None):
+        self.measured = {}
+        if database is not None and database.has_workload(self.context.mod):
+            workload = database.commit_workload(self.context.mod)
+            for record in database.get_all_tuning_records():
+                if not structural_equal(record.workload.mod, workload.mod) or not _valid(record.run_secs):
+                    continue
+                sch = tvm.s_tir.Schedule(self.context.mod)
+                record.trace.apply_to_schedule(sch, remove_postproc=False)
+                self.measured[structural_hash(sch.mod)] = list(record.run_secs)
+        self.inner.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database, cost_model)
+
+    def post_tuning(self):
+        self.inner.post_tuning()
+
+    def generate_measure_candidates(self):
+        for _ in range(8):
+            candidates = self.inner.generate_measure_candidates()
+            if candidates is None:
+                return None
+            fresh = [c for c in candidates if structural_hash(c.sch.mod) not in self.measured]
+            known = [c for c in candidates if structural_hash(c.sch.mod) in self.measured]
+            if known:
+                self.inner.notify_runner_results(
+                    known, [ms.runner.RunnerResult(self.measured[structural_hash(c.sch.mod)], None)
+                            for c in known])
+            if fresh:
+                return fresh
+        return None
+
+    def notify_runner_results(self, measure_candidates, results):
+        for candidate, result in zip(measure_candidates, results):
+            if result.error_msg is None and _valid(result.run_secs):
+                self.measured[structural_hash(candidate.sch.mod)] = list(result.run_secs)
+        self.inner.notify_runner_results(measure_candidates, results)
+
+    def clone(self):
+        return ResumingSearch(self.inner.clone())
+
+
+def _valid(run_secs):
+    return run_secs is not None and len(run_secs) > 0 and float(np.mean([float(s) for s in run_secs])) < FAILED_SECONDS
+
+
+def open_database(log_dir, allow_missing=True):
+    """The MetaSchedule JSON database of a log folder.
+
+    Raises
+    ------
+    TuningLogError
+        If a file is missing (unless ``allow_missing``), unreadable or not a database.
+    """
+    paths = [os.path.join(log_dir, name) for name in (WORKLOAD_FILE, RECORD_FILE)]
+    if not allow_missing:
+        missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise TuningLogError(f"{log_dir} has no {' or '.join(missing)}")
+    try:
+        return ms.database.JSONDatabase(*paths, allow_missing=allow_missing)
+    except Exception as error:  # noqa: BLE001 - TVM raises its own error types for bad JSON
+        raise TuningLogError(f"{log_dir} holds an unreadable MetaSchedule database: "
+                             f"{str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}") from error
+
+
+def _records_of(database, mod):
+    if not database.has_workload(mod):
+        return []
+    workload = database.commit_workload(mod)
+    return [r for r in database.get_all_tuning_records() if structural_equal(r.workload.mod, workload.mod)]
+
+
+@derived_object
+class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
+    def __init__(self, advance):
+        self.advance = advance
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+        errors = sum(r.error_msg is not None or not _valid(r.run_secs) for r in runner_results)
+        self.advance(len(runner_results), errors)
+
+
+def _tune_dense(tasks, target, database, log_dir, trials, num_trials_per_iter, builder, runner, advance):
+    """Run MetaSchedule on ``tasks`` for what is left of ``trials``; returns the trials run."""
+    done = sum(_valid(r.run_secs) for task in tasks for r in _records_of(database, task.mod))
+    if done:
+        advance(min(done, trials), 0, resumed=True)
+    remaining = trials - done
+    if remaining <= 0 or not tasks:
+        logger.info("dense: %d valid trials already in the database, nothing left of %d", done, trials)
+        return 0
+    ms_target = _with_num_cores(target)
+    contexts = [
+        ms.TuneContext(mod=task.mod, target=ms_target, space_generator=dense_search_space(target),
+                       search_strategy=ResumingSearch(), task_name=task.name, num_threads=1).clone()
+        for task in tasks
+    ]
+    counted = []
+
+    def count(n, errors, resumed=False):
+        counted.append(n)
+        advance(n, errors, resumed)
+
+    ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in tasks], work_dir=log_dir,
+                  max_trials_global=remaining, num_trials_per_iter=min(num_trials_per_iter, remaining),
+                  builder=builder, runner=runner, database=database, cost_model="xgb",
+                  measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_ProgressCallback(count)],
+                  task_scheduler="gradient")
+    return sum(counted)
+
+
+def _with_num_cores(target):
+    """MetaSchedule's postprocessors need ``num-cores``; a remote device's count is not known here."""
+    if target.attrs.get("num-cores"):
+        return target
+    config = dict(target.export())
+    config["num-cores"] = os.cpu_count() or 1
+    return tvm.target.Target(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse kernels: candidate configurations measured with MetaSchedule's builder and runner
+
+
+def sparse_candidates(task, target):
+    """Knob settings to try for one sparse layer (``schedules.sparse_space``), the default first.
+
+    A layer the space does not describe gets only the kernel's own default (None).
+    """
+    try:
+        return candidate_configs(task.kernel, task.weight, task.data_shape, target, **task.options)
+    except (TypeError, ValueError) as error:
+        logger.warning("sparse %s %s: no candidate knobs (%s); its default is measured", task.kernel,
+                       task.data_shape, error)
+        return [None]
+
+
+def _config_to_json(config):
+    return None if config is None else dataclasses.asdict(config)
+
+
+def _config_from_json(data):
+    return None if data is None else SpecializedConvConfig(**data)
+
+
+class SparseRecords:
+    """The measurements of sparse-kernel knobs in ``sparse_kernels.json`` (rewritten after each one).
+
+    Parameters
+    ----------
+    path : str
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.records = []
+        if os.path.exists(path):
+            self.records = _load_sparse_records(path)
+
+    def measured(self, key, config):
+        """Whether a valid measurement of ``config`` for layer ``key`` is recorded."""
+        data = _config_to_json(config)
+        return any(r["layer"] == key and r["config"] == data and r["error"] is None for r in self.records)
+
+    def add(self, key, kernel, config, seconds, error):
+        """Record one measurement (``seconds`` a list) or failure (``error`` a message) and save."""
+        self.records.append({"layer": key, "kernel": kernel, "config": _config_to_json(config),
+                             "seconds": seconds, "error": error})
+        folder = os.path.dirname(self.path) or "."
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
+            json.dump({"format": 1, "records": self.records}, handle, indent=1)
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, self.path)
+
+    @property
+    def errors(self):
+        return sum(r["error"] is not None for r in self.records)
+
+    def best(self):
+        """``{layer key: fastest config}`` over the valid measurements (None: the kernel's default)."""
+        best = {}
+        for record in self.records:
+            if record["error"] is not None:
+                continue
+            seconds = float(np.median(record["seconds"]))
+            if record["layer"] not in best or seconds < best[record["layer"]][0]:
+                best[record["layer"]] = (seconds, record["config"])
+        return {key: _config_from_json(config) for key, (_, config) in best.items()}
+
+
+def _load_sparse_records(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        records = data["records"]
+        for record in records:
+            _config_from_json(record["config"])
+            if record["error"] is None:
+                [float(s) for s in record["seconds"]]  # pylint: disable=expression-not-assigned
+            str(record["layer"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TuningLogError(f"{path} is not a readable sparse-kernel log: {type(error).__name__}: {error}") from error
+    return records
+
+
+def build_sparse_kernel(mod, target, _params):
+    """MetaSchedule ``f_build`` for sparse kernels: ``tvm.compile`` with their build config."""
+    with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
+        return tvm.tirx.build(mod, target=target)
+
+
+def export_with(compiler, rt_mod):
+    """MetaSchedule ``f_export`` that links a shared library with ``compiler`` (a cross compiler)."""
+    path = os.path.join(tempfile.mkdtemp(), "tvm_sparse_tuning.so")
+    rt_mod.export_library(path, fcompile=tvm.support.cc.cross_compiler(compiler))
+    return path
+
+
+def _measure_sparse(task, configs, target, builder, runners, device_type):
+    """Build the candidates of one layer in one builder batch, then run each.
+
+    Returns
+    -------
+    list of (run seconds or None, error or None)
+        One entry per config.
+    """
+    outcomes = [None] * len(configs)
+    funcs = {}
+    for index, config in enumerate(configs):
+        try:
+            funcs[index] = task.prim_func(target, config)
+        except ValueError as error:
+            outcomes[index] = (None, f"generation: {error}")
+    order = sorted(funcs)
+    built = builder.build([ms.builder.BuilderInput(tvm.IRModule({"main": funcs[i]}), target) for i in order])
+    for index, result in zip(order, built):
+        if result.error_msg is not None:
+            outcomes[index] = (None, _last_line(result.error_msg))
+            continue
+        try:
+            func = funcs[index]
+            (future,) = runners.for_kernel(func).run(
+                [ms.runner.RunnerInput(result.artifact_path, device_type, ms.arg_info.ArgInfo.from_prim_func(func))])
+            run = future.result()
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(result.artifact_path)
+        if run.error_msg is not None or not _valid(run.run_secs):
+            outcomes[index] = (None, _last_line(run.error_msg or "no run time"))
+        else:
+            outcomes[index] = ([float(s) for s in run.run_secs], None)
+    return outcomes
+
+
+class _Runners:
+    """MetaSchedule runners (local or RPC) that call a kernel with its real arguments.
+
+    The random inputs MetaSchedule allocates are fine for data, bias and residual, but a compact
+    sparse kernel also takes its int32 table (offsets into the input), which must hold the layer's
+    values: for such a kernel the runner's ``f_alloc_argument`` copies the table in.
+    """
+
+    def __init__(self, rpc, evaluator, timeout):
+        self.rpc, self.evaluator, self.timeout = rpc, evaluator, timeout
+        self.default = self._make(None)
+
+    def _make(self, f_alloc):
+        if self.rpc is not None:
+            return self.rpc.runner(self.evaluator, f_alloc)
+        return ms.runner.LocalRunner(timeout_sec=self.timeout, evaluator_config=self.evaluator,
+                                     f_alloc_argument=f_alloc)
+
+    def for_kernel(self, func):
+        """The default runner, or one that passes the kernel's table argument."""
+        table = table_argument(func)
+        if table is None:
+            return self.default
+        index = [param.name for param in func.params].index("table")
+        default = rpc_runner.default_alloc_argument if self.rpc is not None else local_runner.default_alloc_argument
+        return self._make(functools.partial(alloc_with_table, default, index, table))
+
+
+def alloc_with_table(default_alloc, index, table, *args):
+    """MetaSchedule ``f_alloc_argument``: the default random arguments, with argument ``index`` set to ``table``."""
+    repeated = default_alloc(*args)
+    for arguments in repeated:
+        arguments[index].copyfrom(table)
+    return repeated
+
+
+def _last_line(message):
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "unknown error"
+
+
+def _tune_sparse(tasks, target, records, trials_per_layer, builder, runners, device_type, advance):
+    """Measure up to ``trials_per_layer`` candidates of each layer; returns the measurements made."""
+    made = 0
+    seen = set()
+    for task in tasks:
+        if task.key in seen:
+            continue
+        seen.add(task.key)
+        candidates = sparse_candidates(task, target)[:trials_per_layer]
+        todo = [config for config in candidates if not records.measured(task.key, config)]
+        if len(todo) < len(candidates):
+            advance(len(candidates) - len(todo), 0, resumed=True)
+        if not todo:
+            continue
+        for config, (seconds, error) in zip(todo, _measure_sparse(task, todo, target, builder, runners, device_type)):
+            if error:
+                logger.warning("sparse %s %s config %s: %s", task.kernel, task.data_shape, config, error)
+            records.add(task.key, task.kernel, config, seconds, error)
+            made += 1
+            advance(1, int(error is not None))
+    return made
+
+
+# ---------------------------------------------------------------------------------------------
+# The public entry point
+
+
+def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc=None, plan=None, rules=None,
+         sparse=True, num_trials_per_iter=16, builder_timeout=600.0, runner_timeout=60.0, progress=True):
+    """Tune a model's dense functions and sparse kernels; write the logs that ``compile`` applies.
+
+    Parameters
+    ----------
+    mod : tvm.IRModule
+        A Relax module with ``main`` (from :func:`tvm_sparse.from_torch`).
+    params : dict[str, array-like]
+        Weights to bind, as for :func:`tvm_sparse.compile`.
+    target : str or dict or tvm.target.Target
+        A CPU target (``"llvm"``, ``"llvm -mtriple=aarch64-linux-gnu -mattr=+neon"``, ...).
+    log_dir : str or os.PathLike
+        Folder of the logs (``tuning_logs/<model>/<target>/``); created if needed. A folder with
+        logs from an earlier run is resumed: valid measurements count and are not repeated.
+    trials : int
+        Budget of MetaSchedule trials over all dense functions (including resumed ones).
+    sparse_trials : int
+        Candidate configurations measured per sparse layer (the kernel's default first).
+    rpc : RPCDevice, optional
+        Measure on the device behind a tracker; default: this machine.
+    plan, rules, sparse
+        As for :func:`tvm_sparse.compile` (they decide which layers are sparse).
+    num_trials_per_iter : int
+        MetaSchedule candidates per search round.
+    builder_timeout, runner_timeout : float
+        Seconds per build (sparse kernels take up to minutes) and per local run.
+    progress : bool
+        Show a progress bar (rich).
+
+    Returns
+    -------
+    TuningResult
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    start = time.monotonic()
+    target = parse_target(target)
+    if target.kind.name != "llvm":
+        raise ValueError(f"tuning supports CPU (llvm) targets; got {target.kind.name}")
+    log_dir = os.fspath(log_dir)
+    os.makedirs(log_dir, exist_ok=True)
+    database = open_database(log_dir)
+    records = SparseRecords(os.path.join(log_dir, SPARSE_FILE))
+    dense_tasks, sparse_tasks = extract_tasks(mod, params, target, plan=plan, rules=rules, sparse=sparse)
+    logger.info("tuning %d dense functions and %d sparse layers for %s", len(dense_tasks), len(sparse_tasks), target)
+
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=20, enable_cpu_cache_flush=False)
+    compiler = default_cross_compiler(target)
+    export = functools.partial(export_with, compiler) if compiler else None
+    runners = _Runners(rpc, evaluator, runner_timeout)
+    device_type = "cpu"
+    n_sparse = len({t.key for t in sparse_tasks})
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        dense_bar = bar.add_task("dense (MetaSchedule)", total=trials if dense_tasks else 0, errors=0)
+        sparse_bar = bar.add_task("sparse kernel knobs", total=n_sparse * sparse_trials, errors=0)
+
+        def advancer(task_id):
+            def advance(n, errors, resumed=False):
+                fields = bar.tasks[[t.id for t in bar.tasks].index(task_id)].fields
+                bar.update(task_id, advance=n, errors=fields["errors"] + errors)
+                if resumed:
+                    logger.info("resumed %d measurements from the log", n)
+            return advance
+
+        dense_made = _tune_dense(dense_tasks, target, database, log_dir, trials, num_trials_per_iter,
+                                 ms.builder.LocalBuilder(max_workers=1, timeout_sec=builder_timeout, f_export=export),
+                                 runners.default, advancer(dense_bar))
+        sparse_made = _tune_sparse(sparse_tasks, target, records, sparse_trials,
+                                   ms.builder.LocalBuilder(max_workers=1, timeout_sec=builder_timeout,
+                                                           f_build=build_sparse_kernel, f_export=export),
+                                   runners, device_type, advancer(sparse_bar))
+    dense_errors = sum(not _valid(r.run_secs) for r in database.get_all_tuning_records())
+    return TuningResult(log_dir, len(dense_tasks), n_sparse, dense_made, sparse_made, dense_errors, records.errors,
+                        time.monotonic() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying logs at compile time
+
+
+@dataclass
+class TuningLogs:
+    """Logs loaded for :func:`tvm_sparse.compile`: the MetaSchedule database and the sparse knobs.
+
+    Attributes
+    ----------
+    database : tvm.s_tir.meta_schedule.database.Database or None
+    sparse_configs : dict[str, SpecializedConvConfig or None]
+        Best knobs per layer key.
+    """
+
+    database: object = None
+    sparse_configs: dict = dataclasses.field(default_factory=dict)
+
+    def kernel_config(self, kernel, weight, data_shape, epilogue, options):
+        """The ``kernel_configs`` hook of ``RouteSparseLayers``: tuned knobs or None."""
+        return self.sparse_configs.get(layer_key(kernel, weight, data_shape, epilogue, options))
+
+    def context(self):
+        """``with logs.context():`` puts the database in MetaSchedule's context (or does nothing)."""
+        return self.database if self.database is not None else contextlib.nullcontext()
+
+
+def load_tuning_logs(path):
+    """Read a log folder for ``compile``; never raises for bad logs.
+
+    A missing folder or files, or unreadable ones, are logged as a warning naming the problem and
+    give empty logs (untuned schedules); a readable part is still used.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    TuningLogs
+    """
+    path = os.fspath(path)
+    logs = TuningLogs()
+    if not os.path.isdir(path):
+        logger.warning("tuning logs %s: no such folder; compiling with untuned schedules", path)
+        return logs
+    has_database = any(os.path.exists(os.path.join(path, name)) for name in (WORKLOAD_FILE, RECORD_FILE))
+    if has_database:
+        try:
+            logs.database = open_database(path, allow_missing=False)
+        except TuningLogError as error:
+            logger.warning("tuning logs: %s; dense functions get untuned schedules", error)
+    sparse_path = os.path.join(path, SPARSE_FILE)
+    if os.path.exists(sparse_path):
+        try:
+            logs.sparse_configs = SparseRecords(sparse_path).best()
+        except TuningLogError as error:
+            logger.warning("tuning logs: %s; sparse kernels get their default knobs", error)
+    if logs.database is None and not logs.sparse_configs:
+        logger.warning("tuning logs %s: nothing usable (no %s/%s or %s); compiling with untuned schedules",
+                       path, WORKLOAD_FILE, RECORD_FILE, SPARSE_FILE)
+    return logs
