@@ -142,7 +142,7 @@ def block_rows_conv2d_opencl(
     with IRBuilder() as builder:
         with T.prim_func():
             T.func_name(name)
-            T.func_attr({"global_symbol": name, "tir.noalias": True, "tvm_sparse.kernel": "block_rows_conv2d_opencl"})
+            T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": "block_rows_conv2d_opencl"})
             data = T.arg("data", T.buffer(g.data_shape, DTYPE))
             row_ptr = T.arg("row_ptr", T.buffer(row_ptr_np.shape, "int32"))
             taps = T.arg("taps", T.buffer(taps_np.shape, "int32"))

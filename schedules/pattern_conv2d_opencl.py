@@ -97,7 +97,7 @@ def pattern_conv2d_opencl(
     with IRBuilder() as builder:
         with T.prim_func():
             T.func_name(name)
-            T.func_attr({"global_symbol": name, "tir.noalias": True, "tvm_sparse.kernel": "pattern_conv2d_opencl"})
+            T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": "pattern_conv2d_opencl"})
             data = T.arg("data", T.buffer(g.data_shape, DTYPE))
             filter_ids = T.arg("filter_ids", T.buffer((g.filters,), "int32"))
             indptr = T.arg("indptr", T.buffer((g.filters + 1,), "int32"))

@@ -456,7 +456,7 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
     with IRBuilder() as builder:
         with T.prim_func():
             T.func_name(name)
-            T.func_attr({"global_symbol": name, "tir.noalias": True, "tvm_sparse.kernel": kind})
+            T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": kind})
             data_shape, out_shape = param_shapes or (g.data_shape, g.out_shape)
             data = T.arg("data", T.buffer(data_shape, DTYPE))
             bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
