@@ -327,15 +327,23 @@ def emit_padding(geometry, layout, data, padded, lanes):
                         _zero_row(padded, dst + hi, lay.phase_w - hi, lanes)
 
 
-def scratch_buffer(size):
-    """A global scratch buffer of ``size`` floats, accessed through a view of its data.
+def scratch_buffers(*sizes):
+    """Global scratch buffers of ``sizes`` floats: views into one allocation (an empty size gives None).
 
-    The accesses go through a declared view, not the allocated buffer itself, because TVM's
+    The accesses go through declared views, not the allocated buffer itself, because TVM's
     ``CompactBufferAllocation`` pass analyses every access to an allocated buffer and took 70% of
-    the compile time of a specialised kernel (20 s for a 32-channel layer).
+    the compile time of a specialised kernel (20 s for a 32-channel layer). One allocation, not
+    one per buffer: two separate allocations of the same size were given the same memory (wrong
+    results on a 5-channel, 5-filter 1x1 layer).
     """
-    allocation = T.alloc_buffer((size,), DTYPE)
-    return T.decl_buffer((size,), DTYPE, data=allocation.data)
+    if not any(sizes):
+        return [None] * len(sizes)
+    allocation = T.alloc_buffer((sum(sizes),), DTYPE)
+    views, offset = [], 0
+    for size in sizes:
+        views.append(T.decl_buffer((size,), DTYPE, data=allocation.data, elem_offset=offset) if size else None)
+        offset += size
+    return views
 
 
 def _channel_blocks_of(terms, filter_id, channel_block):
@@ -466,12 +474,15 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
             data_flat = T.decl_buffer((math.prod(g.data_shape),), DTYPE, data=data.data)
             out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
             residual_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data) if residual is not None else None
-            acc = out_flat if lay.direct else scratch_buffer(g.batch * g.filters * lay.out_h * lay.out_w)
-            if lay.needs_padding(g):
-                padded = scratch_buffer(g.batch * g.channels * lay.channel_stride)
-                emit_padding(g, lay, data_flat, padded, cfg.lanes)
-            else:
+            acc, padded = scratch_buffers(
+                0 if lay.direct else g.batch * g.filters * lay.out_h * lay.out_w,
+                g.batch * g.channels * lay.channel_stride if lay.needs_padding(g) else 0,
+            )
+            acc = out_flat if acc is None else acc
+            if padded is None:
                 padded = data_flat
+            else:
+                emit_padding(g, lay, data_flat, padded, cfg.lanes)
             context = KernelContext(g, cfg, lay, epilogue, padded, acc, bias, residual_flat, table)
             with T.parallel(0, g.batch * lay.row_blocks * cfg.filter_splits) as task:
                 row_block = task // cfg.filter_splits % lay.row_blocks

@@ -15,6 +15,8 @@ CASES = [
     (1, 16, 24, 9, 9, 2, 0, (8, 4), 0.2, Epilogue(activation="relu")),
     (1, 10, 6, 4, 6, 1, 1, (4, 2), 0.5, Epilogue(bias=True)),
     (3, 9, 7, 1, 1, 1, 0, (2, 3), 0.5, Epilogue(bias=True, activation="relu")),
+    # padded input and padded output of the same size (once given the same memory)
+    (1, 5, 5, 1, 2, 1, 0, (4, 2), 0.99, Epilogue()),
 ]
 
 
