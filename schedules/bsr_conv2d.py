@@ -11,7 +11,8 @@ from tvm_sparse.formats import BSRWeight
 
 from .block_rows_conv import build_block_rows_kernel
 from .epilogue import Epilogue
-from .specialized_conv import check_cpu_kernel_args, make_geometry
+from .sparse_space import kernel_geometry
+from .specialized_conv import check_cpu_kernel_args
 
 
 def bsr_terms(weight):
@@ -49,11 +50,5 @@ def bsr_conv2d(
         ``(data, [bias], [residual], out)``.
     """
     target = check_cpu_kernel_args(weight, BSRWeight, target, "bsr_conv2d")
-    weight_shape = tuple(weight.shape[:2]) + (1, 1)
-    geometry = make_geometry(data_shape, weight_shape, stride, padding)
-    param_shapes = None
-    if geometry.stride == (1, 1) and geometry.padding == (0, 0, 0, 0):
-        n, c, h, w = geometry.data_shape
-        param_shapes = (geometry.data_shape, geometry.out_shape)
-        geometry = make_geometry((n, c, 1, h * w), weight_shape)
+    geometry, param_shapes = kernel_geometry(weight, data_shape, stride, padding)
     return build_block_rows_kernel(geometry, bsr_terms(weight), weight.block[0], epilogue, target, config, name, param_shapes)

@@ -138,57 +138,63 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     def local(j, v):
         return _index((j * vectors + v) * lanes, lanes)
 
-    def emit_task(ctx):
+    def tile_code(ctx, cb, tile, x_base, y_base):
+        """Sums of one filter tile on one channel block for one register tile of outputs."""
         tab = ctx.table
-        last_filter = g.filters - 1
+        filter_ids = [T.Bind(tab[table.filter_ids_at + tile * width + f]) for f in range(width)]
+        # Padding slots of a tile read the last filter's bias and sums; they are never stored.
+        readable = [tirx.min(fid, g.filters - 1) for fid in filter_ids]
+        # One buffer per filter, each under 1 KiB: TVM puts a small "global" buffer on the
+        # stack (a "local" one on the heap), and LLVM keeps it in registers.
+        acc = [T.alloc_buffer((rows * vectors * lanes,), DTYPE) for _ in range(width)]
+        with T.If(cb == 0):
+            with T.Then():
+                for f in range(width):
+                    for j in range(rows):
+                        for v in range(vectors):
+                            T.buffer_store(acc[f], ctx.initial_value(readable[f]), [local(j, v)])
+            with T.Else():
+                for f in range(width):
+                    for j in range(rows):
+                        for v in range(vectors):
+                            T.buffer_store(acc[f], ctx.acc[ctx.y_index(y_base, readable[f], j, v)], [local(j, v)])
+        for group, taps in enumerate(groups):
+            at = (tile * n_cblocks + cb) * n_groups + group
+            start = T.Bind(tab[at])
+            with T.serial(0, tab[at + 1] - start) as step:
+                entry = T.Bind(start + step)
+                x_entry = T.Bind(x_base + tab[table.offsets_at + entry])
+                for q, (r, s) in enumerate(taps):
+                    weights = [
+                        T.Bind(tirx.reinterpret(DTYPE, tab[table.weights_at + (entry * width + f) * n_taps + q]))
+                        for f in range(width)
+                    ]
+                    for j in range(rows):
+                        for v in range(vectors):
+                            x = ctx.padded[_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
+                            for f in range(width):
+                                i = local(j, v)
+                                T.buffer_store(acc[f], acc[f][i] + _vector(weights[f], lanes) * x, [i])
+        for f in range(width):
+            with T.If(filter_ids[f] < g.filters):
+                with T.Then():
+                    for j in range(rows):
+                        for v in range(vectors):
+                            y_index = ctx.y_index(y_base, filter_ids[f], j, v)
+                            value = acc[f][local(j, v)]
+                            if ctx.layout.direct:
+                                value = tirx.Select(cb == n_cblocks - 1, ctx.final_value(value, y_index), value)
+                            T.buffer_store(ctx.acc, value, [y_index])
+
+    def emit_task(ctx):
+        # Channel blocks outermost (the input slab stays in L1), then the output tiles, then every
+        # filter tile of the task's part: the input tile is reused by all filters while hot.
+        # (Measured on 128 channels, 32x32: 1.5 ms against 1.9 ms with the filter tiles outside
+        # the output tiles, the specialised kernel's order, whose code is too large to repeat.)
         with T.serial(0, n_cblocks) as cb:
-            with T.serial(0, (len(tiles) - ctx.part + splits - 1) // splits) as tile_step:
-                tile = T.Bind(ctx.part + tile_step * splits)
-                filter_ids = [T.Bind(tab[table.filter_ids_at + tile * width + f]) for f in range(width)]
-                # Padding slots of a tile read the last filter's bias and sums; they are never stored.
-                readable = [tirx.min(fid, last_filter) for fid in filter_ids]
-                for x_base, y_base in ctx.tile_loops():
-                    # One buffer per filter, each under 1 KiB: TVM puts a small "global" buffer on the
-                    # stack (a "local" one on the heap), and LLVM keeps it in registers.
-                    acc = [T.alloc_buffer((rows * vectors * lanes,), DTYPE) for _ in range(width)]
-                    with T.If(cb == 0):
-                        with T.Then():
-                            for f in range(width):
-                                for j in range(rows):
-                                    for v in range(vectors):
-                                        T.buffer_store(acc[f], ctx.initial_value(readable[f]), [local(j, v)])
-                        with T.Else():
-                            for f in range(width):
-                                for j in range(rows):
-                                    for v in range(vectors):
-                                        T.buffer_store(acc[f], ctx.acc[ctx.y_index(y_base, readable[f], j, v)], [local(j, v)])
-                    for group, taps in enumerate(groups):
-                        at = (tile * n_cblocks + cb) * n_groups + group
-                        start = T.Bind(tab[at])
-                        with T.serial(0, tab[at + 1] - start) as step:
-                            entry = T.Bind(start + step)
-                            x_entry = T.Bind(x_base + tab[table.offsets_at + entry])
-                            for q, (r, s) in enumerate(taps):
-                                weights = [
-                                    T.Bind(tirx.reinterpret(DTYPE, tab[table.weights_at + (entry * width + f) * n_taps + q]))
-                                    for f in range(width)
-                                ]
-                                for j in range(rows):
-                                    for v in range(vectors):
-                                        x = ctx.padded[_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
-                                        for f in range(width):
-                                            i = local(j, v)
-                                            T.buffer_store(acc[f], acc[f][i] + _vector(weights[f], lanes) * x, [i])
-                    for f in range(width):
-                        with T.If(filter_ids[f] < g.filters):
-                            with T.Then():
-                                for j in range(rows):
-                                    for v in range(vectors):
-                                        y_index = ctx.y_index(y_base, filter_ids[f], j, v)
-                                        value = acc[f][local(j, v)]
-                                        if ctx.layout.direct:
-                                            value = tirx.Select(cb == n_cblocks - 1, ctx.final_value(value, y_index), value)
-                                        T.buffer_store(ctx.acc, value, [y_index])
+            for x_base, y_base in ctx.tile_loops():
+                with T.serial(0, (len(tiles) - ctx.part + splits - 1) // splits) as tile_step:
+                    tile_code(ctx, cb, T.Bind(ctx.part + tile_step * splits), x_base, y_base)
 
     func = build_direct_conv(g, epilogue, cfg, name, "compact_conv2d", emit_task, param_shapes, len(table.data))
     return func, table.data

@@ -14,7 +14,7 @@ import numpy as np
 
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 
-from .specialized_conv import CODE_BUDGET, accumulators_for, default_config, make_geometry
+from .specialized_conv import CODE_BUDGET, MIN_CHANNEL_BLOCK, accumulators_for, default_config, make_geometry
 from .target_info import as_target, vector_lanes
 
 #: Most vector FMAs of a specialised kernel chosen by default; larger layers get the compact code.
@@ -28,6 +28,27 @@ KERNEL_FORMATS = {"pattern_conv2d": PatternWeight, "block_punched_conv2d": Block
 
 #: Default padding of each kernel's entry point.
 DEFAULT_PADDING = {"pattern_conv2d": 1, "block_punched_conv2d": 0, "bsr_conv2d": 0}
+
+
+def kernel_geometry(weight, data_shape, stride, padding):
+    """The convolution a kernel computes for ``weight`` and the parameter shapes it declares.
+
+    A 1x1 BSR convolution with stride 1 and no padding runs as one row of ``H * W`` pixels (no
+    input copy, full vectors); its parameters keep the NCHW shapes.
+
+    Returns
+    -------
+    geometry : ConvGeometry
+    param_shapes : tuple or None
+        ``(data_shape, out_shape)`` when they differ from the geometry's.
+    """
+    is_bsr = isinstance(weight, BSRWeight)
+    weight_shape = tuple(weight.shape[:2]) + ((1, 1) if is_bsr else tuple(weight.shape[2:]))
+    geometry = make_geometry(data_shape, weight_shape, stride, padding)
+    if not (is_bsr and geometry.stride == (1, 1) and geometry.padding == (0, 0, 0, 0)):
+        return geometry, None
+    n, c, h, w = geometry.data_shape
+    return make_geometry((n, c, 1, h * w), weight_shape), (geometry.data_shape, geometry.out_shape)
 
 
 def stored_terms(weight):
@@ -52,11 +73,22 @@ def _tile_filters(block_rows, lanes):
     return 2 if block_rows == 1 else min(block_rows, 8 if lanes >= 16 else 4)
 
 
-def compact_config(geometry, lanes, accumulators, block_rows, **knobs):
-    """The default compact config: a pattern tile is one filter, a block-row tile up to the register file."""
+def compact_config(geometry, lanes, accumulators, block_rows, l1_bytes=32 * 1024, **knobs):
+    """The default compact config: a pattern tile is one filter, a block-row tile up to the register file.
+
+    The compact code runs every filter tile on one output tile before the next, so a channel
+    block is as many channels as make that output tile's input window fit ``l1_bytes``.
+    """
     config = default_config(geometry, lanes, 0, _tile_filters(block_rows, lanes), accumulators)
     filters = 1 if block_rows == 1 else min(config.filters, block_rows)
-    return dataclasses.replace(config, filters=filters, codegen="compact", **knobs)
+    config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", **knobs})
+    if "rows" in knobs:
+        config = dataclasses.replace(config, row_tiles=math.ceil(geometry.out_height / config.rows))
+    window = ((config.rows - 1) * geometry.stride[0] + geometry.kernel[0]) * (
+        (config.vectors * config.lanes - 1) * geometry.stride[1] + geometry.kernel[1]
+    )
+    channel_block = min(geometry.channels, max(MIN_CHANNEL_BLOCK, l1_bytes // (4 * window)))
+    return dataclasses.replace(config, channel_block=channel_block)
 
 
 def default_sparse_config(geometry, target, n_terms, block_rows, selection_budget=SELECTION_BUDGET):
@@ -109,8 +141,7 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
         raise TypeError(f"{kernel} takes a {KERNEL_FORMATS[kernel].__name__}, got {type(weight).__name__}")
     target = as_target(target)
     padding = DEFAULT_PADDING[kernel] if padding is None else padding
-    weight_shape = tuple(weight.shape[:2]) + ((1, 1) if isinstance(weight, BSRWeight) else tuple(weight.shape[2:]))
-    geometry = make_geometry(data_shape, weight_shape, stride, padding)
+    geometry, _ = kernel_geometry(weight, data_shape, stride, padding)
     n_terms, block_rows = stored_terms(weight), block_rows_of(weight)
     lanes, accumulators = vector_lanes(target), accumulators_for(target)
     candidates = [default_sparse_config(geometry, target, n_terms, block_rows)]
@@ -127,8 +158,9 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
                     continue
                 if rows * vectors * base.lanes * 4 >= 1024:  # a filter's accumulators must stay on the stack
                     continue
-                row_tiles = math.ceil(geometry.out_height / rows)
-                candidates.append(dataclasses.replace(base, filters=filters, vectors=vectors, rows=rows, row_tiles=row_tiles))
+                candidates.append(
+                    compact_config(geometry, lanes, accumulators, block_rows, filters=filters, vectors=vectors, rows=rows)
+                )
     candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
     unique = list(dict.fromkeys(candidates))
-    return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen, -c.filters * c.rows * c.vectors))[:11]
+    return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen != "specialized", -c.filters * c.rows * c.vectors))[:11]

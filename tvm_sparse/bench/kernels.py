@@ -5,18 +5,24 @@ seeded random weight with the layer's sparse structure is made (pattern: 4-entry
 of the kernels removed, 8x; BSR 8x4 at 90% block sparsity; block-punched 8x4 at 8x). Each layer
 computes ``relu(conv2d(x, w) + bias)`` at batch 1, by:
 
-- ``ours``: the specialised sparse kernel of :mod:`schedules` for this CPU;
+- ``compact``: the table-driven sparse kernel of :mod:`schedules.compact_conv` (its default
+  config from :func:`schedules.sparse_space.candidate_configs`), whose compile time does not grow
+  with the non-zeros;
+- ``specialized``: the sparse kernel with literal weights (:mod:`schedules.specialized_conv`),
+  only where its code fits :data:`schedules.specialized_conv.CODE_BUDGET` (larger layers took
+  over ten minutes to compile);
 - ``tvm_dense``: the same layer with the dense weight through ``tvm_sparse``'s pipeline without
   the sparse phase (the hand-written register-tiled dense schedule of ``schedules.dense_conv2d``);
 - ``pytorch`` (oneDNN) and ``onnxruntime`` with the dense weight.
 
-Everything is compiled once; then, per thread count, a fresh worker process (TVM's thread pool is
+Everything is compiled once (the compile seconds of each are reported); then, per thread count, a fresh worker process (TVM's thread pool is
 sized once per process) loads the kernels, checks every output against PyTorch, and times them in
 interleaved rounds (:func:`tvm_sparse.bench.timing.interleaved_medians`). The worker prints its
 results as JSON.
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -28,8 +34,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-#: The implementations compared, in table order.
-RUNTIMES = ("ours", "onnxruntime", "pytorch", "tvm_dense")
+#: Our sparse kernel variants (their codegen names) and the dense implementations, in table order.
+SPARSE_RUNTIMES = ("compact", "specialized")
+DENSE_RUNTIMES = ("onnxruntime", "pytorch", "tvm_dense")
 
 #: Outputs must agree with PyTorch to this relative error (max |diff| / max |reference|).
 AGREEMENT = 1e-4
@@ -68,9 +75,12 @@ LAYERS = {
         KernelLayer("vgg16-cifar-128x32", "pattern", 128, 128, 32),
         KernelLayer("resnet18-cifar-128x16", "pattern", 128, 128, 16),
         KernelLayer("resnet18-cifar-256x8", "pattern", 256, 256, 8),
+        KernelLayer("vgg16-cifar-256x8", "pattern", 256, 256, 8),
+        KernelLayer("resnet18-cifar-512x4", "pattern", 512, 512, 4),
         KernelLayer("resnet18-imagenet-64x56", "pattern", 64, 64, 56),
         KernelLayer("resnet18-imagenet-128x28", "pattern", 128, 128, 28),
         KernelLayer("resnet18-imagenet-256x14", "pattern", 256, 256, 14),
+        KernelLayer("resnet18-imagenet-512x7", "pattern", 512, 512, 7),
         KernelLayer("block-punched-128x16", "block_punched", 128, 128, 16, density=0.125),
         KernelLayer("mobilenetv2-1x1-144to24x56", "bsr", 144, 24, 56, kernel=1, density=0.1),
         KernelLayer("mobilenetv2-1x1-32to192x28", "bsr", 32, 192, 28, kernel=1, density=0.1),
@@ -85,7 +95,10 @@ QUICK = ("vgg16-cifar-128x32", "resnet18-cifar-128x16", "mobilenetv2-1x1-144to24
 
 @dataclass(frozen=True)
 class KernelTiming:
-    """Median latencies (ms) of one layer at one thread count, its FLOP reduction and agreement."""
+    """Median latencies (ms) of one layer at one thread count, its FLOP reduction and agreement.
+
+    ``median_ms`` has the sparse variants that were built and every dense implementation.
+    """
 
     layer: str
     threads: int
@@ -96,12 +109,21 @@ class KernelTiming:
     @property
     def best_dense(self):
         """The fastest dense implementation: ``(name, ms)``."""
-        return min(((k, v) for k, v in self.median_ms.items() if k != "ours"), key=lambda kv: kv[1])
+        return min(((k, v) for k, v in self.median_ms.items() if k in DENSE_RUNTIMES), key=lambda kv: kv[1])
+
+    @property
+    def best_sparse(self):
+        """Our fastest sparse variant: ``(name, ms)``."""
+        return min(((k, v) for k, v in self.median_ms.items() if k in SPARSE_RUNTIMES), key=lambda kv: kv[1])
+
+    def speedup_of(self, variant):
+        """Best dense latency over a sparse variant's (None when it was not built)."""
+        return self.best_dense[1] / self.median_ms[variant] if variant in self.median_ms else None
 
     @property
     def speedup(self):
-        """Best dense latency over ours."""
-        return self.best_dense[1] / self.median_ms["ours"]
+        """Best dense latency over our best variant's."""
+        return self.best_dense[1] / self.best_sparse[1]
 
     @property
     def achieved_over_ideal(self):
@@ -130,16 +152,39 @@ def layer_weights(layer):
     return fmt, dense, bias
 
 
-def _sparse_kernel(layer, fmt, target):
-    from schedules.block_punched_conv2d import block_punched_conv2d
-    from schedules.bsr_conv2d import bsr_conv2d
-    from schedules.epilogue import Epilogue
-    from schedules.pattern_conv2d import pattern_conv2d
+#: The entry point of each scheme.
+KERNELS = {"pattern": "pattern_conv2d", "block_punched": "block_punched_conv2d", "bsr": "bsr_conv2d"}
 
-    kernel = {"pattern": pattern_conv2d, "block_punched": block_punched_conv2d, "bsr": bsr_conv2d}[layer.scheme]
+
+def sparse_configs(layer, fmt, target):
+    """The config of each sparse variant built for the layer: ``{codegen: config}``.
+
+    The compact variant's default always; the specialised one when its code fits the budget.
+    """
+    from schedules.sparse_space import candidate_configs, stored_terms
+    from schedules.specialized_conv import CODE_BUDGET
+
+    candidates = candidate_configs(KERNELS[layer.scheme], fmt, layer.data_shape, target,
+                                   stride=layer.stride, padding=layer.padding)
+    configs = {}
+    for config in candidates:
+        configs.setdefault(config.codegen, config)
+    specialised = configs.get("specialized")
+    if specialised is not None and stored_terms(fmt) * specialised.rows * specialised.vectors > CODE_BUDGET:
+        del configs["specialized"]
+    return configs
+
+
+def _sparse_kernel(layer, fmt, target, config):
+    import importlib
+
+    from schedules.epilogue import Epilogue
+
+    name = KERNELS[layer.scheme]
+    kernel = getattr(importlib.import_module(f"schedules.{name}"), name)
     return kernel(
         fmt, layer.data_shape, stride=layer.stride, padding=layer.padding,
-        epilogue=Epilogue(bias=True, activation="relu"), target=target, name="sparse_layer",
+        epilogue=Epilogue(bias=True, activation="relu"), target=target, config=config, name="sparse_layer",
     )
 
 
@@ -183,28 +228,36 @@ def prepare(layers, target, workdir):
     Returns
     -------
     dict[str, dict[str, float]]
-        Per layer, compile seconds of ``ours`` and ``tvm_dense``.
+        Per layer, compile seconds (kernel generation included) of each sparse variant built and
+        of ``tvm_dense``.
     """
     import onnx
     import tvm
 
     from relay_passes.pipeline import build_pipeline
+    from schedules.compact_conv import table_argument
     from schedules.specialized_conv import BUILD_CONFIG
 
     seconds = {}
     for layer in layers:
         fmt, dense, bias = layer_weights(layer)
+        seconds[layer.name] = {}
+        for codegen, config in sparse_configs(layer, fmt, target).items():
+            start = time.perf_counter()
+            with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
+                kernel = _sparse_kernel(layer, fmt, target, config)
+                tvm.compile(tvm.IRModule({"sparse_layer": kernel}), target=target).export_library(
+                    os.path.join(workdir, f"{layer.name}.{codegen}.so")
+                )
+            seconds[layer.name][codegen] = time.perf_counter() - start
+            table = table_argument(kernel)
+            if table is not None:
+                np.save(os.path.join(workdir, f"{layer.name}.{codegen}.table.npy"), table)
         start = time.perf_counter()
-        with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
-            kernel = _sparse_kernel(layer, fmt, target)
-            tvm.compile(tvm.IRModule({"sparse_layer": kernel}), target=target).export_library(
-                os.path.join(workdir, f"{layer.name}.sparse.so")
-            )
-        middle = time.perf_counter()
         tvm.compile(_dense_module(layer, dense, bias), target=target, relax_pipeline=build_pipeline(target)).export_library(
             os.path.join(workdir, f"{layer.name}.dense.so")
         )
-        seconds[layer.name] = {"ours": middle - start, "tvm_dense": time.perf_counter() - middle}
+        seconds[layer.name]["tvm_dense"] = time.perf_counter() - start
         onnx.save(_onnx_model(layer, dense, bias), os.path.join(workdir, f"{layer.name}.onnx"))
     return seconds
 
@@ -235,9 +288,19 @@ def measure(layers, threads, rounds, workdir):
         xt, wt, bt = torch.from_numpy(x), torch.from_numpy(dense), torch.from_numpy(bias)
         with torch.no_grad():
             reference = torch.relu(torch.nn.functional.conv2d(xt, wt, bt, layer.stride, layer.padding)).numpy()
-        sparse = tvm.runtime.load_module(os.path.join(workdir, f"{layer.name}.sparse.so"))["sparse_layer"]
         x_tvm, b_tvm = tvm.runtime.tensor(x, dev), tvm.runtime.tensor(bias, dev)
-        y_tvm = tvm.runtime.tensor(np.zeros(reference.shape, "float32"), dev)
+        sparse_calls, sparse_outputs = {}, []
+        for codegen in SPARSE_RUNTIMES:
+            path = os.path.join(workdir, f"{layer.name}.{codegen}.so")
+            if not os.path.exists(path):
+                continue
+            table_path = path[: -len(".so")] + ".table.npy"
+            tables = [tvm.runtime.tensor(np.load(table_path), dev)] if os.path.exists(table_path) else []
+            y_tvm = tvm.runtime.tensor(np.zeros(reference.shape, "float32"), dev)
+            call = functools.partial(tvm.runtime.load_module(path)["sparse_layer"], x_tvm, b_tvm, *tables, y_tvm)
+            call()
+            sparse_calls[codegen] = call
+            sparse_outputs.append(y_tvm.numpy())
         vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(workdir, f"{layer.name}.dense.so")), dev)
         session = onnxruntime.InferenceSession(
             os.path.join(workdir, f"{layer.name}.onnx"), options, providers=["CPUExecutionProvider"]
@@ -248,13 +311,12 @@ def measure(layers, threads, rounds, workdir):
                 return torch.relu(torch.nn.functional.conv2d(xt, wt, bt, layer.stride, layer.padding))
 
         candidates = {
-            "ours": lambda: sparse(x_tvm, b_tvm, y_tvm),
+            **sparse_calls,
             "onnxruntime": lambda: session.run(None, {"x": x}),
             "pytorch": run_torch,
             "tvm_dense": lambda: vm["main"](x_tvm),
         }
-        sparse(x_tvm, b_tvm, y_tvm)
-        outputs = [y_tvm.numpy(), session.run(None, {"x": x})[0], vm["main"](x_tvm).numpy()]
+        outputs = [*sparse_outputs, session.run(None, {"x": x})[0], vm["main"](x_tvm).numpy()]
         scale = np.abs(reference).max()
         max_rel_err = max(float(np.abs(out - reference).max() / scale) for out in outputs)
         timings = interleaved_medians(candidates, rounds=rounds)
