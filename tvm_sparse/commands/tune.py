@@ -1,0 +1,105 @@
+"""``tvm-sparse tune``: tune a built-in model for a target and write ``tuning_logs/<model>/<target>/``."""
+
+import os
+import shlex
+import sys
+import time
+
+from tvm_sparse.models import MODELS
+
+#: Where logs go by default (the repository's tuning_logs/ when run from its root).
+DEFAULT_ROOT = "tuning_logs"
+
+
+def register(subparsers):
+    """Add the ``tune`` sub-command."""
+    parser = subparsers.add_parser(
+        "tune",
+        help="tune a model's dense schedules and sparse-kernel knobs with MetaSchedule",
+        description="Tune a built-in CIFAR-10 model (optionally pruned one-shot by magnitude, as "
+                    "`tvm-sparse compile --prune magnitude`) for a target: MetaSchedule trials for the dense "
+                    "functions and measured knob settings for each sparse kernel, on this machine or on a "
+                    "device behind an RPC tracker. Rerunning the same command resumes: measurements in the "
+                    "log are kept and not repeated. Compile with the result: "
+                    "tvm_sparse.compile(..., tuning_logs=DIR).",
+    )
+    parser.add_argument("model", choices=sorted(MODELS), help="a built-in model")
+    parser.add_argument("--target", default="llvm", help="target string (default llvm: this CPU)")
+    parser.add_argument("--trials", type=int, default=64, help="MetaSchedule trials over the dense functions")
+    parser.add_argument("--sparse-trials", type=int, default=3,
+                        help="knob settings measured per sparse layer, the default first (default %(default)s)")
+    parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
+                        help="prune the model first: pattern 3x3, block-punched 1x1/linear (default none)")
+    parser.add_argument("--compression", type=float, default=8.0,
+                        help="compression of the 3x3 layers when pruning (default 8)")
+    parser.add_argument("--dense", action="store_true", help="turn the sparse passes off (tune a dense model)")
+    parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind this RPC tracker")
+    parser.add_argument("--rpc-key", metavar="KEY", help="the device's key at the tracker")
+    parser.add_argument("--session-timeout", type=float, default=120.0,
+                        help="seconds one RPC measurement session may take (default %(default)s)")
+    parser.add_argument("-o", "--output", help="log folder (default tuning_logs/<model>[-pruned<N>x]/<target>/)")
+    parser.set_defaults(func=run)
+
+
+def default_log_dir(args, target):
+    """``tuning_logs/<model>[-pruned<N>x]/<target slug>``."""
+    from tvm_sparse.tuning import target_slug  # noqa: PLC0415
+
+    model = args.model + (f"-pruned{args.compression:g}x" if args.prune == "magnitude" else "")
+    return os.path.join(DEFAULT_ROOT, model, target_slug(target))
+
+
+def run(args):
+    """Build, optionally prune, tune, and write the COMMAND file next to the logs."""
+    import torch  # noqa: PLC0415
+
+    import tvm_sparse  # noqa: PLC0415
+    from tvm_sparse.models import build_model  # noqa: PLC0415
+    from tvm_sparse.pruning.one_shot import magnitude_prune  # noqa: PLC0415
+    from tvm_sparse.target import TargetError  # noqa: PLC0415
+    from tvm_sparse.tuning import COMMAND_FILE, RPCDevice, TuningLogError, tune  # noqa: PLC0415
+
+    if bool(args.rpc_tracker) != bool(args.rpc_key):
+        print("tvm-sparse tune: --rpc-tracker and --rpc-key go together", file=sys.stderr)
+        return 2
+    if args.trials < 0 or args.sparse_trials < 0:
+        print("tvm-sparse tune: --trials and --sparse-trials must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        model = build_model(args.model)
+        plan = magnitude_prune(model, compression=args.compression) if args.prune == "magnitude" else None
+        example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        mod, params = tvm_sparse.from_torch(model, example)
+        log_dir = args.output or default_log_dir(args, tvm_sparse.parse_target(args.target))
+        rpc = RPCDevice(args.rpc_tracker, args.rpc_key, args.session_timeout) if args.rpc_tracker else None
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        result = tune(mod, params, args.target, log_dir=log_dir, trials=args.trials,
+                      sparse_trials=args.sparse_trials, rpc=rpc, plan=plan, sparse=not args.dense)
+    except (ValueError, TargetError, TuningLogError, RuntimeError, OSError) as error:
+        print(f"tvm-sparse tune: {error}", file=sys.stderr)
+        return 1
+    command = "tvm-sparse tune " + shlex.join(_argv_of(args))
+    with open(os.path.join(log_dir, COMMAND_FILE), "a", encoding="utf-8") as handle:
+        handle.write(f"{command}\n# {started}: {result.dense_trials} dense trials ({result.dense_tasks} functions), "
+                     f"{result.sparse_trials} sparse measurements ({result.sparse_layers} layers) in "
+                     f"{result.seconds:.0f} s; errors in the log: {result.dense_errors} dense, "
+                     f"{result.sparse_errors} sparse\n")
+    print(f"{log_dir}: {result.dense_trials} new dense trials over {result.dense_tasks} functions, "
+          f"{result.sparse_trials} new sparse measurements over {result.sparse_layers} layers, "
+          f"{result.dense_errors + result.sparse_errors} errors in the log, {result.seconds:.0f} s")
+    return 0
+
+
+def _argv_of(args):
+    """The options of ``args`` as a command line, defaults spelled out."""
+    argv = [args.model, "--target", args.target, "--trials", str(args.trials),
+            "--sparse-trials", str(args.sparse_trials)]
+    if args.prune != "none":
+        argv += ["--prune", args.prune, "--compression", f"{args.compression:g}"]
+    if args.dense:
+        argv.append("--dense")
+    if args.rpc_tracker:
+        argv += ["--rpc-tracker", args.rpc_tracker, "--rpc-key", args.rpc_key]
+    if args.output:
+        argv += ["-o", args.output]
+    return argv
