@@ -8,7 +8,7 @@ For accuracy, prune during training (:class:`ClickTrainSparsifier`) or fine-tune
 
 import torch
 
-from tvm_sparse.plan import BlockPunchedScheme
+from tvm_sparse.plan import BlockPunchedScheme, UnstructuredScheme
 
 from .sparsifier import MagnitudeSparsifier
 from .workflows import pattern_for_compression
@@ -58,6 +58,32 @@ def magnitude_prune(model, **options):
     """
     sparsifier = MagnitudeSparsifier()
     sparsifier.prepare(model, one_shot_config(model, **options))
+    sparsifier.step()
+    plan = sparsifier.plan()
+    sparsifier.squash_mask()
+    return plan
+
+
+def weight_sparsity(model, names):
+    """``{tensor_fqn: fraction of zero weights}`` of the named weights of ``model``."""
+    parameters = dict(model.named_parameters())
+    return {name: 1.0 - float(torch.count_nonzero(parameters[name])) / parameters[name].numel() for name in names}
+
+
+def magnitude_prune_unstructured(model, sparsity):
+    """Prune ``model`` in place by weight magnitude, with no structure; returns the plan.
+
+    The baseline of sparse engines that take unstructured sparsity (DeepSparse): the same
+    layers at the same rates as a structured model, ``sparsity=weight_sparsity(pruned, plan)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sparsity : dict[str, float]
+        Fraction of each named weight to remove (its smallest magnitudes).
+    """
+    sparsifier = MagnitudeSparsifier()
+    sparsifier.prepare(model, {name: UnstructuredScheme(sparsity=rate) for name, rate in sparsity.items()})
     sparsifier.step()
     plan = sparsifier.plan()
     sparsifier.squash_mask()

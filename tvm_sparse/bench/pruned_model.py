@@ -1,0 +1,205 @@
+"""One pruned model, every runtime side by side: ``tvm-sparse bench model``.
+
+The model (CIFAR-10 shapes, batch 1, seeded random weights and BatchNorm statistics) is pruned
+one-shot by magnitude (:func:`tvm_sparse.pruning.one_shot.magnitude_prune`: pattern + connectivity
+on every 3x3 layer but the first, block-punched on 1x1 and linear layers). Compared:
+
+- ``tvm_sparse``: the pruned model through ``tvm_sparse.compile`` with the sparse passes;
+- ``tvm_sparse dense``: the same pruned model compiled with ``sparse=False``;
+- ``pytorch``: the pruned model in PyTorch (eager, dense kernels);
+- ``onnxruntime``: the *dense* model in ONNX Runtime (the issue's baseline);
+- ``deepsparse``: the dense model pruned *unstructured* by magnitude to the same rate per layer,
+  in DeepSparse 1.8.0 (its own environment, :mod:`tvm_sparse.bench.deepsparse_engine`);
+- ``deepsparse dense``: the dense model in DeepSparse.
+
+Everything is compiled or exported once into a work directory; then per thread count a fresh
+worker process (TVM's thread pool is sized once per process) loads them, checks every output
+against PyTorch on its own weights, and times them in interleaved rounds.
+"""
+
+import copy
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tvm_sparse.bench.models import benchmark_model, example_input
+from tvm_sparse.bench.workers import onnxruntime_session, run_workers, worker_main
+from tvm_sparse.models import MODELS
+
+#: The runtimes, in table order.
+RUNTIMES = ("tvm_sparse", "tvm_sparse dense", "pytorch", "onnxruntime", "deepsparse", "deepsparse dense")
+
+#: Outputs must agree with PyTorch on the same weights to this relative error.
+AGREEMENT = 1e-4
+
+#: The issue's targets: tvm_sparse at least this many times faster than ...
+TARGETS = {"onnxruntime": 4.0, "deepsparse": 2.0}
+
+
+@dataclass(frozen=True)
+class PrunedModelTiming:
+    """Median latencies (ms) per runtime at one thread count, and each runtime's error vs PyTorch.
+
+    A runtime that could not run (DeepSparse not installed) is absent from both dicts.
+    """
+
+    model: str
+    threads: int
+    median_ms: dict
+    max_rel_err: dict
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """What :func:`prepare` made for one model: compile times, pruning and routing facts."""
+
+    model: str
+    compile_seconds: dict
+    compression: float
+    routed: int
+    layers: int
+
+
+def _paths(workdir, name):
+    return {kind: os.path.join(workdir, f"{name}.{kind}") for kind in
+            ("sparse.so", "dense.so", "pruned.pt", "dense.onnx", "unstructured.onnx", "input.npy",
+             "dense.pt", "unstructured.pt")}
+
+
+def pruned_variants(name, compression):
+    """The dense model, the pruned one with its plan, and the unstructured one at the same rates."""
+    from tvm_sparse.pruning.one_shot import magnitude_prune, magnitude_prune_unstructured, weight_sparsity
+
+    dense = benchmark_model(name)
+    pruned = copy.deepcopy(dense)
+    plan = magnitude_prune(pruned, compression=compression)
+    unstructured = copy.deepcopy(dense)
+    magnitude_prune_unstructured(unstructured, weight_sparsity(pruned, plan))
+    return dense, pruned, plan, unstructured
+
+
+def _export_onnx(model, example, path):
+    with torch.no_grad():
+        # Opset 17: DeepSparse 1.8.0's onnx (1.14) reads up to 19.
+        torch.onnx.export(model, (example,), path, input_names=["x"], opset_version=17, dynamo=False)
+
+
+def prepare(name, compression, target, workdir, rules=None):
+    """Prune, compile (sparse and dense) and export one model into ``workdir``.
+
+    Returns
+    -------
+    PreparedModel
+    """
+    import tvm_sparse
+
+    paths = _paths(workdir, name)
+    dense, pruned, plan, unstructured = pruned_variants(name, compression)
+    example = example_input()
+    np.save(paths["input.npy"], example.numpy())
+    mod, params = tvm_sparse.from_torch(pruned, example)
+    compile_seconds, routed = {}, 0
+    for runtime, sparse in (("tvm_sparse", True), ("tvm_sparse dense", False)):
+        start = time.perf_counter()
+        compiled = tvm_sparse.compile(mod, params, target=target, sparse=sparse, plan=plan, rules=rules)
+        compile_seconds[runtime] = time.perf_counter() - start
+        compiled.export_library(paths["sparse.so" if sparse else "dense.so"])
+        if sparse:
+            routed, layers = sum(d.decision == "sparse" for d in compiled.report), len(compiled.report)
+    for model, kind in ((pruned, "pruned.pt"), (dense, "dense.pt"), (unstructured, "unstructured.pt")):
+        torch.save(model, paths[kind])
+    _export_onnx(dense, example, paths["dense.onnx"])
+    _export_onnx(unstructured, example, paths["unstructured.onnx"])
+    kept = sum(int(torch.count_nonzero(p)) for n, p in pruned.named_parameters() if n in plan)
+    total = sum(p.numel() for n, p in pruned.named_parameters() if n in plan)
+    return PreparedModel(name, compile_seconds, total / kept, routed, layers)
+
+
+def measure(names, threads, rounds, workdir):
+    """Load the prepared models and time them with ``threads`` threads (call in a fresh process).
+
+    Returns
+    -------
+    list[PrunedModelTiming]
+    """
+    import tvm
+    from tvm import relax
+
+    from tvm_sparse.bench.deepsparse_engine import DeepSparseEngine, deepsparse_python
+    from tvm_sparse.bench.timing import configure_threads, interleaved_medians
+    from tvm_sparse.compiler import unpack_outputs
+
+    configure_threads(threads)
+    results = []
+    for name in names:
+        paths = _paths(workdir, name)
+        models = {kind: torch.load(paths[f"{kind}.pt"], weights_only=False).eval()
+                  for kind in ("pruned", "dense", "unstructured")}
+        x_numpy = np.load(paths["input.npy"])
+        example = torch.from_numpy(x_numpy)
+        with torch.no_grad():
+            expected = {kind: model(example).numpy() for kind, model in models.items()}
+        x_tvm = tvm.runtime.tensor(x_numpy)
+        machines = {runtime: relax.VirtualMachine(tvm.runtime.load_module(paths[so]), tvm.cpu())
+                    for runtime, so in (("tvm_sparse", "sparse.so"), ("tvm_sparse dense", "dense.so"))}
+        session = onnxruntime_session(paths["dense.onnx"], threads)
+
+        def run_pytorch(model=models["pruned"]):
+            with torch.no_grad():
+                return model(example)
+
+        candidates = {
+            "tvm_sparse": lambda: machines["tvm_sparse"]["main"](x_tvm),
+            "tvm_sparse dense": lambda: machines["tvm_sparse dense"]["main"](x_tvm),
+            "pytorch": run_pytorch,
+            "onnxruntime": lambda: session.run(None, {"x": x_numpy}),
+        }
+        outputs = {runtime: unpack_outputs(candidates[runtime]()) for runtime in ("tvm_sparse", "tvm_sparse dense")}
+        outputs["pytorch"] = run_pytorch().numpy()
+        outputs["onnxruntime"] = session.run(None, {"x": x_numpy})[0]
+        reference = {"tvm_sparse": "pruned", "tvm_sparse dense": "pruned", "pytorch": "pruned",
+                     "onnxruntime": "dense", "deepsparse": "unstructured", "deepsparse dense": "dense"}
+        engines = []
+        if deepsparse_python() is not None:
+            for runtime, onnx in (("deepsparse", "unstructured.onnx"), ("deepsparse dense", "dense.onnx")):
+                engine = DeepSparseEngine(paths[onnx], paths["input.npy"], threads)
+                engines.append(engine)
+                candidates[runtime] = engine
+                engine()
+                out_path = os.path.join(workdir, f"{name}.{threads}.deepsparse.npy")
+                engine.save_output(out_path)
+                outputs[runtime] = np.load(out_path)
+        try:
+            timings = interleaved_medians(candidates, rounds=rounds)
+        finally:
+            for engine in engines:
+                engine.close()
+        errors = {runtime: _relative_error(out, expected[reference[runtime]]) for runtime, out in outputs.items()}
+        results.append(PrunedModelTiming(name, threads, {k: t.median_ms for k, t in timings.items()}, errors))
+    return results
+
+
+def _relative_error(actual, expected):
+    return float(np.abs(np.asarray(actual) - expected).max() / np.abs(expected).max())
+
+
+def run_benchmark(names, compression, thread_counts, rounds, target, rules=None):
+    """Prepare each model once, then measure them in one worker process per thread count.
+
+    Returns
+    -------
+    prepared : list[PreparedModel]
+    timings : list[PrunedModelTiming]
+    """
+    with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_model_") as workdir:
+        prepared = [prepare(name, compression, target, workdir, rules) for name in names]
+        rows = run_workers("tvm_sparse.bench.pruned_model", workdir, thread_counts, rounds, names)
+    return prepared, [PrunedModelTiming(**row) for row in rows]
+
+
+if __name__ == "__main__":
+    worker_main(measure, __doc__, choices=sorted(MODELS))
