@@ -82,14 +82,11 @@ def pack_table(geometry, config, tiles, groups, entries):
     counts = np.zeros((len(tiles), n_cblocks, len(groups)), np.int64)
     offsets, weights = [], []
     filter_ids = np.full((len(tiles), width), geometry.filters, np.int32)
-    sw = geometry.stride[1]
     for t, (tile, tile_entries) in enumerate(zip(tiles, entries)):
         filter_ids[t, : len(tile)] = tile
         for e in sorted(tile_entries, key=lambda e: (e.channel // config.channel_block, e.group, e.channel, e.row, e.col)):
             counts[t, e.channel // config.channel_block, e.group] += 1
-            offsets.append(
-                e.channel * layout.channel_stride + e.row * layout.row_stride + (e.col % sw) * layout.phase_w + e.col // sw
-            )
+            offsets.append(layout.input_offset(e.channel, e.row, e.col))
             tile_weights = np.zeros((width, taps), np.float32)
             tile_weights[: len(tile)] = e.weights
             weights.append(tile_weights)

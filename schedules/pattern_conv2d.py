@@ -95,7 +95,9 @@ def pattern_conv2d(
 def _compact_pattern_conv2d(weight, geometry, epilogue, config, name):
     """The compact kernel: one group of code per library pattern, one filter per tile, in FKW order.
 
-    An entry is a kept kernel: its input channel and the pattern's weights.
+    An entry is a kept kernel: its input channel and the pattern's weights. (One loop for all
+    patterns with the tap offsets read from the table instead was slower: 1.22 against 1.12 ms
+    on 128 channels, 32x32, 1 thread.)
     """
     tiles, entries = [], []
     for i, k in enumerate(weight.filter_ids.tolist()):

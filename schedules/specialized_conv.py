@@ -286,6 +286,12 @@ class Layout:
         self.channel_stride = self.in_h * self.row_stride
         self.row_tiles_total = self.out_h // cfg.rows
         self.row_blocks = math.ceil(self.row_tiles_total / cfg.row_tiles)
+        self.stride_w = sw
+
+    def input_offset(self, channel, row, col):
+        """Offset of padded input ``(channel, row, col)`` in the phase-split layout (``col`` in padded columns)."""
+        sw = self.stride_w
+        return channel * self.channel_stride + row * self.row_stride + (col % sw) * self.phase_w + col // sw
 
     def needs_padding(self, geometry):
         """Whether the kernel must copy the input: unless it already has the padded layout."""
@@ -410,11 +416,7 @@ class KernelContext:
 
     def x_offset(self, channel, tap_row, tap_col, row=0, vector=0):
         """Offset in the padded input of a tap of a tile row, relative to the tile's ``x_base``."""
-        lay, (sh, sw) = self.layout, self.geometry.stride
-        return (
-            channel * lay.channel_stride + (row * sh + tap_row) * lay.row_stride + (tap_col % sw) * lay.phase_w
-            + tap_col // sw + vector * self.config.lanes
-        )
+        return self.layout.input_offset(channel, row * self.geometry.stride[0] + tap_row, tap_col) + vector * self.config.lanes
 
     def initial_value(self, filter_id):
         """The start of a filter's sum: its bias, or zero."""

@@ -1,4 +1,4 @@
-"""The sparse kernels for ARM CPUs: NEON code (compiled here) and results on the emulated phone."""
+"""The sparse kernels (specialised and compact) for ARM CPUs: NEON code (compiled here) and results on the emulated phone."""
 
 import os
 import tempfile
@@ -10,39 +10,53 @@ import torch.nn.functional as F
 
 import tvm
 from schedules.block_punched_conv2d import block_punched_conv2d
+from schedules.bsr_conv2d import bsr_conv2d
+from schedules.compact_conv import table_argument
 from schedules.epilogue import Epilogue
 from schedules.pattern_conv2d import pattern_conv2d
+from schedules.sparse_space import candidate_configs
 from schedules.specialized_conv import BUILD_CONFIG
 from schedules.target_info import as_target, target_family, vector_lanes
-from tvm_sparse.formats import BlockPunchedWeight, PatternWeight
-from tvm_sparse.formats.synthetic import block_punched, pattern_library, pattern_pruned
+from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
+from tvm_sparse.formats.synthetic import block_punched, block_sparse, pattern_library, pattern_pruned
 
 ARM = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
 
 
 def _layers(rng):
-    """Two small layers: (kernel function, format, dense weight, stride, padding, data shape)."""
+    """Small layers: (kernel function, format, dense weight, stride, padding, data shape, codegen).
+
+    ``codegen`` None: the entry point's default (specialised code for these sizes).
+    """
     pattern = pattern_pruned(rng, 6, 5, pattern_library(6, 4, rng), 0.5)
     punched = block_punched(rng, (8, 5, 3, 3), (8, 4), 0.4)
+    bsr = block_sparse(rng, (10, 12, 1, 1), (4, 2), 0.4)
     return [
-        (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 1, 1, (1, 5, 9, 7)),
-        (block_punched_conv2d, BlockPunchedWeight.from_dense(punched, (8, 4)), punched, 2, 1, (2, 5, 8, 11)),
+        (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 1, 1, (1, 5, 9, 7), None),
+        (block_punched_conv2d, BlockPunchedWeight.from_dense(punched, (8, 4)), punched, 2, 1, (2, 5, 8, 11), None),
+        (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 2, 1, (2, 5, 10, 9), "compact"),
+        (block_punched_conv2d, BlockPunchedWeight.from_dense(punched, (8, 4)), punched, 1, 1, (1, 5, 7, 13), "compact"),
+        (bsr_conv2d, BSRWeight.from_dense(bsr, (4, 2)), bsr, 1, 0, (1, 12, 6, 5), "compact"),
     ]
 
 
-def _build(kernel, fmt, shape, stride, padding):
-    func = kernel(fmt, shape, stride=stride, padding=padding, target=ARM,
+def _build(kernel, fmt, shape, stride, padding, codegen):
+    config = None
+    if codegen is not None:
+        candidates = candidate_configs(kernel.__name__, fmt, shape, ARM, stride=stride, padding=padding)
+        config = next(c for c in candidates if c.codegen == codegen)
+    func = kernel(fmt, shape, stride=stride, padding=padding, target=ARM, config=config,
                   epilogue=Epilogue(bias=True, activation="relu6"), name="sparse_layer")
     with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
-        return tvm.compile(tvm.IRModule({"sparse_layer": func}), target=as_target(ARM))
+        return tvm.compile(tvm.IRModule({"sparse_layer": func}), target=as_target(ARM)), table_argument(func)
 
 
 def test_arm_target_gets_neon_vectors():
     assert target_family(ARM) == "arm_cpu"
     assert vector_lanes(ARM) == 4
-    kernel, fmt, _, stride, padding, shape = _layers(np.random.default_rng(0))[0]
-    assembly = _build(kernel, fmt, shape, stride, padding).mod.inspect_source("asm")
-    assert "fmla" in assembly and ".4s" in assembly
+    for kernel, fmt, _, stride, padding, shape, codegen in _layers(np.random.default_rng(0))[::2]:
+        assembly = _build(kernel, fmt, shape, stride, padding, codegen)[0].mod.inspect_source("asm")
+        assert "fmla" in assembly and ".4s" in assembly
 
 
 @pytest.mark.phone
@@ -55,19 +69,21 @@ def test_kernels_on_the_emulated_phone(tracker):
     with EmulatedPhone(tracker, key="emu-aarch64-kernels") as phone:
         session = request_device(phone.tracker, phone.key, session_timeout=600)
         dev = session.cpu()
-        for index, (kernel, fmt, dense, stride, padding, shape) in enumerate(_layers(rng)):
+        for index, (kernel, fmt, dense, stride, padding, shape, codegen) in enumerate(_layers(rng)):
             x = rng.standard_normal(shape).astype("float32")
             bias = rng.standard_normal(dense.shape[0]).astype("float32")
             expected = torch.clamp(
                 F.conv2d(torch.from_numpy(x), torch.from_numpy(dense), torch.from_numpy(bias), stride, padding), 0, 6
             ).numpy()
+            executable, table = _build(kernel, fmt, shape, stride, padding, codegen)
             with tempfile.TemporaryDirectory() as folder:
                 path = os.path.join(folder, f"sparse_kernel_{index}.so")
-                _build(kernel, fmt, shape, stride, padding).export_library(
+                executable.export_library(
                     path, fcompile=tvm.support.cc.cross_compiler(AARCH64_LINUX_CXX)
                 )
                 session.upload(path)
             function = session.load_module(os.path.basename(path))["sparse_layer"]
             out = tvm.runtime.tensor(np.zeros(expected.shape, "float32"), dev)
-            function(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(bias, dev), out)
+            tables = [] if table is None else [tvm.runtime.tensor(table, dev)]
+            function(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(bias, dev), *tables, out)
             np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
