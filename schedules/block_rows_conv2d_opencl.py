@@ -6,8 +6,9 @@ the stored blocks of a 1x1 layer). A work-group computes one block row over a ti
 pixels; each work-item keeps ``bk x pixels`` accumulators in registers. The block row's columns
 (input channel, tap row, tap column) and their ``bk`` weights are staged chunk by chunk in local
 memory by the whole group, then every work-item reads each input value once, guarded for the
-zero padding, and feeds it to its ``bk`` filters. The tables are kernel arguments
-(:func:`block_row_tables`), so the code does not grow with the layer.
+zero padding, and feeds it to its ``bk`` filters. The tables are one int32 kernel argument
+(:func:`block_row_table`, carried by the PrimFunc like the compact CPU kernels' table), so the
+code does not grow with the layer.
 
 Launch sizes come from the thread bindings (see ``schedules.pattern_conv2d_opencl.launch_sizes``).
 """
@@ -22,10 +23,12 @@ from tvm.tirx.script.builder import ir as T
 
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight
 
+from .compact_conv import with_table
 from .epilogue import Epilogue
+from .kernel_table import pack_sections
 from .specialized_conv import DTYPE, make_geometry
 
-#: The tables the kernel takes after ``data``, in order (see :func:`block_row_tables`).
+#: The sections of the kernel's table, in order (see :func:`block_row_table`).
 TABLES = ("row_ptr", "taps", "values")
 
 
@@ -59,15 +62,15 @@ def _weight_shape(weight):
     raise TypeError(f"weight must be a BlockPunchedWeight or a BSRWeight, got {type(weight).__name__}")
 
 
-def block_row_tables(weight):
-    """The block rows of ``weight`` as kernel arguments.
+def block_rows(weight):
+    """The block rows of ``weight``.
 
     Returns
     -------
     bk : int
         Filters per block row.
-    tables : list of numpy.ndarray
-        ``row_ptr [n_rows + 1]`` int32 (the columns of block row ``b`` are
+    sections : list of numpy.ndarray
+        :data:`TABLES`: ``row_ptr [n_rows + 1]`` int32 (the columns of block row ``b`` are
         ``row_ptr[b]:row_ptr[b + 1]``), ``taps [n_cols * 3]`` int32 (input channel, tap row, tap
         column of each column) and ``values [n_cols * bk]`` float32 (the ``bk`` weights of each
         column; rows past the last filter are zero).
@@ -106,8 +109,15 @@ def block_row_tables(weight):
     return bk, [row_ptr, np.ascontiguousarray(taps), values.reshape(-1)]
 
 
+def block_row_table(weight):
+    """:func:`block_rows` packed into one int32 table; returns ``(bk, table, section starts)``."""
+    bk, sections = block_rows(weight)
+    return (bk, *pack_sections(sections))
+
+
 def block_rows_conv2d_opencl(
-    weight, data_shape, *, stride=1, padding=0, epilogue=Epilogue(), tile=None, name="block_rows_conv2d_opencl"
+    weight, data_shape, *, stride=1, padding=0, epilogue=Epilogue(), target=None, config=None,
+    name="block_rows_conv2d_opencl",
 ):
     """A block-punched or BSR convolution for OpenCL targets, as a PrimFunc with thread bindings.
 
@@ -118,21 +128,25 @@ def block_rows_conv2d_opencl(
         ``(N, C, H, W)``.
     stride, padding, epilogue
         As :func:`schedules.pattern_conv2d.pattern_conv2d`.
-    tile : BlockRowsTile or None
+    target : tvm.target.Target or dict or None
+        Unused (the code is the same for Mali and Adreno); accepted like the CPU kernels' entry points.
+    config : BlockRowsTile or None
         ``None``: :func:`default_tile`.
     name : str
 
     Returns
     -------
     tvm.tirx.PrimFunc
-        Parameters ``data``, the :data:`TABLES` (from :func:`block_row_tables`), ``[bias]``,
-        ``[residual]``, ``out``.
+        Parameters ``data``, ``[bias]``, ``[residual]``, ``table`` (int32, from
+        :func:`block_row_table`; also in the function's attributes, see
+        ``schedules.compact_conv.table_argument``), ``out``.
     """
+    del target
     g = make_geometry(data_shape, _weight_shape(weight), stride, padding)
-    bk, (row_ptr_np, taps_np, values_np) = block_row_tables(weight)
-    n_rows = len(row_ptr_np) - 1
+    bk, table_np, (at_row_ptr, at_taps, at_values) = block_row_table(weight)
+    n_rows = math.ceil(g.filters / bk)
     out_pixels = g.out_height * g.out_width
-    tile = tile or default_tile(out_pixels)
+    tile = config or default_tile(out_pixels)
     threads, pixels, chunk = tile.threads, tile.pixels, tile.chunk
     tiles = math.ceil(out_pixels / (threads * pixels))
     sh, sw = g.stride
@@ -144,34 +158,32 @@ def block_rows_conv2d_opencl(
             T.func_name(name)
             T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": "block_rows_conv2d_opencl"})
             data = T.arg("data", T.buffer(g.data_shape, DTYPE))
-            row_ptr = T.arg("row_ptr", T.buffer(row_ptr_np.shape, "int32"))
-            taps = T.arg("taps", T.buffer(taps_np.shape, "int32"))
-            values = T.arg("values", T.buffer(values_np.shape, DTYPE))
             bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
             residual = T.arg("residual", T.buffer(g.out_shape, DTYPE)) if epilogue.residual else None
+            table = T.arg("table", T.buffer(table_np.shape, "int32"))
             out = T.arg("out", T.buffer(g.out_shape, DTYPE))
             with T.thread_binding(0, n_rows, thread="blockIdx.y") as block_row:
                 with T.thread_binding(0, g.batch * tiles, thread="blockIdx.x") as group:
                     staged_taps = T.alloc_buffer((chunk * 3,), "int32", scope="shared")
-                    staged_values = T.alloc_buffer((chunk * bk,), DTYPE, scope="shared")
+                    staged_values = T.alloc_buffer((chunk * bk,), "int32", scope="shared")
                     with T.thread_binding(0, threads, thread="threadIdx.x") as tx:
                         acc = T.alloc_buffer((bk * pixels,), DTYPE, scope="local")
                         n = group // tiles
                         first_pixel = group % tiles * (threads * pixels) + tx
                         for i in range(bk * pixels):
                             T.buffer_store(acc, zero, [i])
-                        start = row_ptr[block_row]
-                        n_cols = row_ptr[block_row + 1] - start
+                        start = table[at_row_ptr + block_row]
+                        n_cols = table[at_row_ptr + block_row + 1] - start
                         with T.serial(0, tirx.floordiv(n_cols + chunk - 1, chunk)) as part:
                             base = start + part * chunk
                             in_chunk = tirx.min(chunk, n_cols - part * chunk)
                             # The group stages the chunk's taps and weights in local memory.
-                            for staged, table, width in ((staged_taps, taps, 3), (staged_values, values, bk)):
+                            for staged, section, width in ((staged_taps, at_taps, 3), (staged_values, at_values, bk)):
                                 for u in range(math.ceil(chunk * width / threads)):
                                     index = u * threads + tx
                                     with T.If(index < in_chunk * width):
                                         with T.Then():
-                                            T.buffer_store(staged, table[base * width + index], [index])
+                                            T.buffer_store(staged, table[section + base * width + index], [index])
                             with T.serial(0, in_chunk) as column:
                                 c = staged_taps[column * 3]
                                 r = staged_taps[column * 3 + 1]
@@ -183,7 +195,8 @@ def block_rows_conv2d_opencl(
                                     inside = tirx.all(pixel < out_pixels, ih >= 0, ih < g.height, iw >= 0, iw < g.width)
                                     x = tirx.if_then_else(inside, data[n, c, ih, iw], zero)
                                     for f in range(bk):
-                                        T.buffer_store(acc, acc[f * pixels + i] + staged_values[column * bk + f] * x, [f * pixels + i])
+                                        w = tirx.reinterpret(DTYPE, staged_values[column * bk + f])
+                                        T.buffer_store(acc, acc[f * pixels + i] + w * x, [f * pixels + i])
                         for f in range(bk):
                             k = block_row * bk + f
                             for i in range(pixels):
@@ -197,4 +210,4 @@ def block_rows_conv2d_opencl(
                                         if residual is not None:
                                             value = value + residual[n, k, oh, ow]
                                         T.buffer_store(out, epilogue.activate(value), [n, k, oh, ow])
-    return builder.get()
+    return with_table(builder.get(), table_np)

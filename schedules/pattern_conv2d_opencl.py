@@ -1,7 +1,9 @@
 """Pattern-sparse 3x3 convolution for phone GPUs (OpenCL: Mali, Adreno).
 
 GPU code cannot hold one straight-line block per filter as the CPU kernel does (one program per
-layer with thousands of branches), so here the FKW arrays are kernel arguments and the code is
+layer with thousands of branches), so here the FKW arrays are read from a table argument
+(:func:`fkw_table`; one int32 table after ``data``, ``[bias]``, ``[residual]``, carried by the
+PrimFunc as ``schedules.compact_conv.with_table`` does for the compact CPU kernels) and the code is
 specialised per *pattern*: a work-group computes one filter (in FKW order, so neighbouring groups
 run filters with the same kernel count and pattern mix) over a tile of ``rows x (threads_x *
 pixels)`` outputs; each work-item keeps ``pixels`` accumulators in registers and walks the
@@ -24,10 +26,12 @@ from tvm.tirx.script.builder import ir as T
 
 from tvm_sparse.formats import PatternWeight
 
+from .compact_conv import with_table
 from .epilogue import Epilogue
+from .kernel_table import pack_sections
 from .specialized_conv import DTYPE, make_geometry
 
-#: The FKW arrays, in the order they follow ``data`` among the kernel's parameters.
+#: The FKW arrays, in the order of their sections in the table.
 TABLES = ("filter_ids", "indptr", "channels", "pattern_ids", "values")
 
 
@@ -48,19 +52,20 @@ def default_tile(out_height, out_width):
     return GpuTile(threads_x, rows, pixels)
 
 
-def table_arguments(weight):
-    """The FKW arrays the kernel takes after ``data``, as contiguous numpy arrays (see :data:`TABLES`)."""
-    return [
-        np.ascontiguousarray(weight.filter_ids, dtype="int32"),
-        np.ascontiguousarray(weight.indptr, dtype="int32"),
-        np.ascontiguousarray(weight.channels, dtype="int32"),
-        np.ascontiguousarray(weight.pattern_ids, dtype="int32"),
-        np.ascontiguousarray(weight.values.reshape(-1), dtype="float32"),
-    ]
+def fkw_table(weight):
+    """The FKW arrays (:data:`TABLES`) packed into one int32 table; returns ``(table, section starts)``."""
+    return pack_sections([
+        np.asarray(weight.filter_ids, dtype="int32"),
+        np.asarray(weight.indptr, dtype="int32"),
+        np.asarray(weight.channels, dtype="int32"),
+        np.asarray(weight.pattern_ids, dtype="int32"),
+        np.asarray(weight.values, dtype="float32"),
+    ])
 
 
 def pattern_conv2d_opencl(
-    weight, data_shape, *, stride=1, padding=1, epilogue=Epilogue(), tile=None, name="pattern_conv2d_opencl"
+    weight, data_shape, *, stride=1, padding=1, epilogue=Epilogue(), target=None, config=None,
+    name="pattern_conv2d_opencl",
 ):
     """A pattern-sparse 3x3 convolution for OpenCL targets, as a PrimFunc with thread bindings.
 
@@ -72,23 +77,26 @@ def pattern_conv2d_opencl(
         ``(N, C, H, W)``.
     stride, padding, epilogue
         As :func:`schedules.pattern_conv2d.pattern_conv2d`.
-    tile : GpuTile or None
+    target : tvm.target.Target or dict or None
+        Unused (the code is the same for Mali and Adreno); accepted like the CPU kernels' entry points.
+    config : GpuTile or None
         Work-group tiling; ``None``: :func:`default_tile`.
     name : str
 
     Returns
     -------
     tvm.tirx.PrimFunc
-        Parameters ``data``, the :data:`TABLES` (from :func:`table_arguments`), ``[bias]``,
-        ``[residual]``, ``out``.
+        Parameters ``data``, ``[bias]``, ``[residual]``, ``table`` (int32, from :func:`fkw_table`;
+        also in the function's attributes, see ``schedules.compact_conv.table_argument``), ``out``.
     """
+    del target
     if not isinstance(weight, PatternWeight):
         raise TypeError(f"weight must be a PatternWeight, got {type(weight).__name__}")
     g = make_geometry(data_shape, weight.shape, stride, padding)
-    tile = tile or default_tile(g.out_height, g.out_width)
+    tile = config or default_tile(g.out_height, g.out_width)
+    table_np, (at_filter_ids, at_indptr, at_channels, at_pattern_ids, at_values) = fkw_table(weight)
     taps = weight.taps.tolist()
     entries = weight.entries
-    n_kernels = len(weight.channels)
     tiles_h = math.ceil(g.out_height / tile.rows)
     tiles_w = math.ceil(g.out_width / (tile.threads_x * tile.pixels))
     sh, sw = g.stride
@@ -99,35 +107,31 @@ def pattern_conv2d_opencl(
             T.func_name(name)
             T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": "pattern_conv2d_opencl"})
             data = T.arg("data", T.buffer(g.data_shape, DTYPE))
-            filter_ids = T.arg("filter_ids", T.buffer((g.filters,), "int32"))
-            indptr = T.arg("indptr", T.buffer((g.filters + 1,), "int32"))
-            channels = T.arg("channels", T.buffer((max(n_kernels, 1),), "int32"))
-            pattern_ids = T.arg("pattern_ids", T.buffer((max(n_kernels, 1),), "int32"))
-            values = T.arg("values", T.buffer((max(n_kernels * entries, 1),), DTYPE))
             bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
             residual = T.arg("residual", T.buffer(g.out_shape, DTYPE)) if epilogue.residual else None
+            table = T.arg("table", T.buffer(table_np.shape, "int32"))
             out = T.arg("out", T.buffer(g.out_shape, DTYPE))
             with T.thread_binding(0, g.filters, thread="blockIdx.y") as group_filter:
                 with T.thread_binding(0, g.batch * tiles_h * tiles_w, thread="blockIdx.x") as group_tile:
                     with T.thread_binding(0, tile.rows, thread="threadIdx.y") as ty:
                         with T.thread_binding(0, tile.threads_x, thread="threadIdx.x") as tx:
                             acc = T.alloc_buffer((tile.pixels,), DTYPE, scope="local")
-                            k = filter_ids[group_filter]
+                            k = table[at_filter_ids + group_filter]
                             n = group_tile // (tiles_h * tiles_w)
                             oh = group_tile // tiles_w % tiles_h * tile.rows + ty
                             ow0 = (group_tile % tiles_w * tile.threads_x + tx) * tile.pixels
                             for i in range(tile.pixels):
                                 T.buffer_store(acc, bias[k] if bias is not None else tirx.const(0.0, DTYPE), [i])
-                            start = indptr[group_filter]
-                            with T.serial(0, indptr[group_filter + 1] - start) as step:
+                            start = table[at_indptr + group_filter]
+                            with T.serial(0, table[at_indptr + group_filter + 1] - start) as step:
                                 j = start + step
-                                c = channels[j]
-                                p = pattern_ids[j]
+                                c = table[at_channels + j]
+                                p = table[at_pattern_ids + j]
                                 for pattern, pattern_taps in enumerate(taps):
                                     with T.If(p == pattern):
                                         with T.Then():
                                             for e, (r, s) in enumerate(pattern_taps):
-                                                w = values[j * entries + e]
+                                                w = tirx.reinterpret(DTYPE, table[at_values + j * entries + e])
                                                 ih = oh * sh + (r - top)
                                                 for i in range(tile.pixels):
                                                     iw = (ow0 + i) * sw + (s - left)
@@ -141,7 +145,7 @@ def pattern_conv2d_opencl(
                                         if residual is not None:
                                             value = value + residual[n, k, oh, ow0 + i]
                                         T.buffer_store(out, epilogue.activate(value), [n, k, oh, ow0 + i])
-    return builder.get()
+    return with_table(builder.get(), table_np)
 
 
 def launch_sizes(prim_func):

@@ -5,7 +5,8 @@ import zlib
 import numpy as np
 import pytest
 
-from schedules.block_rows_conv2d_opencl import BlockRowsTile, block_row_tables, block_rows_conv2d_opencl
+from schedules.block_rows_conv2d_opencl import BlockRowsTile, block_rows, block_rows_conv2d_opencl
+from schedules.compact_conv import table_argument
 from schedules.epilogue import Epilogue
 from tests.schedules import pocl
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight
@@ -41,9 +42,8 @@ def test_matches_torch_on_pocl(case, opencl_context, epilogue_case):
     dense, weight = _weight(rng, fmt, filters, channels, kernel, block, density)
     x = rng.standard_normal((batch, channels, height, width)).astype("float32")
     extras, expected = epilogue_case(rng, x, dense, stride, padding, epilogue)
-    func = block_rows_conv2d_opencl(weight, x.shape, stride=stride, padding=padding, epilogue=epilogue, tile=tile)
-    _, tables = block_row_tables(weight)
-    arrays = {"data": x, "row_ptr": tables[0], "taps": tables[1], "values": tables[2], **extras}
+    func = block_rows_conv2d_opencl(weight, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=tile)
+    arrays = {"data": x, "table": table_argument(func), **extras}
     target = {"kind": "opencl", "device": device, "host": {"kind": "llvm"}}
     out = pocl.run_primfunc(opencl_context, func, arrays, target)["out"]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
@@ -55,7 +55,7 @@ def test_matches_torch_on_pocl(case, opencl_context, epilogue_case):
 def test_tables_hold_every_kept_weight_once():
     rng = np.random.default_rng(1)
     dense = block_punched(rng, (20, 12, 3, 3), (8, 4), 0.3)
-    bk, (row_ptr, taps, values) = block_row_tables(BlockPunchedWeight.from_dense(dense, (8, 4)))
+    bk, (row_ptr, taps, values) = block_rows(BlockPunchedWeight.from_dense(dense, (8, 4)))
     rebuilt = np.zeros_like(dense)
     taps, values = taps.reshape(-1, 3), values.reshape(-1, bk)
     for row in range(len(row_ptr) - 1):

@@ -12,7 +12,8 @@ import pytest
 import tvm
 from tests.schedules import pocl
 from schedules.epilogue import Epilogue
-from schedules.pattern_conv2d_opencl import GpuTile, launch_sizes, pattern_conv2d_opencl, table_arguments
+from schedules.compact_conv import table_argument
+from schedules.pattern_conv2d_opencl import GpuTile, launch_sizes, pattern_conv2d_opencl
 from tvm_sparse.formats import PatternWeight
 from tvm_sparse.formats.synthetic import pattern_library, pattern_pruned
 
@@ -33,9 +34,8 @@ def test_matches_torch_on_pocl(case, opencl_context, epilogue_case):
     fmt = PatternWeight.from_dense(weight)
     x = rng.standard_normal((batch, channels, height, width)).astype("float32")
     extras, expected = epilogue_case(rng, x, weight, stride, padding, epilogue)
-    func = pattern_conv2d_opencl(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, tile=tile)
-    names = ["data", "filter_ids", "indptr", "channels", "pattern_ids", "values"]
-    arrays = {**dict(zip(names, [x] + table_arguments(fmt))), **extras}
+    func = pattern_conv2d_opencl(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=tile)
+    arrays = {"data": x, "table": table_argument(func), **extras}
     target = {"kind": "opencl", "device": device, "host": {"kind": "llvm"}}
     (launch,) = pocl.kernel_launches(func, tvm.target.Target(target))
     assert (launch.global_size, launch.local_size) == launch_sizes(func)
@@ -45,6 +45,6 @@ def test_matches_torch_on_pocl(case, opencl_context, epilogue_case):
 
 def test_launch_sizes_follow_the_tile():
     fmt = PatternWeight.from_dense(pattern_pruned(np.random.default_rng(0), 3, 2, pattern_library(4, 4), 1.0))
-    func = pattern_conv2d_opencl(fmt, (2, 2, 10, 20), tile=GpuTile(threads_x=4, rows=5, pixels=2))
+    func = pattern_conv2d_opencl(fmt, (2, 2, 10, 20), config=GpuTile(threads_x=4, rows=5, pixels=2))
     # 2 images x 2 row tiles x 3 column tiles (20 / (4 x 2) rounded up) groups along x, 3 filters along y
     assert launch_sizes(func) == ((12 * 4, 3 * 5, 1), (4, 5, 1))
