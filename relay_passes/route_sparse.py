@@ -22,17 +22,20 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
 from schedules.block_punched_conv2d import block_punched_conv2d
+from schedules.block_rows_conv2d_opencl import block_rows_conv2d_opencl
 from schedules.bsr_conv2d import bsr_conv2d
 from schedules.compact_conv import table_argument
 from schedules.epilogue import Epilogue
 from schedules.pattern_conv2d import pattern_conv2d
+from schedules.pattern_conv2d_opencl import pattern_conv2d_opencl
 from schedules.target_info import target_family
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 
 logger = logging.getLogger(__name__)
 
 KERNEL_FUNCTIONS = {"pattern_conv2d": pattern_conv2d, "block_punched_conv2d": block_punched_conv2d,
-                    "bsr_conv2d": bsr_conv2d}
+                    "bsr_conv2d": bsr_conv2d, "pattern_conv2d_opencl": pattern_conv2d_opencl,
+                    "block_rows_conv2d_opencl": block_rows_conv2d_opencl}
 LAYER_OPS = ("relax.nn.conv2d", "relax.matmul")
 
 # Plan schemes that have a sparse format and kernel; other schemes (unstructured, filter) are

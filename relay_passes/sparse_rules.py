@@ -4,8 +4,11 @@ from dataclasses import dataclass
 
 _CPU_KERNELS = {"pattern": "pattern_conv2d", "block_punched": "block_punched_conv2d", "bsr": "bsr_conv2d"}
 
+_GPU_KERNELS = {"pattern": "pattern_conv2d_opencl", "block_punched": "block_rows_conv2d_opencl",
+                "bsr": "block_rows_conv2d_opencl"}
+
 #: Structures that have a kernel in ``schedules``, per target family (``schedules.target_info``).
-KERNELS = {"x86": _CPU_KERNELS, "arm_cpu": _CPU_KERNELS}
+KERNELS = {"x86": _CPU_KERNELS, "arm_cpu": _CPU_KERNELS, "gpu": _GPU_KERNELS}
 
 
 @dataclass(frozen=True)

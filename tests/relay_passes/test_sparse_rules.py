@@ -25,9 +25,15 @@ def test_dense_enough_layers_stay_dense_with_the_reason():
         assert SparseRules().decide(structure(kind, 0.1), 10**6, "x86")[0] is None
 
 
-def test_targets_without_a_kernel_stay_dense():
-    kernel, reason = SparseRules().decide(structure("pattern", 0.1), 10**6, "gpu")
-    assert kernel is None and "gpu" in reason
+def test_gpu_targets_get_the_opencl_kernels():
+    assert SparseRules().decide(structure("pattern", 0.1), 10**6, "gpu")[0] == "pattern_conv2d_opencl"
+    for kind in ("block_punched", "bsr"):
+        assert SparseRules().decide(structure(kind, 0.1), 10**6, "gpu")[0] == "block_rows_conv2d_opencl"
+
+
+def test_families_without_a_kernel_stay_dense():
+    kernel, reason = SparseRules().decide(structure("pattern", 0.1), 10**6, "hexagon")
+    assert kernel is None and "no pattern kernel for hexagon" in reason
 
 
 def test_layers_too_large_to_specialise_stay_dense_even_in_a_plan():

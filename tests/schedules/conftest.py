@@ -1,8 +1,5 @@
 """Helpers to compile a kernel PrimFunc for this host and compare it with PyTorch."""
 
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -68,36 +65,3 @@ def epilogue_case():
     """``epilogue_case(rng, x, weight, stride, padding, epilogue) -> (extras, expected)``."""
     return _epilogue_case
 
-
-INSTALL_POCL = Path(__file__).resolve().parents[2] / "scripts" / "install-pocl.sh"
-
-
-@pytest.fixture(scope="session")
-def opencl_context():
-    """``(pyopencl, context, queue)`` on the first OpenCL platform (PoCL, installed if missing)."""
-    cl = pytest.importorskip("pyopencl", reason="pyopencl is in the project's test extra")
-    try:
-        platforms = cl.get_platforms()
-    except cl.LogicError:
-        platforms = []
-    if not platforms:
-        subprocess.run(["bash", str(INSTALL_POCL)], check=True)
-        platforms = cl.get_platforms()
-    context = cl.Context(devices=platforms[0].get_devices())
-    return cl, context, cl.CommandQueue(context)
-
-
-def _config_for(codegen, kernel, fmt, data_shape, stride, padding):
-    """None (the entry point's default) for ``"default"``, else the first candidate config with that codegen."""
-    from schedules.sparse_space import candidate_configs
-
-    if codegen == "default":
-        return None
-    candidates = candidate_configs(kernel, fmt, data_shape, stride=stride, padding=padding)
-    return next(c for c in candidates if c.codegen == codegen)
-
-
-@pytest.fixture(scope="session")
-def config_for():
-    """``config_for(codegen, kernel_name, fmt, data_shape, stride, padding) -> SpecializedConvConfig or None``."""
-    return _config_for

@@ -105,7 +105,10 @@ def _constant(expr):
 
 
 def run_module(opencl_context, mod, target, *inputs):
-    """Run the Relax ``main`` of ``mod`` (``call_tir`` bindings only) on PoCL; returns its output."""
+    """Run the Relax ``main`` of ``mod`` (``call_tir`` and tuple bindings) on PoCL; returns its output.
+
+    A tuple output comes back as a Python tuple.
+    """
     main = mod["main"]
     values = {param: np.asarray(x, dtype="float32") for param, x in zip(main.params, inputs)}
 
@@ -117,6 +120,9 @@ def run_module(opencl_context, mod, target, *inputs):
             call = binding.value
             if isinstance(call, relax.Var):
                 values[binding.var] = values[call]
+                continue
+            if isinstance(call, relax.Tuple):
+                values[binding.var] = tuple(value_of(field) for field in call.fields)
                 continue
             if not (isinstance(call, relax.Call) and call.op.same_as(_CALL_TIR)):
                 raise NotImplementedError(f"only call_tir bindings run on PoCL here, got {call}")
