@@ -13,7 +13,10 @@ per-kernel data is read from an int32 table parameter:
 - the code of one (tile, channel block, group) is a loop over its entries whose trip count is read
   from the table: one offset load and ``filters x taps`` weight loads per entry, feeding
   ``filters x rows x vectors`` vector FMAs per tap, the input vector loaded once for all filters.
-  The accumulators are a small stack buffer indexed by constants, which LLVM keeps in registers.
+  The accumulators are small stack buffers (one per filter, < 1 KiB) indexed by constants, which
+  LLVM keeps in registers across the loop;
+- per channel block, each output tile runs every filter tile of the task before the next output
+  tile, so the tile's input window stays in L1.
 
 Everything else (padding into the phase-split layout, channel blocking, parallel split, epilogue,
 cropping) is :func:`schedules.specialized_conv.build_direct_conv`. Table layout: see
@@ -27,7 +30,7 @@ from tvm import tirx
 from tvm.tirx.script.builder import ir as T
 
 from .epilogue import Epilogue
-from .specialized_conv import DTYPE, Layout, _index, _vector, build_direct_conv, filter_blocks_of
+from .specialized_conv import DTYPE, Layout, as_vector, build_direct_conv, filter_blocks_of, vector_index
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     splits = cfg.filter_splits
 
     def local(j, v):
-        return _index((j * vectors + v) * lanes, lanes)
+        return vector_index((j * vectors + v) * lanes, lanes)
 
     def tile_code(ctx, cb, tile, x_base, y_base):
         """Sums of one filter tile on one channel block for one register tile of outputs."""
@@ -168,10 +171,10 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
                     ]
                     for j in range(rows):
                         for v in range(vectors):
-                            x = ctx.padded[_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
+                            x = ctx.padded[vector_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
                             for f in range(width):
                                 i = local(j, v)
-                                T.buffer_store(acc[f], acc[f][i] + _vector(weights[f], lanes) * x, [i])
+                                T.buffer_store(acc[f], acc[f][i] + as_vector(weights[f], lanes) * x, [i])
         for f in range(width):
             with T.If(filter_ids[f] < g.filters):
                 with T.Then():

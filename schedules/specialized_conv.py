@@ -236,11 +236,13 @@ def estimated_code_size(terms, config):
     return sum(len(filter_terms) for filter_terms in terms.values()) * config.rows * config.vectors
 
 
-def _vector(value, lanes):
+def as_vector(value, lanes):
+    """``value`` broadcast to ``lanes`` lanes (itself for one lane)."""
     return tirx.Broadcast(value, lanes) if lanes > 1 else value
 
 
-def _index(base, lanes):
+def vector_index(base, lanes):
+    """The index of ``lanes`` consecutive elements from ``base`` (``base`` itself for one lane)."""
     return tirx.Ramp(base, 1, lanes) if lanes > 1 else base
 
 
@@ -249,13 +251,13 @@ def _copy_row(dst, dst_offset, src, src_offset, src_step, count, lanes):
     chunks, tail = divmod(count, lanes)
     if chunks:
         with T.serial(0, chunks) as i:
-            T.buffer_store(dst, src[tirx.Ramp(src_offset + i * lanes * src_step, src_step, lanes)], [_index(dst_offset + i * lanes, lanes)])
+            T.buffer_store(dst, src[tirx.Ramp(src_offset + i * lanes * src_step, src_step, lanes)], [vector_index(dst_offset + i * lanes, lanes)])
     if tail:
         start = chunks * lanes
         T.buffer_store(
             dst,
             src[tirx.Ramp(src_offset + start * src_step, src_step, tail) if tail > 1 else src_offset + start * src_step],
-            [_index(dst_offset + start, tail)],
+            [vector_index(dst_offset + start, tail)],
         )
 
 
@@ -265,9 +267,9 @@ def _zero_row(dst, dst_offset, count, lanes):
     chunks, tail = divmod(count, lanes)
     if chunks:
         with T.serial(0, chunks) as i:
-            T.buffer_store(dst, _vector(zero, lanes), [_index(dst_offset + i * lanes, lanes)])
+            T.buffer_store(dst, as_vector(zero, lanes), [vector_index(dst_offset + i * lanes, lanes)])
     if tail:
-        T.buffer_store(dst, _vector(zero, tail), [_index(dst_offset + chunks * lanes, tail)])
+        T.buffer_store(dst, as_vector(zero, tail), [vector_index(dst_offset + chunks * lanes, tail)])
 
 
 class Layout:
@@ -412,7 +414,7 @@ class KernelContext:
     def y_index(self, y_base, filter_id, row, vector):
         """The partial-sum index of (filter, tile row, vector) of a tile."""
         lanes = self.config.lanes
-        return _index(y_base + filter_id * self.out_plane + row * self.layout.out_w + vector * lanes, lanes)
+        return vector_index(y_base + filter_id * self.out_plane + row * self.layout.out_w + vector * lanes, lanes)
 
     def x_offset(self, channel, tap_row, tap_col, row=0, vector=0):
         """Offset in the padded input of a tap of a tile row, relative to the tile's ``x_base``."""
@@ -421,7 +423,7 @@ class KernelContext:
     def initial_value(self, filter_id):
         """The start of a filter's sum: its bias, or zero."""
         lanes = self.config.lanes
-        return _vector(self.bias[filter_id], lanes) if self.bias is not None else _vector(tirx.const(0.0, DTYPE), lanes)
+        return as_vector(self.bias[filter_id], lanes) if self.bias is not None else as_vector(tirx.const(0.0, DTYPE), lanes)
 
     def final_value(self, value, y_index):
         """``value`` after the last channel block: residual and activation when the output is direct."""
@@ -543,8 +545,8 @@ def build_specialized_conv(
                 y_index = ctx.y_index(y_base, f, j, v)
                 value = ctx.initial_value(f) if cb == blocks[0] else ctx.acc[y_index]
                 for c, r, s, w in by_block[f][cb]:
-                    x = ctx.padded[_index(x_base + ctx.x_offset(c, r, s, j, v), cfg.lanes)]
-                    value = value + _vector(tirx.const(w, DTYPE), cfg.lanes) * x
+                    x = ctx.padded[vector_index(x_base + ctx.x_offset(c, r, s, j, v), cfg.lanes)]
+                    value = value + as_vector(tirx.const(w, DTYPE), cfg.lanes) * x
                 if cb == blocks[-1]:
                     value = ctx.final_value(value, y_index)
                 T.buffer_store(ctx.acc, value, [y_index])
@@ -583,8 +585,8 @@ def emit_crop(geometry, layout, epilogue, acc, residual, out, lanes):
         with T.serial(0, g.out_height) as h:
             for start, width in [(i * lanes, lanes) for i in range(chunks)] + ([(chunks * lanes, tail)] if tail else []):
                 src = nk * lay.out_h * lay.out_w + h * lay.out_w + start
-                dst = _index(nk * out_plane + h * g.out_width + start, width)
-                value = acc[_index(src, width)]
+                dst = vector_index(nk * out_plane + h * g.out_width + start, width)
+                value = acc[vector_index(src, width)]
                 if residual is not None:
                     value = value + residual[dst]
                 T.buffer_store(out, epilogue.activate(value, width, DTYPE), [dst])
