@@ -13,7 +13,7 @@ per-kernel data is read from an int32 table parameter:
 - the code of one (tile, channel block, group) is a loop over its entries whose trip count is read
   from the table: one offset load and ``filters x taps`` weight loads per entry, feeding
   ``filters x rows x vectors`` vector FMAs per tap, the input vector loaded once for all filters.
-  The accumulators are small stack buffers (one per filter, < 1 KiB) indexed by constants, which
+  The accumulators are small stack buffers (one per filter and row) indexed by constants, which
   LLVM keeps in registers across the loop;
 - per channel block, each output tile runs every filter tile of the task before the next output
   tile, so the tile's input window stays in L1.
@@ -135,8 +135,8 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     lanes, rows, vectors = cfg.lanes, cfg.rows, cfg.vectors
     splits = cfg.filter_splits
 
-    def local(j, v):
-        return vector_index((j * vectors + v) * lanes, lanes)
+    def local(v):
+        return vector_index(v * lanes, lanes)
 
     def tile_code(ctx, cb, tile, x_base, y_base):
         """Sums of one filter tile on one channel block for one register tile of outputs."""
@@ -144,20 +144,20 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
         filter_ids = [T.Bind(tab[table.filter_ids_at + tile * width + f]) for f in range(width)]
         # Padding slots of a tile read the last filter's bias and sums; they are never stored.
         readable = [tirx.min(fid, g.filters - 1) for fid in filter_ids]
-        # One buffer per filter, each under 1 KiB: TVM puts a small "global" buffer on the
-        # stack (a "local" one on the heap), and LLVM keeps it in registers.
-        acc = [T.alloc_buffer((rows * vectors * lanes,), DTYPE) for _ in range(width)]
+        # One buffer per (filter, row), far under 1 KiB: TVM puts a small "global" buffer on the
+        # stack (a "local" one, or one of 1 KiB or more, on the heap), and LLVM keeps it in registers.
+        acc = [[T.alloc_buffer((vectors * lanes,), DTYPE) for _ in range(rows)] for _ in range(width)]
         with T.If(cb == 0):
             with T.Then():
                 for f in range(width):
                     for j in range(rows):
                         for v in range(vectors):
-                            T.buffer_store(acc[f], ctx.initial_value(readable[f]), [local(j, v)])
+                            T.buffer_store(acc[f][j], ctx.initial_value(readable[f]), [local(v)])
             with T.Else():
                 for f in range(width):
                     for j in range(rows):
                         for v in range(vectors):
-                            T.buffer_store(acc[f], ctx.acc[ctx.y_index(y_base, readable[f], j, v)], [local(j, v)])
+                            T.buffer_store(acc[f][j], ctx.acc[ctx.y_index(y_base, readable[f], j, v)], [local(v)])
         for group, taps in enumerate(groups):
             at = (tile * n_cblocks + cb) * n_groups + group
             start = T.Bind(tab[at])
@@ -173,15 +173,15 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
                         for v in range(vectors):
                             x = ctx.padded[vector_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
                             for f in range(width):
-                                i = local(j, v)
-                                T.buffer_store(acc[f], acc[f][i] + as_vector(weights[f], lanes) * x, [i])
+                                i = local(v)
+                                T.buffer_store(acc[f][j], acc[f][j][i] + as_vector(weights[f], lanes) * x, [i])
         for f in range(width):
             with T.If(filter_ids[f] < g.filters):
                 with T.Then():
                     for j in range(rows):
                         for v in range(vectors):
                             y_index = ctx.y_index(y_base, filter_ids[f], j, v)
-                            value = acc[f][local(j, v)]
+                            value = acc[f][j][local(v)]
                             if ctx.layout.direct:
                                 value = tirx.Select(cb == n_cblocks - 1, ctx.final_value(value, y_index), value)
                             T.buffer_store(ctx.acc, value, [y_index])
