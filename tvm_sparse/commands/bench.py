@@ -102,7 +102,7 @@ def run_kernels(args):
     target = as_target(None)
     names = args.layers or (list(QUICK) if args.quick else list(LAYERS))
     layers = [LAYERS[name] for name in names]
-    console = Console(width=max(Console().width, 170))
+    console = Console(width=max(Console().width, 230))
     with console.status(f"compiling {len(layers)} layers for {target.attrs['mcpu']} and timing"):
         compile_seconds, timings = run_benchmark(layers, args.threads, args.rounds, target)
     table = Table(title=f"Batch-1 layer latency, median of {args.rounds} interleaved rounds (ms); "
@@ -119,7 +119,7 @@ def run_kernels(args):
         ms, seconds = t.median_ms, compile_seconds[t.layer]
         table.add_row(t.layer, str(t.threads), cell(ms.get("compact"), "{:.3f}"), cell(ms.get("specialized"), "{:.3f}"),
                       f"{ms['onnxruntime']:.3f}", f"{ms['pytorch']:.3f}", f"{ms['tvm_dense']:.3f}",
-                      cell(t.speedup_of("compact"), "{:.2f}x") + f" ({t.best_dense[0]})",
+                      cell(t.speedup_of("compact"), "{:.2f}x") + f" ({t.best_dense[0].replace('onnxruntime', 'ORT')})",
                       cell(t.speedup_of("specialized"), "{:.2f}x"), f"{t.flop_reduction:.1f}x",
                       f"{t.achieved_over_ideal:.0%}",
                       " / ".join(cell(seconds.get(k), "{:.1f}") for k in ("compact", "specialized", "tvm_dense")),
