@@ -46,7 +46,8 @@ def block_punched_conv2d(
     Returns
     -------
     tvm.tirx.PrimFunc
-        ``(data, [bias], [residual], out)``.
+        ``(data, [bias], [residual], out)``; the compact variant takes an int32 ``table`` before
+        ``out`` (:func:`schedules.compact_conv.table_argument`).
     """
     target = check_cpu_kernel_args(weight, BlockPunchedWeight, target, "block_punched_conv2d")
     geometry = make_geometry(data_shape, weight.shape, stride, padding)

@@ -47,7 +47,8 @@ def bsr_conv2d(
     Returns
     -------
     tvm.tirx.PrimFunc
-        ``(data, [bias], [residual], out)``.
+        ``(data, [bias], [residual], out)``; the compact variant takes an int32 ``table`` before
+        ``out`` (:func:`schedules.compact_conv.table_argument`).
     """
     target = check_cpu_kernel_args(weight, BSRWeight, target, "bsr_conv2d")
     geometry, param_shapes = kernel_geometry(weight, data_shape, stride, padding)

@@ -1,5 +1,10 @@
 """Pattern-sparse 3x3 convolution kernels for CPUs, specialised to the constant weights.
 
+Two code generators (``config.codegen``, chosen by :func:`schedules.sparse_space.default_sparse_config`
+when no config is given): ``"specialized"`` writes every weight as a literal (small layers);
+``"compact"`` writes code per library pattern and reads the kernels from a table parameter
+(:mod:`schedules.compact_conv`; compile time independent of the non-zeros).
+
 Entry point: :func:`pattern_conv2d` returns a complete (already scheduled) ``tvm.tirx.PrimFunc``.
 A Relax pass adds it with ``BlockBuilder.add_func`` and calls it with ``relax.call_tir``; build
 with :data:`schedules.specialized_conv.BUILD_CONFIG` in the ``PassContext`` for a shorter compile.
