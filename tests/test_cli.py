@@ -33,7 +33,7 @@ def test_demo_checks_and_times_resnet18():
     # routing itself is tested in tests/relay_passes).
     result = _cli("demo", "--compression", "0", "--rounds", "1")
     assert result.returncode == 0, result.stderr
-    for row in ("tvm_sparse", "tvm_sparse, passes off", "PyTorch"):
+    for row in ("tvm_sparse", "tvm_sparse, passes off", "PyTorch", "ONNX Runtime (dense model)"):
         assert row in result.stdout
 
 
