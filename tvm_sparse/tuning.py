@@ -475,8 +475,13 @@ def _load_sparse_records(path):
     return records
 
 
-def build_sparse_kernel(mod, target, _params):
-    """MetaSchedule ``f_build`` for sparse kernels: ``tvm.compile`` with their build config."""
+def build_function(mod, target, _params):
+    """MetaSchedule ``f_build``: ``tvm.tirx.build`` with the sparse kernels' build config.
+
+    MetaSchedule's default build first imports ``tvm.s_tir.tensor_intrin`` in every (new) builder
+    worker, which took 45 s to 7 minutes on this loaded 2-core machine; none of our spaces
+    tensorizes, so this build skips it. TIR's CSE is off as in ``tvm_sparse.compile``.
+    """
     with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
         return tvm.tirx.build(mod, target=target)
 
@@ -643,6 +648,8 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
     compiler = default_cross_compiler(target)
     export = functools.partial(export_with, compiler) if compiler else None
     runners = _Runners(rpc, evaluator, runner_timeout)
+    builder = ms.builder.LocalBuilder(max_workers=1, timeout_sec=builder_timeout, f_build=build_function,
+                                      f_export=export)
     device_type = "cpu"
     n_sparse = len({t.key for t in sparse_tasks})
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -660,12 +667,9 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
             return advance
 
         dense_made = _tune_dense(dense_tasks, target, database, log_dir, trials, num_trials_per_iter,
-                                 ms.builder.LocalBuilder(max_workers=1, timeout_sec=builder_timeout, f_export=export),
-                                 runners.default, advancer(dense_bar))
-        sparse_made = _tune_sparse(sparse_tasks, target, records, sparse_trials,
-                                   ms.builder.LocalBuilder(max_workers=1, timeout_sec=builder_timeout,
-                                                           f_build=build_sparse_kernel, f_export=export),
-                                   runners, device_type, advancer(sparse_bar))
+                                 builder, runners.default, advancer(dense_bar))
+        sparse_made = _tune_sparse(sparse_tasks, target, records, sparse_trials, builder, runners, device_type,
+                                   advancer(sparse_bar))
     dense_errors = sum(not _valid(r.run_secs) for r in database.get_all_tuning_records())
     return TuningResult(log_dir, len(dense_tasks), n_sparse, dense_made, sparse_made, dense_errors, records.errors,
                         time.monotonic() - start)

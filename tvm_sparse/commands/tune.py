@@ -73,14 +73,17 @@ def run(args):
         log_dir = args.output or default_log_dir(args, tvm_sparse.parse_target(args.target))
         rpc = RPCDevice(args.rpc_tracker, args.rpc_key, args.session_timeout) if args.rpc_tracker else None
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        command = "tvm-sparse tune " + shlex.join(_argv_of(args))
+        os.makedirs(log_dir, exist_ok=True)
+        with open(os.path.join(log_dir, COMMAND_FILE), "a", encoding="utf-8") as handle:
+            handle.write(f"{command}\n# started {started}\n")
         result = tune(mod, params, args.target, log_dir=log_dir, trials=args.trials,
                       sparse_trials=args.sparse_trials, rpc=rpc, plan=plan, sparse=not args.dense)
     except (ValueError, TargetError, TuningLogError, RuntimeError, OSError) as error:
         print(f"tvm-sparse tune: {error}", file=sys.stderr)
         return 1
-    command = "tvm-sparse tune " + shlex.join(_argv_of(args))
     with open(os.path.join(log_dir, COMMAND_FILE), "a", encoding="utf-8") as handle:
-        handle.write(f"{command}\n# {started}: {result.dense_trials} dense trials ({result.dense_tasks} functions), "
+        handle.write(f"# finished: {result.dense_trials} dense trials ({result.dense_tasks} functions), "
                      f"{result.sparse_trials} sparse measurements ({result.sparse_layers} layers) in "
                      f"{result.seconds:.0f} s; errors in the log: {result.dense_errors} dense, "
                      f"{result.sparse_errors} sparse\n")

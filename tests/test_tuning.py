@@ -1,0 +1,187 @@
+"""tvm_sparse.tune: MetaSchedule over a local tracker and server, logs applied by compile, faults.
+
+The model is the pass tests' residual block with ``conv1`` left dense: one dense convolution for
+MetaSchedule and three sparse layers (two 3x3 pattern, one block-punched 1x1 and a linear) for
+the knob measurements.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from tvm_ffi import structural_hash
+
+import tvm
+import tvm_sparse
+from relay_passes.sparse_rules import SparseRules
+from tests.conftest import relative_error
+from tests.relay_passes.sparse_models import sparse_residual_block
+from tvm_sparse.rpc import local_server
+from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, WORKLOAD_FILE, RPCDevice, TuningLogError, extract_tasks,
+                               load_tuning_logs, open_database, tune)
+
+pytestmark = pytest.mark.tuning
+
+RULES = SparseRules(min_macs=0)
+
+
+@pytest.fixture(scope="module")
+def block():
+    """``(model, example, mod, params)``: a small model with one dense and three sparse layers."""
+    model, example = sparse_residual_block(seed=3)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.conv1.weight, std=0.1)
+    return (model, example, *tvm_sparse.from_torch(model, example))
+
+
+def _expected(model, example):
+    with torch.no_grad():
+        return model(example).numpy()
+
+
+def _valid_records(log_dir):
+    database = open_database(str(log_dir), allow_missing=False)
+    return [r for r in database.get_all_tuning_records() if float(np.mean([float(s) for s in r.run_secs])) < 1e9]
+
+
+def _sparse_records(log_dir):
+    with open(os.path.join(log_dir, SPARSE_FILE), encoding="utf-8") as handle:
+        return json.load(handle)["records"]
+
+
+def _trace_hashes(records):
+    hashes = []
+    for record in records:
+        sch = tvm.s_tir.Schedule(record.workload.mod)
+        record.trace.apply_to_schedule(sch, remove_postproc=False)
+        hashes.append(structural_hash(sch.mod))
+    return hashes
+
+
+def test_tune_over_a_local_tracker_then_compile_and_resume(tracker, block, tmp_path):
+    model, example, mod, params = block
+    with local_server(tracker, "tune-x86"):
+        device = RPCDevice(f"{tracker[0]}:{tracker[1]}", "tune-x86", session_timeout=60)
+        result = tune(mod, params, "llvm", log_dir=tmp_path, trials=4, sparse_trials=2, rpc=device, rules=RULES,
+                      num_trials_per_iter=4, progress=False)
+        assert (result.dense_tasks, result.sparse_layers) == (1, 3)
+        assert (result.dense_trials, result.sparse_trials) == (4, 6)
+        assert (result.dense_errors, result.sparse_errors) == (0, 0)
+        valid = _valid_records(tmp_path)
+        assert len(valid) == 4 and len(set(_trace_hashes(valid))) == 4
+
+        # The same call again resumes: everything is in the log, nothing is measured again.
+        again = tune(mod, params, "llvm", log_dir=tmp_path, trials=4, sparse_trials=2, rpc=device, rules=RULES,
+                     progress=False)
+        assert (again.dense_trials, again.sparse_trials) == (0, 0)
+        assert len(_valid_records(tmp_path)) == 4 and len(_sparse_records(tmp_path)) == 6
+
+    # compile applies both parts of the log: the dense function is found in the database and each
+    # sparse layer gets its fastest measured knobs.
+    logs = load_tuning_logs(tmp_path)
+    dense_tasks, sparse_tasks = extract_tasks(mod, params, tvm_sparse.parse_target("llvm"), rules=RULES)
+    assert logs.database.query_schedule(dense_tasks[0].mod, tvm_sparse.parse_target("llvm"), "main") is not None
+    fastest = {}
+    for record in _sparse_records(tmp_path):
+        seconds = float(np.median(record["seconds"]))
+        if record["layer"] not in fastest or seconds < fastest[record["layer"]][0]:
+            fastest[record["layer"]] = (seconds, record["config"])
+    for task in sparse_tasks:
+        chosen = logs.kernel_config(task.kernel, task.weight, task.data_shape, task.epilogue, task.options)
+        assert (dataclasses.asdict(chosen) if chosen else None) == fastest[task.key][1]
+    compiled = tvm_sparse.compile(mod, params, "llvm", rules=RULES, tuning_logs=tmp_path)
+    assert [d.decision for d in compiled.report] == ["dense", "sparse", "sparse", "sparse"]
+    assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
+
+
+def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_is_missing(tracker, block, tmp_path):
+    model, example, mod, params = block
+    device = RPCDevice(f"{tracker[0]}:{tracker[1]}", "tune-lost", session_timeout=15)
+    records = tmp_path / RECORD_FILE
+
+    with local_server(tracker, "tune-lost") as server:
+        def pull_the_plug():  # the device disappears once the first batch is in the database
+            while not (records.exists() and records.read_text().count("\n") >= 2):
+                time.sleep(0.2)
+            server.terminate()
+
+        killer = threading.Thread(target=pull_the_plug, daemon=True)
+        killer.start()
+        first = tune(mod, params, "llvm", log_dir=tmp_path, trials=6, sparse_trials=1, rpc=device, rules=RULES,
+                     num_trials_per_iter=2, progress=False)
+        killer.join(timeout=5)
+    assert first.dense_trials == 6
+    assert first.dense_errors >= 1 and first.sparse_errors == 3  # every sparse layer came after the loss
+    measured = _valid_records(tmp_path)
+    assert 2 <= len(measured) < 6
+
+    with local_server(tracker, "tune-lost"):
+        second = tune(mod, params, "llvm", log_dir=tmp_path, trials=6, sparse_trials=1, rpc=device, rules=RULES,
+                      num_trials_per_iter=2, progress=False)
+    assert second.dense_trials == 6 - len(measured)
+    assert second.sparse_trials == 3
+    valid = _valid_records(tmp_path)
+    assert len(valid) == 6 and len(set(_trace_hashes(valid))) == 6  # nothing measured twice
+    assert sum(r["error"] is None for r in _sparse_records(tmp_path)) == 3
+    compiled = tvm_sparse.compile(mod, params, "llvm", rules=RULES, tuning_logs=tmp_path)
+    assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "partial", "bad-sparse"])
+def test_a_bad_log_warns_and_compiles_untuned(block, tmp_path, caplog, damage):
+    model, example, mod, params = block
+    log_dir = tmp_path / "log"
+    if damage != "missing":
+        log_dir.mkdir()
+    if damage == "corrupt":
+        (log_dir / WORKLOAD_FILE).write_text('["not a workload"\n{{{')
+        (log_dir / RECORD_FILE).write_text("garbage\n")
+    elif damage == "partial":
+        (log_dir / RECORD_FILE).write_text("")
+    elif damage == "bad-sparse":
+        (log_dir / SPARSE_FILE).write_text('{"records": [{"layer": "x", "config": {"lanes": "wide"}}]}')
+    with caplog.at_level(logging.WARNING, logger="tvm_sparse.tuning"):
+        compiled = tvm_sparse.compile(mod, params, "llvm", rules=RULES, tuning_logs=log_dir)
+    assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
+    expected = {"missing": "no such folder", "corrupt": "unreadable MetaSchedule database",
+                "partial": f"has no {WORKLOAD_FILE}", "bad-sparse": "not a readable sparse-kernel log"}[damage]
+    assert expected in caplog.text
+    assert "untuned" in caplog.text or "default knobs" in caplog.text
+
+
+def test_tune_refuses_a_corrupt_log(block, tmp_path):
+    _, _, mod, params = block
+    (tmp_path / WORKLOAD_FILE).write_text("{{{")
+    with pytest.raises(TuningLogError, match="unreadable MetaSchedule database"):
+        tune(mod, params, "llvm", log_dir=tmp_path, trials=1, rules=RULES, progress=False)
+
+
+@pytest.mark.phone
+def test_tune_on_the_emulated_phone_then_run_there(tracker, block, tmp_path):
+    from tvm_sparse.rpc import RemoteModel, request_device
+    from tvm_sparse.rpc.phone import EmulatedPhone
+
+    model, example, mod, params = block
+    target = "llvm -mtriple=aarch64-linux-gnu -mattr=+neon"
+    with EmulatedPhone(tracker, key="tune-phone") as phone:
+        device = RPCDevice(f"{tracker[0]}:{tracker[1]}", phone.key, session_timeout=300)
+        result = tune(mod, params, target, log_dir=tmp_path, trials=2, sparse_trials=1, rpc=device, rules=RULES,
+                      num_trials_per_iter=2, progress=False)
+        assert (result.dense_trials, result.sparse_trials) == (2, 3)
+        assert (result.dense_errors, result.sparse_errors) == (0, 0)
+        compiled = tvm_sparse.compile(mod, params, target, rules=RULES, tuning_logs=tmp_path)
+        session = request_device(phone.tracker, phone.key, session_timeout=600)
+        assert relative_error(RemoteModel(compiled, session).run(example), _expected(model, example)) <= 1e-5
+
+
+def test_cli_rejects_a_tracker_without_key(capsys):
+    from tvm_sparse.cli import main
+
+    assert main(["tune", "resnet18", "--rpc-tracker", "127.0.0.1:9190"]) == 2
+    assert "--rpc-key" in capsys.readouterr().err
