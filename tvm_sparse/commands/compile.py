@@ -34,8 +34,8 @@ def register(subparsers):
     parser.add_argument("--min-macs", type=int, default=defaults.min_macs,
                         help="smaller layers stay dense (default %(default)s)")
     parser.add_argument("--max-kernel-terms", type=int, default=defaults.max_kernel_terms,
-                        help="layers with more non-zero weights stay dense: their specialised kernels "
-                             "compile slowly (default %(default)s)")
+                        help="layers with more non-zero weights stay dense, for a shorter compile "
+                             "(default %(default)s: no limit)")
     parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
     parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
     parser.set_defaults(func=run)
