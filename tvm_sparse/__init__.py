@@ -13,6 +13,7 @@ _LAZY = {
     "CompiledModel": "tvm_sparse.compiler",
     "from_torch": "tvm_sparse.frontend",
     "parse_target": "tvm_sparse.target",
+    "tune": "tvm_sparse.tuning",
 }
 
 
