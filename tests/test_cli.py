@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tvm_sparse.cli import build_parser
 
 
@@ -64,3 +66,11 @@ def test_compile_names_a_bad_model_and_target():
     assert result.returncode == 1 and "'resnet19' is neither a built-in model" in result.stderr
     result = _cli("compile", "resnet18", "--target", "llvm -mcpu=potato")
     assert result.returncode == 1 and "-mcpu=potato" in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_model_times_every_runtime_and_checks_them():
+    result = _cli("bench", "model", "--threads", "1", "--rounds", "1", timeout=1800)
+    assert result.returncode == 0, result.stderr
+    for expected in ("tvm_sparse dense", "pytorch", "onnxruntime", "vs onnxruntime (target)", "routed to sparse kernels"):
+        assert expected in result.stdout

@@ -48,7 +48,7 @@ def run(args):
     from tvm_sparse.pruning.one_shot import magnitude_prune
 
     configure_threads(args.threads)
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     dense_model = benchmark_model(args.model)
     model = copy.deepcopy(dense_model)
     plan = magnitude_prune(model, compression=args.compression) if args.compression else None
