@@ -97,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=160)
     with tempfile.TemporaryDirectory() as workdir:
         with console.status("compiling four variants"):
             seconds = prepare(args.model, args.compression, args.sparse_logs, args.dense_logs, args.target, workdir)
