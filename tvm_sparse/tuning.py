@@ -42,6 +42,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.runner import local_runner, rpc_runner
 from tvm.ir.utils import derived_object
+from tvm.support.popen_pool import PopenPoolExecutor
 from tvm_ffi import structural_equal, structural_hash
 
 from relay_passes.pipeline import build_pipeline
@@ -94,8 +95,24 @@ class RPCDevice:
         host, port = parse_address(self.tracker)
         config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=self.key,
                                      session_timeout_sec=self.session_timeout)
-        return ms.runner.RPCRunner(config, evaluator_config=evaluator, max_workers=1,
-                                   f_alloc_argument=f_alloc_argument)
+        return DeadlineRPCRunner(config, evaluator_config=evaluator, max_workers=1,
+                                 f_alloc_argument=f_alloc_argument)
+
+
+@derived_object
+class DeadlineRPCRunner(ms.runner.RPCRunner._cls):  # pylint: disable=protected-access
+    """MetaSchedule's ``RPCRunner`` whose measurements end after ``session_timeout_sec``.
+
+    MetaSchedule's own runner waits for its worker without a limit (its timeout only appears in
+    the error message), and a tracker queues a request for a device that has gone away forever:
+    a tuning run would hang when the phone disappears. Here the worker pool kills a measurement
+    after the session timeout, which MetaSchedule then records as an error.
+    """
+
+    def __init__(self, rpc_config, **kwargs):
+        super().__init__(rpc_config, **kwargs)
+        self.pool.shutdown()
+        self.pool = PopenPoolExecutor(max_workers=1, timeout=rpc_config.session_timeout_sec)
 
 
 @dataclass(frozen=True)
