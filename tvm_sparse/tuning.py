@@ -283,6 +283,7 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
         self.inner = inner or ms.search_strategy.EvolutionarySearch()
         self.context = None
         self.measured = {}  # structural hash -> recorded run_secs
+        self.remaining = 0  # trials this run may still hand out
 
     def _initialize_with_tune_context(self, context):
         self.context = context
@@ -298,7 +299,10 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
                 sch = tvm.s_tir.Schedule(self.context.mod)
                 record.trace.apply_to_schedule(sch, remove_postproc=False)
                 self.measured[structural_hash(sch.mod)] = list(record.run_secs)
-        self.inner.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database, cost_model)
+        self.remaining = max_trials
+        # The inner search counts the candidates dropped here as trials: give it room for them.
+        self.inner.pre_tuning(max_trials + len(self.measured), num_trials_per_iter, design_spaces, database,
+                              cost_model)
 
     def post_tuning(self):
         self.inner.post_tuning()
@@ -314,7 +318,9 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
                 self.inner.notify_runner_results(
                     known, [ms.runner.RunnerResult(self.measured[structural_hash(c.sch.mod)], None)
                             for c in known])
-            if fresh:
+            if fresh and self.remaining > 0:
+                fresh = fresh[:self.remaining]
+                self.remaining -= len(fresh)
                 return fresh
         return None
 
