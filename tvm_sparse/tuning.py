@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import tvm
 from tvm.s_tir import meta_schedule as ms
-from tvm.s_tir.meta_schedule.runner import local_runner, rpc_runner
+from tvm.s_tir.meta_schedule.runner import local_runner
 from tvm.ir.utils import derived_object
 from tvm.support.popen_pool import PopenPoolExecutor
 from tvm_ffi import structural_equal, structural_hash
@@ -91,12 +91,33 @@ class RPCDevice:
     session_timeout: float = 120.0
 
     def runner(self, evaluator, f_alloc_argument=None):
-        """A MetaSchedule ``RPCRunner`` for this device."""
+        """A MetaSchedule ``RPCRunner`` for this device (arguments from :func:`host_random_arguments` by default)."""
         host, port = parse_address(self.tracker)
         config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=self.key,
                                      session_timeout_sec=self.session_timeout)
         return DeadlineRPCRunner(config, evaluator_config=evaluator, max_workers=1,
-                                 f_alloc_argument=f_alloc_argument)
+                                 f_alloc_argument=f_alloc_argument or host_random_arguments)
+
+
+def host_random_arguments(session, device, args_info, alloc_repeat):
+    """MetaSchedule ``f_alloc_argument`` for a remote device: random tensors made here and copied there.
+
+    MetaSchedule's default fills them on the device with ``tvm.contrib.random``, which a device
+    running only TVM's runtime (the emulated phone, a runtime-only install) does not have.
+    Floating-point arguments are uniform in [-1, 1); integer ones are zero.
+    """
+    del session
+    rng = np.random.default_rng(0)
+    repeated = []
+    for _ in range(alloc_repeat):
+        arguments = []
+        for kind, dtype, shape in args_info:
+            if kind != "TENSOR":
+                raise NotImplementedError(f"cannot allocate a {kind} argument")
+            value = rng.uniform(-1.0, 1.0, size=shape) if "float" in dtype else np.zeros(shape)
+            arguments.append(tvm.runtime.tensor(value.astype(dtype), device))
+        repeated.append(arguments)
+    return repeated
 
 
 @derived_object
@@ -576,7 +597,7 @@ class _Runners:
         if table is None:
             return self.default
         index = [param.name for param in func.params].index("table")
-        default = rpc_runner.default_alloc_argument if self.rpc is not None else local_runner.default_alloc_argument
+        default = host_random_arguments if self.rpc is not None else local_runner.default_alloc_argument
         return self._make(functools.partial(alloc_with_table, default, index, table))
 
 
