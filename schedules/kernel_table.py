@@ -35,3 +35,21 @@ def pack_sections(sections):
     starts = np.cumsum([0] + [len(s) for s in flat[:-1]]).tolist()
     table = np.concatenate(flat) if flat else np.zeros(0, np.int32)
     return (table if len(table) else np.zeros(1, np.int32)), [int(s) for s in starts]
+
+
+def declare_table_kernel(name, kernel, geometry, epilogue, table_size, dtype="float32"):
+    """Inside ``T.prim_func()``: name the function and declare the table-kernel parameters.
+
+    Declares ``data``, ``[bias]``, ``[residual]``, ``table`` (int32, ``table_size``), ``out`` in
+    that order (the router's calling convention) and returns them; absent ones are ``None``.
+    """
+    from tvm.tirx.script.builder import ir as T  # pylint: disable=import-outside-toplevel
+
+    T.func_name(name)
+    T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": kernel})
+    data = T.arg("data", T.buffer(geometry.data_shape, dtype))
+    bias = T.arg("bias", T.buffer((geometry.filters,), dtype)) if epilogue.bias else None
+    residual = T.arg("residual", T.buffer(geometry.out_shape, dtype)) if epilogue.residual else None
+    table = T.arg("table", T.buffer((table_size,), "int32"))
+    out = T.arg("out", T.buffer(geometry.out_shape, dtype))
+    return data, bias, residual, table, out

@@ -28,7 +28,7 @@ from tvm_sparse.formats import PatternWeight
 
 from .compact_conv import with_table
 from .epilogue import Epilogue
-from .kernel_table import pack_sections
+from .kernel_table import declare_table_kernel, pack_sections
 from .specialized_conv import DTYPE, make_geometry
 
 #: The FKW arrays, in the order of their sections in the table.
@@ -104,13 +104,7 @@ def pattern_conv2d_opencl(
 
     with IRBuilder() as builder:
         with T.prim_func():
-            T.func_name(name)
-            T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": "pattern_conv2d_opencl"})
-            data = T.arg("data", T.buffer(g.data_shape, DTYPE))
-            bias = T.arg("bias", T.buffer((g.filters,), DTYPE)) if epilogue.bias else None
-            residual = T.arg("residual", T.buffer(g.out_shape, DTYPE)) if epilogue.residual else None
-            table = T.arg("table", T.buffer(table_np.shape, "int32"))
-            out = T.arg("out", T.buffer(g.out_shape, DTYPE))
+            data, bias, residual, table, out = declare_table_kernel(name, "pattern_conv2d_opencl", g, epilogue, table_np.size, DTYPE)
             with T.thread_binding(0, g.filters, thread="blockIdx.y") as group_filter:
                 with T.thread_binding(0, g.batch * tiles_h * tiles_w, thread="blockIdx.x") as group_tile:
                     with T.thread_binding(0, tile.rows, thread="threadIdx.y") as ty:
