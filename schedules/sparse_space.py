@@ -139,8 +139,9 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
     -------
     list of SpecializedConvConfig
         Distinct configs: the default; the specialised code when its size is within
-        :data:`schedules.specialized_conv.CODE_BUDGET`; compact codes with other register tiles
-        (rows x vectors x filters within the accumulator budget) and channel blocks.
+        :data:`schedules.specialized_conv.CODE_BUDGET`; the default compact code on the aligned
+        input layout (``tap_copies``); compact codes with other register tiles (rows x vectors x
+        filters within the accumulator budget) and channel blocks.
     """
     if kernel not in KERNEL_FORMATS:
         raise ValueError(f"unknown sparse kernel {kernel!r}; expected one of {sorted(KERNEL_FORMATS)}")
@@ -167,5 +168,8 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
                     compact_config(geometry, lanes, accumulators, block_rows, filters=filters, vectors=vectors, rows=rows)
                 )
     candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
+    if geometry.kernel[1] > geometry.stride[1]:  # else the tap copies are the stride phases
+        candidates.append(dataclasses.replace(base, tap_copies=True))
     unique = list(dict.fromkeys(candidates))
-    return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen != "specialized", -c.filters * c.rows * c.vectors))[:11]
+    return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen != "specialized", not c.tap_copies,
+                                                          -c.filters * c.rows * c.vectors))[:11]

@@ -6,9 +6,13 @@ holds those terms as literals: no index table and no weight buffer is read in th
 
 Structure of the generated function (NCHW in and out, float32):
 
-1. The input is padded once into a scratch buffer laid out ``[N, C, Hp, stride_w, Wq]``: the
-   columns of each row are split by stride phase, so a tap of a stride-2 convolution reads
-   consecutive addresses.
+1. The input is padded once into a scratch buffer laid out ``[N, C, Hp, copies, Wc]``, element
+   ``q`` of copy ``k`` being padded column ``q * stride_w + k``, so that a tap of any stride reads
+   consecutive addresses. By default there is one copy per stride phase (``Wc`` covers the
+   kernel's width); with ``config.tap_copies``, one per tap column (``Wc`` is the output width),
+   so that every vector load starts at a multiple of the vector width: aligned loads, which
+   feed the FMAs faster on AVX-512 (a 16-lane load that splits a cache line costs two), at
+   the price of ``S`` times the copied input.
 2. A parallel loop over (image, block of output rows, part of the filter blocks). Inside it, for
    each block of input channels (an L1-sized slab of the padded input) and each *filter block*
    (filters that the format groups together: a pattern pair, a block-punched or BSR row block),
@@ -135,6 +139,7 @@ class SpecializedConvConfig:
     row_tiles: int = 2
     filter_splits: int = 1
     codegen: str = "specialized"
+    tap_copies: bool = False
 
     def __post_init__(self):
         for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits"):
@@ -281,30 +286,33 @@ class Layout:
         self.out_w = math.ceil(g.out_width / self.tile_width) * self.tile_width
         self.out_h = math.ceil(g.out_height / cfg.rows) * cfg.rows
         self.direct = (self.out_h, self.out_w) == (g.out_height, g.out_width)
-        sh, sw = g.stride
-        self.in_h = (self.out_h - 1) * sh + g.kernel[0]
-        self.phase_w = self.out_w + (g.kernel[1] - 1) // sw
-        self.row_stride = sw * self.phase_w
+        self.in_h = (self.out_h - 1) * g.stride[0] + g.kernel[0]
+        sw = g.stride[1]
+        # Element q of copy k is padded column q * sw + k.
+        self.tap_copies = cfg.tap_copies
+        self.copies = g.kernel[1] if cfg.tap_copies else sw
+        self.copy_w = self.out_w if cfg.tap_copies else self.out_w + (g.kernel[1] - 1) // sw
+        self.row_stride = self.copies * self.copy_w
         self.channel_stride = self.in_h * self.row_stride
         self.row_tiles_total = self.out_h // cfg.rows
         self.row_blocks = math.ceil(self.row_tiles_total / cfg.row_tiles)
         self.stride_w = sw
 
     def input_offset(self, channel, row, col):
-        """Offset of padded input ``(channel, row, col)`` in the phase-split layout (``col`` in padded columns)."""
-        sw = self.stride_w
-        return channel * self.channel_stride + row * self.row_stride + (col % sw) * self.phase_w + col // sw
+        """Offset of tap column ``col`` of padded row ``row`` of ``channel`` for output column 0."""
+        copy, shift = (col, 0) if self.tap_copies else (col % self.stride_w, col // self.stride_w)
+        return channel * self.channel_stride + row * self.row_stride + copy * self.copy_w + shift
 
     def needs_padding(self, geometry):
         """Whether the kernel must copy the input: unless it already has the padded layout."""
         g = geometry
         return not (
-            g.stride == (1, 1) and g.padding == (0, 0, 0, 0) and (self.in_h, self.phase_w) == (g.height, g.width)
+            g.stride == (1, 1) and g.padding == (0, 0, 0, 0) and (self.in_h, self.row_stride) == (g.height, g.width)
         )
 
 
 def emit_padding(geometry, layout, data, padded, lanes):
-    """Copy the input into the zero-padded, phase-split scratch buffer (parallel over images x channels)."""
+    """Copy the input into the zero-padded scratch buffer, one copy per tap column (parallel over images x channels)."""
     g, lay = geometry, layout
     top, left = g.padding[0], g.padding[1]
     sw = g.stride[1]
@@ -320,19 +328,19 @@ def emit_padding(geometry, layout, data, padded, lanes):
             with T.serial(0, last_row - first_row) as i:
                 dst_row = dst_plane + (first_row + i) * lay.row_stride
                 src_row = src_plane + (first_row + i - top) * g.width
-                for phase in range(sw):
-                    # padded column q*sw + phase holds input column q*sw + phase - left
-                    lo = max(0, -(-(left - phase) // sw))
-                    hi = min(lay.phase_w, (g.width - 1 + left - phase) // sw + 1)
-                    dst = dst_row + phase * lay.phase_w
+                for s in range(lay.copies):
+                    # element q of copy s is padded column q*sw + s: input column q*sw + s - left
+                    lo = max(0, -(-(left - s) // sw))
+                    hi = min(lay.copy_w, (g.width - 1 + left - s) // sw + 1)
+                    dst = dst_row + s * lay.copy_w
                     if hi <= lo:
-                        _zero_row(padded, dst, lay.phase_w, lanes)
+                        _zero_row(padded, dst, lay.copy_w, lanes)
                         continue
                     if lo > 0:
                         _zero_row(padded, dst, lo, lanes)
-                    _copy_row(padded, dst + lo, data, src_row + lo * sw + phase - left, sw, hi - lo, lanes)
-                    if hi < lay.phase_w:
-                        _zero_row(padded, dst + hi, lay.phase_w - hi, lanes)
+                    _copy_row(padded, dst + lo, data, src_row + lo * sw + s - left, sw, hi - lo, lanes)
+                    if hi < lay.copy_w:
+                        _zero_row(padded, dst + hi, lay.copy_w - hi, lanes)
 
 
 def scratch_buffers(*sizes):
@@ -369,7 +377,7 @@ class KernelContext:
     geometry, config, layout, epilogue
         The convolution, the knobs, the padded sizes and the fused tail.
     padded : Buffer
-        The flat, zero-padded, phase-split input.
+        The flat, zero-padded input, one copy per tap column.
     acc : Buffer
         Where partial sums live: the flat output, or a padded scratch output that is cropped.
     bias, residual : Buffer or None

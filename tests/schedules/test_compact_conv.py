@@ -28,12 +28,16 @@ COMPACT_KNOBS = [
     SpecializedConvConfig(lanes=4, vectors=3, rows=2, filters=3, channel_block=3, row_tiles=1, filter_splits=2, codegen="compact"),
     SpecializedConvConfig(lanes=16, vectors=1, rows=3, filters=1, channel_block=100, row_tiles=4, codegen="compact"),
     SpecializedConvConfig(lanes=8, vectors=2, rows=1, filters=2, channel_block=1, row_tiles=3, filter_splits=3, codegen="compact"),
+    SpecializedConvConfig(lanes=4, vectors=2, rows=3, filters=2, channel_block=4, row_tiles=2, codegen="compact", tap_copies=True),
+    SpecializedConvConfig(lanes=16, vectors=1, rows=2, filters=1, channel_block=7, filter_splits=2, tap_copies=True),
 ]
 
 
-@pytest.mark.parametrize("config", COMPACT_KNOBS, ids=lambda c: f"f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}")
+@pytest.mark.parametrize(
+    "config", COMPACT_KNOBS, ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}"
+)
 def test_knobs_keep_results(config, run_kernel):
-    """Tails in width, height, channels and filters (padding slots of a tile), split tasks."""
+    """Tails in width, height, channels and filters (padding slots of a tile), split tasks, both input layouts."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 10, 11, 13)).astype("float32")
     library = pattern_library(6, 5, rng)
@@ -43,6 +47,10 @@ def test_knobs_keep_results(config, run_kernel):
     punched = BlockPunchedWeight.from_dense(block_punched(rng, (11, 10, 3, 3), (4, 3), 0.4), (4, 3))
     out = run_kernel(block_punched_conv2d(punched, x.shape, stride=2, padding=1, config=config), [x], (2, 11, 6, 7))
     np.testing.assert_allclose(out, punched.conv2d(x, stride=2, padding=1), rtol=1e-4, atol=1e-4)
+    wide = BlockPunchedWeight.from_dense(block_punched(rng, (6, 10, 5, 5), (4, 3), 0.5), (4, 3))
+    padding = (2, 1, 0, 2)
+    out = run_kernel(block_punched_conv2d(wide, x.shape, stride=2, padding=padding, config=config), [x], (2, 6, 5, 6))
+    np.testing.assert_allclose(out, wide.conv2d(x, stride=2, padding=padding), rtol=1e-4, atol=1e-4)
 
 
 @st.composite
@@ -121,6 +129,9 @@ def test_candidates_are_small_valid_and_distinct():
     assert 2 <= len(candidates) <= 12 and len(set(candidates)) == len(candidates)
     assert {c.codegen for c in candidates} == {"specialized", "compact"}
     assert all(c.filters == 1 for c in candidates if c.codegen == "compact")  # patterns share no inputs
+    assert any(c.tap_copies for c in candidates)
+    one_by_one = candidate_configs("bsr_conv2d", BSRWeight.from_dense(np.ones((8, 8, 1, 1), "float32"), (4, 4)), (1, 8, 8, 8))
+    assert not any(c.tap_copies for c in one_by_one)  # one copy either way
     with pytest.raises(TypeError, match="PatternWeight"):
         candidate_configs("bsr_conv2d", fmt, (1, 64, 32, 32))
     with pytest.raises(ValueError, match="unknown sparse kernel"):
