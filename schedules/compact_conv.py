@@ -18,11 +18,13 @@ per-kernel data is read from an int32 table parameter:
 - per channel block, each output tile runs every filter tile of the task before the next output
   tile, so the tile's input window stays in L1.
 
-Everything else (padding into the phase-split layout, channel blocking, parallel split, epilogue,
+Everything else (copying the input into its layout, channel blocking, parallel split, epilogue,
 cropping) is :func:`schedules.specialized_conv.build_direct_conv`. Table layout: see
 :class:`CompactTable`.
 """
 
+import functools
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +104,9 @@ def pack_table(geometry, config, tiles, groups, entries):
     return CompactTable(np.concatenate(sections).astype(np.int32), int(starts[1]), int(starts[2]), int(starts[3]))
 
 
-#: Register tiles with at most this many accumulators use two sets of sums (twice the FMA chains).
-SPLIT_ACCUMULATORS = 4
+#: Independent FMA chains a register tile should have to hide the FMA latency: a tile with fewer
+#: accumulators keeps several sets of sums, the taps of an entry going to the sets in turn.
+FMA_CHAINS = 8
 
 
 def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), config=None, name="sparse_conv2d",
@@ -139,10 +142,10 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     lanes, rows, vectors = cfg.lanes, cfg.rows, cfg.vectors
     splits = cfg.filter_splits
 
-    # With at most SPLIT_ACCUMULATORS accumulators the FMA latency, not the throughput, bounds the
-    # loop: odd taps then go to a second set of sums (tiny maps: 0.86 against 1.04 ms on 512
-    # channels, 4x4; with 7 accumulators it lost, 0.92 against 0.72 ms).
-    split = width * rows * vectors <= SPLIT_ACCUMULATORS
+    # With few accumulators the FMA latency, not the throughput, bounds the loop (tiny maps: 0.86
+    # against 1.04 ms with two sets on 512 channels, 4x4; with 7 accumulators two sets lost,
+    # 0.92 against 0.72 ms).
+    sets = max(1, min(n_taps, FMA_CHAINS // (width * rows * vectors)))
 
     def local(v):
         return vector_index(v * lanes, lanes)
@@ -155,13 +158,14 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
         readable = [tirx.min(fid, g.filters - 1) for fid in filter_ids]
         # One buffer per (filter, row), far under 1 KiB: TVM puts a small "global" buffer on the
         # stack (a "local" one, or one of 1 KiB or more, on the heap), and LLVM keeps it in registers.
-        acc = [[T.alloc_buffer((vectors * lanes,), DTYPE) for _ in range(rows)] for _ in range(width)]
-        odd = [[T.alloc_buffer((vectors * lanes,), DTYPE) for _ in range(rows)] for _ in range(width)] if split else acc
-        if split:
+        sums = [[[T.alloc_buffer((vectors * lanes,), DTYPE) for _ in range(rows)] for _ in range(width)]
+                for _ in range(sets)]
+        acc = sums[0]
+        for extra in sums[1:]:
             for f in range(width):
                 for j in range(rows):
                     for v in range(vectors):
-                        T.buffer_store(odd[f][j], as_vector(tirx.const(0.0, DTYPE), lanes), [local(v)])
+                        T.buffer_store(extra[f][j], as_vector(tirx.const(0.0, DTYPE), lanes), [local(v)])
         with T.If(cb == 0):
             with T.Then():
                 for f in range(width):
@@ -188,15 +192,15 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
                         for v in range(vectors):
                             x = ctx.padded[vector_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
                             for f in range(width):
-                                i, sums = local(v), (odd if q % 2 else acc)[f][j]
-                                T.buffer_store(sums, sums[i] + as_vector(weights[f], lanes) * x, [i])
+                                i, chain = local(v), sums[q % sets][f][j]
+                                T.buffer_store(chain, chain[i] + as_vector(weights[f], lanes) * x, [i])
         for f in range(width):
             with T.If(filter_ids[f] < g.filters):
                 with T.Then():
                     for j in range(rows):
                         for v in range(vectors):
                             y_index = ctx.y_index(y_base, filter_ids[f], j, v)
-                            value = acc[f][j][local(v)] + odd[f][j][local(v)] if split else acc[f][j][local(v)]
+                            value = functools.reduce(operator.add, (part[f][j][local(v)] for part in sums))
                             if ctx.layout.direct:
                                 value = tirx.Select(cb == n_cblocks - 1, ctx.final_value(value, y_index), value)
                             T.buffer_store(ctx.acc, value, [y_index])

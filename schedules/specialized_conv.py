@@ -140,11 +140,14 @@ class SpecializedConvConfig:
     filter_splits: int = 1
     codegen: str = "specialized"
     tap_copies: bool = False
+    im2col: bool = False
 
     def __post_init__(self):
         for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.im2col and self.rows != 1:
+            raise ValueError(f"an im2col kernel computes one row of pixels: rows must be 1, got {self.rows}")
         if self.codegen not in CODEGENS:
             raise ValueError(f"codegen must be one of {CODEGENS}, got {self.codegen!r}")
 
@@ -278,20 +281,27 @@ def _zero_row(dst, dst_offset, count, lanes):
 
 
 class Layout:
-    """Sizes of the padded input and the (possibly padded) output the kernel computes."""
+    """Sizes of the padded input and the (possibly padded) output the kernel computes.
+
+    ``valid_h x valid_w`` is the output the kernel must produce (``1 x OH*OW`` for ``im2col``),
+    ``out_h x out_w`` the one it computes, in whole register tiles.
+    """
 
     def __init__(self, geometry, config):
         g, cfg = geometry, config
+        self.im2col = cfg.im2col
+        self.valid_h, self.valid_w = (1, g.out_height * g.out_width) if cfg.im2col else (g.out_height, g.out_width)
         self.tile_width = cfg.lanes * cfg.vectors
-        self.out_w = math.ceil(g.out_width / self.tile_width) * self.tile_width
-        self.out_h = math.ceil(g.out_height / cfg.rows) * cfg.rows
-        self.direct = (self.out_h, self.out_w) == (g.out_height, g.out_width)
-        self.in_h = (self.out_h - 1) * g.stride[0] + g.kernel[0]
+        self.out_w = math.ceil(self.valid_w / self.tile_width) * self.tile_width
+        self.out_h = math.ceil(self.valid_h / cfg.rows) * cfg.rows
+        self.direct = (self.out_h, self.out_w) == (self.valid_h, self.valid_w)
+        # im2col: "row" r of a channel holds its taps (r, s), the only row a tile reads.
+        self.in_h = g.kernel[0] if cfg.im2col else (self.out_h - 1) * g.stride[0] + g.kernel[0]
         sw = g.stride[1]
-        # Element q of copy k is padded column q * sw + k.
-        self.tap_copies = cfg.tap_copies
-        self.copies = g.kernel[1] if cfg.tap_copies else sw
-        self.copy_w = self.out_w if cfg.tap_copies else self.out_w + (g.kernel[1] - 1) // sw
+        # Element q of copy k is padded column q * sw + k (im2col: tap column k at pixel q).
+        self.tap_copies = cfg.tap_copies or cfg.im2col
+        self.copies = g.kernel[1] if self.tap_copies else sw
+        self.copy_w = self.out_w if self.tap_copies else self.out_w + (g.kernel[1] - 1) // sw
         self.row_stride = self.copies * self.copy_w
         self.channel_stride = self.in_h * self.row_stride
         self.row_tiles_total = self.out_h // cfg.rows
@@ -308,11 +318,16 @@ class Layout:
         g = geometry
         return not (
             g.stride == (1, 1) and g.padding == (0, 0, 0, 0) and (self.in_h, self.row_stride) == (g.height, g.width)
+            or self.im2col and g.kernel == (1, 1) and g.stride == (1, 1) and g.padding == (0, 0, 0, 0)
+            and self.out_w == g.height * g.width
         )
 
 
 def emit_padding(geometry, layout, data, padded, lanes):
     """Copy the input into the zero-padded scratch buffer, one copy per tap column (parallel over images x channels)."""
+    if layout.im2col:
+        emit_im2col(geometry, layout, data, padded, lanes)
+        return
     g, lay = geometry, layout
     top, left = g.padding[0], g.padding[1]
     sw = g.stride[1]
@@ -341,6 +356,41 @@ def emit_padding(geometry, layout, data, padded, lanes):
                     _copy_row(padded, dst + lo, data, src_row + lo * sw + s - left, sw, hi - lo, lanes)
                     if hi < lay.copy_w:
                         _zero_row(padded, dst + hi, lay.copy_w - hi, lanes)
+
+
+def emit_im2col(geometry, layout, data, im2col, lanes):
+    """Write the input's ``im2col`` rows: element ``p`` of tap ``(r, s)`` is padded pixel ``(oh*sh + r, ow*sw + s)``.
+
+    Parallel over images x channels; pixels past ``OH * OW`` (up to whole vectors) are zeros.
+    """
+    g, lay = geometry, layout
+    top, left = g.padding[0], g.padding[1]
+    (sh, sw), out_w = g.stride, g.out_width
+    pixels = g.out_height * out_w
+    with T.parallel(0, g.batch * g.channels) as nc:
+        src_plane = nc * (g.height * g.width)
+        for r in range(g.kernel[0]):
+            for s in range(g.kernel[1]):
+                dst_tap = nc * lay.channel_stride + lay.input_offset(0, r, s)
+                # output column ow reads input column ow*sw + s - left: valid for lo <= ow < hi
+                lo = min(out_w, max(0, -(-(left - s) // sw)))
+                hi = max(lo, min(out_w, (g.width - 1 + left - s) // sw + 1))
+                with T.serial(0, g.out_height) as oh:
+                    dst = dst_tap + oh * out_w
+                    in_row = oh * sh + r - top
+                    with T.If(tirx.all(0 <= in_row, in_row < g.height)):
+                        with T.Then():
+                            if lo > 0:
+                                _zero_row(im2col, dst, lo, lanes)
+                            if hi > lo:
+                                _copy_row(im2col, dst + lo, data, src_plane + in_row * g.width + lo * sw + s - left,
+                                          sw, hi - lo, lanes)
+                            if hi < out_w:
+                                _zero_row(im2col, dst + hi, out_w - hi, lanes)
+                        with T.Else():
+                            _zero_row(im2col, dst, out_w, lanes)
+                if lay.out_w > pixels:
+                    _zero_row(im2col, dst_tap + pixels, lay.out_w - pixels, lanes)
 
 
 def scratch_buffers(*sizes):
@@ -587,13 +637,13 @@ def _when(guarded, condition):
 def emit_crop(geometry, layout, epilogue, acc, residual, out, lanes):
     """Copy the valid part of the padded output to ``out``, adding the residual and activating."""
     g, lay = geometry, layout
-    out_plane = g.out_height * g.out_width
-    chunks, tail = divmod(g.out_width, lanes)
+    out_plane = lay.valid_h * lay.valid_w
+    chunks, tail = divmod(lay.valid_w, lanes)
     with T.parallel(0, g.batch * g.filters) as nk:
-        with T.serial(0, g.out_height) as h:
+        with T.serial(0, lay.valid_h) as h:
             for start, width in [(i * lanes, lanes) for i in range(chunks)] + ([(chunks * lanes, tail)] if tail else []):
                 src = nk * lay.out_h * lay.out_w + h * lay.out_w + start
-                dst = vector_index(nk * out_plane + h * g.out_width + start, width)
+                dst = vector_index(nk * out_plane + h * lay.valid_w + start, width)
                 value = acc[vector_index(src, width)]
                 if residual is not None:
                     value = value + residual[dst]

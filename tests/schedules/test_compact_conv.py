@@ -30,6 +30,9 @@ COMPACT_KNOBS = [
     SpecializedConvConfig(lanes=8, vectors=2, rows=1, filters=2, channel_block=1, row_tiles=3, filter_splits=3, codegen="compact"),
     SpecializedConvConfig(lanes=4, vectors=2, rows=3, filters=2, channel_block=4, row_tiles=2, codegen="compact", tap_copies=True),
     SpecializedConvConfig(lanes=16, vectors=1, rows=2, filters=1, channel_block=7, filter_splits=2, tap_copies=True),
+    SpecializedConvConfig(lanes=16, vectors=1, rows=1, filters=1, channel_block=10, filter_splits=2, codegen="compact", im2col=True),
+    SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=3, codegen="compact", im2col=True),
+    SpecializedConvConfig(lanes=8, vectors=2, rows=1, filters=2, channel_block=4, im2col=True),
 ]
 
 
@@ -37,7 +40,7 @@ COMPACT_KNOBS = [
     "config", COMPACT_KNOBS, ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}"
 )
 def test_knobs_keep_results(config, run_kernel):
-    """Tails in width, height, channels and filters (padding slots of a tile), split tasks, both input layouts."""
+    """Tails in width, height, channels and filters (padding slots of a tile), split tasks, every input layout."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 10, 11, 13)).astype("float32")
     library = pattern_library(6, 5, rng)
@@ -51,6 +54,29 @@ def test_knobs_keep_results(config, run_kernel):
     padding = (2, 1, 0, 2)
     out = run_kernel(block_punched_conv2d(wide, x.shape, stride=2, padding=padding, config=config), [x], (2, 6, 5, 6))
     np.testing.assert_allclose(out, wide.conv2d(x, stride=2, padding=padding), rtol=1e-4, atol=1e-4)
+
+
+def test_im2col_on_tiny_maps(run_kernel):
+    """Whole vectors of pixels: a 4x4 pattern layer (the default on AVX-512), stride 2 into 2x3, and a 1x1
+    BSR layer (its input already is its im2col matrix: no copy)."""
+    rng = np.random.default_rng(5)
+    target = as_target({"kind": "llvm", "mcpu": "skylake-avx512"})
+    library = pattern_library(8, 4, rng)
+    fmt = PatternWeight.from_dense(pattern_pruned(rng, 40, 300, library, 0.28), library)
+    x = rng.standard_normal((1, 300, 4, 4)).astype("float32")
+    func = pattern_conv2d(fmt, x.shape, padding=1, target=target)
+    assert 'tvm_sparse.kernel": "compact_conv2d"' in func.script() and table_argument(func) is not None
+    assert candidate_configs("pattern_conv2d", fmt, x.shape, target, padding=1)[0].im2col
+    np.testing.assert_allclose(run_kernel(func, [x], (1, 40, 4, 4)), fmt.conv2d(x, padding=1), rtol=1e-4, atol=1e-4)
+    x = rng.standard_normal((2, 300, 4, 5)).astype("float32")
+    config = SpecializedConvConfig(lanes=4, vectors=1, rows=1, filters=1, channel_block=300, codegen="compact", im2col=True)
+    func = pattern_conv2d(fmt, x.shape, stride=2, padding=1, config=config)
+    np.testing.assert_allclose(run_kernel(func, [x], (2, 40, 2, 3)), fmt.conv2d(x, stride=2, padding=1), rtol=1e-4, atol=1e-4)
+    bsr = BSRWeight.from_dense(block_sparse(rng, (16, 24, 1, 1), (4, 2), 0.5), (4, 2))
+    x = rng.standard_normal((1, 24, 4, 4)).astype("float32")
+    config = SpecializedConvConfig(lanes=16, vectors=1, rows=1, filters=4, channel_block=24, codegen="compact", im2col=True)
+    func = bsr_conv2d(bsr, x.shape, config=config)
+    np.testing.assert_allclose(run_kernel(func, [x], (1, 16, 4, 4)), bsr.conv2d(x), rtol=1e-4, atol=1e-4)
 
 
 @st.composite
