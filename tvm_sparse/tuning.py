@@ -8,9 +8,10 @@ Two kinds of kernel come out of ``tvm_sparse.compile``, and they are tuned diffe
   with the xgboost cost model, builds and runs go through MetaSchedule's ``LocalBuilder`` and its
   local or RPC runner, and the results land in MetaSchedule's JSON database.
   ``ApplyTunedSchedules`` applies that database when the model is compiled.
-* **Sparse kernels** are generated code with every weight a literal; their knobs
-  (``SpecializedConvConfig``: register tile, channel block, parallel split) are code-generation
-  parameters, not schedule decisions on a block, so they cannot be a MetaSchedule trace. Each
+* **Sparse kernels** are code generated from the weights (literals, or a table read by per-pattern
+  code); their knobs (``SpecializedConvConfig``: code generator, input layout, register tile,
+  channel block, parallel split) are code-generation parameters, not schedule decisions on a
+  block, so they cannot be a MetaSchedule trace. Each
   candidate configuration is generated as its own PrimFunc and measured with the *same*
   MetaSchedule builder and runner (so RPC, timeouts and errors behave alike); the spaces are a
   handful of configurations (``schedules.sparse_space.candidate_configs``) and one build takes
