@@ -1,8 +1,9 @@
 """Whole-model latency: tvm_sparse.compile vs PyTorch vs ONNX Runtime, side by side.
 
 Each model (CIFAR-10 shapes, batch 1, random weights with random BatchNorm statistics) is
-compiled once with ``tvm_sparse.compile`` (exported to a shared library) and exported once to
-ONNX. Then, per thread count, a fresh worker process (TVM's thread pool is sized once per
+compiled once with ``tvm_sparse.compile`` (exported to a shared library; also with its tuning
+logs, ``<tuning root>/<model>/<target slug>/``, when a root is given and the folder exists) and
+exported once to ONNX. Then, per thread count, a fresh worker process (TVM's thread pool is sized once per
 process) loads the three, checks that their outputs agree, and times them in interleaved rounds
 (:func:`tvm_sparse.bench.timing.interleaved_medians`). The worker prints its results as JSON.
 """
@@ -17,8 +18,8 @@ import torch
 from tvm_sparse.bench.workers import onnxruntime_session, run_workers, worker_main
 from tvm_sparse.models import MODELS, build_model
 
-#: The runtimes compared, in table order.
-RUNTIMES = ("tvm_sparse", "pytorch", "onnxruntime")
+#: The runtimes compared, in table order (``tvm_sparse tuned`` only for models with tuning logs).
+RUNTIMES = ("tvm_sparse", "tvm_sparse tuned", "pytorch", "onnxruntime")
 
 #: Outputs of the three runtimes must agree to this relative error (max |diff| / max |reference|).
 AGREEMENT = 1e-4
@@ -54,13 +55,23 @@ def benchmark_model(name):
     return model
 
 
-def prepare(models, target, workdir):
-    """Compile each model with tvm_sparse and export it to ONNX, into ``workdir``.
+def tuning_logs_of(name, target, tuning_root):
+    """The tuning log folder of model ``name`` for ``target`` under ``tuning_root``, or None if there is none."""
+    from tvm_sparse.tuning import target_slug
+
+    if tuning_root is None:
+        return None
+    folder = os.path.join(tuning_root, name, target_slug(target))
+    return folder if os.path.isdir(folder) else None
+
+
+def prepare(models, target, workdir, tuning_root=None):
+    """Compile each model with tvm_sparse (and with its tuning logs, if any) and export it to ONNX, into ``workdir``.
 
     Returns
     -------
     dict[str, float]
-        Compile time (seconds) per model.
+        Compile time (seconds) per model, untuned.
     """
     import time
 
@@ -73,6 +84,10 @@ def prepare(models, target, workdir):
         mod, params = tvm_sparse.from_torch(model, example)
         tvm_sparse.compile(mod, params, target=target).export_library(os.path.join(workdir, f"{name}.so"))
         compile_seconds[name] = time.perf_counter() - start
+        logs = tuning_logs_of(name, target, tuning_root)
+        if logs is not None:
+            tuned = tvm_sparse.compile(mod, params, target=target, tuning_logs=logs)
+            tuned.export_library(os.path.join(workdir, f"{name}-tuned.so"))
         with torch.no_grad():
             torch.onnx.export(model, (example,), os.path.join(workdir, f"{name}.onnx"),
                               input_names=["x"], dynamo=False)
@@ -96,17 +111,18 @@ def measure(models, threads, rounds, workdir):
     for name in models:
         model, example = benchmark_model(name), example_input()
         x_numpy = example.numpy()
-        vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(workdir, f"{name}.so")), tvm.cpu())
+        vms = {runtime: relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
+               for runtime, path in (("tvm_sparse", f"{name}.so"), ("tvm_sparse tuned", f"{name}-tuned.so"))
+               if os.path.exists(path := os.path.join(workdir, path))}
         x_tvm = tvm.runtime.tensor(x_numpy)
         session = onnxruntime_session(os.path.join(workdir, f"{name}.onnx"), threads)
-        candidates = {
-            "tvm_sparse": lambda: vm["main"](x_tvm),
-            "pytorch": lambda: model(example),
-            "onnxruntime": lambda: session.run(None, {"x": x_numpy}),
-        }
+        candidates = {runtime: (lambda vm=vm: vm["main"](x_tvm)) for runtime, vm in vms.items()}
+        candidates["pytorch"] = lambda: model(example)
+        candidates["onnxruntime"] = lambda: session.run(None, {"x": x_numpy})
         with torch.no_grad():
             reference = model(example).numpy()
-            outputs = [_first(vm["main"](x_tvm)).numpy(), session.run(None, {"x": x_numpy})[0]]
+            outputs = [_first(vm["main"](x_tvm)).numpy() for vm in vms.values()]
+            outputs.append(session.run(None, {"x": x_numpy})[0])
             max_rel_err = max(float(np.abs(out - reference).max() / np.abs(reference).max()) for out in outputs)
             timings = interleaved_medians(candidates, rounds=rounds)
         results.append(ModelTiming(name, threads, {k: t.median_ms for k, t in timings.items()}, max_rel_err))
@@ -118,8 +134,10 @@ def _first(outputs):
     return outputs[0] if not hasattr(outputs, "numpy") else outputs
 
 
-def run_benchmark(models, thread_counts, rounds, target):
+def run_benchmark(models, thread_counts, rounds, target, tuning_root=None):
     """Prepare the models once, then measure them in one worker process per thread count.
+
+    ``tuning_root`` (e.g. ``"tuning_logs"``) adds ``tvm_sparse tuned`` for models with logs there.
 
     Returns
     -------
@@ -127,7 +145,7 @@ def run_benchmark(models, thread_counts, rounds, target):
     timings : list[ModelTiming]
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_") as workdir:
-        compile_seconds = prepare(models, target, workdir)
+        compile_seconds = prepare(models, target, workdir, tuning_root)
         rows = run_workers("tvm_sparse.bench.models", workdir, thread_counts, rounds, models)
     return compile_seconds, [ModelTiming(**row) for row in rows]
 

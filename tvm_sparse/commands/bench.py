@@ -34,6 +34,9 @@ def _register_models(benchmarks):
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
+    parser.add_argument("--tuning-logs", metavar="ROOT", default=None,
+                        help="also time each model compiled with its logs ROOT/<model>/<target>/ "
+                             "(from tvm-sparse tune MODEL --dense), where they exist")
     parser.set_defaults(func=run_models)
 
 
@@ -51,16 +54,18 @@ def run_models(args):
     models = args.models or sorted(MODELS)
     console = Console()
     with console.status(f"compiling {', '.join(models)} for {target} and timing"):
-        compile_seconds, timings = run_benchmark(models, args.threads, args.rounds, target)
+        compile_seconds, timings = run_benchmark(models, args.threads, args.rounds, target, args.tuning_logs)
     table = Table(title=f"Batch-1 latency, median of {args.rounds} interleaved rounds (ms); target {target}")
-    for column in ("model", "threads", "tvm_sparse", "PyTorch", "ONNX Runtime",
-                   "PyTorch / tvm_sparse", "tvm_sparse / ORT", "max rel err"):
+    for column in ("model", "threads", "tvm_sparse", "tuned", "PyTorch", "ONNX Runtime",
+                   "PyTorch / tvm_sparse", "tvm_sparse / ORT", "tuned / ORT", "max rel err"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for t in timings:
         ms = t.median_ms
-        table.add_row(t.model, str(t.threads), f"{ms['tvm_sparse']:.2f}", f"{ms['pytorch']:.2f}",
-                      f"{ms['onnxruntime']:.2f}", f"{ms['pytorch'] / ms['tvm_sparse']:.2f}x",
-                      f"{ms['tvm_sparse'] / ms['onnxruntime']:.2f}x", f"{t.max_rel_err:.1e}")
+        tuned = ms.get("tvm_sparse tuned")
+        table.add_row(t.model, str(t.threads), f"{ms['tvm_sparse']:.2f}", "-" if tuned is None else f"{tuned:.2f}",
+                      f"{ms['pytorch']:.2f}", f"{ms['onnxruntime']:.2f}", f"{ms['pytorch'] / ms['tvm_sparse']:.2f}x",
+                      f"{ms['tvm_sparse'] / ms['onnxruntime']:.2f}x",
+                      "-" if tuned is None else f"{tuned / ms['onnxruntime']:.2f}x", f"{t.max_rel_err:.1e}")
     console.print(table)
     console.print("compile time: " + ", ".join(f"{m} {s:.0f} s" for m, s in compile_seconds.items()))
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
