@@ -132,13 +132,17 @@ def im2col_config(geometry, lanes, accumulators, block_rows, tasks=4):
 
 
 def prefers_im2col(geometry, lanes, row_lanes):
-    """Whether the default compact code takes the im2col layout: rows that fill a quarter of a vector or less.
+    """Whether the default compact code takes the im2col layout: strided layers, and rows that fill
+    a quarter of a vector or less; the im2col input must fit :data:`IM2COL_BYTES`.
 
-    (On 512 channels, 4x4, AVX-512, 1 thread: 0.24 against 0.37 ms; on 8x8 maps, where rows fill
-    half a vector, the row layout stayed ahead: 0.36 against 0.39 ms.) The im2col input must fit
-    :data:`IM2COL_BYTES`.
+    Measured by ``tvm-sparse tune`` on ResNet-18-CIFAR pruned 8x (AVX-512, 1 thread, ms, row
+    layout against im2col): 512 channels, 4x4: 0.50-1.20 against 0.37-0.50; the stride-2 3x3
+    layers: 0.257 against 0.174 (64 to 128 channels) and 0.240 against 0.116 (128 to 256); the
+    stride-2 1x1 projections: 0.050 against 0.031. On 8x8 maps with stride 1, where rows fill half
+    a vector, neither won (256 channels: 0.305 against 0.244, 0.252 against 0.297, 0.227 against 0.313).
     """
-    return 4 * row_lanes <= lanes and im2col_bytes(geometry) <= IM2COL_BYTES
+    narrow = 4 * row_lanes <= lanes or max(geometry.stride) > 1
+    return narrow and im2col_bytes(geometry) <= IM2COL_BYTES
 
 
 def default_sparse_config(geometry, target, n_terms, block_rows, selection_budget=SELECTION_BUDGET):
