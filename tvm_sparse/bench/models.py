@@ -111,9 +111,10 @@ def measure(models, threads, rounds, workdir):
     for name in models:
         model, example = benchmark_model(name), example_input()
         x_numpy = example.numpy()
+        libraries = {"tvm_sparse": os.path.join(workdir, f"{name}.so"),
+                     "tvm_sparse tuned": os.path.join(workdir, f"{name}-tuned.so")}
         vms = {runtime: relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
-               for runtime, path in (("tvm_sparse", f"{name}.so"), ("tvm_sparse tuned", f"{name}-tuned.so"))
-               if os.path.exists(path := os.path.join(workdir, path))}
+               for runtime, path in libraries.items() if os.path.exists(path)}
         x_tvm = tvm.runtime.tensor(x_numpy)
         session = onnxruntime_session(os.path.join(workdir, f"{name}.onnx"), threads)
         candidates = {runtime: (lambda vm=vm: vm["main"](x_tvm)) for runtime, vm in vms.items()}
