@@ -23,8 +23,10 @@ from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
+from schedules.dense_space import dense_search_space
+from tvm.s_tir import meta_schedule as ms
 from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, WORKLOAD_FILE, RPCDevice, TuningLogError, extract_tasks,
-                               load_tuning_logs, open_database, tune)
+                               load_tuning_logs, open_database, space_size, tune)
 
 pytestmark = pytest.mark.tuning
 
@@ -131,6 +133,22 @@ def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_i
     assert sum(r["error"] is None for r in _sparse_records(tmp_path)) == 3
     compiled = tvm_sparse.compile(mod, params, "llvm", rules=RULES, tuning_logs=tmp_path)
     assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
+
+
+def test_a_budget_beyond_the_space_measures_the_space_once_and_stops(block, tmp_path):
+    """The dense space is a few categorical knobs: a larger budget ends when each schedule is measured."""
+    model, example, mod, params = block
+    target = tvm_sparse.parse_target("llvm")
+    (task,), _ = extract_tasks(mod, params, target, rules=RULES)
+    with_cores = tvm.target.Target(dict(target.export(), **{"num-cores": 2}))  # MetaSchedule needs it
+    context = ms.TuneContext(mod=task.mod, target=with_cores, space_generator=dense_search_space(target))
+    size = space_size(context.space_generator.generate_design_space(task.mod))
+    assert 2 <= size <= 32
+    start = time.monotonic()
+    result = tune(mod, params, "llvm", log_dir=tmp_path, trials=size + 20, sparse_trials=1, rules=RULES,
+                  num_trials_per_iter=8, progress=False)
+    assert result.dense_trials == size and len(set(_trace_hashes(_valid_records(tmp_path)))) == size
+    assert time.monotonic() - start < 600
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "partial", "bad-sparse"])

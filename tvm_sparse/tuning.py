@@ -68,6 +68,10 @@ COMMAND_FILE = "COMMAND"
 #: Run times at or above this are failures (MetaSchedule records a failed run as 1e10 s).
 FAILED_SECONDS = 1e9
 
+#: Search rounds without a fresh candidate after which :class:`ResumingSearch` ends a task whose
+#: space size is unknown.
+EMPTY_ROUNDS = 8
+
 
 class TuningLogError(ValueError):
     """A tuning log folder that cannot be read (missing, partial or corrupt files)."""
@@ -306,6 +310,7 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
         self.context = None
         self.measured = {}  # structural hash -> recorded run_secs
         self.remaining = 0  # trials this run may still hand out
+        self.space_size = None  # schedules in the design spaces, when known
 
     def _initialize_with_tune_context(self, context):
         self.context = context
@@ -322,6 +327,7 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
                 record.trace.apply_to_schedule(sch, remove_postproc=False)
                 self.measured[structural_hash(sch.mod)] = list(record.run_secs)
         self.remaining = max_trials
+        self.space_size = space_size(design_spaces)
         # The inner search counts the candidates dropped here as trials: give it room for them.
         self.inner.pre_tuning(max_trials + len(self.measured), num_trials_per_iter, design_spaces, database,
                               cost_model)
@@ -330,7 +336,12 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
         self.inner.post_tuning()
 
     def generate_measure_candidates(self):
-        for _ in range(8):
+        # Every round is a whole evolutionary search: once each schedule of a space of known size
+        # is measured, the task ends at once (VGG-16 spent 10 minutes in empty rounds after its
+        # 130th trial).
+        if self.space_size is not None and len(self.measured) >= self.space_size:
+            return None
+        for _ in range(EMPTY_ROUNDS):
             candidates = self.inner.generate_measure_candidates()
             if candidates is None:
                 return None
@@ -354,6 +365,21 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
 
     def clone(self):
         return ResumingSearch(self.inner.clone())
+
+
+def space_size(design_spaces):
+    """Schedules in ``design_spaces`` whose only decisions are ``sample_categorical`` (the dense
+    spaces), or None when another kind of sampling makes the count unknown."""
+    total = 0
+    for space in design_spaces:
+        size = 1
+        for inst in space.trace.insts:
+            if inst.kind.name == "SampleCategorical":
+                size *= len(inst.attrs[0])
+            elif inst.kind.name.startswith("Sample"):
+                return None
+        total += size
+    return total
 
 
 def _valid(run_secs):
