@@ -12,7 +12,9 @@ Structure of the generated function (NCHW in and out, float32):
    kernel's width); with ``config.tap_copies``, one per tap column (``Wc`` is the output width),
    so that every vector load starts at a multiple of the vector width: aligned loads, which
    feed the FMAs faster on AVX-512 (a 16-lane load that splits a cache line costs two), at
-   the price of ``S`` times the copied input.
+   the price of ``S`` times the copied input. With ``config.im2col`` the output pixels form one
+   row and the input is copied as its im2col matrix (one row per tap ``(r, s)``): maps narrower
+   than a vector (4x4 in 16 lanes) then fill whole vectors.
 2. A parallel loop over (image, block of output rows, part of the filter blocks). Inside it, for
    each block of input channels (an L1-sized slab of the padded input) and each *filter block*
    (filters that the format groups together: a pattern pair, a block-punched or BSR row block),
@@ -26,8 +28,8 @@ Structure of the generated function (NCHW in and out, float32):
    height is not a whole number of tiles, the kernel works on a padded output and a final loop
    crops it (and applies residual and activation there).
 
-The knobs (:class:`SpecializedConvConfig`) are the register tile, the L1 blocking and the parallel
-split. Code size grows with (number of terms) x ``rows`` x ``vectors``, and LLVM's compile time
+The knobs (:class:`SpecializedConvConfig`) are the input layout, the register tile, the L1
+blocking and the parallel split. Code size grows with (number of terms) x ``rows`` x ``vectors``, and LLVM's compile time
 with it: see :func:`estimated_code_size`.
 """
 
