@@ -145,8 +145,8 @@ def test_a_budget_beyond_the_space_measures_the_space_once_and_stops(block, tmp_
     size = space_size(context.space_generator.generate_design_space(task.mod))
     assert 2 <= size <= 32
     start = time.monotonic()
-    result = tune(mod, params, "llvm", log_dir=tmp_path, trials=size + 20, sparse_trials=1, rules=RULES,
-                  num_trials_per_iter=8, progress=False)
+    result = tune(mod, params, "llvm", log_dir=tmp_path, trials=size + 20, sparse_trials=0, rules=RULES,
+                  num_trials_per_iter=16, progress=False)
     assert result.dense_trials == size and len(set(_trace_hashes(_valid_records(tmp_path)))) == size
     assert time.monotonic() - start < 600
 
