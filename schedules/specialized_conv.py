@@ -318,15 +318,15 @@ class Layout:
     def needs_padding(self, geometry):
         """Whether the kernel must copy the input: unless it already has the padded layout."""
         g = geometry
-        return not (
-            g.stride == (1, 1) and g.padding == (0, 0, 0, 0) and (self.in_h, self.row_stride) == (g.height, g.width)
-            or self.im2col and g.kernel == (1, 1) and g.stride == (1, 1) and g.padding == (0, 0, 0, 0)
-            and self.out_w == g.height * g.width
-        )
+        if g.stride != (1, 1) or g.padding != (0, 0, 0, 0):
+            return True
+        if self.im2col:  # a 1x1 kernel's im2col matrix is the input itself
+            return not (g.kernel == (1, 1) and self.out_w == g.height * g.width)
+        return (self.in_h, self.row_stride) != (g.height, g.width)
 
 
 def emit_padding(geometry, layout, data, padded, lanes):
-    """Copy the input into the zero-padded scratch buffer, one copy per tap column (parallel over images x channels)."""
+    """Copy the input into the zero-padded scratch buffer in the layout's copies (parallel over images x channels)."""
     if layout.im2col:
         emit_im2col(geometry, layout, data, padded, lanes)
         return
@@ -347,17 +347,22 @@ def emit_padding(geometry, layout, data, padded, lanes):
                 src_row = src_plane + (first_row + i - top) * g.width
                 for s in range(lay.copies):
                     # element q of copy s is padded column q*sw + s: input column q*sw + s - left
-                    lo = max(0, -(-(left - s) // sw))
-                    hi = min(lay.copy_w, (g.width - 1 + left - s) // sw + 1)
-                    dst = dst_row + s * lay.copy_w
-                    if hi <= lo:
-                        _zero_row(padded, dst, lay.copy_w, lanes)
-                        continue
-                    if lo > 0:
-                        _zero_row(padded, dst, lo, lanes)
-                    _copy_row(padded, dst + lo, data, src_row + lo * sw + s - left, sw, hi - lo, lanes)
-                    if hi < lay.copy_w:
-                        _zero_row(padded, dst + hi, lay.copy_w - hi, lanes)
+                    _strided_row(padded, dst_row + s * lay.copy_w, lay.copy_w, data, src_row, s - left, sw, g.width, lanes)
+
+
+def _strided_row(dst, dst_offset, count, src, src_row, first_col, step, width, lanes):
+    """Store ``count`` elements: element ``q`` is column ``q * step + first_col`` of the source row,
+    zero where that column is outside ``[0, width)`` (padding)."""
+    lo = max(0, -(first_col // step))  # first q whose column is >= 0
+    hi = min(count, (width - 1 - first_col) // step + 1)
+    if hi <= lo:
+        _zero_row(dst, dst_offset, count, lanes)
+        return
+    if lo > 0:
+        _zero_row(dst, dst_offset, lo, lanes)
+    _copy_row(dst, dst_offset + lo, src, src_row + lo * step + first_col, step, hi - lo, lanes)
+    if hi < count:
+        _zero_row(dst, dst_offset + hi, count - hi, lanes)
 
 
 def emit_im2col(geometry, layout, data, im2col, lanes):
@@ -374,21 +379,14 @@ def emit_im2col(geometry, layout, data, im2col, lanes):
         for r in range(g.kernel[0]):
             for s in range(g.kernel[1]):
                 dst_tap = nc * lay.channel_stride + lay.input_offset(0, r, s)
-                # output column ow reads input column ow*sw + s - left: valid for lo <= ow < hi
-                lo = min(out_w, max(0, -(-(left - s) // sw)))
-                hi = max(lo, min(out_w, (g.width - 1 + left - s) // sw + 1))
                 with T.serial(0, g.out_height) as oh:
                     dst = dst_tap + oh * out_w
                     in_row = oh * sh + r - top
                     with T.If(tirx.all(0 <= in_row, in_row < g.height)):
                         with T.Then():
-                            if lo > 0:
-                                _zero_row(im2col, dst, lo, lanes)
-                            if hi > lo:
-                                _copy_row(im2col, dst + lo, data, src_plane + in_row * g.width + lo * sw + s - left,
-                                          sw, hi - lo, lanes)
-                            if hi < out_w:
-                                _zero_row(im2col, dst + hi, out_w - hi, lanes)
+                            # output column ow reads input column ow*sw + s - left
+                            _strided_row(im2col, dst, out_w, data, src_plane + in_row * g.width, s - left, sw, g.width,
+                                         lanes)
                         with T.Else():
                             _zero_row(im2col, dst, out_w, lanes)
                 if lay.out_w > pixels:
@@ -429,7 +427,7 @@ class KernelContext:
     geometry, config, layout, epilogue
         The convolution, the knobs, the padded sizes and the fused tail.
     padded : Buffer
-        The flat, zero-padded input, one copy per tap column.
+        The flat, zero-padded input in the layout's copies (see :class:`Layout`).
     acc : Buffer
         Where partial sums live: the flat output, or a padded scratch output that is cropped.
     bias, residual : Buffer or None
