@@ -16,7 +16,7 @@ import numpy as np
 
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 
-from .specialized_conv import CODE_BUDGET, MIN_CHANNEL_BLOCK, SpecializedConvConfig, accumulators_for, default_config, make_geometry
+from .specialized_conv import MIN_CHANNEL_BLOCK, SpecializedConvConfig, accumulators_for, default_config, make_geometry
 from .target_info import as_target, vector_lanes
 
 #: Most vector FMAs of a specialised kernel chosen by default; larger layers get the compact code.
@@ -24,6 +24,11 @@ from .target_info import as_target, vector_lanes
 #: against 1.38 ms) or faster (16x16: 0.27 against 0.42 ms) and compiled in ~1 s against 85-141 s;
 #: the specialised code stays ahead on small layers (a 1x1 MobileNetV2 layer: 0.044 against 0.051 ms).
 SELECTION_BUDGET = 4_000
+
+#: Most vector FMAs of a specialised kernel offered to a tuner. LLVM takes ~1 s per 1,000, so a
+#: larger candidate costs about a minute per trial (47-75 s on ResNet-18-CIFAR's 3x3 layers, 3.4
+#: sparse trials a minute), and there it won one of 20 layers, by 10% (0.204 against 0.227 ms).
+CANDIDATE_CODE_BUDGET = 12_000
 
 #: The kernels and their formats (names as in ``relay_passes.route_sparse.KERNEL_FUNCTIONS``).
 KERNEL_FORMATS = {"pattern_conv2d": PatternWeight, "block_punched_conv2d": BlockPunchedWeight, "bsr_conv2d": BSRWeight}
@@ -188,7 +193,7 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
     -------
     list of SpecializedConvConfig
         Distinct configs: the default; the specialised code when its size is within
-        :data:`schedules.specialized_conv.CODE_BUDGET`; the default compact code on the aligned
+        :data:`CANDIDATE_CODE_BUDGET`; the default compact code on the aligned
         input layout (``tap_copies``); the compact code on the im2col layout when its input fits
         :data:`IM2COL_BYTES`; compact codes with other register tiles (rows x vectors x
         filters within the accumulator budget) and channel blocks.
@@ -204,7 +209,7 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
     lanes, accumulators = vector_lanes(target), accumulators_for(target)
     candidates = [default_sparse_config(geometry, target, n_terms, block_rows)]
     specialised = default_config(geometry, lanes, n_terms, _tile_filters(block_rows, lanes), accumulators)
-    if n_terms * specialised.rows * specialised.vectors <= CODE_BUDGET:
+    if n_terms * specialised.rows * specialised.vectors <= CANDIDATE_CODE_BUDGET:
         candidates.append(specialised)
     base = compact_config(geometry, lanes, accumulators, block_rows)
     width_vectors = math.ceil(geometry.out_width / base.lanes)

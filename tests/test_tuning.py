@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -23,10 +24,8 @@ from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
-from schedules.dense_space import dense_search_space
-from tvm.s_tir import meta_schedule as ms
-from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, WORKLOAD_FILE, RPCDevice, TuningLogError, extract_tasks,
-                               load_tuning_logs, open_database, space_size, tune)
+from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, TENSOR_INTRIN_MODULE, WORKLOAD_FILE, RPCDevice, TuningLogError,
+                               dense_tune_context, extract_tasks, load_tuning_logs, open_database, space_size, tune)
 
 pytestmark = pytest.mark.tuning
 
@@ -140,9 +139,9 @@ def test_a_budget_beyond_the_space_measures_the_space_once_and_stops(block, tmp_
     model, example, mod, params = block
     target = tvm_sparse.parse_target("llvm")
     (task,), _ = extract_tasks(mod, params, target, rules=RULES)
-    with_cores = tvm.target.Target(dict(target.export(), **{"num-cores": 2}))  # MetaSchedule needs it
-    context = ms.TuneContext(mod=task.mod, target=with_cores, space_generator=dense_search_space(target))
-    size = space_size(context.space_generator.generate_design_space(task.mod))
+    imported = TENSOR_INTRIN_MODULE in sys.modules
+    size = space_size(dense_tune_context(task, target).space_generator.generate_design_space(task.mod))
+    assert (TENSOR_INTRIN_MODULE in sys.modules) == imported  # skipped while the context is made, never left stubbed
     assert 2 <= size <= 32
     start = time.monotonic()
     result = tune(mod, params, "llvm", log_dir=tmp_path, trials=size + 20, sparse_trials=0, rules=RULES,

@@ -34,8 +34,10 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +74,13 @@ FAILED_SECONDS = 1e9
 #: space size is unknown.
 EMPTY_ROUNDS = 8
 
+#: Evolutionary search of the dense spaces: a random population scored by the cost model, one
+#: round of mutation. The spaces are a few dozen register tiles picked by ``sample_categorical``,
+#: which no MetaSchedule mutator changes (mutation cannot find new schedules there); with the
+#: default (512 traces, 4 rounds) a search round took 13-14 s on this 2-core machine.
+POPULATION = 128
+GENETIC_ITERATIONS = 1
+
 
 class TuningLogError(ValueError):
     """A tuning log folder that cannot be read (missing, partial or corrupt files)."""
@@ -95,13 +104,13 @@ class RPCDevice:
     key: str
     session_timeout: float = 120.0
 
-    def runner(self, evaluator, f_alloc_argument=None):
-        """A MetaSchedule ``RPCRunner`` for this device (arguments from :func:`host_random_arguments` by default)."""
+    def runner(self, evaluator):
+        """A MetaSchedule ``RPCRunner`` for this device (arguments from :func:`host_random_arguments`)."""
         host, port = parse_address(self.tracker)
         config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=self.key,
                                      session_timeout_sec=self.session_timeout)
         return DeadlineRPCRunner(config, evaluator_config=evaluator, max_workers=1,
-                                 f_alloc_argument=f_alloc_argument or host_random_arguments)
+                                 f_alloc_argument=host_random_arguments)
 
 
 def host_random_arguments(session, device, args_info, alloc_repeat):
@@ -306,7 +315,8 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
     """
 
     def __init__(self, inner=None):
-        self.inner = inner or ms.search_strategy.EvolutionarySearch()
+        self.inner = inner or ms.search_strategy.EvolutionarySearch(population_size=POPULATION,
+                                                                     genetic_num_iters=GENETIC_ITERATIONS)
         self.context = None
         self.measured = {}  # structural hash -> recorded run_secs
         self.remaining = 0  # trials this run may still hand out
@@ -432,12 +442,7 @@ def _tune_dense(tasks, target, database, log_dir, trials, num_trials_per_iter, b
     if remaining <= 0 or not tasks:
         logger.info("dense: %d valid trials already in the database, nothing left of %d", done, trials)
         return 0
-    ms_target = _with_num_cores(target)
-    contexts = [
-        ms.TuneContext(mod=task.mod, target=ms_target, space_generator=dense_search_space(target),
-                       search_strategy=ResumingSearch(), task_name=task.name, num_threads=1).clone()
-        for task in tasks
-    ]
+    contexts = [dense_tune_context(task, target) for task in tasks]
     counted = []
 
     def count(n, errors, resumed=False):
@@ -450,6 +455,49 @@ def _tune_dense(tasks, target, database, log_dir, trials, num_trials_per_iter, b
                   measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_ProgressCallback(count)],
                   task_scheduler="gradient")
     return sum(counted)
+
+
+#: The module of TVM's tensor intrinsics, which ``ms.TuneContext`` imports on creation.
+TENSOR_INTRIN_MODULE = "tvm.s_tir.tensor_intrin"
+
+
+@contextlib.contextmanager
+def _tensor_intrinsics_skipped():
+    """Within the block, importing :data:`TENSOR_INTRIN_MODULE` gives an empty module.
+
+    ``ms.TuneContext`` imports it on creation, which registers every intrinsic of every target
+    (CUDA's included) by parsing TVMScript: 2 min 45 s on this 2-core machine, 57% of a small
+    tuning run. The dense spaces never tensorize, so they need none. A real import made before or
+    after the block is unaffected.
+    """
+    if TENSOR_INTRIN_MODULE in sys.modules:
+        yield
+        return
+    sys.modules[TENSOR_INTRIN_MODULE] = types.ModuleType(TENSOR_INTRIN_MODULE)
+    try:
+        yield
+    finally:
+        del sys.modules[TENSOR_INTRIN_MODULE]
+
+
+def dense_tune_context(task, target):
+    """MetaSchedule's ``TuneContext`` of a dense task: the dense rules' space and :class:`ResumingSearch`.
+
+    Parameters
+    ----------
+    task : DenseTask
+    target : tvm.target.Target
+
+    Returns
+    -------
+    tvm.s_tir.meta_schedule.TuneContext
+        Initialised (its space can generate design spaces).
+    """
+    with _tensor_intrinsics_skipped():
+        context = ms.TuneContext(mod=task.mod, target=_with_num_cores(target),
+                                 space_generator=dense_search_space(target), search_strategy=ResumingSearch(),
+                                 task_name=task.name, num_threads=1)
+    return context.clone()
 
 
 def _with_num_cores(target):
@@ -601,31 +649,38 @@ def _measure_sparse(task, configs, target, builder, runners, device_type):
 
 
 class _Runners:
-    """MetaSchedule runners (local or RPC) that call a kernel with its real arguments.
+    """MetaSchedule runners (local or RPC): one for the dense functions, one for the sparse kernels.
 
     The random inputs MetaSchedule allocates are fine for data, bias and residual, but a compact
     sparse kernel also takes its int32 table (offsets into the input), which must hold the layer's
-    values: for such a kernel the runner's ``f_alloc_argument`` copies the table in.
+    values: for such a kernel the runner's ``f_alloc_argument`` copies the table in. MetaSchedule
+    hands ``f_alloc_argument`` to its worker with every run, so the sparse runner is one runner
+    whose ``f_alloc_argument`` is set per kernel: its worker process stays up (a runner per
+    kernel started a worker each time, ~15 s a measurement on this 2-core machine).
     """
 
     def __init__(self, rpc, evaluator, timeout):
         self.rpc, self.evaluator, self.timeout = rpc, evaluator, timeout
-        self.default = self._make(None)
+        self.default = self._make()
+        self.sparse = None
+        self.random_arguments = host_random_arguments if rpc is not None else local_runner.default_alloc_argument
 
-    def _make(self, f_alloc):
+    def _make(self):
         if self.rpc is not None:
-            return self.rpc.runner(self.evaluator, f_alloc)
-        return ms.runner.LocalRunner(timeout_sec=self.timeout, evaluator_config=self.evaluator,
-                                     f_alloc_argument=f_alloc)
+            return self.rpc.runner(self.evaluator)
+        return ms.runner.LocalRunner(timeout_sec=self.timeout, evaluator_config=self.evaluator)
 
     def for_kernel(self, func):
-        """The default runner, or one that passes the kernel's table argument."""
+        """The sparse runner, set to pass the kernel's table argument (when it has one)."""
+        if self.sparse is None:
+            self.sparse = self._make()
         table = table_argument(func)
         if table is None:
-            return self.default
-        index = [param.name for param in func.params].index("table")
-        default = host_random_arguments if self.rpc is not None else local_runner.default_alloc_argument
-        return self._make(functools.partial(alloc_with_table, default, index, table))
+            self.sparse.f_alloc_argument = self.random_arguments
+        else:
+            index = [param.name for param in func.params].index("table")
+            self.sparse.f_alloc_argument = functools.partial(alloc_with_table, self.random_arguments, index, table)
+        return self.sparse
 
 
 def alloc_with_table(default_alloc, index, table, *args):
