@@ -276,10 +276,12 @@ class _Router(PyExprMutator):
             if op == "linear":
                 weight = weight.T  # matmul(x, W^T): back to the [out, in] layout of the formats
             structure = self._structure(chain.name, weight)
-            macs = int(np.prod(_static_shape(chain.var))) * int(np.prod(weight.shape[1:]))
+            out_shape = _static_shape(chain.var)
+            macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
             kernel, reason = self.options.rules.decide(structure, macs, self.family,
                                                        forced=self._planned_scheme(chain.name) is not None,
-                                                       terms=int(np.count_nonzero(weight)))
+                                                       terms=int(np.count_nonzero(weight)),
+                                                       pixels=int(np.prod(out_shape[2:])) if op == "conv2d" else None)
         else:
             kernel, reason = None, problem
         self._record(chain, op, shape, structure, kernel, reason)

@@ -15,23 +15,43 @@ KERNELS = {"x86": _CPU_KERNELS, "arm_cpu": _CPU_KERNELS, "gpu": _GPU_KERNELS}
 class SparseRules:
     """Thresholds above which the dense schedule is kept.
 
-    Calibrated on ResNet-18-CIFAR pruned 8x (pattern density 0.125 on 3x3 layers, block-punched
-    density 0.25 on 1x1 and linear layers), timing each function inside the compiled model
-    (Relax VM instrument, 1 thread, ``llvm -mcpu=rocketlake``) against the dense function it
-    replaced, on a loaded machine: the routed 3x3 layers were faster (64 channels 32x32: 0.3-0.6 ms
-    against 0.8-0.9 ms; 512 channels 4x4: 1.0-1.2 ms against 1.4-1.8 ms) but for one close call
-    (stride 2, 128 to 256 channels: 0.29 ms in one run, 0.74 ms in another, against 0.52-0.64 ms
-    dense), the 1x1 stride-2 projections at 0.25 were
-    between 2x faster and 3x slower (noise), and the linear layer (5,120 MACs) was 3x slower
-    (0.02 ms against 0.007 ms), hence ``min_macs``. No layer was measured between 0.25 and the
-    thresholds below: they are upper bounds to re-measure, not measured break-even points.
+    The density thresholds are break-even points measured on this 2-core x86 (AVX-512,
+    ``llvm -mcpu=rocketlake``, 1 thread, relu(conv + bias), batch 1, medians of 11 interleaved
+    rounds; the sparse kernel's default config against the faster of tvm_sparse's dense schedule
+    and ONNX Runtime; dense time / sparse time):
+
+    ============================  ==========  ==========  ==========
+    layer                         density      density     density
+    ============================  ==========  ==========  ==========
+    pattern 3x3, 64 ch, 32x32     0.22: 2.28  0.33: 1.45  0.44: 1.15
+    pattern 3x3, 128 ch, 16x16    0.22: 2.31  0.33: 1.69  0.44: 1.07
+    pattern 3x3, 256 ch, 8x8      0.22: 1.58  0.33: 1.29  0.44: 0.89
+    pattern 3x3, 512 ch, 4x4      0.22: 1.48  0.33: 0.92  0.44: 0.88
+    block-punched 8x4, 128 ch     0.25: 3.01  0.40: 1.91  0.60: 1.33
+    BSR 8x4 1x1, 144 -> 24, 56x56 0.23: 7.62  0.46: 4.25  0.60: 3.05
+    ============================  ==========  ==========  ==========
+
+    Measured with ``tvm-sparse bench kernels --layer L --density 0.5 0.75 1 --threads 1`` on the
+    layers ``resnet18-cifar-{64x32,128x16,256x8,512x4}`` (pattern: the fraction of 3x3 kernels
+    kept, times 4/9 is the density), and ``--density 0.25 0.4 0.6`` on ``block-punched-128x16``
+    and ``mobilenetv2-1x1-144to24x56``. A second run gave 1.44 at density 0.27 on 4x4 maps and
+    1.38 at 0.6 on the block-punched layer.
+
+    Hence 0.34 for patterns, 0.25 on maps of :attr:`small_map_pixels` or fewer, and 0.6 for the
+    block formats (the highest density measured; the break-even lies above). Other CPUs and the
+    GPU kernels were not measured: the same thresholds apply to them. In a model, layers under
+    ``min_macs`` lost (a 5,120-MAC linear layer: 0.02 ms against 0.007 ms dense).
 
     Attributes
     ----------
     pattern_max_density : float
         A pattern-sparse 3x3 layer goes to the pattern kernel at this density or below.
+    small_map_pixels : int
+        Output maps of at most this many pixels (per image) use ``small_map_pattern_max_density``.
+    small_map_pattern_max_density : float
+        The pattern threshold on small maps, where the kernels fill their vectors less well.
     block_max_density : float
-        A block-punched layer goes to the block-punched kernel at this density or below.
+        A block-punched or BSR layer goes to its kernel at this density or below.
     min_macs : int
         Layers with fewer multiply-accumulates (dense count) stay dense: too small to gain.
     max_kernel_terms : int or None
@@ -41,12 +61,14 @@ class SparseRules:
     """
 
     pattern_max_density: float = 0.34
-    block_max_density: float = 0.34
+    small_map_pixels: int = 16
+    small_map_pattern_max_density: float = 0.25
+    block_max_density: float = 0.6
     min_macs: int = 100_000
     max_kernel_terms: int | None = None
 
     def __post_init__(self):
-        for name in ("pattern_max_density", "block_max_density"):
+        for name in ("pattern_max_density", "small_map_pattern_max_density", "block_max_density"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.min_macs < 0:
@@ -54,7 +76,7 @@ class SparseRules:
         if self.max_kernel_terms is not None and self.max_kernel_terms < 1:
             raise ValueError(f"max_kernel_terms must be >= 1 or None, got {self.max_kernel_terms}")
 
-    def decide(self, structure, macs, family, forced=False, terms=0):
+    def decide(self, structure, macs, family, forced=False, terms=0, pixels=None):
         """Decide whether a layer runs a sparse kernel.
 
         Parameters
@@ -68,6 +90,8 @@ class SparseRules:
             A verified plan asks for this structure: the density and size thresholds do not apply.
         terms : int
             Non-zero weights of the layer (the size of the specialised code).
+        pixels : int or None
+            Output pixels per image (``OH x OW``; None: not a small map).
 
         Returns
         -------
@@ -85,7 +109,12 @@ class SparseRules:
             return kernel, "the plan asks for it"
         if macs < self.min_macs:
             return None, f"{macs} MACs is below min_macs={self.min_macs}"
-        limit = self.pattern_max_density if structure.kind == "pattern" else self.block_max_density
+        if structure.kind != "pattern":
+            limit = self.block_max_density
+        elif pixels is not None and pixels <= self.small_map_pixels:
+            limit = self.small_map_pattern_max_density
+        else:
+            limit = self.pattern_max_density
         if structure.density > limit:
             return None, f"density {structure.density:.2f} is above {limit:.2f}, where dense is faster"
         return kernel, f"density {structure.density:.2f} <= {limit:.2f}"

@@ -74,3 +74,19 @@ def test_bench_model_times_every_runtime_and_checks_them():
     assert result.returncode == 0, result.stderr
     for expected in ("tvm_sparse dense", "pytorch", "onnxruntime", "vs onnxruntime (target)", "routed to sparse kernels"):
         assert expected in result.stdout
+
+
+def test_bench_kernels_runs_layers_at_other_densities(capsys):
+    from tvm_sparse.bench.kernels import LAYERS, layer_named
+
+    layer = layer_named("resnet18-cifar-512x4@0.5")
+    assert (layer.name, layer.density) == ("resnet18-cifar-512x4@0.5", 0.5)
+    assert (layer.channels, layer.size) == (LAYERS["resnet18-cifar-512x4"].channels, 4)
+    assert layer_named("resnet18-cifar-512x4") is LAYERS["resnet18-cifar-512x4"]
+    with pytest.raises(ValueError, match="unknown layer 'resnet18-cifar-9x9'"):
+        layer_named("resnet18-cifar-9x9@0.5")
+    with pytest.raises(ValueError, match=r"density must be in \(0, 1\]"):
+        layer_named("resnet18-cifar-512x4@0")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "kernels", "--density", "1.5"])
+    assert "a density is in (0, 1], got 1.5" in capsys.readouterr().err

@@ -122,7 +122,8 @@ def test_plan_forces_kernels_and_is_verified():
     mod, params = tvm_sparse.from_torch(model, example)
     plan = {"conv1.weight": PatternScheme(library_size=4, library=LIBRARY),
             "project.weight": BlockPunchedScheme(sparsity=0.0)}
-    strict = SparseRules(pattern_max_density=0.01, block_max_density=0.01, min_macs=0)
+    strict = SparseRules(pattern_max_density=0.01, small_map_pattern_max_density=0.01, block_max_density=0.01,
+                         min_macs=0)
     compiled = tvm_sparse.compile(mod, params, rules=strict, plan=plan)
     kernels = {d.name: d.kernel for d in compiled.report}
     assert kernels["conv1.weight"] == "pattern_conv2d" and kernels["project.weight"] == "block_punched_conv2d"

@@ -54,3 +54,16 @@ def test_a_plan_overrides_the_thresholds():
 def test_bad_thresholds_are_rejected(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SparseRules(**bad)
+
+
+def test_small_maps_need_sparser_patterns():
+    rules = SparseRules()
+    assert rules.decide(structure("pattern", 0.3), 10**6, "x86", pixels=8 * 8)[0] == "pattern_conv2d"
+    kernel, reason = rules.decide(structure("pattern", 0.3), 10**6, "x86", pixels=4 * 4)
+    assert kernel is None and "0.30 is above 0.25" in reason
+    assert rules.decide(structure("pattern", 0.2), 10**6, "x86", pixels=4 * 4)[0] == "pattern_conv2d"
+    assert rules.decide(structure("block_punched", 0.5), 10**6, "x86", pixels=4 * 4)[0] == "block_punched_conv2d"
+    kernel, reason = rules.decide(structure("bsr", 0.7), 10**6, "x86")
+    assert kernel is None and "0.70 is above 0.60" in reason
+    with pytest.raises(ValueError, match="small_map_pattern_max_density"):
+        SparseRules(small_map_pattern_max_density=0.0)

@@ -17,7 +17,8 @@ from tvm_sparse.bench.models import benchmark_model, example_input
 from tvm_sparse.pruning.one_shot import magnitude_prune
 
 #: Rules under which only the layers of the plan go to sparse kernels (the plan forces them).
-PLAN_ONLY = SparseRules(pattern_max_density=1e-6, block_max_density=1e-6, max_kernel_terms=None)
+PLAN_ONLY = SparseRules(pattern_max_density=1e-6, small_map_pattern_max_density=1e-6, block_max_density=1e-6,
+                        max_kernel_terms=None)
 
 #: Per model, the layers routed in CI: each kind of layer the model has (3x3 stride 1 and 2,
 #: 1x1 projection, linear; specialised and compact kernel code; residual and plain epilogues),

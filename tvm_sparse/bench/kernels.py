@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -88,6 +88,25 @@ LAYERS = {
         KernelLayer("mobilenetv2-1x1-960to160x7", "bsr", 960, 160, 7, kernel=1, density=0.1),
     )
 }
+
+def layer_named(name):
+    """The layer ``name`` of :data:`LAYERS`, or ``"NAME@DENSITY"``: that layer at another density.
+
+    Raises
+    ------
+    ValueError
+        For an unknown layer or a density outside (0, 1].
+    """
+    base, _, density = name.partition("@")
+    if base not in LAYERS:
+        raise ValueError(f"unknown layer {base!r}; expected one of {sorted(LAYERS)}")
+    if not density:
+        return LAYERS[base]
+    value = float(density)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    return replace(LAYERS[base], name=name, density=value)
+
 
 #: The layers of the two speed targets (``--quick``): 3x3 layers of 128 channels or more at 8x, a 1x1 BSR layer.
 QUICK = ("vgg16-cifar-128x32", "resnet18-cifar-128x16", "resnet18-cifar-512x4", "mobilenetv2-1x1-144to24x56")
@@ -354,9 +373,9 @@ def _worker(argv=None):
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--rounds", type=int, required=True)
-    parser.add_argument("layers", nargs="+", choices=sorted(LAYERS))
+    parser.add_argument("layers", nargs="+", type=layer_named)
     args = parser.parse_args(argv)
-    results = measure([LAYERS[name] for name in args.layers], args.threads, args.rounds, args.workdir)
+    results = measure(args.layers, args.threads, args.rounds, args.workdir)
     print(json.dumps([asdict(r) for r in results]))
 
 

@@ -7,6 +7,8 @@ Sub-commands:
 - ``model``: one pruned model, tvm_sparse (sparse and dense) vs PyTorch, ONNX Runtime and DeepSparse.
 """
 
+import argparse
+
 from tvm_sparse.models import MODELS
 
 
@@ -75,6 +77,14 @@ def run_models(args):
     return 1 if disagreeing else 0
 
 
+def _density(text):
+    """argparse type: a density in (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a density is in (0, 1], got {text}")
+    return value
+
+
 def _register_kernels(benchmarks):
     from tvm_sparse.bench.kernels import LAYERS, QUICK
 
@@ -89,6 +99,10 @@ def _register_kernels(benchmarks):
     parser.add_argument("--layer", dest="layers", action="append", choices=sorted(LAYERS),
                         help="layer to run (repeatable; default: all)")
     parser.add_argument("--quick", action="store_true", help=f"only the target layers: {', '.join(QUICK)}")
+    parser.add_argument("--density", dest="densities", type=_density, nargs="+",
+                        help="run each layer at these densities instead of its own (pattern: fraction of 3x3 "
+                             "kernels kept, on top of the 4-of-9 patterns; block formats: fraction of blocks "
+                             "kept), to see where the sparse kernel stops paying")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     parser.set_defaults(func=run_kernels)
@@ -102,11 +116,13 @@ def run_kernels(args):
     from rich.table import Table
 
     from schedules.target_info import as_target
-    from tvm_sparse.bench.kernels import AGREEMENT, LAYERS, QUICK, run_benchmark
+    from tvm_sparse.bench.kernels import AGREEMENT, LAYERS, QUICK, layer_named, run_benchmark
 
     target = as_target(None)
     names = args.layers or (list(QUICK) if args.quick else list(LAYERS))
-    layers = [LAYERS[name] for name in names]
+    if args.densities:
+        names = [f"{name}@{density:g}" for name in names for density in args.densities]
+    layers = [layer_named(name) for name in names]
     console = Console(width=max(Console().width, 230))
     with console.status(f"compiling {len(layers)} layers for {target.attrs['mcpu']} and timing"):
         compile_seconds, timings = run_benchmark(layers, args.threads, args.rounds, target)

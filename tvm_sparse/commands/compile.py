@@ -29,8 +29,12 @@ def register(subparsers):
     defaults = SparseRules()
     parser.add_argument("--pattern-max-density", type=float, default=defaults.pattern_max_density,
                         help="route pattern layers at this density or below (default %(default)s)")
+    parser.add_argument("--small-map-pattern-max-density", type=float,
+                        default=defaults.small_map_pattern_max_density,
+                        help=f"the same on output maps of {defaults.small_map_pixels} pixels or fewer "
+                             "(default %(default)s)")
     parser.add_argument("--block-max-density", type=float, default=defaults.block_max_density,
-                        help="route block-punched layers at this density or below (default %(default)s)")
+                        help="route block-punched and BSR layers at this density or below (default %(default)s)")
     parser.add_argument("--min-macs", type=int, default=defaults.min_macs,
                         help="smaller layers stay dense (default %(default)s)")
     parser.add_argument("--max-kernel-terms", type=int, default=defaults.max_kernel_terms,
@@ -54,8 +58,10 @@ def run(args):
     try:
         model, example = _load(args.model, torch)
         plan = load_plan(args.plan) if args.plan else None
-        rules = SparseRules(args.pattern_max_density, args.block_max_density, args.min_macs,
-                            args.max_kernel_terms)
+        rules = SparseRules(pattern_max_density=args.pattern_max_density,
+                            small_map_pattern_max_density=args.small_map_pattern_max_density,
+                            block_max_density=args.block_max_density, min_macs=args.min_macs,
+                            max_kernel_terms=args.max_kernel_terms)
         if args.prune == "magnitude":
             if not hasattr(model, "named_modules"):
                 raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
