@@ -9,8 +9,9 @@ computes ``relu(conv2d(x, w) + bias)`` at batch 1, by:
   config from :func:`schedules.sparse_space.candidate_configs`), whose compile time does not grow
   with the non-zeros;
 - ``specialized``: the sparse kernel with literal weights (:mod:`schedules.specialized_conv`),
-  only where its code fits :data:`schedules.specialized_conv.CODE_BUDGET` (larger layers took
-  over ten minutes to compile);
+  only where the tuner would try it, its code within
+  :data:`schedules.sparse_space.CANDIDATE_CODE_BUDGET` (larger layers take minutes to compile and
+  lost to the compact code);
 - ``tvm_dense``: the same layer with the dense weight through ``tvm_sparse``'s pipeline without
   the sparse phase (the hand-written register-tiled dense schedule of ``schedules.dense_conv2d``);
 - ``pytorch`` (oneDNN) and ``onnxruntime`` with the dense weight.
@@ -178,19 +179,15 @@ KERNELS = {"pattern": "pattern_conv2d", "block_punched": "block_punched_conv2d",
 def sparse_configs(layer, fmt, target):
     """The config of each sparse variant built for the layer: ``{codegen: config}``.
 
-    The compact variant's default always; the specialised one when its code fits the budget.
+    The compact variant's default always; the specialised one when the tuner would try it (its
+    code within ``schedules.sparse_space.CANDIDATE_CODE_BUDGET``).
     """
-    from schedules.sparse_space import candidate_configs, stored_terms
-    from schedules.specialized_conv import CODE_BUDGET
+    from schedules.sparse_space import candidate_configs
 
-    candidates = candidate_configs(KERNELS[layer.scheme], fmt, layer.data_shape, target,
-                                   stride=layer.stride, padding=layer.padding)
     configs = {}
-    for config in candidates:
+    for config in candidate_configs(KERNELS[layer.scheme], fmt, layer.data_shape, target,
+                                    stride=layer.stride, padding=layer.padding):
         configs.setdefault(config.codegen, config)
-    specialised = configs.get("specialized")
-    if specialised is not None and stored_terms(fmt) * specialised.rows * specialised.vectors > CODE_BUDGET:
-        del configs["specialized"]
     return configs
 
 
