@@ -90,6 +90,7 @@ LAYERS = {
     )
 }
 
+
 def layer_named(name):
     """The layer ``name`` of :data:`LAYERS`, or ``"NAME@DENSITY"``: that layer at another density.
 
