@@ -30,16 +30,16 @@ SUBSETS = {
 }
 
 
-def pruned(name):
+def pruned(name, scheme_3x3="pattern"):
     """The model pruned 8x on its 3x3 layers, its plan and the example input."""
     model = benchmark_model(name)
-    plan = magnitude_prune(model, compression=8.0)
+    plan = magnitude_prune(model, compression=8.0, scheme_3x3=scheme_3x3)
     return model.eval(), plan, example_input()
 
 
-def compile_and_check(name, plan_layers=None, target="llvm"):
+def compile_and_check(name, plan_layers=None, target="llvm", scheme_3x3="pattern"):
     """Compile the pruned model with the plan (restricted to ``plan_layers``); return model, plan, compiled."""
-    model, plan, example = pruned(name)
+    model, plan, example = pruned(name, scheme_3x3)
     if plan_layers is not None:
         missing = set(plan_layers) - set(plan)
         assert not missing, f"{name} has no pruned layers {sorted(missing)}; it has {sorted(plan)}"
@@ -53,6 +53,14 @@ def compile_and_check(name, plan_layers=None, target="llvm"):
 @pytest.mark.parametrize("name", sorted(SUBSETS))
 def test_pruned_model_matches_pytorch(name):
     model, example, compiled = compile_and_check(name, SUBSETS[name])
+    with torch.no_grad():
+        assert relative_error(compiled(example), model(example).numpy()) <= 1e-4
+
+
+def test_resnet18_with_block_punched_3x3_layers_matches_pytorch():
+    layers = ("layer2.0.conv1.weight", "layer3.1.conv2.weight", "layer4.1.conv1.weight")
+    model, example, compiled = compile_and_check("resnet18", layers, scheme_3x3="block_punched")
+    assert {d.structure for d in compiled.report if d.decision == "sparse"} == {"block_punched"}
     with torch.no_grad():
         assert relative_error(compiled(example), model(example).numpy()) <= 1e-4
 

@@ -1,7 +1,8 @@
 """One-shot magnitude pruning of a whole CNN with the schemes the compiler accelerates.
 
 The quick path of the demo and the benchmarks (no training): 3x3 convolutions get pattern +
-connectivity pruning, 1x1 convolutions and linear layers get block-punched pruning; the first
+connectivity pruning (or block-punched pruning, ``scheme_3x3="block_punched"``), 1x1 convolutions
+and linear layers get block-punched pruning; the first
 convolution (which sees the image's 3 channels) and grouped/depthwise convolutions stay dense.
 For accuracy, prune during training (:class:`ClickTrainSparsifier`) or fine-tune after.
 """
@@ -11,17 +12,23 @@ import torch
 from tvm_sparse.plan import BlockPunchedScheme, UnstructuredScheme
 
 from .sparsifier import MagnitudeSparsifier
-from .workflows import pattern_for_compression
+from .workflows import block_punched_for_compression, pattern_for_compression
+
+#: The schemes :func:`one_shot_config` can give the 3x3 convolutions, by name.
+SCHEMES_3X3 = {"pattern": lambda compression, block: pattern_for_compression(compression),
+               "block_punched": block_punched_for_compression}
 
 
-def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, min_in_channels=8):
+def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, min_in_channels=8,
+                    scheme_3x3="pattern"):
     """``{tensor_fqn: scheme}`` for the layers :func:`magnitude_prune` prunes.
 
     Parameters
     ----------
     model : torch.nn.Module
     compression : float
-        Dense over kept weights of the 3x3 layers (pattern entries plus connectivity pruning).
+        Dense over kept weights of the 3x3 layers (at least this much for block-punched ones, see
+        :func:`~tvm_sparse.pruning.workflows.block_punched_for_compression`).
     block : tuple of int
         Block shape of the block-punched layers.
     block_sparsity : float
@@ -30,8 +37,14 @@ def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, m
         0.875 a block would keep none).
     min_in_channels : int
         Layers with fewer input channels (the first convolution) stay dense.
+    scheme_3x3 : str
+        ``"pattern"`` (pattern + connectivity) or ``"block_punched"`` (``block`` blocks) for the
+        3x3 layers. Block-punched blocks share their input loads across ``bk`` filters, so their
+        kernels run faster at the same rate; patterns are the finer structure.
     """
-    pattern = pattern_for_compression(compression)
+    if scheme_3x3 not in SCHEMES_3X3:
+        raise ValueError(f"unknown 3x3 scheme {scheme_3x3!r}; choose one of {sorted(SCHEMES_3X3)}")
+    scheme_of_3x3 = SCHEMES_3X3[scheme_3x3](compression, block)
     punched = BlockPunchedScheme(block=block, sparsity=block_sparsity)
     config = {}
     for name, module in model.named_modules():
@@ -39,7 +52,7 @@ def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, m
             if module.groups != 1 or module.in_channels < min_in_channels or module.dilation != (1, 1):
                 continue
             if module.kernel_size == (3, 3):
-                config[f"{name}.weight"] = pattern
+                config[f"{name}.weight"] = scheme_of_3x3
             elif module.kernel_size == (1, 1):
                 config[f"{name}.weight"] = punched
         elif isinstance(module, torch.nn.Linear) and module.in_features >= min_in_channels:

@@ -5,13 +5,14 @@ sparsifier's ``step()`` goes, exactly as in a user's own loop. Each recipe retur
 :class:`PruneResult` with the squashed model, its plan, its test accuracy and its wall time.
 """
 
+import math
 import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from tvm_sparse.plan import PatternScheme
+from tvm_sparse.plan import BlockPunchedScheme, PatternScheme
 
 from .admm import ADMMSparsifier
 from .clicktrain import ClickTrainSchedule, ClickTrainSparsifier
@@ -115,6 +116,28 @@ def pattern_for_compression(compression, entries=4, library_size=8):
     if connectivity < 0:
         raise ValueError(f"pattern pruning alone already compresses {9 / entries:.2f}x; {compression}x is below it")
     return PatternScheme(entries=entries, library_size=library_size, connectivity=connectivity)
+
+
+def block_punched_for_compression(compression, block=(8, 4), kernel_positions=9):
+    """The block-punched scheme that keeps at most ``1 / compression`` of each block's columns.
+
+    A block of ``bc`` input channels has ``bc * kernel_positions`` columns. The kept count is
+    rounded down, so a layer is compressed at least ``compression`` times: 8x4 blocks of a 3x3
+    layer (36 columns) keep 4 columns at 8x, i.e. 9x; 8x8 blocks (72 columns) keep 9, exactly 8x.
+
+    Parameters
+    ----------
+    compression : float
+    block : tuple of int
+        ``(bk, bc)``.
+    kernel_positions : int
+        ``R * S`` of the layers the scheme is for (9 for 3x3).
+    """
+    columns = block[1] * kernel_positions
+    kept = math.floor(columns / compression)
+    if kept < 1:
+        raise ValueError(f"{block[0]}x{block[1]} blocks have {columns} columns: {compression}x would keep none")
+    return BlockPunchedScheme(block=tuple(block), sparsity=1.0 - kept / columns)
 
 
 def measured_compression(model, names):
