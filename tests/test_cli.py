@@ -78,6 +78,14 @@ def test_bench_model_times_every_runtime_and_checks_them(scheme_3x3):
         assert expected in result.stdout
 
 
+@pytest.mark.parametrize("block, message", [("8y4", "a block is BKxBC, e.g. 8x4; got '8y4'"),
+                                            ("0x4", "block sides are positive, got '0x4'")])
+def test_a_bad_block_shape_is_named(capsys, block, message):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--scheme-3x3", "block_punched", "--block", block])
+    assert message in capsys.readouterr().err
+
+
 def test_bench_kernels_runs_layers_at_other_densities(capsys):
     from tvm_sparse.bench.kernels import LAYERS, layer_named
 

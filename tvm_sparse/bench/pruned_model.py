@@ -71,16 +71,16 @@ def _paths(workdir, name):
              "dense.pt", "unstructured.pt")}
 
 
-def pruned_variants(name, compression, scheme_3x3="pattern"):
+def pruned_variants(name, compression, scheme_3x3="pattern", block=(8, 4)):
     """The dense model, the pruned one with its plan, and the unstructured one at the same rates.
 
-    ``scheme_3x3`` is as in :func:`tvm_sparse.pruning.one_shot.one_shot_config`.
+    ``scheme_3x3`` and ``block`` are as in :func:`tvm_sparse.pruning.one_shot.one_shot_config`.
     """
     from tvm_sparse.pruning.one_shot import magnitude_prune, magnitude_prune_unstructured, weight_sparsity
 
     dense = benchmark_model(name)
     pruned = copy.deepcopy(dense)
-    plan = magnitude_prune(pruned, compression=compression, scheme_3x3=scheme_3x3)
+    plan = magnitude_prune(pruned, compression=compression, scheme_3x3=scheme_3x3, block=block)
     unstructured = copy.deepcopy(dense)
     magnitude_prune_unstructured(unstructured, weight_sparsity(pruned, plan))
     return dense, pruned, plan, unstructured
@@ -92,7 +92,7 @@ def _export_onnx(model, example, path):
         torch.onnx.export(model, (example,), path, input_names=["x"], opset_version=17, dynamo=False)
 
 
-def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern"):
+def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern", block=(8, 4)):
     """Prune, compile (sparse and dense) and export one model into ``workdir``.
 
     Returns
@@ -102,7 +102,7 @@ def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern"
     import tvm_sparse
 
     paths = _paths(workdir, name)
-    dense, pruned, plan, unstructured = pruned_variants(name, compression, scheme_3x3)
+    dense, pruned, plan, unstructured = pruned_variants(name, compression, scheme_3x3, block)
     example = example_input()
     np.save(paths["input.npy"], example.numpy())
     mod, params = tvm_sparse.from_torch(pruned, example)
@@ -192,7 +192,7 @@ def _relative_error(actual, expected):
     return float(np.abs(np.asarray(actual) - expected).max() / np.abs(expected).max())
 
 
-def run_benchmark(names, compression, thread_counts, rounds, target, rules=None, scheme_3x3="pattern"):
+def run_benchmark(names, compression, thread_counts, rounds, target, rules=None, scheme_3x3="pattern", block=(8, 4)):
     """Prepare each model once, then measure them in one worker process per thread count.
 
     Returns
@@ -201,7 +201,7 @@ def run_benchmark(names, compression, thread_counts, rounds, target, rules=None,
     timings : list[PrunedModelTiming]
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_model_") as workdir:
-        prepared = [prepare(name, compression, target, workdir, rules, scheme_3x3) for name in names]
+        prepared = [prepare(name, compression, target, workdir, rules, scheme_3x3, block) for name in names]
         rows = run_workers("tvm_sparse.bench.pruned_model", workdir, thread_counts, rounds, names)
     return prepared, [PrunedModelTiming(**row) for row in rows]
 

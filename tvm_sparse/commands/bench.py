@@ -156,25 +156,23 @@ def run_kernels(args):
 
 
 def _register_model(benchmarks):
-    from tvm_sparse.pruning.one_shot import SCHEMES_3X3
+    from tvm_sparse.commands.pruning_options import add_scheme_arguments
 
     parser = benchmarks.add_parser(
         "model",
         help="a pruned model: tvm_sparse sparse and dense vs PyTorch, ONNX Runtime and DeepSparse",
-        description="Prune a CIFAR-10 model one-shot (pattern + connectivity, or block-punched, on every 3x3 "
-                    "layer but the first, block-punched on 1x1 and linear layers), compile it with tvm_sparse with and without the "
-                    "sparse passes, and time it side by side with PyTorch, ONNX Runtime on the dense model and "
-                    "DeepSparse 1.8.0 on the model pruned unstructured to the same rate per layer (medians of "
-                    "interleaved rounds; one process per thread count). DeepSparse runs in its own environment: "
+        description="Prune a CIFAR-10 model one-shot (pattern + connectivity, or block-punched, on every 3x3 layer "
+                    "but the first, block-punched on 1x1 and linear layers), compile it with tvm_sparse with and "
+                    "without the sparse passes, and time it side by side with PyTorch, ONNX Runtime on the dense "
+                    "model and DeepSparse 1.8.0 on the model pruned unstructured to the same rate per layer (medians "
+                    "of interleaved rounds; one process per thread count). DeepSparse runs in its own environment: "
                     "install it with `bash scripts/install-deepsparse.sh`; without it its columns are left out.",
     )
     parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
                         help="model to run (repeatable; default: resnet18)")
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8)")
-    parser.add_argument("--scheme-3x3", choices=sorted(SCHEMES_3X3), default="pattern",
-                        help="pruning of the 3x3 layers: pattern + connectivity (default) or block-punched 8x4, "
-                             "whose kept columns are rounded down (8x keeps 4 of 36: 9x)")
+    add_scheme_arguments(parser)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     parser.add_argument("--target", default=None,
@@ -197,9 +195,10 @@ def run_model(args):
     console = Console(width=max(Console().width, 160))
     with console.status(f"pruning and compiling {', '.join(models)} for {target}, then timing"):
         prepared, timings = run_benchmark(models, args.compression, args.threads, args.rounds, target,
-                                          scheme_3x3=args.scheme_3x3)
+                                          scheme_3x3=args.scheme_3x3, block=args.block)
     for p in prepared:
-        console.print(f"{p.model}: 3x3 layers {args.scheme_3x3} at {args.compression:g}x, pruned layers {p.compression:.1f}x overall; "
+        console.print(f"{p.model}: 3x3 layers {args.scheme_3x3} at {args.compression:g}x (block-punched blocks "
+                      f"{args.block[0]}x{args.block[1]}), pruned layers {p.compression:.1f}x overall; "
                       f"{p.routed} of {p.layers} layers routed to sparse kernels; compile "
                       + ", ".join(f"{runtime} {s:.0f} s" for runtime, s in p.compile_seconds.items()))
     present = [r for r in RUNTIMES if any(r in t.median_ms for t in timings)]

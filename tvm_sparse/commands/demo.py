@@ -8,6 +8,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from tvm_sparse.commands.pruning_options import add_scheme_arguments
 from tvm_sparse.models import MODELS
 
 
@@ -16,15 +17,16 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "demo",
         help="prune a CIFAR-10 model, compile it for this CPU, compare with PyTorch",
-        description="Prune a model defined in tvm_sparse (CIFAR-10 shapes, random weights, nothing "
-                    "downloaded) one-shot by magnitude (pattern + connectivity on 3x3 layers, block-punched "
-                    "on 1x1 and linear layers), compile it with tvm_sparse.compile with and without the "
-                    "sparse passes, check both against PyTorch and print the latencies side by side with "
-                    "PyTorch and ONNX Runtime on the dense model (medians of interleaved rounds).",
+        description="Prune a model defined in tvm_sparse (CIFAR-10 shapes, random weights, nothing downloaded) "
+                    "one-shot by magnitude (pattern + connectivity, or block-punched, on 3x3 layers, block-punched on"
+                    " 1x1 and linear layers), compile it with tvm_sparse.compile with and without the sparse passes, "
+                    "check both against PyTorch and print the latencies side by side with PyTorch and ONNX Runtime on"
+                    " the dense model (medians of interleaved rounds).",
     )
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8); 0 keeps the model dense")
+    add_scheme_arguments(parser)
     parser.add_argument("--threads", type=int, default=1, help="threads for TVM and PyTorch (default 1)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7)")
     parser.add_argument("--target", default="llvm", help="target string (default llvm: this CPU)")
@@ -51,7 +53,8 @@ def run(args):
     console = Console(width=max(Console().width, 150))
     dense_model = benchmark_model(args.model)
     model = copy.deepcopy(dense_model)
-    plan = magnitude_prune(model, compression=args.compression) if args.compression else None
+    plan = (magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)
+            if args.compression else None)
     example = example_input()
     mod, params = tvm_sparse.from_torch(model, example)
     machines, compile_seconds = {}, {}
@@ -86,7 +89,7 @@ def run(args):
         candidates["ONNX Runtime (dense model)"] = lambda: session.run(None, {"x": x_numpy})
         with console.status(f"timing, {args.rounds} interleaved rounds"):
             timings = interleaved_medians(candidates, rounds=args.rounds)
-    pruning = f"pruned {args.compression:g}x on 3x3 layers" if plan else "unpruned"
+    pruning = f"pruned {args.compression:g}x on 3x3 layers ({args.scheme_3x3})" if plan else "unpruned"
     title = (f"{args.model} {pruning}, batch 1, {args.threads} thread(s), "
              f"median of {args.rounds} interleaved rounds")
     table = Table(title=title)

@@ -1,0 +1,26 @@
+"""Command-line options that choose how the one-shot pruning structures the layers."""
+
+import argparse
+
+
+def block_shape(text):
+    """argparse type: a block shape ``BKxBC`` (filters x input channels), e.g. ``8x4``."""
+    try:
+        rows, columns = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a block is BKxBC, e.g. 8x4; got {text!r}") from None
+    if rows < 1 or columns < 1:
+        raise argparse.ArgumentTypeError(f"block sides are positive, got {text!r}")
+    return rows, columns
+
+
+def add_scheme_arguments(parser):
+    """Add ``--scheme-3x3`` and ``--block`` (see :func:`tvm_sparse.pruning.one_shot.one_shot_config`)."""
+    from tvm_sparse.pruning.one_shot import SCHEMES_3X3  # noqa: PLC0415 - torch only when the parser is built
+
+    parser.add_argument("--scheme-3x3", choices=sorted(SCHEMES_3X3), default="pattern",
+                        help="pruning of the 3x3 layers: pattern + connectivity (default) or block-punched, whose "
+                             "kept columns are rounded down (8x4 blocks at 8x keep 4 of 36 columns: 9x)")
+    parser.add_argument("--block", type=block_shape, default=(8, 4),
+                        help="block shape BKxBC of the block-punched layers (default 8x4; 8x8 compresses 3x3 "
+                             "layers exactly 8x)")
