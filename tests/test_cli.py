@@ -61,6 +61,26 @@ def test_compile_prints_the_per_layer_report(tmp_path):
         assert expected in result.stdout
 
 
+def test_compile_prunes_3x3_layers_block_punched():
+    result = _cli("compile", "resnet18", "--prune", "magnitude", "--scheme-3x3", "block_punched", "--summary")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if ".conv" in line and "layer" in line]
+    assert rows and all("block_punched_conv2d" in line for line in rows), "\n".join(rows)
+
+
+@pytest.mark.parametrize("options, folder", [
+    ([], "resnet18"),
+    (["--prune", "magnitude"], "resnet18-pruned8x"),
+    (["--prune", "magnitude", "--scheme-3x3", "block_punched", "--block", "8x8"], "resnet18-pruned8x-block_punched8x8"),
+])
+def test_tune_keeps_each_pruning_in_its_own_log_folder(options, folder):
+    from tvm_sparse.commands.tune import default_log_dir
+    from tvm_sparse.target import parse_target
+
+    args = build_parser().parse_args(["tune", "resnet18", *options])
+    assert default_log_dir(args, parse_target("llvm")).split(os.sep)[-2] == folder
+
+
 def test_compile_names_a_bad_model_and_target():
     result = _cli("compile", "resnet19")
     assert result.returncode == 1 and "'resnet19' is neither a built-in model" in result.stderr

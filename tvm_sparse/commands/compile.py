@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from relay_passes.sparse_rules import SparseRules
+from tvm_sparse.commands.pruning_options import add_scheme_arguments
 from tvm_sparse.models import MODELS
 
 
@@ -21,9 +22,11 @@ def register(subparsers):
     parser.add_argument("model", help=f"a built-in model ({', '.join(sorted(MODELS))}) or a .pt2 file")
     parser.add_argument("--target", default="llvm", help="target string (default llvm: this CPU)")
     parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
-                        help="prune a built-in model first: pattern 3x3, block-punched 1x1/linear (default none)")
+                        help="prune a built-in model first: 3x3 layers as --scheme-3x3 says, block-punched "
+                             "1x1/linear (default none)")
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers when pruning (default 8)")
+    add_scheme_arguments(parser)
     parser.add_argument("--plan", help="a plan JSON (tvm_sparse.plan) to verify and follow")
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off")
     defaults = SparseRules()
@@ -65,7 +68,8 @@ def run(args):
         if args.prune == "magnitude":
             if not hasattr(model, "named_modules"):
                 raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
-            plan = magnitude_prune(model, compression=args.compression)
+            plan = magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3,
+                                   block=args.block)
         with console.status(f"compiling {args.model} for {args.target}"):
             compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target=args.target,
                                           sparse=not args.dense, plan=plan, rules=rules)

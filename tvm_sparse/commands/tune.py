@@ -5,6 +5,7 @@ import shlex
 import sys
 import time
 
+from tvm_sparse.commands.pruning_options import add_scheme_arguments
 from tvm_sparse.models import MODELS
 
 #: Where logs go by default (the repository's tuning_logs/ when run from its root).
@@ -29,23 +30,30 @@ def register(subparsers):
     parser.add_argument("--sparse-trials", type=int, default=3,
                         help="knob settings measured per sparse layer, the default first (default %(default)s)")
     parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
-                        help="prune the model first: pattern 3x3, block-punched 1x1/linear (default none)")
+                        help="prune the model first: 3x3 layers as --scheme-3x3 says, block-punched 1x1/linear "
+                             "(default none)")
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers when pruning (default 8)")
+    add_scheme_arguments(parser)
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off (tune a dense model)")
     parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind this RPC tracker")
     parser.add_argument("--rpc-key", metavar="KEY", help="the device's key at the tracker")
     parser.add_argument("--session-timeout", type=float, default=120.0,
                         help="seconds one RPC measurement session may take (default %(default)s)")
-    parser.add_argument("-o", "--output", help="log folder (default tuning_logs/<model>[-pruned<N>x]/<target>/)")
+    parser.add_argument("-o", "--output",
+                        help="log folder (default tuning_logs/<model>[-pruned<N>x[-block_punched<BK>x<BC>]]/<target>/)")
     parser.set_defaults(func=run)
 
 
 def default_log_dir(args, target):
-    """``tuning_logs/<model>[-pruned<N>x]/<target slug>``."""
+    """``tuning_logs/<model>[-pruned<N>x[-block_punched<BK>x<BC>]]/<target slug>`` (pattern 3x3 layers: no suffix)."""
     from tvm_sparse.tuning import target_slug  # noqa: PLC0415
 
-    model = args.model + (f"-pruned{args.compression:g}x" if args.prune == "magnitude" else "")
+    model = args.model
+    if args.prune == "magnitude":
+        model += f"-pruned{args.compression:g}x"
+        if args.scheme_3x3 != "pattern":
+            model += f"-{args.scheme_3x3}{args.block[0]}x{args.block[1]}"
     return os.path.join(DEFAULT_ROOT, model, target_slug(target))
 
 
@@ -67,7 +75,8 @@ def run(args):
         return 2
     try:
         model = build_model(args.model)
-        plan = magnitude_prune(model, compression=args.compression) if args.prune == "magnitude" else None
+        plan = (magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)
+                if args.prune == "magnitude" else None)
         example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
         mod, params = tvm_sparse.from_torch(model, example)
         log_dir = args.output or default_log_dir(args, tvm_sparse.parse_target(args.target))
@@ -98,7 +107,8 @@ def _argv_of(args):
     argv = [args.model, "--target", args.target, "--trials", str(args.trials),
             "--sparse-trials", str(args.sparse_trials)]
     if args.prune != "none":
-        argv += ["--prune", args.prune, "--compression", f"{args.compression:g}"]
+        argv += ["--prune", args.prune, "--compression", f"{args.compression:g}", "--scheme-3x3", args.scheme_3x3,
+                 "--block", f"{args.block[0]}x{args.block[1]}"]
     if args.dense:
         argv.append("--dense")
     if args.rpc_tracker:
