@@ -48,4 +48,3 @@ def test_3x3_layers_get_the_scheme_and_at_least_the_compression(scheme_3x3, sche
         weight = parameters["layer2.0.conv1.weight"].detach().numpy()
         packed = BlockPunchedWeight.from_dense(weight, block=(8, 4))
         np.testing.assert_array_equal(packed.to_dense(), weight)
-

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from relay_passes.sparse_rules import SparseRules
-from tvm_sparse.commands.pruning_options import add_scheme_arguments
+from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
 from tvm_sparse.models import MODELS
 
 
@@ -54,7 +54,6 @@ def run(args):
 
     import tvm_sparse
     from tvm_sparse.plan import PlanError, load_plan
-    from tvm_sparse.pruning.one_shot import magnitude_prune
     from tvm_sparse.target import TargetError
 
     console = Console()
@@ -68,8 +67,7 @@ def run(args):
         if args.prune == "magnitude":
             if not hasattr(model, "named_modules"):
                 raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
-            plan = magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3,
-                                   block=args.block)
+            plan = prune_as_asked(model, args)
         with console.status(f"compiling {args.model} for {args.target}"):
             compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target=args.target,
                                           sparse=not args.dense, plan=plan, rules=rules)

@@ -8,7 +8,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from tvm_sparse.commands.pruning_options import add_scheme_arguments
+from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
 from tvm_sparse.models import MODELS
 
 
@@ -18,10 +18,10 @@ def register(subparsers):
         "demo",
         help="prune a CIFAR-10 model, compile it for this CPU, compare with PyTorch",
         description="Prune a model defined in tvm_sparse (CIFAR-10 shapes, random weights, nothing downloaded) "
-                    "one-shot by magnitude (pattern + connectivity, or block-punched, on 3x3 layers, block-punched on"
-                    " 1x1 and linear layers), compile it with tvm_sparse.compile with and without the sparse passes, "
-                    "check both against PyTorch and print the latencies side by side with PyTorch and ONNX Runtime on"
-                    " the dense model (medians of interleaved rounds).",
+                    "one-shot by magnitude (pattern + connectivity, or block-punched, on 3x3 layers, block-punched "
+                    "on 1x1 and linear layers), compile it with tvm_sparse.compile with and without the sparse "
+                    "passes, check both against PyTorch and print the latencies side by side with PyTorch and "
+                    "ONNX Runtime on the dense model (medians of interleaved rounds).",
     )
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
     parser.add_argument("--compression", type=float, default=8.0,
@@ -47,14 +47,12 @@ def run(args):
     from tvm_sparse.bench.workers import onnxruntime_session
     from tvm_sparse.commands.compile import report_table
     from tvm_sparse.compiler import unpack_outputs
-    from tvm_sparse.pruning.one_shot import magnitude_prune
 
     configure_threads(args.threads)
     console = Console(width=max(Console().width, 150))
     dense_model = benchmark_model(args.model)
     model = copy.deepcopy(dense_model)
-    plan = (magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)
-            if args.compression else None)
+    plan = prune_as_asked(model, args) if args.compression else None
     example = example_input()
     mod, params = tvm_sparse.from_torch(model, example)
     machines, compile_seconds = {}, {}

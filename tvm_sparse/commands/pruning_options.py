@@ -1,4 +1,4 @@
-"""Command-line options that choose how the one-shot pruning structures the layers."""
+"""Command-line options that choose how the one-shot pruning structures the layers, and the pruning they ask for."""
 
 import argparse
 
@@ -24,3 +24,16 @@ def add_scheme_arguments(parser):
     parser.add_argument("--block", type=block_shape, default=(8, 4),
                         help="block shape BKxBC of the block-punched layers (default 8x4; 8x8 compresses 3x3 "
                              "layers exactly 8x)")
+
+
+def prune_as_asked(model, args):
+    """Prune ``model`` in place one-shot by magnitude as ``--compression``, ``--scheme-3x3`` and ``--block`` say.
+
+    Returns
+    -------
+    dict
+        The plan ``{tensor_fqn: scheme}`` (:func:`tvm_sparse.pruning.one_shot.magnitude_prune`).
+    """
+    from tvm_sparse.pruning.one_shot import magnitude_prune  # noqa: PLC0415
+
+    return magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)

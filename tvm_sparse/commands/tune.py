@@ -5,7 +5,7 @@ import shlex
 import sys
 import time
 
-from tvm_sparse.commands.pruning_options import add_scheme_arguments
+from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
 from tvm_sparse.models import MODELS
 
 #: Where logs go by default (the repository's tuning_logs/ when run from its root).
@@ -63,7 +63,6 @@ def run(args):
 
     import tvm_sparse  # noqa: PLC0415
     from tvm_sparse.models import build_model  # noqa: PLC0415
-    from tvm_sparse.pruning.one_shot import magnitude_prune  # noqa: PLC0415
     from tvm_sparse.target import TargetError  # noqa: PLC0415
     from tvm_sparse.tuning import COMMAND_FILE, RPCDevice, TuningLogError, tune  # noqa: PLC0415
 
@@ -75,8 +74,7 @@ def run(args):
         return 2
     try:
         model = build_model(args.model)
-        plan = (magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)
-                if args.prune == "magnitude" else None)
+        plan = prune_as_asked(model, args) if args.prune == "magnitude" else None
         example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
         mod, params = tvm_sparse.from_torch(model, example)
         log_dir = args.output or default_log_dir(args, tvm_sparse.parse_target(args.target))

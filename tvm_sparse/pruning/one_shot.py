@@ -2,8 +2,8 @@
 
 The quick path of the demo and the benchmarks (no training): 3x3 convolutions get pattern +
 connectivity pruning (or block-punched pruning, ``scheme_3x3="block_punched"``), 1x1 convolutions
-and linear layers get block-punched pruning; the first
-convolution (which sees the image's 3 channels) and grouped/depthwise convolutions stay dense.
+and linear layers get block-punched pruning; the first convolution (which sees the image's 3
+channels) and grouped/depthwise convolutions stay dense.
 For accuracy, prune during training (:class:`ClickTrainSparsifier`) or fine-tune after.
 """
 
