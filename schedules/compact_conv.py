@@ -140,7 +140,6 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     width, n_taps, n_groups = cfg.filters, len(groups[0]), len(groups)
     n_cblocks = -(-g.channels // cfg.channel_block)
     lanes, rows, vectors = cfg.lanes, cfg.rows, cfg.vectors
-    splits = cfg.filter_splits
 
     # With few accumulators the FMA latency, not the throughput, bounds the loop (tiny maps: 0.86
     # against 1.04 ms with two sets on 512 channels, 4x4; with 7 accumulators two sets lost,
@@ -213,8 +212,9 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
         # Unrolling the entry loop by two changed nothing: 1.267 against 1.266 ms.)
         with T.serial(0, n_cblocks) as cb:
             for x_base, y_base in ctx.tile_loops():
-                with T.serial(0, (len(tiles) - ctx.part + splits - 1) // splits) as tile_step:
-                    tile_code(ctx, cb, T.Bind(ctx.part + tile_step * splits), x_base, y_base)
+                parts = ctx.filter_parts
+                with T.serial(0, (len(tiles) - ctx.part + parts - 1) // parts) as tile_step:
+                    tile_code(ctx, cb, T.Bind(ctx.part + tile_step * parts), x_base, y_base)
 
     func = build_direct_conv(g, epilogue, cfg, name, "compact_conv2d", emit_task, param_shapes, len(table.data))
     return func, table.data

@@ -1,8 +1,12 @@
 """The compact (table-driven) sparse kernels: knobs, random shapes, code size, Relax calls, candidates."""
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +22,8 @@ from schedules.bsr_conv2d import bsr_conv2d
 from schedules.compact_conv import TABLE_ATTR, table_argument
 from schedules.epilogue import Epilogue
 from schedules.pattern_conv2d import pattern_conv2d
-from schedules.sparse_space import SELECTION_BUDGET, candidate_configs, stored_terms
-from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig
+from schedules.sparse_space import SELECTION_BUDGET, candidate_configs, private_input_split, stored_terms
+from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig, make_geometry
 from schedules.target_info import as_target
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 from tvm_sparse.formats.synthetic import block_punched, block_sparse, pattern_library, pattern_pruned
@@ -33,11 +37,21 @@ COMPACT_KNOBS = [
     SpecializedConvConfig(lanes=16, vectors=1, rows=1, filters=1, channel_block=10, filter_splits=2, codegen="compact", im2col=True),
     SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=3, codegen="compact", im2col=True),
     SpecializedConvConfig(lanes=8, vectors=2, rows=1, filters=2, channel_block=4, im2col=True),
+    # Private input copies: a row block of one tile (halo rows copied twice), filter parts copying
+    # the same rows, the specialised code, and im2col.
+    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=4, row_tiles=1, codegen="compact",
+                          private_input=True),
+    SpecializedConvConfig(lanes=4, vectors=2, rows=3, filters=3, channel_block=3, row_tiles=2, filter_splits=2,
+                          codegen="compact", tap_copies=True, private_input=True),
+    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=1, filter_splits=2,
+                          private_input=True),
+    SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=3, filter_splits=3, codegen="compact",
+                          im2col=True, private_input=True),
 ]
 
 
 @pytest.mark.parametrize(
-    "config", COMPACT_KNOBS, ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}"
+    "config", COMPACT_KNOBS, ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}p{c.private_input:d}"
 )
 def test_knobs_keep_results(config, run_kernel):
     """Tails in width, height, channels and filters (padding slots of a tile), split tasks, every input layout."""
@@ -168,6 +182,17 @@ def test_candidates_are_small_valid_and_distinct():
         dataclasses.replace(candidates[0], codegen="jit")
 
 
+def test_private_split_prefers_rows():
+    """Two row blocks where the rows allow, filter parts up to four tasks; none across four images."""
+    one_image, four_images = make_geometry((1, 64, 32, 32), (64, 64, 3, 3)), make_geometry((4, 64, 32, 32), (64, 64, 3, 3))
+    assert private_input_split(one_image, 32, 2) == (8, 2)  # 16 row tiles: 2 blocks x 2 filter parts
+    assert private_input_split(one_image, 32, 5) == (4, 2)  # 7 row tiles: blocks of 4 and 3
+    assert private_input_split(one_image, 1, 1) == (1, 4)  # an im2col row: filter parts only
+    assert private_input_split(four_images, 32, 2) == (8, 1)
+    defaults = candidate_configs("pattern_conv2d", _pattern_weight(0.28, 64, 64), (1, 64, 32, 32))
+    assert defaults[0].private_input and defaults[0].codegen == "compact"
+
+
 def test_table_as_relax_constant():
     """In a Relax program the table is one more ``relax.const`` argument after data and bias."""
     rng = np.random.default_rng(2)
@@ -191,3 +216,41 @@ def test_table_as_relax_constant():
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
     expected = torch.relu(F.conv2d(torch.from_numpy(x), torch.from_numpy(fmt.to_dense()), torch.from_numpy(bias), padding=1))
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # one row block: as many filter parts as threads (1, 2, 3), each copying the input
+        SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=4, row_tiles=9, filter_splits=3,
+                              codegen="compact", private_input=True),
+        # two row blocks: one filter part for 1 and 2 threads, two for 3
+        SpecializedConvConfig(lanes=4, vectors=2, rows=3, filters=3, channel_block=3, row_tiles=2, filter_splits=2,
+                              codegen="compact", private_input=True),
+        SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=10, filter_splits=4,
+                              codegen="compact", im2col=True, private_input=True),
+        SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=9, filter_splits=3,
+                              private_input=True),
+    ],
+    ids=["rows", "row-blocks", "im2col", "specialized"],
+)
+def test_private_input_copies_at_any_thread_count(config, tmp_path):
+    """A private-input kernel runs as many filter parts as it has threads: right at 1, 2 and 3 threads."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((1, 10, 11, 13)).astype("float32")
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (11, 10, 3, 3), (4, 3), 0.4), (4, 3))
+    func = block_punched_conv2d(weight, x.shape, stride=2, padding=1, config=config)
+    with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
+        tvm.compile(tvm.IRModule({"sparse": func}), target=as_target(None)).export_library(tmp_path / "kernel.so")
+    table = table_argument(func)
+    arrays = [x] + ([table] if table is not None else []) + [np.zeros((1, 11, 6, 7), "float32")]
+    np.savez(tmp_path / "args.npz", name=func.attrs["global_symbol"], **{f"arg{i}": a for i, a in enumerate(arrays)})
+    subprocess.run(
+        [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
+         tmp_path / "out.npz"],
+        check=True, cwd=Path(__file__).resolve().parents[2], env=dict(os.environ, TVM_NUM_THREADS="3"),
+    )
+    outputs = np.load(tmp_path / "out.npz")
+    expected = weight.conv2d(x, stride=2, padding=1)
+    for threads in (1, 2, 3):
+        np.testing.assert_allclose(outputs[f"threads{threads}"], expected, rtol=1e-4, atol=1e-4, err_msg=f"{threads} threads")
