@@ -162,18 +162,29 @@ def im2col_config(geometry, lanes, accumulators, block_rows):
                                  im2col=True, private_input=True)
 
 
+#: Largest im2col input of a strided layer's default config (rows that fill more than a quarter
+#: of a vector): every filter part copies it. On 64 to 128 channels, 32x32, stride 2 (590 KB;
+#: ms at 1 / 2 threads): block-punched 0.119 / 0.096 on im2col against 0.077 / 0.053 on the row
+#: layout with tap copies, patterns 0.146 / 0.121 against 0.093 / 0.087. On 128 to 256 channels,
+#: 16x16 (295 KB), im2col stayed ahead or even (0.082 / 0.061 against 0.102 / 0.058).
+STRIDED_IM2COL_BYTES = 512 * 1024
+
+
 def prefers_im2col(geometry, lanes, row_lanes):
-    """Whether the default compact code takes the im2col layout: strided layers, and rows that fill
-    a quarter of a vector or less; the im2col input must fit :data:`IM2COL_BYTES`.
+    """Whether the default compact code takes the im2col layout: rows that fill a quarter of a
+    vector or less, with an im2col input within :data:`IM2COL_BYTES`, and strided layers whose
+    im2col input is within :data:`STRIDED_IM2COL_BYTES`.
 
     Measured by ``tvm-sparse tune`` on ResNet-18-CIFAR pruned 8x (AVX-512, 1 thread, ms, row
-    layout against im2col): 512 channels, 4x4: 0.50-1.20 against 0.37-0.50; the stride-2 3x3
-    layers: 0.257 against 0.174 (64 to 128 channels) and 0.240 against 0.116 (128 to 256); the
-    stride-2 1x1 projections: 0.050 against 0.031. On 8x8 maps with stride 1, where rows fill half
-    a vector, neither won (256 channels: 0.305 against 0.244, 0.252 against 0.297, 0.227 against 0.313).
+    layout against im2col, tasks sharing one input copy): 512 channels, 4x4: 0.50-1.20 against
+    0.37-0.50; the stride-2 3x3 layers: 0.257 against 0.174 (64 to 128 channels) and 0.240
+    against 0.116 (128 to 256); the stride-2 1x1 projections: 0.050 against 0.031. On 8x8 maps
+    with stride 1, where rows fill half a vector, neither won (256 channels: 0.305 against 0.244,
+    0.252 against 0.297, 0.227 against 0.313).
     """
-    narrow = 4 * row_lanes <= lanes or max(geometry.stride) > 1
-    return narrow and im2col_bytes(geometry) <= IM2COL_BYTES
+    if 4 * row_lanes <= lanes:
+        return im2col_bytes(geometry) <= IM2COL_BYTES
+    return max(geometry.stride) > 1 and im2col_bytes(geometry) <= STRIDED_IM2COL_BYTES
 
 
 def default_sparse_config(geometry, target, n_terms, block_rows, selection_budget=SELECTION_BUDGET):
@@ -196,7 +207,9 @@ def default_sparse_config(geometry, target, n_terms, block_rows, selection_budge
         return config
     if prefers_im2col(geometry, lanes, config.lanes):
         return im2col_config(geometry, lanes, accumulators, block_rows)
-    return compact_config(geometry, lanes, accumulators, block_rows)
+    # A strided layer reads aligned vectors from one copy per tap column (see STRIDED_IM2COL_BYTES).
+    tap_copies = geometry.kernel[1] > geometry.stride[1] > 1
+    return compact_config(geometry, lanes, accumulators, block_rows, tap_copies=tap_copies)
 
 
 def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padding=None):

@@ -193,6 +193,20 @@ def test_private_split_prefers_rows():
     assert defaults[0].private_input and defaults[0].codegen == "compact"
 
 
+def test_strided_layers_take_im2col_only_when_its_copy_is_small():
+    """Every filter part copies the im2col input: a large one goes to the row layout, with tap copies."""
+    rng = np.random.default_rng(3)
+    target = {"kind": "llvm", "mcpu": "skylake-avx512"}
+
+    def default(channels, filters, size):
+        weight = BlockPunchedWeight.from_dense(block_punched(rng, (filters, channels, 3, 3), (8, 4), 0.125), (8, 4))
+        return candidate_configs("block_punched_conv2d", weight, (1, channels, size, size), target, stride=2, padding=1)[0]
+
+    large = default(64, 128, 32)  # im2col input: 590 KB
+    assert not large.im2col and large.tap_copies and large.private_input
+    assert default(256, 512, 8).im2col  # 147 KB
+
+
 def test_table_as_relax_constant():
     """In a Relax program the table is one more ``relax.const`` argument after data and bias."""
     rng = np.random.default_rng(2)
