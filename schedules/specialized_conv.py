@@ -14,7 +14,9 @@ Structure of the generated function (NCHW in and out, float32):
    feed the FMAs faster on AVX-512 (a 16-lane load that splits a cache line costs two), at
    the price of ``S`` times the copied input. With ``config.im2col`` the output pixels form one
    row and the input is copied as its im2col matrix (one row per tap ``(r, s)``): maps narrower
-   than a vector (4x4 in 16 lanes) then fill whole vectors.
+   than a vector (4x4 in 16 lanes) then fill whole vectors. With ``config.private_input`` each
+   parallel task makes its own copy of the rows it reads, inside the parallel loop (see
+   :class:`Layout`).
 2. A parallel loop over (image, block of output rows, part of the filter blocks). Inside it, for
    each block of input channels (an L1-sized slab of the padded input) and each *filter block*
    (filters that the format groups together: a pattern pair, a block-punched or BSR row block),
