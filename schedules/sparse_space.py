@@ -121,8 +121,9 @@ def compact_config(geometry, lanes, accumulators, block_rows, l1_bytes=32 * 1024
             rows -= 1
         knobs = {"rows": rows, **knobs}
     config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", **knobs})
-    split = dict(zip(("row_tiles", "filter_splits"), private_input_split(geometry, geometry.out_height, config.rows)))
-    config = dataclasses.replace(config, **{**split, "private_input": True, **knobs})
+    row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows)
+    split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
+    config = dataclasses.replace(config, **{**split, **knobs})
     window = ((config.rows - 1) * geometry.stride[0] + geometry.kernel[0]) * (
         (config.vectors * config.lanes - 1) * geometry.stride[1] + geometry.kernel[1]
     )

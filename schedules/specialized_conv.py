@@ -575,9 +575,10 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
             out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
             residual_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data) if residual is not None else None
             images_x_rows = g.batch * lay.row_blocks
-            copy_size = (images_x_rows * cfg.filter_splits if lay.private else g.batch) * g.channels * lay.channel_stride
+            slab = g.channels * lay.channel_stride  # one image's copy (a task's, when private)
+            slabs = images_x_rows * cfg.filter_splits if lay.private else g.batch
             acc, copies = scratch_buffers(
-                0 if lay.direct else g.batch * g.filters * lay.out_h * lay.out_w, copy_size if lay.copies_input else 0
+                0 if lay.direct else g.batch * g.filters * lay.out_h * lay.out_w, slabs * slab if lay.copies_input else 0
             )
             acc = out_flat if acc is None else acc
             shared_input = data_flat if copies is None else copies
@@ -599,13 +600,12 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
                 context.first_tile = first_tile
                 context.n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
                 if lay.private:
-                    slab = g.channels * lay.channel_stride
                     context.padded = T.decl_buffer((slab,), DTYPE, data=copies.data, elem_offset=copies.elem_offset + task * slab)
                     first_row = first_tile * cfg.rows * g.stride[0]
                     emit_padding(g, lay, data_flat, context.padded, cfg.lanes, context.image, first_row)
                     context.input_origin = -first_row * lay.row_stride
                 else:
-                    context.input_origin = context.image * g.channels * lay.channel_stride
+                    context.input_origin = context.image * slab
                 emit_task(context)
             if not lay.direct:
                 emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, cfg.lanes)

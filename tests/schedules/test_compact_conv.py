@@ -23,8 +23,9 @@ from schedules.compact_conv import TABLE_ATTR, table_argument
 from schedules.epilogue import Epilogue
 from schedules.pattern_conv2d import pattern_conv2d
 from schedules.sparse_space import SELECTION_BUDGET, candidate_configs, private_input_split, stored_terms
-from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig, make_geometry
+from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig, compile_kernel, make_geometry
 from schedules.target_info import as_target
+from tests.schedules.threaded_run import THREAD_COUNTS
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 from tvm_sparse.formats.synthetic import block_punched, block_sparse, pattern_library, pattern_pruned
 
@@ -254,8 +255,7 @@ def test_private_input_copies_at_any_thread_count(config, tmp_path):
     x = rng.standard_normal((1, 10, 11, 13)).astype("float32")
     weight = BlockPunchedWeight.from_dense(block_punched(rng, (11, 10, 3, 3), (4, 3), 0.4), (4, 3))
     func = block_punched_conv2d(weight, x.shape, stride=2, padding=1, config=config)
-    with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
-        tvm.compile(tvm.IRModule({"sparse": func}), target=as_target(None)).export_library(tmp_path / "kernel.so")
+    compile_kernel(func, as_target(None)).export_library(tmp_path / "kernel.so")
     table = table_argument(func)
     arrays = [x] + ([table] if table is not None else []) + [np.zeros((1, 11, 6, 7), "float32")]
     np.savez(tmp_path / "args.npz", name=func.attrs["global_symbol"], **{f"arg{i}": a for i, a in enumerate(arrays)})
@@ -266,5 +266,5 @@ def test_private_input_copies_at_any_thread_count(config, tmp_path):
     )
     outputs = np.load(tmp_path / "out.npz")
     expected = weight.conv2d(x, stride=2, padding=1)
-    for threads in (1, 2, 3):
+    for threads in THREAD_COUNTS:
         np.testing.assert_allclose(outputs[f"threads{threads}"], expected, rtol=1e-4, atol=1e-4, err_msg=f"{threads} threads")
