@@ -189,6 +189,7 @@ def run_model(args):
     from tvm.target import codegen
 
     from tvm_sparse.bench.pruned_model import AGREEMENT, RUNTIMES, TARGETS, run_benchmark
+    from tvm_sparse.commands.pruning_options import block_text
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
     models = args.models or ["resnet18"]
@@ -198,7 +199,7 @@ def run_model(args):
                                           scheme_3x3=args.scheme_3x3, block=args.block)
     for p in prepared:
         console.print(f"{p.model}: 3x3 layers {args.scheme_3x3} at {args.compression:g}x (block-punched blocks "
-                      f"{args.block[0]}x{args.block[1]}), pruned layers {p.compression:.1f}x overall; "
+                      f"{block_text(args.block)}), pruned layers {p.compression:.1f}x overall; "
                       f"{p.routed} of {p.layers} layers routed to sparse kernels; compile "
                       + ", ".join(f"{runtime} {s:.0f} s" for runtime, s in p.compile_seconds.items()))
     present = [r for r in RUNTIMES if any(r in t.median_ms for t in timings)]

@@ -14,6 +14,11 @@ def block_shape(text):
     return rows, columns
 
 
+def block_text(block):
+    """The ``BKxBC`` text of a block shape: the inverse of :func:`block_shape`."""
+    return f"{block[0]}x{block[1]}"
+
+
 def add_scheme_arguments(parser):
     """Add ``--scheme-3x3`` and ``--block`` (see :func:`tvm_sparse.pruning.one_shot.one_shot_config`)."""
     from tvm_sparse.pruning.one_shot import SCHEMES_3X3  # noqa: PLC0415 - torch only when the parser is built

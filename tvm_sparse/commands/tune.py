@@ -5,7 +5,7 @@ import shlex
 import sys
 import time
 
-from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
+from tvm_sparse.commands.pruning_options import add_scheme_arguments, block_text, prune_as_asked
 from tvm_sparse.models import MODELS
 
 #: Where logs go by default (the repository's tuning_logs/ when run from its root).
@@ -53,7 +53,7 @@ def default_log_dir(args, target):
     if args.prune == "magnitude":
         model += f"-pruned{args.compression:g}x"
         if args.scheme_3x3 != "pattern":
-            model += f"-{args.scheme_3x3}{args.block[0]}x{args.block[1]}"
+            model += f"-{args.scheme_3x3}{block_text(args.block)}"
     return os.path.join(DEFAULT_ROOT, model, target_slug(target))
 
 
@@ -106,7 +106,7 @@ def _argv_of(args):
             "--sparse-trials", str(args.sparse_trials)]
     if args.prune != "none":
         argv += ["--prune", args.prune, "--compression", f"{args.compression:g}", "--scheme-3x3", args.scheme_3x3,
-                 "--block", f"{args.block[0]}x{args.block[1]}"]
+                 "--block", block_text(args.block)]
     if args.dense:
         argv.append("--dense")
     if args.rpc_tracker:
