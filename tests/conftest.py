@@ -38,15 +38,14 @@ INSTALL_POCL = Path(__file__).resolve().parents[1] / "scripts" / "install-pocl.s
 
 @pytest.fixture(scope="session")
 def opencl_context():
-    """``(pyopencl, context, queue)`` on the first OpenCL platform (PoCL, installed if missing)."""
+    """``(pyopencl, context, queue)`` on the first OpenCL platform (PoCL, installed if missing).
+
+    The install comes before the first platform query: the OpenCL loader reads its list of
+    drivers once per process, so a driver installed after a query stays invisible to the tests.
+    """
     cl = pytest.importorskip("pyopencl", reason="pyopencl is in the project's test extra")
-    try:
-        platforms = cl.get_platforms()
-    except cl.LogicError:
-        platforms = []
-    if not platforms:
-        subprocess.run(["bash", str(INSTALL_POCL)], check=True)
-        platforms = cl.get_platforms()
+    subprocess.run(["bash", str(INSTALL_POCL)], check=True)
+    platforms = cl.get_platforms()
     context = cl.Context(devices=platforms[0].get_devices())
     return cl, context, cl.CommandQueue(context)
 
