@@ -2,12 +2,21 @@
 
 Candidates are run in interleaved rounds (A, B, C, A, B, C, ...) so that a burst of load from
 another process hits all of them alike; each candidate's median over the rounds is reported.
+
+Each runtime keeps its own default threading, and each turn starts on an idle machine: with more
+than one thread, a runtime's idle workers spin for a while after a call (measured here at 2
+threads: TVM's pool about 120 ms of CPU, PyTorch's OpenMP about 10 ms, ONNX Runtime none), and
+that spinning would take a core from whichever runtime comes next. So before each turn
+:func:`wait_until_idle` waits until the CPUs are idle.
 """
 
 import os
 import statistics
 import time
 from dataclasses import dataclass
+
+#: The kernel's CPU time counters (Linux): the first line sums all CPUs.
+PROC_STAT = "/proc/stat"
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, m
     samples = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
+            wait_until_idle()
             start = time.perf_counter()
             for _ in range(calls[name]):
                 fn()
@@ -61,6 +71,34 @@ def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, m
         name: Timing(statistics.median(values), min(values), max(values), len(values))
         for name, values in samples.items()
     }
+
+
+def _cpu_times():
+    """(busy, total) CPU time of the whole machine so far, in clock ticks, or None without ``/proc/stat``."""
+    try:
+        with open(PROC_STAT, encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_until_idle(window_s=0.02, busy_fraction=0.1, timeout_s=0.5):
+    """Wait until the machine's CPUs were busy less than ``busy_fraction`` of one ``window_s``.
+
+    Gives up after ``timeout_s`` (a machine busy with other work never gets idle); without
+    ``/proc/stat`` (not Linux) it waits ``timeout_s``.
+    """
+    deadline = time.perf_counter() + timeout_s
+    before = _cpu_times()
+    while time.perf_counter() < deadline:
+        time.sleep(window_s)
+        after = _cpu_times()
+        if before is not None and after[1] > before[1] and \
+                (after[0] - before[0]) < busy_fraction * (after[1] - before[1]):
+            return
+        before = after
 
 
 def configure_threads(count):

@@ -3,13 +3,8 @@
 TVM's thread pool is sized once per process (see :func:`tvm_sparse.bench.timing.configure_threads`),
 so a benchmark prepares its artifacts once in a work directory, then runs a worker module
 (``python -m <module> --workdir DIR --threads N --rounds R NAME...``) per thread count; the
-worker prints its results as one JSON line (a list of rows).
-
-With more than one thread, the runtimes timed side by side in one worker would otherwise steal
-each other's cores: each one's idle workers spin for a while after a call (PyTorch's OpenMP, ONNX
-Runtime's pool, TVM's pool), right when the next runtime starts. So the workers of all three wait
-passively (``OMP_WAIT_POLICY=PASSIVE``, ``TVM_THREAD_POOL_SPIN_COUNT=0``, ONNX Runtime's
-``session.intra_op.allow_spinning=0``): the same rule for every runtime.
+worker prints its results as one JSON line (a list of rows). Every runtime in a worker keeps its
+default threading (see :mod:`tvm_sparse.bench.timing` for how their turns are kept apart).
 """
 
 import argparse
@@ -33,8 +28,6 @@ def run_workers(module, workdir, thread_counts, rounds, names):
         command = [sys.executable, "-m", module, "--workdir", workdir, "--threads", str(threads),
                    "--rounds", str(rounds), *names]
         env = dict(os.environ, TVM_NUM_THREADS=str(threads))
-        if threads > 1:
-            env.update(OMP_WAIT_POLICY="PASSIVE", TVM_THREAD_POOL_SPIN_COUNT="0")
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"benchmark worker {module} ({threads} threads) failed:\n{done.stderr[-4000:]}")
@@ -62,6 +55,4 @@ def onnxruntime_session(path, threads):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    if threads > 1:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
