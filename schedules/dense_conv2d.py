@@ -21,7 +21,7 @@ from tvm import s_tir
 
 from .dense_blocks import (RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
                            schedule_padding, schedule_register_tile)
-from .dense_pointwise import is_wide_pointwise
+from .dense_pointwise import is_pointwise_rows
 from .dense_tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
 from .target_info import as_target, vector_lanes
 
@@ -87,7 +87,7 @@ def conv2d_weight_packing(func, target):
         return None
     weight = sch.get(conv).reads[1].source
     index = param_index(func, weight)
-    if index is None or len(weight.shape) != 4 or is_wide_pointwise(sch, conv, target):
+    if index is None or len(weight.shape) != 4 or is_pointwise_rows(sch, conv, target):
         return None
     return WeightPacking(index, channel_block(extents(weight)[0], target))
 

@@ -1,14 +1,20 @@
-"""Dense pointwise (1x1, stride 1) NCHW ``conv2d`` with wide rows, for x86 and ARM CPUs.
+"""Dense pointwise (1x1, stride 1, no padding) NCHW ``conv2d``, its pixels as one row, for x86 and ARM CPUs.
 
-A 1x1 convolution is a matrix product ``[K, C] x [C, H*W]`` in which the output rows are
-contiguous. When a row holds two vectors or more, the register tile is ``kt`` filters x ``xt``
-columns with the columns along the vector lanes: each input channel adds ``kt`` broadcast
-weights times one contiguous row segment of the input, and the tile is written out with
-contiguous vector stores. Compared with the channel-vectorized kernel of
-:mod:`schedules.dense_conv2d`, no weight packing is needed and the write-out (with the fused
+A 1x1 convolution is a matrix product ``[K, C] x [C, H*W]``: an image's ``H*W`` pixels are one
+contiguous row per channel, whatever the map's width. When that row holds whole vectors, the
+register tile is ``kt`` filters x ``xt`` pixels with the pixels along the vector lanes: each input
+channel adds ``kt`` broadcast weights times one contiguous, aligned segment of the input row, and
+the tile is written out with contiguous vector stores. Compared with the channel-vectorized kernel
+of :mod:`schedules.dense_conv2d`, no weight packing is needed and the write-out (with the fused
 bias, residual add and ReLU/ReLU6) is not transposed, which matters for the short reductions
-(C = 16..96) of MobileNetV2's expansion and projection layers.
+(C = 16..160) and small maps (16x16 to 4x4) of MobileNetV2's expansion and projection layers.
+
+The schedule first merges the row and column iterators of every block into one pixel iterator
+(``transform_block_layout``), so tiles run along the flattened map, not along its rows.
 """
+
+from tvm.s_tir.dlight.analysis import get_root_block
+from tvm.tirx import IndexMap
 
 from .dense_blocks import RegisterTileRule, column_stride, extents, schedule_padding, schedule_register_tile
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
@@ -18,37 +24,56 @@ from .target_info import vector_lanes
 CONV_BLOCK = "conv2d_nchw"
 
 
-def is_wide_pointwise(sch, conv, target):
-    """Whether the groups = 1 convolution block ``conv`` is 1x1, stride 1, with rows of two or more vectors.
+def is_pointwise_rows(sch, conv, target):
+    """Whether the groups = 1 convolution block ``conv`` is 1x1, stride 1, unpadded, with whole vectors of pixels.
 
-    (Rows of one vector measured slower than the channel-vectorized kernel on AVX-512.)
+    "Whole vectors": an image's ``H*W`` output pixels are a multiple of the vector width.
     """
     weight = extents(sch.get(conv).reads[1].source)
+    _, _, height, width = extents(sch.get(conv).writes[0].source)
+    unpadded = extents(sch.get(conv).reads[0].source)[2:] == [height, width]
+    return (len(weight) == 4 and weight[2:] == [1, 1] and column_stride(sch, conv) == 1 and unpadded
+            and (height * width) % vector_lanes(target) == 0)
+
+
+def flatten_pixels(sch, conv):
+    """Merge the row and column iterators of every block of the function into one pixel iterator.
+
+    The convolution's output (an intermediate once it is cached) becomes ``[N, K, H*W]``; every
+    block's iterators ``(n, k, y, x, ...)`` become ``(n, k, y * W + x, ...)``.
+    """
+    if sch.get(sch.get_child_blocks(get_root_block(sch))[-1]).same_as(sch.get(conv)):
+        sch.cache_write(conv, 0, "global")
     width = extents(sch.get(conv).writes[0].source)[3]
-    return (len(weight) == 4 and weight[2:] == [1, 1] and column_stride(sch, conv) == 1
-            and width % (2 * vector_lanes(target)) == 0)
+    sch.transform_layout(conv, ("write", 0), lambda n, k, y, x: (n, k, y * width + x))
+    for block in sch.get_child_blocks(get_root_block(sch)):
+        ndim = len(sch.get(block).iter_vars)
+        sch.transform_block_layout(
+            block, IndexMap.from_func(lambda n, k, y, x, *rest: (n, k, y * width + x, *rest), ndim=ndim))
 
 
 class PointwiseConv2dRows(RegisterTileRule):
-    """Schedule rule for 1x1 stride-1 NCHW convolutions whose output rows hold two or more vectors."""
+    """Schedule rule for 1x1 stride-1 unpadded NCHW convolutions whose maps hold whole vectors."""
 
     block_name = CONV_BLOCK
 
     def accepts(self, sch, block, target):
-        return is_wide_pointwise(sch, block, target)
+        return is_pointwise_rows(sch, block, target)
 
     @staticmethod
-    def default_tile(target, channels, width):
-        """Filters and columns of the untuned register tile: up to two vectors of columns."""
+    def default_tile(target, channels, pixels):
+        """Filters and pixels of the untuned register tile: up to two vectors of pixels."""
         lanes = vector_lanes(target)
-        xt = largest_divisor(width, 2 * lanes)
+        xt = 2 * lanes if pixels % (2 * lanes) == 0 else lanes
         return largest_divisor(channels, accumulator_budget(target) // (xt // lanes)), xt
 
     def schedule_block(self, sch, block, target, tunable):
-        _, channels, _, width = extents(sch.get(block).writes[0].source)
-        kt, xt = self.default_tile(target, channels, width)
+        _, channels, height, width = extents(sch.get(block).writes[0].source)
+        pixels = height * width
+        kt, xt = self.default_tile(target, channels, pixels)
         if tunable:
             kt = sample_divisor(sch, channels, 32, kt)
-            xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
+            xt = sample_divisor(sch, pixels, 4 * vector_lanes(target), xt)
         schedule_padding(sch)
-        schedule_register_tile(sch, block, [1, kt, 1, xt], accumulator_order=[0, 1, 2, 3])
+        flatten_pixels(sch, block)
+        schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2])

@@ -19,8 +19,13 @@ from tests.schedules.dense_harness import (conv2d_module, host_target, primfuncs
 CASES = [
     (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, "relu"),  # the CIFAR stem
     (64, 64, 16, 16, 3, 1, 1, 1, 1, True, True, "relu"),  # a ResNet block with its shortcut
-    (32, 48, 8, 8, 1, 1, 0, 1, 1, True, False, None),  # pointwise, 48 = 3 x 16 channels
+    (32, 48, 8, 8, 1, 1, 0, 1, 1, True, False, None),  # pointwise, 8x8 pixels as one row (not packed)
     (24, 144, 32, 32, 1, 1, 0, 1, 1, True, True, "relu6"),  # pointwise with wide rows (not packed)
+    (96, 576, 8, 8, 1, 1, 0, 1, 1, True, False, "relu6"),  # MobileNetV2 expansion on 8x8
+    (160, 960, 4, 4, 1, 1, 0, 1, 1, True, False, "relu6"),  # expansion on 4x4: one AVX-512 vector of pixels
+    (576, 96, 8, 8, 1, 1, 0, 1, 1, True, True, None),  # projection with the residual add
+    (40, 24, 6, 6, 1, 1, 0, 1, 1, True, False, None),  # 36 pixels: no whole vectors (packed)
+    (16, 32, 8, 8, 1, 1, 1, 1, 1, True, False, "relu"),  # padded pointwise (packed)
     (144, 24, 64, 64, 1, 1, 0, 1, 1, False, False, None),  # pointwise projection, 4 vectors a row
     (32, 32, 32, 32, 1, 2, 0, 1, 1, True, False, None),  # strided pointwise (packed)
     (16, 24, 9, 7, 3, 2, 1, 1, 1, False, False, "relu6"),  # odd sizes, stride 2, K not a vector multiple
@@ -76,9 +81,9 @@ def test_dense_conv2d_matches_pytorch(case):
     # the accumulator; the fallback rule would do neither.
     block = "conv2d_nchw" if groups == 1 else "group_conv2d_nchw"
     assert f'T.sblock("{block}_update")' in conv.script() and "T.vectorized" in conv.script()
-    wide_pointwise = kernel == 1 and stride == 1 and w % (2 * vector_lanes(target)) == 0
+    pointwise_rows = kernel == 1 and stride == 1 and padding == 0 and (h * w) % vector_lanes(target) == 0
     if groups == 1:
-        assert len(conv.params[1].shape) == (4 if wide_pointwise else 5)
+        assert len(conv.params[1].shape) == (4 if pointwise_rows else 5)
 
     actual = run(scheduled, target, *([x] if residual is None else [x, residual]))
     assert actual.shape == expected.shape
