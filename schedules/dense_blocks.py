@@ -47,8 +47,16 @@ def column_stride(sch, conv):
     return int(coefficients[0]) if len(coefficients) == 2 and hasattr(coefficients[0], "value") else 1
 
 
-def schedule_padding(sch):
+def schedule_padding(sch, layout=None):
     """Inline a padding block (``pad_temp``) that only copies, else fill it in parallel over channels.
+
+    Parameters
+    ----------
+    sch : tvm.s_tir.Schedule
+    layout : callable, optional
+        A new layout of the padded buffer (``(n, c, y, x) -> new indices``). The padding loops
+        then run in the new layout's order, so its stores are contiguous and no element pays
+        for the index arithmetic of the change.
 
     Returns
     -------
@@ -62,6 +70,9 @@ def schedule_padding(sch):
     if extents(pad.reads[0].source) == extents(pad.writes[0].source):
         sch.compute_inline(block)
         return None
+    if layout is not None:
+        sch.transform_layout(block, ("write", 0), layout)
+        sch.transform_block_layout(block, layout)
     loops = sch.get_loops(block)
     sch.parallel(sch.fuse(*loops[:2]))
     return block
