@@ -208,6 +208,17 @@ def test_strided_layers_take_im2col_only_when_its_copy_is_small():
     assert default(256, 512, 8).im2col  # 147 KB
 
 
+def test_pattern_layers_read_aligned_tap_copies_by_default():
+    """One filter per pattern tile: its unaligned loads bound it, so its default copies the input per tap column."""
+    rng = np.random.default_rng(4)
+    target = {"kind": "llvm", "mcpu": "skylake-avx512"}
+    pattern = candidate_configs("pattern_conv2d", _pattern_weight(0.28, 128, 128), (1, 128, 16, 16), target)[0]
+    assert pattern.codegen == "compact" and not pattern.im2col and pattern.tap_copies
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (128, 128, 3, 3), (8, 4), 0.125), (8, 4))
+    blocks = candidate_configs("block_punched_conv2d", weight, (1, 128, 16, 16), target, padding=1)[0]
+    assert blocks.codegen == "compact" and not blocks.tap_copies  # each load feeds 8 filters
+
+
 def test_table_as_relax_constant():
     """In a Relax program the table is one more ``relax.const`` argument after data and bias."""
     rng = np.random.default_rng(2)
