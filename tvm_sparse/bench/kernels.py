@@ -26,14 +26,14 @@ import argparse
 import functools
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+from tvm_sparse.bench.workers import onnxruntime_session, run_workers
 
 #: Our sparse kernel variants (their codegen names) and the dense implementations, in table order.
 SPARSE_RUNTIMES = ("compact", "specialized")
@@ -286,7 +286,6 @@ def measure(layers, threads, rounds, workdir):
     -------
     list[KernelTiming]
     """
-    import onnxruntime
     import torch
     import tvm
     from tvm import relax
@@ -294,9 +293,6 @@ def measure(layers, threads, rounds, workdir):
     from tvm_sparse.bench.timing import configure_threads, interleaved_medians
 
     configure_threads(threads)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
     dev = tvm.cpu()
     results = []
     for layer in layers:
@@ -319,9 +315,7 @@ def measure(layers, threads, rounds, workdir):
             sparse_calls[codegen] = call
             sparse_outputs.append(y_tvm.numpy())
         vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(workdir, f"{layer.name}.dense.so")), dev)
-        session = onnxruntime.InferenceSession(
-            os.path.join(workdir, f"{layer.name}.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        session = onnxruntime_session(os.path.join(workdir, f"{layer.name}.onnx"), threads)
 
         def run_torch():
             with torch.no_grad():
@@ -353,16 +347,8 @@ def run_benchmark(layers, thread_counts, rounds, target):
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_kernels_") as workdir:
         compile_seconds = prepare(layers, target, workdir)
-        timings = []
-        for threads in thread_counts:
-            command = [sys.executable, "-m", "tvm_sparse.bench.kernels", "--workdir", workdir,
-                       "--threads", str(threads), "--rounds", str(rounds), *(layer.name for layer in layers)]
-            env = dict(os.environ, TVM_NUM_THREADS=str(threads))
-            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"benchmark worker ({threads} threads) failed:\n{done.stderr[-4000:]}")
-            timings += [KernelTiming(**row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
-    return compile_seconds, timings
+        rows = run_workers("tvm_sparse.bench.kernels", workdir, thread_counts, rounds, [layer.name for layer in layers])
+    return compile_seconds, [KernelTiming(**row) for row in rows]
 
 
 def _worker(argv=None):
