@@ -11,9 +11,9 @@ PrimFunc with TVM's naive loop nest. Three passes make them fast:
    context (``with database: tvm_sparse.compile(...)``), tuned over
    ``schedules.dense_space.dense_search_space``.
 3. ``schedules.dense_space.dense_schedule_rules`` are applied with dlight's
-   ``ApplyDefaultSchedule``: dense convolution (packed weights; unpadded stride-1 1x1 on whole vectors of pixels unpacked),
-   grouped/depthwise convolution, matmul, then a parallel/vectorizing fallback for
-   pooling and element-wise functions. Functions already scheduled (``tirx.is_scheduled``, e.g.
+   ``ApplyDefaultSchedule``: dense convolution (packed weights; unpadded stride-1 1x1 on whole
+   vectors of pixels unpacked), grouped/depthwise convolution, matmul, then a
+   parallel/vectorizing fallback for pooling and element-wise functions. Functions already scheduled (``tirx.is_scheduled``, e.g.
    the sparse kernels) are left alone.
 """
 

@@ -78,6 +78,16 @@ def schedule_padding(sch, layout=None):
     return block
 
 
+def cache_accumulator(sch, accumulate):
+    """Give the reduction block ``accumulate`` an intermediate buffer when it writes the function's output.
+
+    The register tile needs the reduction and the write-out as two blocks; a reduction with an
+    epilogue already writes an intermediate, and is left as it is.
+    """
+    if sch.get(sch.get_child_blocks(get_root_block(sch))[-1]).same_as(sch.get(accumulate)):
+        sch.cache_write(accumulate, 0, "global")
+
+
 def schedule_register_tile(sch, accumulate, tile, accumulator_order):
     """Tile the output, keep the accumulator tile in registers and fuse the epilogue.
 
@@ -97,11 +107,9 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order):
     LoopRV
         The parallel loop over output tiles.
     """
+    cache_accumulator(sch, accumulate)
     blocks = sch.get_child_blocks(get_root_block(sch))
     position = [sch.get(b).name_hint for b in blocks].index(sch.get(accumulate).name_hint)
-    if position == len(blocks) - 1:
-        sch.cache_write(accumulate, 0, "global")
-        blocks = sch.get_child_blocks(get_root_block(sch))
     output = blocks[-1]
     for block in blocks[position + 1 : -1]:
         sch.compute_inline(block)

@@ -16,7 +16,8 @@ The schedule first merges the row and column iterators of every block into one p
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.tirx import IndexMap
 
-from .dense_blocks import RegisterTileRule, column_stride, extents, schedule_padding, schedule_register_tile
+from .dense_blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, schedule_padding,
+                           schedule_register_tile)
 from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
 from .target_info import vector_lanes
 
@@ -42,8 +43,7 @@ def flatten_pixels(sch, conv):
     The convolution's output (an intermediate once it is cached) becomes ``[N, K, H*W]``; every
     block's iterators ``(n, k, y, x, ...)`` become ``(n, k, y * W + x, ...)``.
     """
-    if sch.get(sch.get_child_blocks(get_root_block(sch))[-1]).same_as(sch.get(conv)):
-        sch.cache_write(conv, 0, "global")
+    cache_accumulator(sch, conv)
     width = extents(sch.get(conv).writes[0].source)[3]
     sch.transform_layout(conv, ("write", 0), lambda n, k, y, x: (n, k, y * width + x))
     for block in sch.get_child_blocks(get_root_block(sch)):
