@@ -25,7 +25,8 @@ from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
 from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, TENSOR_INTRIN_MODULE, WORKLOAD_FILE, RPCDevice, TuningLogError,
-                               dense_tune_context, extract_tasks, load_tuning_logs, open_database, space_size, tune)
+                               dense_tune_context, extract_tasks, load_tuning_logs, open_database, run_with_threads,
+                               space_size, tune)
 
 pytestmark = pytest.mark.tuning
 
@@ -197,8 +198,37 @@ def test_tune_on_the_emulated_phone_then_run_there(tracker, block, tmp_path):
         assert relative_error(RemoteModel(compiled, session).run(example), _expected(model, example)) <= 1e-5
 
 
+def _runtime_threads():
+    return tvm.get_global_func("runtime.NumThreads")()
+
+
+def test_the_local_runner_worker_runs_tvm_with_the_threads_asked_for():
+    """MetaSchedule's ``LocalRunner`` starts its workers with this initializer (a ``PopenPoolExecutor``)."""
+    from tvm.support.popen_pool import PopenPoolExecutor
+
+    for count in (2, 1):  # unset, TVM takes one thread here
+        pool = PopenPoolExecutor(max_workers=1, initializer=run_with_threads, initargs=(count,))
+        assert pool.submit(_runtime_threads).result() == count
+
+
+def test_tune_rejects_bad_thread_counts(block, tmp_path):
+    _, _, mod, params = block
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        tune(mod, params, "llvm", log_dir=tmp_path, threads=0, progress=False)
+    device = RPCDevice("127.0.0.1:9190", "phone")
+    with pytest.raises(ValueError, match="RPC server runs with its own TVM_NUM_THREADS"):
+        tune(mod, params, "llvm", log_dir=tmp_path, threads=2, rpc=device, progress=False)
+
+
 def test_cli_rejects_a_tracker_without_key(capsys):
     from tvm_sparse.cli import main
 
     assert main(["tune", "resnet18", "--rpc-tracker", "127.0.0.1:9190"]) == 2
     assert "--rpc-key" in capsys.readouterr().err
+
+
+def test_cli_rejects_threads_for_a_remote_device(capsys):
+    from tvm_sparse.cli import main
+
+    assert main(["tune", "resnet18", "--threads", "2", "--rpc-tracker", "127.0.0.1:9190", "--rpc-key", "k"]) == 2
+    assert "--threads" in capsys.readouterr().err

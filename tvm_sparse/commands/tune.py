@@ -36,6 +36,9 @@ def register(subparsers):
                         help="compression of the 3x3 layers when pruning (default 8)")
     add_scheme_arguments(parser)
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off (tune a dense model)")
+    parser.add_argument("--threads", type=int,
+                        help="threads of TVM's runtime while measuring on this machine: the count the model will "
+                             "run with (default: every CPU); a device behind --rpc-tracker uses its server's")
     parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind this RPC tracker")
     parser.add_argument("--rpc-key", metavar="KEY", help="the device's key at the tracker")
     parser.add_argument("--session-timeout", type=float, default=120.0,
@@ -72,6 +75,10 @@ def run(args):
     if args.trials < 0 or args.sparse_trials < 0:
         print("tvm-sparse tune: --trials and --sparse-trials must be >= 0", file=sys.stderr)
         return 2
+    if args.threads is not None and (args.threads < 1 or args.rpc_tracker):
+        print("tvm-sparse tune: --threads must be >= 1 and measures on this machine (not with --rpc-tracker)",
+              file=sys.stderr)
+        return 2
     try:
         model = build_model(args.model)
         plan = prune_as_asked(model, args) if args.prune == "magnitude" else None
@@ -85,7 +92,7 @@ def run(args):
         with open(os.path.join(log_dir, COMMAND_FILE), "a", encoding="utf-8") as handle:
             handle.write(f"{command}\n# started {started}\n")
         result = tune(mod, params, args.target, log_dir=log_dir, trials=args.trials,
-                      sparse_trials=args.sparse_trials, rpc=rpc, plan=plan, sparse=not args.dense)
+                      sparse_trials=args.sparse_trials, rpc=rpc, plan=plan, sparse=not args.dense, threads=args.threads)
     except (ValueError, TargetError, TuningLogError, RuntimeError, OSError) as error:
         print(f"tvm-sparse tune: {error}", file=sys.stderr)
         return 1
@@ -111,6 +118,8 @@ def _argv_of(args):
         argv.append("--dense")
     if args.rpc_tracker:
         argv += ["--rpc-tracker", args.rpc_tracker, "--rpc-key", args.rpc_key]
+    else:
+        argv += ["--threads", str(args.threads or os.cpu_count() or 1)]
     if args.output:
         argv += ["-o", args.output]
     return argv
