@@ -57,6 +57,7 @@ from schedules.sparse_space import candidate_configs
 from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig
 from tvm_sparse.compiler import bind_params, default_cross_compiler
 from tvm_sparse.rpc.session import parse_address
+from tvm_sparse.runtime_threads import default_thread_count
 from tvm_sparse.target import parse_target
 
 logger = logging.getLogger(__name__)
@@ -761,8 +762,9 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
         As for :func:`tvm_sparse.compile` (they decide which layers are sparse).
     threads : int, optional
         Threads of TVM's runtime while measuring on this machine: tune for the thread count the
-        model will run with. Default: every CPU of this machine (``os.cpu_count()``). Not with
-        ``rpc``: a device's RPC server runs with its own ``TVM_NUM_THREADS``.
+        model will run with. Default: the count compiled models run with in this process
+        (:func:`tvm_sparse.runtime_threads.default_thread_count`: ``TVM_NUM_THREADS``, else the
+        physical cores). Not with ``rpc``: a device's RPC server runs with its own ``TVM_NUM_THREADS``.
     num_trials_per_iter : int
         MetaSchedule candidates per search round.
     builder_timeout, runner_timeout : float
@@ -782,7 +784,7 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
         raise ValueError(f"tuning supports CPU (llvm) targets; got {target.kind.name}")
     if threads is not None and rpc is not None:
         raise ValueError("threads sets local measurements; a device's RPC server runs with its own TVM_NUM_THREADS")
-    threads = (os.cpu_count() or 1) if threads is None else threads
+    threads = default_thread_count() if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer; got {threads!r}")
     log_dir = os.fspath(log_dir)

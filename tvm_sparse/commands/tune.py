@@ -7,6 +7,7 @@ import time
 
 from tvm_sparse.commands.pruning_options import add_scheme_arguments, block_text, prune_as_asked
 from tvm_sparse.models import MODELS
+from tvm_sparse.runtime_threads import default_thread_count
 
 #: Where logs go by default (the repository's tuning_logs/ when run from its root).
 DEFAULT_ROOT = "tuning_logs"
@@ -38,7 +39,8 @@ def register(subparsers):
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off (tune a dense model)")
     parser.add_argument("--threads", type=int,
                         help="threads of TVM's runtime while measuring on this machine: the count the model will "
-                             "run with (default: every CPU); a device behind --rpc-tracker uses its server's")
+                             "run with (default: TVM_NUM_THREADS, else the physical cores); a device behind "
+                             "--rpc-tracker uses its server's")
     parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind this RPC tracker")
     parser.add_argument("--rpc-key", metavar="KEY", help="the device's key at the tracker")
     parser.add_argument("--session-timeout", type=float, default=120.0,
@@ -119,7 +121,7 @@ def _argv_of(args):
     if args.rpc_tracker:
         argv += ["--rpc-tracker", args.rpc_tracker, "--rpc-key", args.rpc_key]
     else:
-        argv += ["--threads", str(args.threads or os.cpu_count() or 1)]
+        argv += ["--threads", str(args.threads or default_thread_count())]
     if args.output:
         argv += ["-o", args.output]
     return argv
