@@ -136,6 +136,9 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
         raise ValueError("tiles must hold every filter exactly once")
     if max(map(len, tiles)) > cfg.filters:
         raise ValueError(f"a tile has more than config.filters={cfg.filters} filters")
+    if cfg.register_shifts and any(e.col for tile_entries in entries for e in tile_entries):
+        raise ValueError("register_shifts shifts by the code's tap columns; entries with a kernel column of "
+                         "their own (block columns) need another input layout")
     table = pack_table(g, cfg, tiles, groups, entries)
     width, n_taps, n_groups = cfg.filters, len(groups[0]), len(groups)
     n_cblocks = -(-g.channels // cfg.channel_block)
@@ -189,7 +192,7 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
                     ]
                     for j in range(rows):
                         for v in range(vectors):
-                            x = ctx.padded[vector_index(x_entry + ctx.x_offset(0, r, s, j, v), lanes)]
+                            x = ctx.input_vector(x_entry, 0, r, s, j, v)
                             for f in range(width):
                                 i, chain = local(v), sums[q % sets][f][j]
                                 T.buffer_store(chain, chain[i] + as_vector(weights[f], lanes) * x, [i])

@@ -115,8 +115,11 @@ def compact_config(geometry, lanes, accumulators, block_rows, l1_bytes=32 * 1024
     filters = 1 if block_rows == 1 else min(config.filters, block_rows)
     if block_rows == 1:
         # One filter per tile: the rows take the whole accumulator budget (up to 8 rows: 2.18
-        # against 2.49 ms for 4 rows on 128 channels, 32x32, 1 thread, loaded machine).
-        rows = max(1, min(geometry.out_height, accumulators // config.vectors, 8))
+        # against 2.49 ms for 4 rows on 128 channels, 32x32, 1 thread, loaded machine), or half of
+        # it with register shifts, whose shifted vectors need registers too (128 channels,
+        # 32x32: 16 accumulators 0.298 ms, 8 accumulators 0.248 ms).
+        budget = accumulators // 2 if knobs.get("register_shifts") else accumulators
+        rows = max(1, min(geometry.out_height, budget // config.vectors, 8))
         while rows > 1 and math.ceil(geometry.out_height / rows) * rows > 1.15 * geometry.out_height:
             rows -= 1
         knobs = {"rows": rows, **knobs}
@@ -204,6 +207,25 @@ def prefers_tap_copies(geometry, block_rows):
     return geometry.stride[1] > 1 or block_rows == 1
 
 
+def prefers_register_shifts(geometry, lanes, accumulators):
+    """Whether the default compact pattern code shifts tap columns in registers
+    (:attr:`SpecializedConvConfig.register_shifts`): stride 1 along the width, and a register tile
+    of full-width vectors that spans the output row.
+
+    A pattern tile loads one input vector per FMA, so the layout's loads are what it waits for;
+    one aligned copy of the row whose shifts are shuffles (``valignd`` / ``vpermt2ps`` on
+    AVX-512) beat three aligned tap copies, a third of the input to copy and to keep in L1. ms at
+    1 thread on this Zen 5 (`bench kernels` layers, 8x), tap copies against shifts: 128 channels
+    16x16 0.0622 against 0.0571; 32x32 0.283 against 0.240; 64 channels 32x32 0.080 against
+    0.061; 64 channels 56x56 0.299 against 0.233; 128 channels 28x28 0.312 against 0.205; 256
+    channels 14x14 0.245 against 0.209. Rows of half-width vectors (8 lanes of 16) lost: 256
+    channels 8x8 0.087 against 0.103, 512 channels 7x7 0.371 against 0.417.
+    """
+    config = default_config(geometry, lanes, 0, _tile_filters(1, lanes), accumulators)
+    spans_row = geometry.out_width <= config.lanes * config.vectors
+    return geometry.stride[1] == 1 and lanes > 1 and config.lanes == lanes and spans_row
+
+
 def default_sparse_config(geometry, target, n_terms, block_rows, selection_budget=SELECTION_BUDGET):
     """The config an entry point uses when it is given none.
 
@@ -224,6 +246,8 @@ def default_sparse_config(geometry, target, n_terms, block_rows, selection_budge
         return config
     if prefers_im2col(geometry, lanes, config.lanes):
         return im2col_config(geometry, lanes, accumulators, block_rows)
+    if block_rows == 1 and prefers_register_shifts(geometry, lanes, accumulators):
+        return compact_config(geometry, lanes, accumulators, block_rows, register_shifts=True)
     return compact_config(geometry, lanes, accumulators, block_rows, tap_copies=prefers_tap_copies(geometry, block_rows))
 
 
@@ -248,8 +272,8 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
     list of SpecializedConvConfig
         Distinct configs: the default; the specialised code when its size is within
         :data:`CANDIDATE_CODE_BUDGET`; the default compact code on the aligned
-        input layout (``tap_copies``); the compact code on the im2col layout when its input fits
-        :data:`IM2COL_BYTES`; compact codes with other register tiles (rows x vectors x
+        input layout (``tap_copies``); pattern tiles spanning the row with register shifts; the
+        compact code on the im2col layout when its input fits :data:`IM2COL_BYTES`; compact codes with other register tiles (rows x vectors x
         filters within the accumulator budget) and channel blocks.
     """
     if kernel not in KERNEL_FORMATS:
@@ -276,11 +300,17 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
                 candidates.append(
                     compact_config(geometry, lanes, accumulators, block_rows, filters=filters, vectors=vectors, rows=rows)
                 )
+    if block_rows == 1 and geometry.stride[1] == 1 and width_vectors <= 4:
+        for rows in (2, 4, 8):
+            if rows * width_vectors <= accumulators and rows <= geometry.out_height:
+                candidates.append(compact_config(geometry, lanes, accumulators, block_rows, register_shifts=True,
+                                                 vectors=width_vectors, rows=rows))
     candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
     if geometry.kernel[1] > geometry.stride[1]:  # else the tap copies are the stride phases
         candidates.append(dataclasses.replace(base, tap_copies=True))
     if im2col_bytes(geometry) <= IM2COL_BYTES:
         candidates.append(im2col_config(geometry, lanes, accumulators, block_rows))
     unique = list(dict.fromkeys(candidates))
-    return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen != "specialized", not (c.tap_copies or c.im2col),
+    aligned = lambda c: c.tap_copies or c.im2col or c.register_shifts  # noqa: E731
+    return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen != "specialized", not aligned(c),
                                                           -c.filters * c.rows * c.vectors))[:11]

@@ -12,7 +12,10 @@ Structure of the generated function (NCHW in and out, float32):
    kernel's width); with ``config.tap_copies``, one per tap column (``Wc`` is the output width),
    so that every vector load starts at a multiple of the vector width: aligned loads, which
    feed the FMAs faster on AVX-512 (a 16-lane load that splits a cache line costs two), at
-   the price of ``S`` times the copied input. With ``config.im2col`` the output pixels form one
+   the price of ``S`` times the copied input. With ``config.register_shifts`` there is one copy of
+   the unpadded columns (whole aligned vectors, zero past the input) and a tap column is a shift
+   of the row's vectors in registers, zero filled: aligned loads from a third of the tap copies'
+   input, for register tiles that span the whole row. With ``config.im2col`` the output pixels form one
    row and the input is copied as its im2col matrix (one row per tap ``(r, s)``): maps narrower
    than a vector (4x4 in 16 lanes) then fill whole vectors. With ``config.private_input`` each
    parallel task makes its own copy of the rows it reads, inside the parallel loop (see
@@ -136,6 +139,9 @@ class SpecializedConvConfig:
         weights from a constant table parameter (see :mod:`schedules.compact_conv`).
     tap_copies : bool
         One copy of the input per tap column: aligned vector loads (see the module docstring).
+    register_shifts : bool
+        One copy of the input's columns; tap columns are register shifts of its vectors (see the
+        module docstring). Needs stride 1 along the width and a register tile as wide as the row.
     im2col : bool
         The output pixels as one row, the input copied as its im2col matrix.
     private_input : bool
@@ -155,6 +161,7 @@ class SpecializedConvConfig:
     tap_copies: bool = False
     im2col: bool = False
     private_input: bool = False
+    register_shifts: bool = False
 
     def __post_init__(self):
         for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits"):
@@ -164,6 +171,9 @@ class SpecializedConvConfig:
             raise ValueError(f"an im2col kernel computes one row of pixels: rows must be 1, got {self.rows}")
         if self.codegen not in CODEGENS:
             raise ValueError(f"codegen must be one of {CODEGENS}, got {self.codegen!r}")
+        if self.register_shifts and (self.tap_copies or self.im2col or self.lanes == 1):
+            raise ValueError("register_shifts is an input layout of its own: not with tap_copies or im2col, "
+                             "and it needs vectors (lanes > 1)")
 
 
 #: Default budget of vector FMAs in one generated kernel (see :func:`estimated_code_size`). LLVM
@@ -319,10 +329,16 @@ class Layout:
         # im2col: "row" r of a channel holds its taps (r, s), the only row a tile reads.
         self.in_h = g.kernel[0] if cfg.im2col else (self.out_h - 1) * g.stride[0] + g.kernel[0]
         sw = g.stride[1]
-        # Element q of copy k is padded column q * sw + k (im2col: tap column k at pixel q).
+        # Element q of copy k is padded column q * sw + k (im2col: tap column k at pixel q;
+        # register shifts: one copy, element q is input column q).
         self.tap_copies = cfg.tap_copies or cfg.im2col
-        self.copies = g.kernel[1] if self.tap_copies else sw
-        self.copy_w = self.out_w if self.tap_copies else self.out_w + (g.kernel[1] - 1) // sw
+        self.register_shifts = cfg.register_shifts
+        if self.register_shifts and (sw != 1 or self.tile_width != self.out_w):
+            raise ValueError(f"register_shifts needs stride 1 along the width and a register tile as wide as the "
+                             f"row: stride {sw}, a tile of {self.tile_width} columns for {self.valid_w}")
+        self.copies = g.kernel[1] if self.tap_copies else 1 if self.register_shifts else sw
+        self.copy_w = self.out_w if self.tap_copies or self.register_shifts else self.out_w + (g.kernel[1] - 1) // sw
+        self.left = g.padding[1]
         self.row_stride = self.copies * self.copy_w
         self.row_tiles_total = self.out_h // cfg.rows
         self.row_blocks = math.ceil(self.row_tiles_total / cfg.row_tiles)
@@ -334,9 +350,17 @@ class Layout:
         self.channel_stride = self.in_h * self.row_stride
 
     def input_offset(self, channel, row, col):
-        """Offset of tap column ``col`` of padded row ``row`` of ``channel`` for output column 0."""
-        copy, shift = (col, 0) if self.tap_copies else (col % self.stride_w, col // self.stride_w)
+        """Offset of tap column ``col`` of padded row ``row`` of ``channel`` for output column 0
+        (register shifts: of the row, which the code shifts by ``col - left``)."""
+        if self.register_shifts:
+            copy, shift = 0, 0
+        else:
+            copy, shift = (col, 0) if self.tap_copies else (col % self.stride_w, col // self.stride_w)
         return channel * self.channel_stride + row * self.row_stride + copy * self.copy_w + shift
+
+    def first_column(self, copy):
+        """The input column of element 0 of ``copy`` (negative: left padding)."""
+        return 0 if self.register_shifts else copy - self.left
 
     def _needs_copy(self, geometry):
         """Whether the kernel must copy the input: unless it already has the padded layout."""
@@ -368,16 +392,16 @@ def emit_padding(geometry, layout, data, padded, lanes, image=None, first_row=0)
 def _copy_padded_channel(geometry, layout, data, padded, lanes, src_plane, dst_plane, first_row):
     """The ``in_h`` padded rows of one channel from padded row ``first_row``, zero outside the input."""
     g, lay = geometry, layout
-    top, left, sw = g.padding[0], g.padding[1], g.stride[1]
+    top, sw = g.padding[0], g.stride[1]
     with T.serial(0, lay.in_h) as i:
         dst_row = dst_plane + i * lay.row_stride
         in_row = first_row + i - top
         with T.If(tirx.all(0 <= in_row, in_row < g.height)):
             with T.Then():
                 for s in range(lay.copies):
-                    # element q of copy s is padded column q*sw + s: input column q*sw + s - left
+                    # element q of copy s is input column q*sw + first_column(s)
                     _strided_row(padded, dst_row + s * lay.copy_w, lay.copy_w, data, src_plane + in_row * g.width,
-                                 s - left, sw, g.width, lanes)
+                                 lay.first_column(s), sw, g.width, lanes)
             with T.Else():
                 _zero_row(padded, dst_row, lay.row_stride, lanes)
 
@@ -515,6 +539,23 @@ class KernelContext:
     def x_offset(self, channel, tap_row, tap_col, row=0, vector=0):
         """Offset in the padded input of a tap of a tile row, relative to the tile's ``x_base``."""
         return self.layout.input_offset(channel, row * self.geometry.stride[0] + tap_row, tap_col) + vector * self.config.lanes
+
+    def input_vector(self, x_base, channel, tap_row, tap_col, row=0, vector=0):
+        """The input vector a tap multiplies for (tile row, vector): a load, or with register
+        shifts a shuffle of the two loaded vectors of the row it straddles (zero past the row)."""
+        lanes, lay = self.config.lanes, self.layout
+        if not lay.register_shifts:
+            return self.padded[vector_index(x_base + self.x_offset(channel, tap_row, tap_col, row, vector), lanes)]
+
+        def row_vector(k):
+            if not 0 <= k < self.config.vectors:
+                return as_vector(tirx.const(0.0, DTYPE), lanes)
+            return self.padded[vector_index(x_base + self.x_offset(channel, tap_row, 0, row, k), lanes)]
+
+        first, offset = divmod(vector * lanes + tap_col - lay.left, lanes)
+        if offset == 0:
+            return row_vector(first)
+        return tirx.Shuffle([row_vector(first), row_vector(first + 1)], list(range(offset, offset + lanes)))
 
     def initial_value(self, filter_id):
         """The start of a filter's sum: its bias, or zero."""
@@ -656,7 +697,7 @@ def build_specialized_conv(
                 y_index = ctx.y_index(y_base, f, j, v)
                 value = ctx.initial_value(f) if cb == blocks[0] else ctx.acc[y_index]
                 for c, r, s, w in by_block[f][cb]:
-                    x = ctx.padded[vector_index(x_base + ctx.x_offset(c, r, s, j, v), cfg.lanes)]
+                    x = ctx.input_vector(x_base, c, r, s, j, v)
                     value = value + as_vector(tirx.const(w, DTYPE), cfg.lanes) * x
                 if cb == blocks[-1]:
                     value = ctx.final_value(value, y_index)

@@ -24,27 +24,31 @@ ARM = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
 
 
 def _layers(rng):
-    """Small layers: (kernel function, format, dense weight, stride, padding, data shape, codegen).
+    """Small layers: (kernel function, format, dense weight, stride, padding, data shape, choice).
 
-    ``codegen`` None: the entry point's default (specialised code for these sizes).
+    ``choice`` None: the entry point's default (specialised code for these sizes); else the first
+    tuning candidate it accepts.
     """
     pattern = pattern_pruned(rng, 6, 5, pattern_library(6, 4, rng), 0.5)
     punched = block_punched(rng, (8, 5, 3, 3), (8, 4), 0.4)
     bsr = block_sparse(rng, (10, 12, 1, 1), (4, 2), 0.4)
+    compact = lambda config: config.codegen == "compact"  # noqa: E731
     return [
         (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 1, 1, (1, 5, 9, 7), None),
         (block_punched_conv2d, BlockPunchedWeight.from_dense(punched, (8, 4)), punched, 2, 1, (2, 5, 8, 11), None),
-        (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 2, 1, (2, 5, 10, 9), "compact"),
-        (block_punched_conv2d, BlockPunchedWeight.from_dense(punched, (8, 4)), punched, 1, 1, (1, 5, 7, 13), "compact"),
-        (bsr_conv2d, BSRWeight.from_dense(bsr, (4, 2)), bsr, 1, 0, (1, 12, 6, 5), "compact"),
+        (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 2, 1, (2, 5, 10, 9), compact),
+        (block_punched_conv2d, BlockPunchedWeight.from_dense(punched, (8, 4)), punched, 1, 1, (1, 5, 7, 13), compact),
+        (bsr_conv2d, BSRWeight.from_dense(bsr, (4, 2)), bsr, 1, 0, (1, 12, 6, 5), compact),
+        (pattern_conv2d, PatternWeight.from_dense(pattern), pattern, 1, 1, (2, 5, 9, 7),
+         lambda config: config.register_shifts),  # NEON ext/tbl shuffles
     ]
 
 
-def _build(kernel, fmt, shape, stride, padding, codegen):
+def _build(kernel, fmt, shape, stride, padding, choice):
     config = None
-    if codegen is not None:
+    if choice is not None:
         candidates = candidate_configs(kernel.__name__, fmt, shape, ARM, stride=stride, padding=padding)
-        config = next(c for c in candidates if c.codegen == codegen)
+        config = next(c for c in candidates if choice(c))
     func = kernel(fmt, shape, stride=stride, padding=padding, target=ARM, config=config,
                   epilogue=Epilogue(bias=True, activation="relu6"), name="sparse_layer")
     with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
@@ -54,8 +58,8 @@ def _build(kernel, fmt, shape, stride, padding, codegen):
 def test_arm_target_gets_neon_vectors():
     assert target_family(ARM) == "arm_cpu"
     assert vector_lanes(ARM) == 4
-    for kernel, fmt, _, stride, padding, shape, codegen in _layers(np.random.default_rng(0))[::2]:
-        assembly = _build(kernel, fmt, shape, stride, padding, codegen)[0].mod.inspect_source("asm")
+    for kernel, fmt, _, stride, padding, shape, choice in _layers(np.random.default_rng(0))[::2]:
+        assembly = _build(kernel, fmt, shape, stride, padding, choice)[0].mod.inspect_source("asm")
         assert "fmla" in assembly and ".4s" in assembly
 
 
@@ -69,13 +73,13 @@ def test_kernels_on_the_emulated_phone(tracker):
     with EmulatedPhone(tracker, key="emu-aarch64-kernels") as phone:
         session = request_device(phone.tracker, phone.key, session_timeout=600)
         dev = session.cpu()
-        for index, (kernel, fmt, dense, stride, padding, shape, codegen) in enumerate(_layers(rng)):
+        for index, (kernel, fmt, dense, stride, padding, shape, choice) in enumerate(_layers(rng)):
             x = rng.standard_normal(shape).astype("float32")
             bias = rng.standard_normal(dense.shape[0]).astype("float32")
             expected = torch.clamp(
                 F.conv2d(torch.from_numpy(x), torch.from_numpy(dense), torch.from_numpy(bias), stride, padding), 0, 6
             ).numpy()
-            executable, table = _build(kernel, fmt, shape, stride, padding, codegen)
+            executable, table = _build(kernel, fmt, shape, stride, padding, choice)
             with tempfile.TemporaryDirectory() as folder:
                 path = os.path.join(folder, f"sparse_kernel_{index}.so")
                 executable.export_library(

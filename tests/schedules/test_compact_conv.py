@@ -208,15 +208,64 @@ def test_strided_layers_take_im2col_only_when_its_copy_is_small():
     assert default(256, 512, 8).im2col  # 147 KB
 
 
-def test_pattern_layers_read_aligned_tap_copies_by_default():
-    """One filter per pattern tile: its unaligned loads bound it, so its default copies the input per tap column."""
+def test_pattern_layers_read_aligned_loads_by_default():
+    """One filter per pattern tile: its loads bound it, so its default reads aligned vectors: rows it
+    shifts in registers where a tile of full vectors spans the row, else one copy per tap column."""
     rng = np.random.default_rng(4)
     target = {"kind": "llvm", "mcpu": "skylake-avx512"}
-    pattern = candidate_configs("pattern_conv2d", _pattern_weight(0.28, 128, 128), (1, 128, 16, 16), target)[0]
-    assert pattern.codegen == "compact" and not pattern.im2col and pattern.tap_copies
-    weight = BlockPunchedWeight.from_dense(block_punched(rng, (128, 128, 3, 3), (8, 4), 0.125), (8, 4))
-    blocks = candidate_configs("block_punched_conv2d", weight, (1, 128, 16, 16), target, padding=1)[0]
-    assert blocks.codegen == "compact" and not blocks.tap_copies  # each load feeds 8 filters
+    weight = _pattern_weight(0.28, 128, 128)
+    for size in (16, 32, 28):
+        pattern = candidate_configs("pattern_conv2d", weight, (1, 128, size, size), target)[0]
+        assert pattern.codegen == "compact" and pattern.register_shifts and not pattern.tap_copies
+        assert pattern.lanes * pattern.vectors >= size and pattern.rows * pattern.vectors <= 8
+    narrow = candidate_configs("pattern_conv2d", weight, (1, 128, 8, 8), target)[0]  # 8 of 16 lanes
+    assert narrow.tap_copies and not narrow.register_shifts
+    strided = candidate_configs("pattern_conv2d", weight, (1, 128, 16, 16), target, stride=2)[0]
+    assert not strided.register_shifts
+    blocks = BlockPunchedWeight.from_dense(block_punched(rng, (128, 128, 3, 3), (8, 4), 0.125), (8, 4))
+    config = candidate_configs("block_punched_conv2d", blocks, (1, 128, 16, 16), target, padding=1)[0]
+    assert config.codegen == "compact" and not (config.tap_copies or config.register_shifts)  # each load feeds 8 filters
+
+
+SHIFT_KNOBS = [
+    SpecializedConvConfig(lanes=4, vectors=4, rows=3, filters=1, channel_block=4, row_tiles=2, filter_splits=2,
+                          codegen="compact", private_input=True, register_shifts=True),
+    SpecializedConvConfig(lanes=16, vectors=1, rows=2, filters=1, channel_block=10, codegen="compact",
+                          register_shifts=True),
+    SpecializedConvConfig(lanes=8, vectors=2, rows=2, filters=2, channel_block=3, register_shifts=True),
+]
+
+
+@pytest.mark.parametrize("config", SHIFT_KNOBS, ids=lambda c: f"{c.codegen}-l{c.lanes}v{c.vectors}r{c.rows}")
+@pytest.mark.parametrize("padding", [1, (0, 0, 2, 2), (2, 2, 0, 0), (1, 2, 1, 0)], ids=str)
+def test_register_shifts_keep_results(config, padding, run_kernel):
+    """Tap columns shifted in registers: left paddings 0 to 2 (shifts of -2 to +2, zero filled at
+    both ends of the row), a row narrower than the tile, batch 2, ragged rows and channels."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 10, 11, 13)).astype("float32")
+    library = pattern_library(6, 5, rng)
+    pattern = PatternWeight.from_dense(pattern_pruned(rng, 9, 10, library, 0.4), library)
+    expected = pattern.conv2d(x, stride=1, padding=padding)
+    out = run_kernel(pattern_conv2d(pattern, x.shape, padding=padding, config=config), [x], expected.shape)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_register_shifts_refuse_what_they_cannot_shift():
+    """A tile narrower than the row, a strided width, block columns (taps not in the code): clear errors."""
+    rng = np.random.default_rng(22)
+    library = pattern_library(6, 4, rng)
+    pattern = PatternWeight.from_dense(pattern_pruned(rng, 4, 6, library, 0.5), library)
+    shifts = SpecializedConvConfig(lanes=4, vectors=2, rows=2, filters=1, channel_block=6, codegen="compact",
+                                   register_shifts=True)
+    with pytest.raises(ValueError, match="as wide as the row: stride 1, a tile of 8 columns for 12"):
+        pattern_conv2d(pattern, (1, 6, 8, 12), config=shifts)
+    with pytest.raises(ValueError, match="stride 1 along the width"):
+        pattern_conv2d(pattern, (1, 6, 8, 16), stride=2, config=shifts)
+    punched = BlockPunchedWeight.from_dense(block_punched(rng, (8, 6, 3, 3), (4, 3), 0.5), (4, 3))
+    with pytest.raises(ValueError, match="block columns"):
+        block_punched_conv2d(punched, (1, 6, 8, 8), padding=1, config=dataclasses.replace(shifts, filters=4))
+    with pytest.raises(ValueError, match="not with tap_copies"):
+        dataclasses.replace(shifts, tap_copies=True)
 
 
 def test_table_as_relax_constant():
