@@ -104,11 +104,6 @@ def pack_table(geometry, config, tiles, groups, entries):
     return CompactTable(np.concatenate(sections).astype(np.int32), int(starts[1]), int(starts[2]), int(starts[3]))
 
 
-#: Independent FMA chains a register tile should have to hide the FMA latency: a tile with fewer
-#: accumulators keeps several sets of sums, the taps of an entry going to the sets in turn.
-FMA_CHAINS = 8
-
-
 def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), config=None, name="sparse_conv2d",
                        param_shapes=None):
     """Write the compact PrimFunc and its table.
@@ -144,10 +139,9 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     n_cblocks = -(-g.channels // cfg.channel_block)
     lanes, rows, vectors = cfg.lanes, cfg.rows, cfg.vectors
 
-    # With few accumulators the FMA latency, not the throughput, bounds the loop (tiny maps: 0.86
-    # against 1.04 ms with two sets on 512 channels, 4x4; with 7 accumulators two sets lost,
-    # 0.92 against 0.72 ms).
-    sets = max(1, min(n_taps, FMA_CHAINS // (width * rows * vectors)))
+    # A tile with fewer accumulators than config.fma_chains keeps several sets of sums, the taps
+    # of an entry going to the sets in turn, so that the FMA latency does not bound the loop.
+    sets = max(1, min(n_taps, cfg.fma_chains // (width * rows * vectors)))
 
     def local(v):
         return vector_index(v * lanes, lanes)

@@ -123,7 +123,8 @@ def compact_config(geometry, lanes, accumulators, block_rows, l1_bytes=32 * 1024
         while rows > 1 and math.ceil(geometry.out_height / rows) * rows > 1.15 * geometry.out_height:
             rows -= 1
         knobs = {"rows": rows, **knobs}
-    config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", **knobs})
+    config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", "fma_chains": accumulators,
+                                            **knobs})
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows)
     split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
     config = dataclasses.replace(config, **{**split, **knobs})
@@ -163,7 +164,7 @@ def im2col_config(geometry, lanes, accumulators, block_rows):
         vectors -= 1
     row_tiles, filter_splits = private_input_split(g, 1, 1)
     return SpecializedConvConfig(lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits, codegen="compact",
-                                 im2col=True, private_input=True)
+                                 im2col=True, private_input=True, fma_chains=accumulators)
 
 
 #: Largest im2col input of a strided layer's default config (rows that fill more than a quarter

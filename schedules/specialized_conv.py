@@ -142,6 +142,14 @@ class SpecializedConvConfig:
     register_shifts : bool
         One copy of the input's columns; tap columns are register shifts of its vectors (see the
         module docstring). Needs stride 1 along the width and a register tile as wide as the row.
+    fma_chains : int
+        Independent FMA chains a compact register tile aims for: a tile with fewer accumulators
+        keeps several sets of partial sums, an entry's taps going to the sets in turn, so that
+        the FMA latency does not bound its loop. With few accumulators the latency bounds it
+        (Rocket Lake, 512 channels 4x4: 0.86 against 1.04 ms with two sets); on this Zen 5 (two
+        FMAs a cycle, four cycles each) 16 chains beat 8 on 8-accumulator pattern tiles (128
+        channels 16x16: 0.0559 against 0.0570 ms; 256 channels 8x8 0.101 against 0.105) and tie
+        elsewhere. Defaults take the target's accumulator budget, so AVX2's 16 registers do not spill.
     im2col : bool
         The output pixels as one row, the input copied as its im2col matrix.
     private_input : bool
@@ -162,9 +170,10 @@ class SpecializedConvConfig:
     im2col: bool = False
     private_input: bool = False
     register_shifts: bool = False
+    fma_chains: int = 8
 
     def __post_init__(self):
-        for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits"):
+        for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits", "fma_chains"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.im2col and self.rows != 1:

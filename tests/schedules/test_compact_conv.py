@@ -48,11 +48,15 @@ COMPACT_KNOBS = [
                           private_input=True),
     SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=3, filter_splits=3, codegen="compact",
                           im2col=True, private_input=True),
+    # Several sets of partial sums per accumulator (a pattern's five taps over five sets).
+    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=1, channel_block=4, codegen="compact", fma_chains=16),
 ]
 
 
 @pytest.mark.parametrize(
-    "config", COMPACT_KNOBS, ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}p{c.private_input:d}"
+    "config", COMPACT_KNOBS,
+    ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}p{c.private_input:d}"
+                  f"c{c.fma_chains}"
 )
 def test_knobs_keep_results(config, run_kernel):
     """Tails in width, height, channels and filters (padding slots of a tile), split tasks, every input layout."""
