@@ -25,8 +25,8 @@ from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
 from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, TENSOR_INTRIN_MODULE, WORKLOAD_FILE, RPCDevice, TuningLogError,
-                               dense_tune_context, extract_tasks, load_tuning_logs, open_database, run_with_threads,
-                               space_size, tune)
+                               dense_tune_context, extract_tasks, load_tuning_logs, open_database, space_size, tune)
+from tvm_sparse.runtime_threads import use_threads
 
 pytestmark = pytest.mark.tuning
 
@@ -207,7 +207,7 @@ def test_the_local_runner_worker_runs_tvm_with_the_threads_asked_for():
     from tvm.support.popen_pool import PopenPoolExecutor
 
     for count in (2, 1):  # unset, TVM takes one thread here
-        pool = PopenPoolExecutor(max_workers=1, initializer=run_with_threads, initargs=(count,))
+        pool = PopenPoolExecutor(max_workers=1, initializer=use_threads, initargs=(count,))
         assert pool.submit(_runtime_threads).result() == count
 
 

@@ -46,9 +46,14 @@ def default_thread_count():
     return physical_cores()
 
 
+def use_threads(count):
+    """Size TVM's thread pool in this process to ``count`` threads (effective before its first parallel kernel)."""
+    os.environ["TVM_NUM_THREADS"] = str(count)
+
+
 def use_physical_cores_by_default():
     """Set ``TVM_NUM_THREADS`` to :func:`physical_cores` unless a variable of :data:`THREAD_VARIABLES` is set."""
     if any(name in os.environ for name in THREAD_VARIABLES):
         return
-    os.environ["TVM_NUM_THREADS"] = str(physical_cores())
+    use_threads(physical_cores())
     logger.debug("TVM_NUM_THREADS unset: TVM's runtime will use %s threads", os.environ["TVM_NUM_THREADS"])

@@ -57,7 +57,7 @@ from schedules.sparse_space import candidate_configs
 from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig
 from tvm_sparse.compiler import bind_params, default_cross_compiler
 from tvm_sparse.rpc.session import parse_address
-from tvm_sparse.runtime_threads import default_thread_count
+from tvm_sparse.runtime_threads import default_thread_count, use_threads
 from tvm_sparse.target import parse_target
 
 logger = logging.getLogger(__name__)
@@ -669,8 +669,12 @@ class _Runners:
     def _make(self):
         if self.rpc is not None:
             return self.rpc.runner(self.evaluator)
+        # The workers' TVM runs with the threads asked for. Left to TVM's default (one thread on this
+        # 2-core machine) it ranked candidates by their speed at one thread: MobileNetV2 tuned so
+        # ran 0.59 ms at 2 threads against 0.58 untuned; tuned at 2 threads, 0.57 (and 0.96
+        # against 1.00 ms at 1 thread).
         return ms.runner.LocalRunner(timeout_sec=self.timeout, evaluator_config=self.evaluator,
-                                     initializer=functools.partial(run_with_threads, self.threads))
+                                     initializer=functools.partial(use_threads, self.threads))
 
     def for_kernel(self, func):
         """The sparse runner, set to pass the kernel's table argument (when it has one)."""
@@ -683,17 +687,6 @@ class _Runners:
             index = [param.name for param in func.params].index("table")
             self.sparse.f_alloc_argument = functools.partial(alloc_with_table, self.random_arguments, index, table)
         return self.sparse
-
-
-def run_with_threads(count):
-    """``LocalRunner`` worker initializer: TVM's thread pool in the worker runs ``count`` threads.
-
-    The pool reads ``TVM_NUM_THREADS`` when the worker runs its first parallel kernel. Unset, TVM
-    takes half the hardware threads (one on a 2-core machine), so candidates used to be ranked by
-    their speed at one thread. Tuned at 1 thread, MobileNetV2's log ran 0.59 ms at 2 threads
-    against 0.58 untuned; tuned at 2 threads, 0.57 (and 0.96 against 1.00 ms at 1 thread).
-    """
-    os.environ["TVM_NUM_THREADS"] = str(count)
 
 
 def alloc_with_table(default_alloc, index, table, *args):

@@ -10,10 +10,11 @@ that spinning would take a core from whichever runtime comes next. So before eac
 :func:`wait_until_idle` waits until the CPUs are idle.
 """
 
-import os
 import statistics
 import time
 from dataclasses import dataclass
+
+from tvm_sparse.runtime_threads import use_threads
 
 #: The kernel's CPU time counters (Linux): the first line sums all CPUs.
 PROC_STAT = "/proc/stat"
@@ -126,7 +127,7 @@ def configure_threads(count):
         )
     import torch
 
-    os.environ["TVM_NUM_THREADS"] = str(count)
+    use_threads(count)
     torch.set_num_threads(count)
     _configured_threads = count
 
