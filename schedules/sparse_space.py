@@ -272,10 +272,10 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
     -------
     list of SpecializedConvConfig
         Distinct configs: the default; the specialised code when its size is within
-        :data:`CANDIDATE_CODE_BUDGET`; the default compact code on the aligned
-        input layout (``tap_copies``); pattern tiles spanning the row with register shifts; the
-        compact code on the im2col layout when its input fits :data:`IM2COL_BYTES`; compact codes with other register tiles (rows x vectors x
-        filters within the accumulator budget) and channel blocks.
+        :data:`CANDIDATE_CODE_BUDGET`; the default compact code on the aligned input layout
+        (``tap_copies``); pattern tiles spanning the row with register shifts; the compact code
+        on the im2col layout when its input fits :data:`IM2COL_BYTES`; compact codes with other
+        register tiles (rows x vectors x filters within the accumulator budget) and channel blocks.
     """
     if kernel not in KERNEL_FORMATS:
         raise ValueError(f"unknown sparse kernel {kernel!r}; expected one of {sorted(KERNEL_FORMATS)}")
