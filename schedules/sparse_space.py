@@ -211,7 +211,7 @@ def prefers_tap_copies(geometry, block_rows):
 def prefers_register_shifts(geometry, lanes, accumulators):
     """Whether the default compact pattern code shifts tap columns in registers
     (:attr:`SpecializedConvConfig.register_shifts`): stride 1 along the width, and a register tile
-    of full-width vectors that spans the output row.
+    of full-width vectors that spans the input and output rows.
 
     A pattern tile loads one input vector per FMA, so the layout's loads are what it waits for;
     one aligned copy of the row whose shifts are shuffles (``valignd`` / ``vpermt2ps`` on
@@ -223,7 +223,7 @@ def prefers_register_shifts(geometry, lanes, accumulators):
     channels 8x8 0.087 against 0.103, 512 channels 7x7 0.371 against 0.417.
     """
     config = default_config(geometry, lanes, 0, _tile_filters(1, lanes), accumulators)
-    spans_row = geometry.out_width <= config.lanes * config.vectors
+    spans_row = max(geometry.width, geometry.out_width) <= config.lanes * config.vectors
     return geometry.stride[1] == 1 and lanes > 1 and config.lanes == lanes and spans_row
 
 
@@ -301,7 +301,7 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
                 candidates.append(
                     compact_config(geometry, lanes, accumulators, block_rows, filters=filters, vectors=vectors, rows=rows)
                 )
-    if block_rows == 1 and geometry.stride[1] == 1 and width_vectors <= 4:
+    if block_rows == 1 and geometry.stride[1] == 1 and width_vectors <= 4 and geometry.width <= width_vectors * base.lanes:
         for rows in (2, 4, 8):
             if rows * width_vectors <= accumulators and rows <= geometry.out_height:
                 candidates.append(compact_config(geometry, lanes, accumulators, block_rows, register_shifts=True,

@@ -141,7 +141,8 @@ class SpecializedConvConfig:
         One copy of the input per tap column: aligned vector loads (see the module docstring).
     register_shifts : bool
         One copy of the input's columns; tap columns are register shifts of its vectors (see the
-        module docstring). Needs stride 1 along the width and a register tile as wide as the row.
+        module docstring). Needs stride 1 along the width and a register tile as wide as the input
+        and output rows.
     fma_chains : int
         Independent FMA chains a compact register tile aims for: a tile with fewer accumulators
         keeps several sets of partial sums, an entry's taps going to the sets in turn, so that
@@ -342,9 +343,11 @@ class Layout:
         # register shifts: one copy, element q is input column q).
         self.tap_copies = cfg.tap_copies or cfg.im2col
         self.register_shifts = cfg.register_shifts
-        if self.register_shifts and (sw != 1 or self.tile_width != self.out_w):
+        # Shifts fill zeros past the tile: it must hold every input column (and every output one).
+        if self.register_shifts and (sw != 1 or self.tile_width != self.out_w or g.width > self.out_w):
             raise ValueError(f"register_shifts needs stride 1 along the width and a register tile as wide as the "
-                             f"row: stride {sw}, a tile of {self.tile_width} columns for {self.valid_w}")
+                             f"input and output rows: stride {sw}, a tile of {self.tile_width} columns for "
+                             f"{g.width} input and {self.valid_w} output columns")
         self.copies = g.kernel[1] if self.tap_copies else 1 if self.register_shifts else sw
         self.copy_w = self.out_w if self.tap_copies or self.register_shifts else self.out_w + (g.kernel[1] - 1) // sw
         self.left = g.padding[1]

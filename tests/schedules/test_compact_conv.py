@@ -255,14 +255,18 @@ def test_register_shifts_keep_results(config, padding, run_kernel):
 
 
 def test_register_shifts_refuse_what_they_cannot_shift():
-    """A tile narrower than the row, a strided width, block columns (taps not in the code): clear errors."""
+    """A tile narrower than the input or output row, a strided width, block columns (taps not in the
+    code): clear errors."""
     rng = np.random.default_rng(22)
     library = pattern_library(6, 4, rng)
     pattern = PatternWeight.from_dense(pattern_pruned(rng, 4, 6, library, 0.5), library)
     shifts = SpecializedConvConfig(lanes=4, vectors=2, rows=2, filters=1, channel_block=6, codegen="compact",
                                    register_shifts=True)
-    with pytest.raises(ValueError, match="as wide as the row: stride 1, a tile of 8 columns for 12"):
+    with pytest.raises(ValueError, match="a tile of 8 columns for 12 input and 12 output columns"):
         pattern_conv2d(pattern, (1, 6, 8, 12), config=shifts)
+    # no right padding: the output fits the tile, but the last tap reads input column 8
+    with pytest.raises(ValueError, match="a tile of 8 columns for 9 input and 8 output columns"):
+        pattern_conv2d(pattern, (1, 6, 8, 9), padding=(1, 1, 1, 0), config=shifts)
     with pytest.raises(ValueError, match="stride 1 along the width"):
         pattern_conv2d(pattern, (1, 6, 8, 16), stride=2, config=shifts)
     punched = BlockPunchedWeight.from_dense(block_punched(rng, (8, 6, 3, 3), (4, 3), 0.5), (4, 3))
