@@ -16,7 +16,8 @@ import numpy as np
 
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 
-from .specialized_conv import MIN_CHANNEL_BLOCK, SpecializedConvConfig, accumulators_for, default_config, make_geometry
+from .specialized_conv import (MIN_CHANNEL_BLOCK, SpecializedConvConfig, accumulators_for, default_config, make_geometry,
+                               shifts_fit)
 from .target_info import as_target, vector_lanes
 
 #: Most vector FMAs of a specialised kernel chosen by default; larger layers get the compact code.
@@ -230,8 +231,7 @@ def prefers_register_shifts(geometry, lanes, accumulators):
     channels 8x8 0.087 against 0.103, 512 channels 7x7 0.371 against 0.417.
     """
     config = default_config(geometry, lanes, 0, _tile_filters(1, lanes), accumulators)
-    spans_row = max(geometry.width, geometry.out_width) <= config.lanes * config.vectors
-    return geometry.stride[1] == 1 and lanes > 1 and config.lanes == lanes and spans_row
+    return lanes > 1 and config.lanes == lanes and shifts_fit(geometry, config.lanes * config.vectors)
 
 
 def default_sparse_config(geometry, target, n_terms, block_rows, selection_budget=SELECTION_BUDGET):
@@ -308,7 +308,7 @@ def candidate_configs(kernel, weight, data_shape, target=None, *, stride=1, padd
                 candidates.append(
                     compact_config(geometry, lanes, accumulators, block_rows, filters=filters, vectors=vectors, rows=rows)
                 )
-    if block_rows == 1 and geometry.stride[1] == 1 and width_vectors <= 4 and geometry.width <= width_vectors * base.lanes:
+    if block_rows == 1 and width_vectors <= 4 and shifts_fit(geometry, width_vectors * base.lanes):
         for rows in (2, 4, 8):
             if rows * width_vectors <= accumulators and rows <= geometry.out_height:
                 candidates.append(compact_config(geometry, lanes, accumulators, block_rows, register_shifts=True,

@@ -314,6 +314,13 @@ def _zero_row(dst, dst_offset, count, lanes):
         T.buffer_store(dst, as_vector(zero, tail), [vector_index(dst_offset + chunks * lanes, tail)])
 
 
+def shifts_fit(geometry, tile_width):
+    """Whether register shifts can make every tap column of a layer from tiles ``tile_width`` wide:
+    stride 1 along the width, and one tile holding the whole input row and output row (shifts fill
+    zeros past the tile, so no input column may lie there)."""
+    return geometry.stride[1] == 1 and max(geometry.width, geometry.out_width) <= tile_width
+
+
 class Layout:
     """Sizes of the padded input and the (possibly padded) output the kernel computes.
 
@@ -343,8 +350,7 @@ class Layout:
         # register shifts: one copy, element q is input column q).
         self.tap_copies = cfg.tap_copies or cfg.im2col
         self.register_shifts = cfg.register_shifts
-        # Shifts fill zeros past the tile: it must hold every input column (and every output one).
-        if self.register_shifts and (sw != 1 or self.tile_width != self.out_w or g.width > self.out_w):
+        if self.register_shifts and not shifts_fit(g, self.tile_width):
             raise ValueError(f"register_shifts needs stride 1 along the width and a register tile as wide as the "
                              f"input and output rows: stride {sw}, a tile of {self.tile_width} columns for "
                              f"{g.width} input and {self.valid_w} output columns")
