@@ -637,15 +637,16 @@ def _measure_sparse(task, configs, target, builder, runners, device_type):
             continue
         try:
             func = funcs[index]
+            runner = runners.for_kernel(func)
             runner_input = ms.runner.RunnerInput(result.artifact_path, device_type,
                                                  ms.arg_info.ArgInfo.from_prim_func(func))
             if not warm:
                 # The first run after a build batch ran at one-thread speed on 2 threads (64
                 # channels 32x32: 0.055 against 0.029 ms), so the defaults, measured first, lost
                 # to configs no faster: it is run once untimed.
-                runners.for_kernel(func).run([runner_input])[0].result()
+                runner.run([runner_input])[0].result()
                 warm = True
-            (future,) = runners.for_kernel(func).run([runner_input])
+            (future,) = runner.run([runner_input])
             run = future.result()
         finally:
             with contextlib.suppress(OSError):
