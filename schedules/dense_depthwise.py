@@ -55,5 +55,5 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
         if pad is not None and stride > 1 and extents(sch.get(pad).writes[0].source)[-1] % stride == 0:
             def split_columns(n, c, y, x):
                 return n, c, y, x % stride, x // stride
-        schedule_padding(sch, layout=split_columns)
-        schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3])
+        padding = schedule_padding(sch, layout=split_columns)
+        schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding)

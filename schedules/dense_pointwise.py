@@ -74,6 +74,6 @@ class PointwiseConv2dRows(RegisterTileRule):
         if tunable:
             kt = sample_divisor(sch, channels, 32, kt)
             xt = sample_divisor(sch, pixels, 4 * vector_lanes(target), xt)
-        schedule_padding(sch)
+        padding = schedule_padding(sch)
         flatten_pixels(sch, block)
-        schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2])
+        schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2], padding=padding)

@@ -5,6 +5,11 @@ schedule phase packed the weight and scheduled every function (no naive loop nes
 compares the compiled result with ``torch.nn.functional.conv2d``.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tvm
@@ -12,6 +17,7 @@ import tvm
 from schedules.dense_conv2d import WeightPacking
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
+from tests.schedules.threaded_run import THREAD_COUNTS
 from tests.schedules.dense_harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
 
@@ -112,3 +118,49 @@ def test_aarch64_neon_build():
     from relay_passes.pipeline import build_pipeline
 
     tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, "relu"),  # the stem: 3 channels to pad, 64 to compute
+        (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, 8 channels
+        (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise
+        (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
+    ],
+    ids=_case_id,
+)
+def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
+    """A padded kernel fills its padding and its tiles in one parallel launch, a barrier between them.
+
+    The kernel runs at 1, 2 and 3 threads in a fresh process, each time right after a run on other
+    inputs: without the barrier a thread would read channels another thread has not padded yet,
+    and find the earlier run's values there.
+    """
+    c, k, h, w, kernel, stride, padding, dilation, groups, _, _, epilogue = case
+    rng = np.random.default_rng(sum(map(ord, _case_id(case))))
+    weight = rng.standard_normal((k, c // groups, kernel, kernel)).astype("float32")
+    bias = rng.standard_normal(k).astype("float32")
+    x = rng.standard_normal((1, c, h, w)).astype("float32")
+    expected = torch_conv2d(x, weight, bias, stride, padding, dilation, groups, None, epilogue)
+    target = host_target()
+    mod = conv2d_module(x.shape, weight, stride, padding, dilation, groups, bias, epilogue, None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    script = conv.script()
+    assert script.count("T.parallel(") == 2
+    assert '"pragma_parallel_launch_point": 1' in script and '"pragma_parallel_barrier_when_finish": 1' in script
+
+    if groups == 1:
+        weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
+    library = tvm.tirx.build(tvm.IRModule({"main": conv.with_attr("global_symbol", "main")}), target=target)
+    library.export_library(tmp_path / "kernel.so")
+    arrays = [x, weight, bias.reshape(1, k, 1, 1), np.zeros(expected.shape, "float32")]
+    np.savez(tmp_path / "args.npz", name="main", **{f"arg{i}": a for i, a in enumerate(arrays)})
+    subprocess.run(
+        [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
+         tmp_path / "out.npz"],
+        check=True, cwd=Path(__file__).resolve().parents[2], env=dict(os.environ, TVM_NUM_THREADS="3"),
+    )
+    outputs = np.load(tmp_path / "out.npz")
+    for threads in THREAD_COUNTS:
+        assert relative_error(outputs[f"threads{threads}"], expected) <= 1e-5, f"{threads} threads"
