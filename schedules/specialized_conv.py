@@ -593,8 +593,8 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
     """Write a direct convolution PrimFunc around ``emit_task(context)``, the code of one parallel task.
 
     The function pads the input once, runs a parallel loop over (image, block of rows, part of the
-    filters) and crops a padded output; ``emit_task`` writes the sums of the task's filters into
-    ``context.acc``.
+    filters) and crops a padded output, all three in one launch of the thread pool with a barrier
+    after each; ``emit_task`` writes the sums of the task's filters into ``context.acc``.
 
     Parameters
     ----------
@@ -641,8 +641,6 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
             )
             acc = out_flat if acc is None else acc
             shared_input = data_flat if copies is None else copies
-            if lay.copies_input and not lay.private:
-                emit_padding(g, lay, data_flat, copies, cfg.lanes)
             filter_parts = cfg.filter_splits
             if lay.private and cfg.filter_splits > 1:
                 # Every filter part copies the input again: only as many as the threads need.
@@ -651,23 +649,32 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
                 filter_parts = T.Bind(tirx.max(1, tirx.min(cfg.filter_splits, wanted)))
             context = KernelContext(g, cfg, lay, epilogue, shared_input, acc, bias, residual_flat, table)
             context.filter_parts = filter_parts
-            with T.parallel(0, images_x_rows * filter_parts) as task:
-                row_block = task // filter_parts % lay.row_blocks
-                first_tile = row_block * cfg.row_tiles
-                context.image = task // (lay.row_blocks * filter_parts)
-                context.part = task % filter_parts
-                context.first_tile = first_tile
-                context.n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
-                if lay.private:
-                    context.padded = T.decl_buffer((slab,), DTYPE, data=copies.data, elem_offset=copies.elem_offset + task * slab)
-                    first_row = first_tile * cfg.rows * g.stride[0]
-                    emit_padding(g, lay, data_flat, context.padded, cfg.lanes, context.image, first_row)
-                    context.input_origin = -first_row * lay.row_stride
-                else:
-                    context.input_origin = context.image * slab
-                emit_task(context)
-            if not lay.direct:
-                emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, cfg.lanes)
+            shared_copy = lay.copies_input and not lay.private
+            # The shared copy, the tasks and the crop run in one launch of the thread pool, each
+            # stage waiting at a barrier for the previous one.
+            with _attr_scope(shared_copy or not lay.direct, "pragma_parallel_launch_point"):
+                if shared_copy:
+                    with _attr_scope(True, "pragma_parallel_barrier_when_finish"):
+                        emit_padding(g, lay, data_flat, copies, cfg.lanes)
+                with _attr_scope(not lay.direct, "pragma_parallel_barrier_when_finish"):
+                    with T.parallel(0, images_x_rows * filter_parts) as task:
+                        row_block = task // filter_parts % lay.row_blocks
+                        first_tile = row_block * cfg.row_tiles
+                        context.image = task // (lay.row_blocks * filter_parts)
+                        context.part = task % filter_parts
+                        context.first_tile = first_tile
+                        context.n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
+                        if lay.private:
+                            context.padded = T.decl_buffer((slab,), DTYPE, data=copies.data,
+                                                           elem_offset=copies.elem_offset + task * slab)
+                            first_row = first_tile * cfg.rows * g.stride[0]
+                            emit_padding(g, lay, data_flat, context.padded, cfg.lanes, context.image, first_row)
+                            context.input_origin = -first_row * lay.row_stride
+                        else:
+                            context.input_origin = context.image * slab
+                        emit_task(context)
+                if not lay.direct:
+                    emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, cfg.lanes)
     return builder.get()
 
 
@@ -733,6 +740,16 @@ def build_specialized_conv(
                                     tile_body(ctx, f, cb, x_base, y_base)
 
     return build_direct_conv(g, epilogue, cfg, name, "specialized_conv2d", emit_task, param_shapes)
+
+
+@contextlib.contextmanager
+def _attr_scope(enabled, key):
+    """Emit the body under the attribute ``key`` (a pragma of LLVM's CPU code generator) when ``enabled``."""
+    if not enabled:
+        yield
+        return
+    with T.attr(tirx.const(0, "int32"), key, 1):
+        yield
 
 
 @contextlib.contextmanager

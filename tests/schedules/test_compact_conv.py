@@ -314,11 +314,19 @@ def test_table_as_relax_constant():
                               codegen="compact", im2col=True, private_input=True),
         SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=9, filter_splits=3,
                               private_input=True),
+        # one shared copy, then the tasks, then the crop, in one launch with a barrier after each stage
+        SpecializedConvConfig(lanes=4, vectors=2, rows=3, filters=3, channel_block=3, row_tiles=1, codegen="compact"),
+        SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=10, codegen="compact", im2col=True),
+        SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=1),
     ],
-    ids=["rows", "row-blocks", "im2col", "specialized"],
+    ids=["rows", "row-blocks", "im2col", "specialized", "shared-rows", "shared-im2col", "shared-specialized"],
 )
-def test_private_input_copies_at_any_thread_count(config, tmp_path):
-    """A private-input kernel runs as many filter parts as it has threads: right at 1, 2 and 3 threads."""
+def test_input_copies_at_any_thread_count(config, tmp_path):
+    """Right at 1, 2 and 3 threads, each run after a run on other inputs.
+
+    A private-input kernel runs as many filter parts as it has threads; a shared copy is filled by
+    all threads before any task reads it (a missing barrier would read the earlier run's copy).
+    """
     rng = np.random.default_rng(17)
     x = rng.standard_normal((1, 10, 11, 13)).astype("float32")
     weight = BlockPunchedWeight.from_dense(block_punched(rng, (11, 10, 3, 3), (4, 3), 0.4), (4, 3))
