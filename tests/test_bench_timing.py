@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from tvm_sparse.bench.timing import interleaved_medians, wait_until_idle
+from tvm_sparse.bench.timing import CALIBRATION_CALLS, interleaved_medians, wait_until_idle
 
 SPIN = "import time\nend = time.perf_counter() + {seconds}\nwhile time.perf_counter() < end:\n    pass\n"
 
@@ -50,5 +50,30 @@ def test_interleaved_medians_times_every_candidate_every_round():
     timings = interleaved_medians({"fast": candidate("fast", 0.001), "slow": candidate("slow", 0.004)},
                                   rounds=3, calls_per_round=2, warmup=1)
     assert {name: t.rounds for name, t in timings.items()} == {"fast": 3, "slow": 3}
-    assert calls == {"fast": 1 + 1 + 3 * 2, "slow": 1 + 1 + 3 * 2}
+    assert calls == {"fast": 1 + CALIBRATION_CALLS + 3 * 2, "slow": 1 + CALIBRATION_CALLS + 3 * 2}
     assert timings["fast"].median_ms < timings["slow"].median_ms
+
+
+def test_each_candidate_starts_some_rounds():
+    """The first run after the machine was idle can be slow: no candidate may take that every round."""
+    order = []
+    names = ["a", "b", "c"]
+    interleaved_medians({name: (lambda name=name: order.append(name)) for name in names},
+                        rounds=6, calls_per_round=1, warmup=0)
+    timed = order[len(names) * CALIBRATION_CALLS:]
+    rounds = [timed[i:i + len(names)] for i in range(0, len(timed), len(names))]
+    assert all(sorted(r) == names for r in rounds)
+    assert [r[0] for r in rounds] == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_one_slow_call_does_not_set_the_calls_per_round():
+    """A candidate whose first timed call is slow (its thread pool waking up) still gets a full round."""
+    calls = {"n": 0}
+
+    def wakes_up_slowly():
+        calls["n"] += 1
+        time.sleep(0.04 if calls["n"] == 1 else 0.001)
+
+    interleaved_medians({"slow start": wakes_up_slowly}, rounds=1, warmup=0, min_round_s=0.04)
+    # the calibration calls, then one round of about 0.04 s / 1 ms calls (not 0.04 s / 0.04 s = 1)
+    assert calls["n"] - CALIBRATION_CALLS >= 10

@@ -30,8 +30,12 @@ class Timing:
     rounds: int
 
 
+#: Timed calls whose median sets a candidate's calls per round.
+CALIBRATION_CALLS = 5
+
+
 def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, min_round_s=0.05):
-    """Time several callables in interleaved rounds and return each one's median latency.
+    """Time several callables in interleaved rounds (each round starting with the next one) and return each one's median latency.
 
     Parameters
     ----------
@@ -56,13 +60,23 @@ def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, m
     for name, fn in candidates.items():
         for _ in range(warmup):
             fn()
-        start = time.perf_counter()
-        fn()
-        once = max(time.perf_counter() - start, 1e-6)
-        calls[name] = calls_per_round or max(1, int(min_round_s / once))
+        # The median of a few calls: one slow call (a thread pool waking up) would give the
+        # candidate few calls per round, and every round's slow start would weigh more in them.
+        once = []
+        for _ in range(CALIBRATION_CALLS):
+            start = time.perf_counter()
+            fn()
+            once.append(time.perf_counter() - start)
+        calls[name] = calls_per_round or max(1, int(min_round_s / max(statistics.median(once), 1e-6)))
     samples = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
+    names = list(candidates)
+    for round_index in range(rounds):
+        # Each round starts with the next candidate: the first run after the machine was idle
+        # can be slower (MobileNetV2 at 2 threads: 0.66-0.77 ms first in every round, 0.53-0.57
+        # interleaved in one process), and no candidate should take that every time.
+        start_at = round_index % len(names)
+        for name in names[start_at:] + names[:start_at]:
+            fn = candidates[name]
             wait_until_idle()
             start = time.perf_counter()
             for _ in range(calls[name]):
