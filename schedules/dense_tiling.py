@@ -24,6 +24,16 @@ def accumulator_budget(target):
     return registers - 8 if registers > 16 else registers - 4
 
 
+#: Bytes below which TVM keeps a constant-size buffer on the stack (``runtime::kMaxStackAlloca``); a
+#: larger accumulator tile is allocated from the workspace pool, zeroed, stored and reloaded per tile.
+STACK_BYTES = 1024
+
+
+def stack_accumulators(target):
+    """Float32 vector accumulators a register tile may hold and still be a stack buffer (15 on AVX-512)."""
+    return (STACK_BYTES - 1) // (4 * vector_lanes(target))
+
+
 def divisors(extent, limit):
     """The divisors of ``extent`` that are at most ``limit``, largest first."""
     return [d for d in range(min(extent, limit), 0, -1) if extent % d == 0]

@@ -164,3 +164,16 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     outputs = np.load(tmp_path / "out.npz")
     for threads in THREAD_COUNTS:
         assert relative_error(outputs[f"threads{threads}"], expected) <= 1e-5, f"{threads} threads"
+
+
+@pytest.mark.parametrize("channels, filters, on_stack", [(24, 144, True), (576, 96, False)])
+def test_pointwise_expansion_tiles_are_stack_buffers(channels, filters, on_stack):
+    """On AVX-512 an expansion's untuned accumulator tile stays under TVM's stack limit (no workspace
+    call per tile); a projection keeps the register file's larger tile."""
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "znver5"})
+    rng = np.random.default_rng(channels)
+    weight = rng.standard_normal((filters, channels, 1, 1)).astype("float32")
+    mod = conv2d_module((1, channels, 8, 8), weight, 1, 0, 1, 1, None, "relu6", None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    library = tvm.tirx.build(tvm.IRModule({"main": conv.with_attr("global_symbol", "main")}), target=target)
+    assert ("TVMBackendAllocWorkspace" not in library.inspect_source("ll")) == on_stack
