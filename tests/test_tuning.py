@@ -21,6 +21,7 @@ from tvm_ffi import structural_hash
 import tvm
 import tvm_sparse
 from relay_passes.sparse_rules import SparseRules
+from schedules.dense_space import dense_schedule_rules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
@@ -66,6 +67,14 @@ def _trace_hashes(records):
     return hashes
 
 
+def _untuned_hash(mod, params):
+    """Hash of the dense function's untuned schedule, as :func:`_trace_hashes` hashes a record's."""
+    target = tvm_sparse.parse_target("llvm")
+    (task,), _ = extract_tasks(mod, params, target, rules=RULES)
+    scheduled = next(s for s in (rule.apply(task.mod["main"], target, False) for rule in dense_schedule_rules()) if s)
+    return structural_hash(scheduled.mod)
+
+
 def test_tune_over_a_local_tracker_then_compile_and_resume(tracker, block, tmp_path):
     model, example, mod, params = block
     with local_server(tracker, "tune-x86"):
@@ -76,13 +85,18 @@ def test_tune_over_a_local_tracker_then_compile_and_resume(tracker, block, tmp_p
         assert (result.dense_trials, result.sparse_trials) == (4, 6)
         assert (result.dense_errors, result.sparse_errors) == (0, 0)
         valid = _valid_records(tmp_path)
-        assert len(valid) == 4 and len(set(_trace_hashes(valid))) == 4
+        hashes = _trace_hashes(valid)
+        assert len(set(hashes)) == len(valid) and _untuned_hash(mod, params) in hashes and len(valid) in (4, 5)
+        # the finalists were measured again: the best record holds the median of those rounds
+        database = open_database(str(tmp_path), allow_missing=False)
+        (best,) = database.get_top_k(database.commit_workload(valid[0].workload.mod), 1)
+        assert len(best.run_secs) == 1
 
         # The same call again resumes: everything is in the log, nothing is measured again.
         again = tune(mod, params, "llvm", log_dir=tmp_path, trials=4, sparse_trials=2, rpc=device, rules=RULES,
                      progress=False)
         assert (again.dense_trials, again.sparse_trials) == (0, 0)
-        assert len(_valid_records(tmp_path)) == 4 and len(_sparse_records(tmp_path)) == 6
+        assert len(_valid_records(tmp_path)) == len(valid) and len(_sparse_records(tmp_path)) == 6
 
     # compile applies both parts of the log: the dense function is found in the database and each
     # sparse layer gets its fastest measured knobs.
@@ -129,7 +143,10 @@ def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_i
     assert second.dense_trials == 6 - len(measured)
     assert second.sparse_trials == 3
     valid = _valid_records(tmp_path)
-    assert len(valid) == 6 and len(set(_trace_hashes(valid))) == 6  # nothing measured twice
+    hashes = _trace_hashes(valid)
+    assert len(set(hashes)) == len(valid)  # nothing measured twice
+    # the six trials, and the untuned schedule that confirmed them unless a trial had it
+    assert _untuned_hash(mod, params) in hashes and len(valid) in (6, 7)
     assert sum(r["error"] is None for r in _sparse_records(tmp_path)) == 3
     compiled = tvm_sparse.compile(mod, params, "llvm", rules=RULES, tuning_logs=tmp_path)
     assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
