@@ -334,9 +334,7 @@ class ResumingSearch(ms.search_strategy.PySearchStrategy):
             for record in database.get_all_tuning_records():
                 if not structural_equal(record.workload.mod, workload.mod) or not _valid(record.run_secs):
                     continue
-                sch = tvm.s_tir.Schedule(self.context.mod)
-                record.trace.apply_to_schedule(sch, remove_postproc=False)
-                self.measured[structural_hash(sch.mod)] = list(record.run_secs)
+                self.measured[structural_hash(_scheduled(self.context.mod, record.trace))] = list(record.run_secs)
         self.remaining = max_trials
         self.space_size = space_size(design_spaces)
         # The inner search counts the candidates dropped here as trials: give it room for them.
@@ -435,19 +433,20 @@ class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
 
 
 def _tune_dense(tasks, target, database, log_dir, trials, num_trials_per_iter, builder, runner, advance):
-    """Run MetaSchedule on ``tasks`` for what is left of ``trials``; returns the trials run."""
+    """Run MetaSchedule on ``tasks`` for what is left of ``trials``; returns the trials run and how many failed."""
     done = sum(_valid(r.run_secs) for task in tasks for r in _records_of(database, task.mod))
     if done:
         advance(min(done, trials), 0, resumed=True)
     remaining = trials - done
     if remaining <= 0 or not tasks:
         logger.info("dense: %d valid trials already in the database, nothing left of %d", done, trials)
-        return 0
+        return 0, 0
     contexts = [dense_tune_context(task, target) for task in tasks]
-    counted = []
+    counted, failed = [], []
 
     def count(n, errors, resumed=False):
         counted.append(n)
+        failed.append(errors)
         advance(n, errors, resumed)
 
     ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in tasks], work_dir=log_dir,
@@ -455,7 +454,7 @@ def _tune_dense(tasks, target, database, log_dir, trials, num_trials_per_iter, b
                   builder=builder, runner=runner, database=database, cost_model="xgb",
                   measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_ProgressCallback(count)],
                   task_scheduler="gradient")
-    return sum(counted)
+    return sum(counted), sum(failed)
 
 
 #: Best records of each dense function that :func:`_confirm_dense` measures again.
@@ -489,7 +488,7 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner):
     every function and its untuned schedule run in :data:`CONFIRMATION_ROUNDS` rounds, every
     function in each round, and the record file is rewritten with each finalist's median over
     the rounds in place of its single measurement (the untuned schedule joins as a record when no
-    trial had it). The best record is so the untuned schedule unless a tuned one beat it in the
+    trial had it). So the best record is the untuned schedule unless a tuned one beat it in the
     same rounds. A finalist whose build or run fails keeps its record; when a round measures
     nothing (the device is gone) the rest are skipped.
 
@@ -905,9 +904,8 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
                     logger.info("resumed %d measurements from the log", n)
             return advance
 
-        dense_made = _tune_dense(dense_tasks, target, database, log_dir, trials, num_trials_per_iter,
-                                 builder, runners.default, advancer(dense_bar))
-        dense_failed = bar.tasks[[t.id for t in bar.tasks].index(dense_bar)].fields["errors"]
+        dense_made, dense_failed = _tune_dense(dense_tasks, target, database, log_dir, trials, num_trials_per_iter,
+                                               builder, runners.default, advancer(dense_bar))
         if dense_made and dense_failed:
             logger.warning("dense: %d trials failed; their finalists are not measured again", dense_failed)
         elif dense_made:
