@@ -61,7 +61,9 @@ def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, m
         for _ in range(warmup):
             fn()
         # The median of a few calls: one slow call (a thread pool waking up) would give the
-        # candidate few calls per round, and every round's slow start would weigh more in them.
+        # candidate few calls per round, and every round's slow start would weigh more in them
+        # (untuned MobileNetV2, the first candidate, showed 0.66-0.77 ms at 2 threads against
+        # 0.53-0.57 when timed in one process with the others).
         once = []
         for _ in range(CALIBRATION_CALLS):
             start = time.perf_counter()
@@ -71,9 +73,8 @@ def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, m
     samples = {name: [] for name in candidates}
     names = list(candidates)
     for round_index in range(rounds):
-        # Each round starts with the next candidate: the first run after the machine was idle
-        # can be slower (MobileNetV2 at 2 threads: 0.66-0.77 ms first in every round, 0.53-0.57
-        # interleaved in one process), and no candidate should take that every time.
+        # Each round starts with the next candidate, so that no candidate is always the one
+        # that follows a given other (whose threads may still be winding down).
         start_at = round_index % len(names)
         for name in names[start_at:] + names[:start_at]:
             fn = candidates[name]
