@@ -21,6 +21,15 @@ def dense_schedule_rules():
     return [DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), DenseMatmul(), ParallelFallback()]
 
 
+def dense_schedule(func, target, tunable):
+    """The schedule of ``func`` by the first rule that takes it (knobs sampled when ``tunable``), or None."""
+    for rule in dense_schedule_rules():
+        scheduled = rule.apply(func, target, tunable)
+        if scheduled is not None:
+            return scheduled
+    return None
+
+
 def dense_search_space(target):
     """A MetaSchedule space generator (``ScheduleFn``) over the knobs of the first rule that applies.
 
@@ -32,14 +41,8 @@ def dense_search_space(target):
     -------
     tvm.s_tir.meta_schedule.space_generator.ScheduleFn
     """
-    rules = dense_schedule_rules()
-
     def space(sch):
-        for rule in rules:
-            scheduled = rule.apply(sch.mod["main"], target, True)
-            if scheduled is not None:
-                return scheduled
-        return sch
+        return dense_schedule(sch.mod["main"], target, True) or sch
 
     # The space applies no schedule rules, and the generic CPU postprocessors and mutators are
     # named here: the target's defaults for x86 include rules that need tensor intrinsics

@@ -21,7 +21,7 @@ from tvm_ffi import structural_hash
 import tvm
 import tvm_sparse
 from relay_passes.sparse_rules import SparseRules
-from schedules.dense_space import dense_schedule_rules
+from schedules.dense_space import dense_schedule
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
@@ -71,8 +71,7 @@ def _untuned_hash(mod, params):
     """Hash of the dense function's untuned schedule, as :func:`_trace_hashes` hashes a record's."""
     target = tvm_sparse.parse_target("llvm")
     (task,), _ = extract_tasks(mod, params, target, rules=RULES)
-    scheduled = next(s for s in (rule.apply(task.mod["main"], target, False) for rule in dense_schedule_rules()) if s)
-    return structural_hash(scheduled.mod)
+    return structural_hash(dense_schedule(task.mod["main"], target, False).mod)
 
 
 def test_tune_over_a_local_tracker_then_compile_and_resume(tracker, block, tmp_path):

@@ -51,7 +51,7 @@ from tvm_ffi import structural_equal, structural_hash
 from relay_passes.pipeline import build_pipeline
 from relay_passes.route_sparse import KERNEL_FUNCTIONS, RouteSparseLayers, weight_names
 from relay_passes.sparse_rules import SparseRules
-from schedules.dense_space import dense_schedule_rules, dense_search_space
+from schedules.dense_space import dense_schedule, dense_search_space
 from schedules.compact_conv import table_argument
 from schedules.sparse_space import candidate_configs
 from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig
@@ -294,11 +294,8 @@ def _dense_tasks(mod, target):
 
 
 def _has_knobs(func, target):
-    for rule in dense_schedule_rules():
-        scheduled = rule.apply(func, target, True)
-        if scheduled is not None:
-            return any(inst.kind.name.startswith("Sample") for inst in scheduled.trace.insts)
-    return False
+    scheduled = dense_schedule(func, target, True)
+    return scheduled is not None and any(inst.kind.name.startswith("Sample") for inst in scheduled.trace.insts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,15 +460,6 @@ FINALISTS = 3
 CONFIRMATION_ROUNDS = 5
 
 
-def _untuned_trace(task, target):
-    """The trace of the schedule a dense function gets without logs (the first rule that takes it)."""
-    for rule in dense_schedule_rules():
-        scheduled = rule.apply(task.mod["main"], target, False)
-        if scheduled is not None:
-            return scheduled.trace
-    return None
-
-
 def _scheduled(workload_mod, trace):
     """``workload_mod`` scheduled by ``trace``."""
     sch = tvm.s_tir.Schedule(workload_mod)
@@ -479,7 +467,7 @@ def _scheduled(workload_mod, trace):
     return sch.mod
 
 
-def _confirm_dense(tasks, target, database, log_dir, builder, runner):
+def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_type):
     """Measure each dense function's finalists again in interleaved rounds; rewrite their records.
 
     A MetaSchedule trial is measured once, in one window of time. On a noisy machine the fastest
@@ -503,9 +491,9 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner):
             continue
         workload = database.commit_workload(task.mod)
         traces = [record.trace for record in database.get_top_k(workload, FINALISTS)]
-        untuned = _untuned_trace(task, target)
+        untuned = dense_schedule(task.mod["main"], target, False)  # the schedule compile gives it without logs
         args_info = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
-        for trace in traces + ([untuned] if untuned is not None else []):
+        for trace in traces + ([untuned.trace] if untuned is not None else []):
             scheduled = _scheduled(task.mod, trace)
             key = (structural_hash(workload.mod), structural_hash(scheduled))
             finalists.setdefault(key, (workload, trace, args_info, scheduled))
@@ -516,7 +504,7 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner):
     artifacts = {k: b.artifact_path for k, b in zip(keys, built) if b.error_msg is None}
     means = {k: [] for k in artifacts}
     for _ in range(CONFIRMATION_ROUNDS):
-        futures = runner.run([ms.runner.RunnerInput(path, "cpu", finalists[k][2]) for k, path in artifacts.items()])
+        futures = runner.run([ms.runner.RunnerInput(path, device_type, finalists[k][2]) for k, path in artifacts.items()])
         measured = 0
         for key, future in zip(artifacts, futures):
             result = future.result()
@@ -910,7 +898,7 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
             logger.warning("dense: %d trials failed; their finalists are not measured again", dense_failed)
         elif dense_made:
             confirm_bar = bar.add_task("dense finalists, again", total=None, errors=0)
-            confirmed = _confirm_dense(dense_tasks, target, database, log_dir, builder, runners.default)
+            confirmed = _confirm_dense(dense_tasks, target, database, log_dir, builder, runners.default, device_type)
             bar.update(confirm_bar, total=confirmed, completed=confirmed)
             database = open_database(log_dir)
         sparse_made = _tune_sparse(sparse_tasks, target, records, sparse_trials, builder, runners, device_type,
