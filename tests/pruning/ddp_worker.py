@@ -27,8 +27,8 @@ def main(rank, world_size, init_file, out_file):
     model = SmallCNN(width=8)
     sparsifier = ClickTrainSparsifier(SCHEDULE)
     sparsifier.prepare(model, CONFIG)
-    # No buffer broadcast: every rank must reach the same masks on its own.
-    ddp = DistributedDataParallel(model, broadcast_buffers=False)
+    # No buffer sync in forward: every rank must reach the same masks on its own.
+    ddp = DistributedDataParallel(model, forward_sync_buffers=False)
     expected_keys = ["module." + key for key in SmallCNN(width=8).state_dict()]
     assert list(ddp.state_dict()) == expected_keys, "the masks changed the DDP state_dict keys"
     optimizer = torch.optim.Adam(ddp.parameters(), lr=2e-3)
@@ -43,7 +43,13 @@ def main(rank, world_size, init_file, out_file):
     sparsifier.squash_mask()
     weights = {name: tensor for name, tensor in model.state_dict().items() if name.startswith("conv")}
     torch.save({"weights": weights, "plan": plan_to_json(sparsifier.plan())}, out_file)
+    print(f"rank {rank}: saved", flush=True)
+    # Tear down in order: no rank closes its connections while the other still uses them, and
+    # the DDP reducer (which holds the process group) goes before the group is shut down.
+    dist.barrier()
+    del ddp, optimizer
     dist.destroy_process_group()
+    print(f"rank {rank}: process group destroyed", flush=True)
 
 
 if __name__ == "__main__":

@@ -169,9 +169,9 @@ def test_ddp_two_ranks_reach_identical_masks(tmp_path):
         )
         for rank in range(2)
     ]
-    for proc in procs:
+    for rank, proc in enumerate(procs):
         output, _ = proc.communicate(timeout=240)
-        assert proc.returncode == 0, output
+        assert proc.returncode == 0, f"rank {rank} exited with {proc.returncode}:\n{output}"
     results = [torch.load(out) for out in outs]
     assert results[0]["plan"] == results[1]["plan"]
     for name, tensor in results[0]["weights"].items():
