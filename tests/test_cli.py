@@ -10,8 +10,15 @@ from tvm_sparse.cli import build_parser
 
 
 def _cli(*arguments, timeout=600):
+    # Output to a pipe with no COLUMNS, as `tvm-sparse ... | tee log` runs: rich's 80 columns.
+    env = {name: value for name, value in os.environ.items() if name != "COLUMNS"}
     return subprocess.run([sys.executable, "-m", "tvm_sparse.cli", *arguments], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "250"}, check=False)
+                          timeout=timeout, env=env, check=False)
+
+
+def _whole_cells(output):
+    """True when no table cell was cut short to fit the console."""
+    return "\u2026" not in output
 
 
 def test_help_lists_the_commands():
@@ -37,6 +44,7 @@ def test_demo_checks_and_times_resnet18():
     assert result.returncode == 0, result.stderr
     for row in ("tvm_sparse", "tvm_sparse, passes off", "PyTorch", "ONNX Runtime (dense model)"):
         assert row in result.stdout
+    assert _whole_cells(result.stdout), result.stdout
 
 
 def test_phone_emulator_rejects_a_bad_tracker_address():
@@ -59,6 +67,7 @@ def test_compile_prints_the_per_layer_report(tmp_path):
     assert library.exists()
     for expected in ("conv1.weight", "pattern_conv2d", "project.weight", "block_punched_conv2d"):
         assert expected in result.stdout
+    assert _whole_cells(result.stdout), result.stdout
 
 
 def test_compile_prunes_3x3_layers_block_punched():
@@ -96,6 +105,7 @@ def test_bench_model_times_every_runtime_and_checks_them(scheme_3x3):
     for expected in ("tvm_sparse dense", "pytorch", "onnxruntime", "vs onnxruntime (target)", "routed to sparse kernels",
                      f"3x3 layers {scheme_3x3} at 8x"):
         assert expected in result.stdout
+    assert _whole_cells(result.stdout), result.stdout
 
 
 @pytest.mark.parametrize("block, message", [("8y4", "a block is BKxBC, e.g. 8x4; got '8y4'"),

@@ -9,6 +9,7 @@ Sub-commands:
 
 import argparse
 
+from tvm_sparse.commands.console import wide_console
 from tvm_sparse.models import MODELS
 
 
@@ -46,7 +47,6 @@ def run_models(args):
     """Run the model benchmark and print the table; returns 1 if the runtimes' outputs disagree."""
     import os
 
-    from rich.console import Console
     from rich.table import Table
     from tvm.target import codegen
 
@@ -54,7 +54,7 @@ def run_models(args):
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
     models = args.models or sorted(MODELS)
-    console = Console()
+    console = wide_console(150)
     with console.status(f"compiling {', '.join(models)} for {target} and timing"):
         compile_seconds, timings = run_benchmark(models, args.threads, args.rounds, target, args.tuning_logs)
     table = Table(title=f"Batch-1 latency, median of {args.rounds} interleaved rounds (ms); target {target}")
@@ -112,7 +112,6 @@ def run_kernels(args):
     """Run the kernel benchmark and print the table; returns 1 if an output disagrees with PyTorch."""
     import os
 
-    from rich.console import Console
     from rich.table import Table
 
     from schedules.target_info import as_target
@@ -123,7 +122,7 @@ def run_kernels(args):
     if args.densities:
         names = [f"{name}@{density:g}" for name in names for density in args.densities]
     layers = [layer_named(name) for name in names]
-    console = Console(width=max(Console().width, 230))
+    console = wide_console(230)
     with console.status(f"compiling {len(layers)} layers for {target.attrs['mcpu']} and timing"):
         compile_seconds, timings = run_benchmark(layers, args.threads, args.rounds, target)
     table = Table(title=f"Batch-1 layer latency, median of {args.rounds} interleaved rounds (ms); "
@@ -184,7 +183,6 @@ def run_model(args):
     """Run the pruned-model benchmark and print the tables; returns 1 if an output disagrees with PyTorch."""
     import os
 
-    from rich.console import Console
     from rich.table import Table
     from tvm.target import codegen
 
@@ -193,7 +191,7 @@ def run_model(args):
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
     models = args.models or ["resnet18"]
-    console = Console(width=max(Console().width, 160))
+    console = wide_console(160)
     with console.status(f"pruning and compiling {', '.join(models)} for {target}, then timing"):
         prepared, timings = run_benchmark(models, args.compression, args.threads, args.rounds, target,
                                           scheme_3x3=args.scheme_3x3, block=args.block)

@@ -2,10 +2,10 @@
 
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
 from relay_passes.sparse_rules import SparseRules
+from tvm_sparse.commands.console import wide_console
 from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
 from tvm_sparse.models import MODELS
 
@@ -56,7 +56,7 @@ def run(args):
     from tvm_sparse.plan import PlanError, load_plan
     from tvm_sparse.target import TargetError
 
-    console = Console()
+    console = wide_console(150)
     try:
         model, example = _load(args.model, torch)
         plan = load_plan(args.plan) if args.plan else None

@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 
+from tvm_sparse.commands.console import wide_console
 from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
 from tvm_sparse.models import MODELS
 
@@ -49,7 +49,7 @@ def run(args):
     from tvm_sparse.compiler import unpack_outputs
 
     configure_threads(args.threads)
-    console = Console(width=max(Console().width, 150))
+    console = wide_console(150)
     dense_model = benchmark_model(args.model)
     model = copy.deepcopy(dense_model)
     plan = prune_as_asked(model, args) if args.compression else None

@@ -188,14 +188,12 @@ def print_schemes(console, data, rows, compression):
 def run(args):
     """Train, prune and print the tables; returns 2 when the CIFAR-10 folder is wrong."""
     import torch
-    from rich.console import Console
 
+    from tvm_sparse.commands.console import wide_console
     from tvm_sparse.data import DataError, load_cifar10, load_digits
     from tvm_sparse.pruning.workflows import TrainSettings
 
-    console = Console()
-    if not console.is_terminal:  # a log file: no wrapping of the tables
-        console = Console(width=150)
+    console = wide_console(150)
     torch.set_num_threads(args.threads)
     datasets = [load_digits()]
     if args.cifar10:
