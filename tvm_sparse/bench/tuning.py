@@ -83,10 +83,10 @@ def measure(names, threads, rounds, workdir):
 
 def main(argv=None):
     """Prepare, run one worker per thread count, print the table."""
-    from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     from tvm_sparse.bench.workers import run_workers  # noqa: PLC0415
+    from tvm_sparse.commands.console import wide_console  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -97,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
-    console = Console(width=160)
+    console = wide_console(160)
     with tempfile.TemporaryDirectory() as workdir:
         with console.status("compiling four variants"):
             seconds = prepare(args.model, args.compression, args.sparse_logs, args.dense_logs, args.target, workdir)
