@@ -31,6 +31,16 @@ def test_unknown_3x3_scheme_is_named():
         one_shot_config(build_model("resnet18"), scheme_3x3="blocks")
 
 
+@pytest.mark.parametrize("model", [
+    torch.nn.Sequential(torch.nn.Conv2d(16, 16, 5)),  # neither 3x3 nor 1x1
+    torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, groups=4), torch.nn.Conv2d(16, 16, 3, dilation=2)),
+    torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.Flatten(), torch.nn.Linear(4, 2)),  # too few inputs
+])
+def test_a_model_with_nothing_to_prune_is_refused_by_name(model):
+    with pytest.raises(ValueError, match="the model has no layer to prune one-shot: it prunes 3x3 and 1x1"):
+        magnitude_prune(model)
+
+
 @pytest.mark.parametrize("scheme_3x3, scheme_type", [("pattern", PatternScheme), ("block_punched", BlockPunchedScheme)])
 def test_3x3_layers_get_the_scheme_and_at_least_the_compression(scheme_3x3, scheme_type):
     model = build_model("resnet18")

@@ -68,9 +68,20 @@ def magnitude_prune(model, **options):
     model : torch.nn.Module
     **options
         As :func:`one_shot_config`.
+
+    Raises
+    ------
+    ValueError
+        If the model has no layer that :func:`one_shot_config` prunes.
     """
+    config = one_shot_config(model, **options)
+    if not config:
+        min_in_channels = options.get("min_in_channels", 8)
+        raise ValueError(
+            "the model has no layer to prune one-shot: it prunes 3x3 and 1x1 convolutions (groups 1, no "
+            f"dilation) and linear layers with at least {min_in_channels} input channels or features")
     sparsifier = MagnitudeSparsifier()
-    sparsifier.prepare(model, one_shot_config(model, **options))
+    sparsifier.prepare(model, config)
     sparsifier.step()
     plan = sparsifier.plan()
     sparsifier.squash_mask()
