@@ -523,12 +523,17 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
     for key, seconds in confirmed.items():  # untuned schedules that no trial had
         workload, trace, args_info, _ = finalists[key]
         records.append((workload.mod, trace, args_info, target, [seconds]))
-    os.remove(os.path.join(log_dir, RECORD_FILE))
-    rewritten = open_database(log_dir)
+    # Written beside the record file, then moved over it: a run stopped here keeps every record.
+    record_path = os.path.join(log_dir, RECORD_FILE)
+    staged = record_path + ".new"
+    if os.path.exists(staged):
+        os.remove(staged)
+    rewritten = ms.database.JSONDatabase(os.path.join(log_dir, WORKLOAD_FILE), staged, allow_missing=True)
     for mod, trace, args_info, record_target, run_secs in records:
         rewritten.commit_tuning_record(ms.database.TuningRecord(
             trace, rewritten.commit_workload(mod), None if run_secs is None else [float(t) for t in run_secs],
             record_target, args_info))
+    os.replace(staged, record_path)
     return len({key[0] for key, values in means.items() if values})
 
 
