@@ -26,7 +26,8 @@ from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
 from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, TENSOR_INTRIN_MODULE, WORKLOAD_FILE, RPCDevice, TuningLogError,
-                               dense_tune_context, extract_tasks, load_tuning_logs, open_database, space_size, tune)
+                               _scheduled, dense_tune_context, extract_tasks, load_tuning_logs, open_database, space_size,
+                               tune)
 from tvm_sparse.runtime_threads import use_threads
 
 pytestmark = pytest.mark.tuning
@@ -59,12 +60,7 @@ def _sparse_records(log_dir):
 
 
 def _trace_hashes(records):
-    hashes = []
-    for record in records:
-        sch = tvm.s_tir.Schedule(record.workload.mod)
-        record.trace.apply_to_schedule(sch, remove_postproc=False)
-        hashes.append(structural_hash(sch.mod))
-    return hashes
+    return [structural_hash(_scheduled(record.workload.mod, record.trace)) for record in records]
 
 
 def _untuned_hash(mod, params):
