@@ -476,52 +476,68 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
     every function and its untuned schedule run in :data:`CONFIRMATION_ROUNDS` rounds, every
     function in each round, and the record file is rewritten with each finalist's median over
     the rounds in place of its single measurement (the untuned schedule joins as a record when no
-    trial had it). So the best record is the untuned schedule unless a tuned one beat it in the
-    same rounds. A finalist whose build or run fails keeps its record; when a round measures
-    nothing (the device is gone) the rest are skipped.
+    trial had it). A finalist's median can exceed the single measurement of a trial that was not
+    a finalist; the new best records are then measured in rounds of their own, until every
+    function's :data:`FINALISTS` best records hold medians. So the best record is the untuned
+    schedule unless a tuned one beat it when measured again. A finalist whose build or run fails
+    keeps its record; when a round measures nothing (the device is gone) the rest are skipped.
 
     Returns
     -------
     int
         Functions whose finalists were measured.
     """
-    finalists = {}  # (workload hash, scheduled-module hash) -> (workload, trace, args_info, scheduled module)
+    # Every record once: its key, (workload hash, scheduled-module hash), names it from here on.
+    keyed = []
+    for record in database.get_all_tuning_records():
+        scheduled = _scheduled(record.workload.mod, record.trace)
+        keyed.append(((structural_hash(record.workload.mod), structural_hash(scheduled)), record, scheduled))
+    schedules = {}  # key -> (workload, trace, args_info, scheduled module): each function's candidates
+    single = {}  # key -> the trial's own measurement (mean seconds); none for an untuned schedule no trial had
+    untuned_keys = set()
     for task in tasks:
         if not database.has_workload(task.mod):
             continue
         workload = database.commit_workload(task.mod)
-        traces = [record.trace for record in database.get_top_k(workload, FINALISTS)]
-        untuned = dense_schedule(task.mod["main"], target, False)  # the schedule compile gives it without logs
+        workload_hash = structural_hash(workload.mod)
         args_info = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
-        for trace in traces + ([untuned.trace] if untuned is not None else []):
-            scheduled = _scheduled(task.mod, trace)
-            key = (structural_hash(workload.mod), structural_hash(scheduled))
-            finalists.setdefault(key, (workload, trace, args_info, scheduled))
-    if not finalists:
-        return 0
-    keys = list(finalists)
-    built = builder.build([ms.builder.BuilderInput(finalists[k][3], target) for k in keys])
-    artifacts = {k: b.artifact_path for k, b in zip(keys, built) if b.error_msg is None}
-    means = {k: [] for k in artifacts}
-    for _ in range(CONFIRMATION_ROUNDS):
-        futures = runner.run([ms.runner.RunnerInput(path, device_type, finalists[k][2]) for k, path in artifacts.items()])
-        measured = 0
-        for key, future in zip(artifacts, futures):
-            result = future.result()
-            if result.error_msg is None and _valid(result.run_secs):
-                means[key].append(float(np.mean([float(t) for t in result.run_secs])))
-                measured += 1
-        if not measured:
+        for key, record, scheduled in keyed:
+            if key[0] == workload_hash and _valid(record.run_secs):
+                schedules.setdefault(key, (workload, record.trace, args_info, scheduled))
+                single[key] = min(single.get(key, FAILED_SECONDS), float(np.mean([float(t) for t in record.run_secs])))
+        untuned = dense_schedule(task.mod["main"], target, False)  # the schedule compile gives it without logs
+        if untuned is not None:
+            key = (workload_hash, structural_hash(untuned.mod))
+            schedules.setdefault(key, (workload, untuned.trace, args_info, untuned.mod))
+            untuned_keys.add(key)
+
+    confirmed, unmeasurable = {}, set()
+
+    def finalists():
+        """The :data:`FINALISTS` best schedules of each function, by median where they have one."""
+        by_function = {}
+        for key in schedules.keys() - unmeasurable:
+            by_function.setdefault(key[0], []).append(key)
+        return {key for keys in by_function.values()
+                for key in sorted(keys, key=lambda k: confirmed.get(k, single.get(k, FAILED_SECONDS)))[:FINALISTS]}
+
+    pending = finalists() | untuned_keys
+    while pending:
+        medians = _median_of_rounds(pending, schedules, target, builder, runner, device_type)
+        if medians is None:
             logger.warning("dense finalists: a round measured nothing; the records keep their single measurements")
             break
-    confirmed = {k: float(np.median(v)) for k, v in means.items() if len(v) == CONFIRMATION_ROUNDS}
-    records = []
-    for record in database.get_all_tuning_records():
-        key = (structural_hash(record.workload.mod), structural_hash(_scheduled(record.workload.mod, record.trace)))
-        run_secs = [confirmed.pop(key)] if key in confirmed else record.run_secs
-        records.append((record.workload.mod, record.trace, record.args_info, record.target, run_secs))
+        confirmed.update(medians)
+        unmeasurable |= pending - medians.keys()
+        pending = finalists() - confirmed.keys()
+    functions = len({key[0] for key in confirmed})
+    if not functions:
+        return 0
+
+    records = [(r.workload.mod, r.trace, r.args_info, r.target, [confirmed.pop(key)] if key in confirmed else r.run_secs)
+               for key, r, _ in keyed]
     for key, seconds in confirmed.items():  # untuned schedules that no trial had
-        workload, trace, args_info, _ = finalists[key]
+        workload, trace, args_info, _ = schedules[key]
         records.append((workload.mod, trace, args_info, target, [seconds]))
     # Written beside the record file, then moved over it: a run stopped here keeps every record.
     record_path = os.path.join(log_dir, RECORD_FILE)
@@ -534,7 +550,33 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
             trace, rewritten.commit_workload(mod), None if run_secs is None else [float(t) for t in run_secs],
             record_target, args_info))
     os.replace(staged, record_path)
-    return len({key[0] for key, values in means.items() if values})
+    return functions
+
+
+def _median_of_rounds(keys, schedules, target, builder, runner, device_type):
+    """Build ``keys``' schedules and run them all in each of :data:`CONFIRMATION_ROUNDS` rounds.
+
+    Returns
+    -------
+    dict or None
+        ``{key: median over the rounds of its mean seconds}`` for the schedules that built and ran
+        in every round; None when a round measured nothing (the device is gone).
+    """
+    keys = sorted(keys)
+    built = builder.build([ms.builder.BuilderInput(schedules[k][3], target) for k in keys])
+    artifacts = {k: b.artifact_path for k, b in zip(keys, built) if b.error_msg is None}
+    means = {k: [] for k in artifacts}
+    for _ in range(CONFIRMATION_ROUNDS):
+        futures = runner.run([ms.runner.RunnerInput(path, device_type, schedules[k][2]) for k, path in artifacts.items()])
+        measured = 0
+        for key, future in zip(artifacts, futures):
+            result = future.result()
+            if result.error_msg is None and _valid(result.run_secs):
+                means[key].append(float(np.mean([float(t) for t in result.run_secs])))
+                measured += 1
+        if artifacts and not measured:
+            return None
+    return {k: float(np.median(v)) for k, v in means.items() if len(v) == CONFIRMATION_ROUNDS}
 
 
 #: The module of TVM's tensor intrinsics, which ``ms.TuneContext`` imports on creation.
