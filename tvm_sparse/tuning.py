@@ -534,11 +534,13 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
     if not functions:
         return 0
 
-    records = [(r.workload.mod, r.trace, r.args_info, r.target, [confirmed.pop(key)] if key in confirmed else r.run_secs)
+    # Every record of a schedule measured again takes its median (not only the first, should the log
+    # hold a schedule twice).
+    records = [(r.workload.mod, r.trace, r.args_info, r.target, [confirmed[key]] if key in confirmed else r.run_secs)
                for key, r, _ in keyed]
-    for key, seconds in confirmed.items():  # untuned schedules that no trial had
+    for key in sorted(confirmed.keys() - {key for key, _, _ in keyed}):  # untuned schedules that no trial had
         workload, trace, args_info, _ = schedules[key]
-        records.append((workload.mod, trace, args_info, target, [seconds]))
+        records.append((workload.mod, trace, args_info, target, [confirmed[key]]))
     # Written beside the record file, then moved over it: a run stopped here keeps every record.
     record_path = os.path.join(log_dir, RECORD_FILE)
     staged = record_path + ".new"
