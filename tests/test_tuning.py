@@ -20,14 +20,15 @@ from tvm_ffi import structural_hash
 
 import tvm
 import tvm_sparse
+from tvm.s_tir import meta_schedule as ms
 from relay_passes.sparse_rules import SparseRules
 from schedules.dense_space import dense_schedule
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
-from tvm_sparse.tuning import (RECORD_FILE, SPARSE_FILE, TENSOR_INTRIN_MODULE, WORKLOAD_FILE, RPCDevice, TuningLogError,
-                               _scheduled, dense_tune_context, extract_tasks, load_tuning_logs, open_database, space_size,
-                               tune)
+from tvm_sparse.tuning import (FAILED_SECONDS, RECORD_FILE, SPARSE_FILE, TENSOR_INTRIN_MODULE, WORKLOAD_FILE, RPCDevice,
+                               TuningLogError, _confirm_dense, _scheduled, build_function, dense_tune_context,
+                               extract_tasks, load_tuning_logs, open_database, space_size, tune)
 from tvm_sparse.runtime_threads import use_threads
 
 pytestmark = pytest.mark.tuning
@@ -145,6 +146,28 @@ def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_i
     assert sum(r["error"] is None for r in _sparse_records(tmp_path)) == 3
     compiled = tvm_sparse.compile(mod, params, "llvm", rules=RULES, tuning_logs=tmp_path)
     assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
+
+
+@pytest.mark.parametrize("measured_since", [True, False], ids=["failed-then-measured", "failed-only"])
+def test_a_failed_record_of_a_schedule_measured_again_leaves_one_valid_record(block, tmp_path, measured_since):
+    """A device lost mid-run leaves failed records; a rerun measures their schedules again. The
+    finalists' step must not turn the failed record into a second measurement of the schedule."""
+    _, _, mod, params = block
+    target = tvm_sparse.parse_target("llvm")
+    (task,), _ = extract_tasks(mod, params, target, rules=RULES)
+    untuned = dense_schedule(task.mod["main"], target, False)
+    database = open_database(str(tmp_path))
+    workload = database.commit_workload(task.mod)
+    args_info = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
+    for run_secs in [[FAILED_SECONDS]] + ([[1e-3]] if measured_since else []):
+        database.commit_tuning_record(ms.database.TuningRecord(untuned.trace, workload, run_secs, target, args_info))
+    builder = ms.builder.LocalBuilder(max_workers=1, f_build=build_function)
+    runner = ms.runner.LocalRunner(evaluator_config=ms.runner.EvaluatorConfig(number=1, repeat=1))
+
+    assert _confirm_dense([task], target, database, str(tmp_path), builder, runner, "cpu") == 1
+    (record,) = open_database(str(tmp_path), allow_missing=False).get_all_tuning_records()
+    assert _trace_hashes([record]) == [_untuned_hash(mod, params)]
+    assert len(record.run_secs) == 1 and 0 < float(record.run_secs[0]) < 1e-3  # the median, not the trial's 1 ms
 
 
 def test_a_budget_beyond_the_space_measures_the_space_once_and_stops(block, tmp_path):

@@ -476,7 +476,7 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
     every function and its untuned schedule run in :data:`CONFIRMATION_ROUNDS` rounds, every
     function in each round, and the record file is rewritten with each finalist's median over
     the rounds in place of its single measurement (the untuned schedule joins as a record when no
-    trial had it). A finalist's median can exceed the single measurement of a trial that was not
+    trial measured it); the failed records of a schedule measured again are dropped. A finalist's median can exceed the single measurement of a trial that was not
     a finalist; the new best records are then measured in rounds of their own, until every
     function's :data:`FINALISTS` best records hold medians. So the best record is the untuned
     schedule unless a tuned one beat it when measured again. A finalist whose build or run fails
@@ -534,11 +534,13 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
     if not functions:
         return 0
 
-    # Every record of a schedule measured again takes its median (not only the first, should the log
-    # hold a schedule twice).
+    # Every valid record of a schedule measured again takes its median (not only the first, should the
+    # log hold a schedule twice). Its failed records go: a device lost mid-run leaves them, and the
+    # rerun measures their schedules again (given the median, a failed record became a second one).
     records = [(r.workload.mod, r.trace, r.args_info, r.target, [confirmed[key]] if key in confirmed else r.run_secs)
-               for key, r, _ in keyed]
-    for key in sorted(confirmed.keys() - {key for key, _, _ in keyed}):  # untuned schedules that no trial had
+               for key, r, _ in keyed if key not in confirmed or _valid(r.run_secs)]
+    measured_keys = {key for key, r, _ in keyed if _valid(r.run_secs)}
+    for key in sorted(confirmed.keys() - measured_keys):  # untuned schedules that no trial measured
         workload, trace, args_info, _ = schedules[key]
         records.append((workload.mod, trace, args_info, target, [confirmed[key]]))
     # Written beside the record file, then moved over it: a run stopped here keeps every record.
