@@ -476,11 +476,12 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
     every function and its untuned schedule run in :data:`CONFIRMATION_ROUNDS` rounds, every
     function in each round, and the record file is rewritten with each finalist's median over
     the rounds in place of its single measurement (the untuned schedule joins as a record when no
-    trial measured it); the failed records of a schedule measured again are dropped. A finalist's median can exceed the single measurement of a trial that was not
-    a finalist; the new best records are then measured in rounds of their own, until every
-    function's :data:`FINALISTS` best records hold medians. So the best record is the untuned
-    schedule unless a tuned one beat it when measured again. A finalist whose build or run fails
-    keeps its record; when a round measures nothing (the device is gone) the rest are skipped.
+    trial measured it; the failed records of a schedule measured again are dropped). A finalist's
+    median can exceed the single measurement of a trial that was not a finalist; the new best
+    records are then measured in rounds of their own, until every function's :data:`FINALISTS`
+    best records hold medians. So the best record is the untuned schedule unless a tuned one beat
+    it when measured again. A finalist whose build or run fails keeps its record; when a round
+    measures nothing (the device is gone) the rest are skipped.
 
     Returns
     -------
