@@ -388,8 +388,12 @@ def space_size(design_spaces):
     return total
 
 
+def _mean_seconds(run_secs):
+    return float(np.mean([float(s) for s in run_secs]))
+
+
 def _valid(run_secs):
-    return run_secs is not None and len(run_secs) > 0 and float(np.mean([float(s) for s in run_secs])) < FAILED_SECONDS
+    return run_secs is not None and len(run_secs) > 0 and _mean_seconds(run_secs) < FAILED_SECONDS
 
 
 def open_database(log_dir, allow_missing=True):
@@ -494,7 +498,7 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
         scheduled = _scheduled(record.workload.mod, record.trace)
         keyed.append(((structural_hash(record.workload.mod), structural_hash(scheduled)), record, scheduled))
     schedules = {}  # key -> (workload, trace, args_info, scheduled module): each function's candidates
-    single = {}  # key -> the trial's own measurement (mean seconds); none for an untuned schedule no trial had
+    single = {}  # key -> the trial's own measurement (mean seconds); none for an untuned schedule no trial measured
     untuned_keys = set()
     for task in tasks:
         if not database.has_workload(task.mod):
@@ -505,7 +509,7 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
         for key, record, scheduled in keyed:
             if key[0] == workload_hash and _valid(record.run_secs):
                 schedules.setdefault(key, (workload, record.trace, args_info, scheduled))
-                single[key] = min(single.get(key, FAILED_SECONDS), float(np.mean([float(t) for t in record.run_secs])))
+                single[key] = min(single.get(key, FAILED_SECONDS), _mean_seconds(record.run_secs))
         untuned = dense_schedule(task.mod["main"], target, False)  # the schedule compile gives it without logs
         if untuned is not None:
             key = (workload_hash, structural_hash(untuned.mod))
@@ -540,8 +544,7 @@ def _confirm_dense(tasks, target, database, log_dir, builder, runner, device_typ
     # rerun measures their schedules again (given the median, a failed record became a second one).
     records = [(r.workload.mod, r.trace, r.args_info, r.target, [confirmed[key]] if key in confirmed else r.run_secs)
                for key, r, _ in keyed if key not in confirmed or _valid(r.run_secs)]
-    measured_keys = {key for key, r, _ in keyed if _valid(r.run_secs)}
-    for key in sorted(confirmed.keys() - measured_keys):  # untuned schedules that no trial measured
+    for key in sorted(confirmed.keys() - single.keys()):  # untuned schedules that no trial measured
         workload, trace, args_info, _ = schedules[key]
         records.append((workload.mod, trace, args_info, target, [confirmed[key]]))
     # Written beside the record file, then moved over it: a run stopped here keeps every record.
@@ -577,7 +580,7 @@ def _median_of_rounds(keys, schedules, target, builder, runner, device_type):
         for key, future in zip(artifacts, futures):
             result = future.result()
             if result.error_msg is None and _valid(result.run_secs):
-                means[key].append(float(np.mean([float(t) for t in result.run_secs])))
+                means[key].append(_mean_seconds(result.run_secs))
                 measured += 1
         if artifacts and not measured:
             return None
