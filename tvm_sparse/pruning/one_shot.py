@@ -14,12 +14,15 @@ from tvm_sparse.plan import BlockPunchedScheme, UnstructuredScheme
 from .sparsifier import MagnitudeSparsifier
 from .workflows import block_punched_for_compression, pattern_for_compression
 
+#: Layers with fewer input channels or features stay dense (by default: the first convolution).
+MIN_IN_CHANNELS = 8
+
 #: The schemes :func:`one_shot_config` can give the 3x3 convolutions, by name.
 SCHEMES_3X3 = {"pattern": lambda compression, block: pattern_for_compression(compression),
                "block_punched": block_punched_for_compression}
 
 
-def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, min_in_channels=8,
+def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, min_in_channels=MIN_IN_CHANNELS,
                     scheme_3x3="pattern"):
     """``{tensor_fqn: scheme}`` for the layers :func:`magnitude_prune` prunes.
 
@@ -76,7 +79,7 @@ def magnitude_prune(model, **options):
     """
     config = one_shot_config(model, **options)
     if not config:
-        min_in_channels = options.get("min_in_channels", 8)
+        min_in_channels = options.get("min_in_channels", MIN_IN_CHANNELS)
         raise ValueError(
             "the model has no layer to prune one-shot: it prunes 3x3 and 1x1 convolutions (groups 1, no "
             f"dilation) and linear layers with at least {min_in_channels} input channels or features")
