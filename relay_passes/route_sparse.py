@@ -21,26 +21,15 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
-from schedules.block_punched_conv2d import block_punched_conv2d
-from schedules.block_rows_conv2d_opencl import block_rows_conv2d_opencl
-from schedules.bsr_conv2d import bsr_conv2d
-from schedules.compact_conv import table_argument
+from schedules import registry
 from schedules.epilogue import Epilogue
-from schedules.pattern_conv2d import pattern_conv2d
-from schedules.pattern_conv2d_opencl import pattern_conv2d_opencl
+from schedules.kernel_table import table_argument
 from schedules.target_info import target_family
-from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
+from tvm_sparse.formats import PatternWeight
 
 logger = logging.getLogger(__name__)
 
-KERNEL_FUNCTIONS = {"pattern_conv2d": pattern_conv2d, "block_punched_conv2d": block_punched_conv2d,
-                    "bsr_conv2d": bsr_conv2d, "pattern_conv2d_opencl": pattern_conv2d_opencl,
-                    "block_rows_conv2d_opencl": block_rows_conv2d_opencl}
 LAYER_OPS = ("relax.nn.conv2d", "relax.matmul")
-
-# Plan schemes that have a sparse format and kernel; other schemes (unstructured, filter) are
-# analysed like layers outside the plan.
-_PLANNED_FORMATS = {"pattern": PatternWeight, "block_punched": BlockPunchedWeight, "bsr": BSRWeight}
 
 
 @dataclass(frozen=True)
@@ -201,8 +190,9 @@ class RouteSparseLayers:
     Parameters
     ----------
     target : tvm.target.Target
-    rules : SparseRules
-        Density thresholds of the decide step.
+    rules : SparseRules or None
+        Density thresholds of the decide step; thresholds left None (all, for None) are the
+        target's (``SparseRules.for_target``).
     plan : dict[str, scheme] or None
         Verified plan from :mod:`tvm_sparse.plan`: a layer it names gets its scheme's kernel
         whatever the thresholds (``pattern`` and ``block_punched``; other schemes stay dense).
@@ -219,9 +209,9 @@ class RouteSparseLayers:
         Filled when the pass runs.
     """
 
-    def __init__(self, target, rules=SparseRules(), plan=None, layer_names=None, kernel_configs=None):
+    def __init__(self, target, rules=None, plan=None, layer_names=None, kernel_configs=None):
         self.target = target
-        self.rules = rules
+        self.rules = (rules or SparseRules()).for_target(target)
         self.plan = plan or {}
         self.layer_names = layer_names
         self.kernel_configs = kernel_configs
@@ -315,7 +305,8 @@ class _Router(PyExprMutator):
     def _planned_scheme(self, name):
         """The plan's scheme for the layer when it has a kernel structure (pattern, block-punched, BSR)."""
         scheme = self.options.plan.get(name)
-        return scheme if scheme is not None and scheme.name in _PLANNED_FORMATS else None
+        # Other schemes (unstructured, filter) are analysed like layers outside the plan.
+        return scheme if scheme is not None and scheme.name in registry.FORMATS else None
 
     def _structure(self, name, weight):
         scheme = self._planned_scheme(name)
@@ -325,7 +316,7 @@ class _Router(PyExprMutator):
         if scheme.name == "pattern":
             sparse = PatternWeight.from_dense(weight, scheme.library_array())
             return WeightStructure("pattern", density, "library from the plan", sparse)
-        sparse = _PLANNED_FORMATS[scheme.name].from_dense(weight, scheme.block)
+        sparse = registry.FORMATS[scheme.name].from_dense(weight, scheme.block)
         return WeightStructure(scheme.name, density, f"blocks {scheme.block[0]}x{scheme.block[1]} (plan)", sparse)
 
     def _record(self, chain, op, shape, structure, kernel, reason):
@@ -357,8 +348,9 @@ class _Router(PyExprMutator):
         epilogue = Epilogue(bias=chain.bias is not None, residual=residual is not None, activation=chain.activation)
         configs = self.options.kernel_configs
         config = configs(kernel, structure.sparse, data_shape, epilogue, options) if configs else None
-        kernel_func = KERNEL_FUNCTIONS[kernel](structure.sparse, data_shape, epilogue=epilogue,
-                                               target=self.options.target, config=config, name=name, **options)
+        kernel_func = registry.kernel(kernel).entry_point(structure.sparse, data_shape, epilogue=epilogue,
+                                                          target=self.options.target, config=config, name=name,
+                                                          **options)
         # The kernel is complete: the dense schedule rules must leave it alone (is_scheduled) and
         # FuseOps must not merge it into its neighbours (op_pattern 8 = kOpaque).
         kernel_func = kernel_func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})

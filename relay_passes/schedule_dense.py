@@ -4,13 +4,13 @@ After ``LegalizeOps`` + ``FuseOps`` + ``FuseTIR`` every layer that no sparse pas
 PrimFunc with TVM's naive loop nest. Three passes make them fast:
 
 1. :class:`PackDenseWeights` packs the constant weight of each dense convolution into the
-   layout its register-tiled kernel reads (``schedules.dense_conv2d.WeightPacking``): the
+   layout its register-tiled kernel reads (``schedules.dense.conv2d.WeightPacking``): the
    PrimFunc's weight parameter changes layout and every call site gets the packed constant,
    computed once at compile time.
 2. :class:`ApplyTunedSchedules` takes the tuned schedules of a MetaSchedule database in
    context (``with database: tvm_sparse.compile(...)``), tuned over
-   ``schedules.dense_space.dense_search_space``.
-3. ``schedules.dense_space.dense_schedule_rules`` are applied with dlight's
+   ``schedules.dense.space.dense_search_space``.
+3. ``schedules.dense.space.dense_schedule_rules`` are applied with dlight's
    ``ApplyDefaultSchedule``: dense convolution (packed weights; unpadded stride-1 1x1 on whole
    vectors of pixels unpacked), grouped/depthwise convolution, matmul, then a
    parallel/vectorizing fallback for pooling and element-wise functions. Functions already scheduled (``tirx.is_scheduled``, e.g.
@@ -25,8 +25,8 @@ from tvm.ir.expr import Constant
 from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 
-from schedules.dense_conv2d import conv2d_weight_packing
-from schedules.dense_space import dense_schedule_rules
+from schedules.dense.conv2d import conv2d_weight_packing
+from schedules.dense.space import dense_schedule_rules
 
 logger = logging.getLogger(__name__)
 

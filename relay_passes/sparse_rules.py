@@ -1,80 +1,70 @@
 """When a sparse layer is worth a sparse kernel: the rules of the ``decide`` step."""
 
+import dataclasses
 from dataclasses import dataclass
 
-_CPU_KERNELS = {"pattern": "pattern_conv2d", "block_punched": "block_punched_conv2d", "bsr": "bsr_conv2d"}
+from schedules.profiles import CORTEX_A76, GENERIC_X86, MALI, profile_for
+from schedules.registry import kernels_for
 
-_GPU_KERNELS = {"pattern": "pattern_conv2d_opencl", "block_punched": "block_rows_conv2d_opencl",
-                "bsr": "block_rows_conv2d_opencl"}
+#: The profile whose thresholds a family takes when the rules were not made for a target.
+FAMILY_PROFILES = {"x86": GENERIC_X86, "arm_cpu": CORTEX_A76, "gpu": MALI}
 
-#: Structures that have a kernel in ``schedules``, per target family (``schedules.target_info``).
-KERNELS = {"x86": _CPU_KERNELS, "arm_cpu": _CPU_KERNELS, "gpu": _GPU_KERNELS}
+_PROFILE_THRESHOLDS = ("pattern_max_density", "small_map_pixels", "small_map_pattern_max_density",
+                       "block_max_density", "min_macs")
 
 
 @dataclass(frozen=True)
 class SparseRules:
     """Thresholds above which the dense schedule is kept.
 
-    The density thresholds are break-even points measured on this 2-core x86 (AVX-512,
-    ``llvm -mcpu=rocketlake``, 1 thread, relu(conv + bias), batch 1, medians of 11 interleaved
-    rounds; the sparse kernel's default config against the faster of tvm_sparse's dense schedule
-    and ONNX Runtime; dense time / sparse time):
-
-    ============================  ==========  ==========  ==========
-    layer                         density      density     density
-    ============================  ==========  ==========  ==========
-    pattern 3x3, 64 ch, 32x32     0.22: 2.28  0.33: 1.45  0.44: 1.15
-    pattern 3x3, 128 ch, 16x16    0.22: 2.31  0.33: 1.69  0.44: 1.07
-    pattern 3x3, 256 ch, 8x8      0.22: 1.58  0.33: 1.29  0.44: 0.89
-    pattern 3x3, 512 ch, 4x4      0.22: 1.48  0.33: 0.92  0.44: 0.88
-    block-punched 8x4, 128 ch     0.25: 3.01  0.40: 1.91  0.60: 1.33
-    BSR 8x4 1x1, 144 -> 24, 56x56 0.23: 7.62  0.46: 4.25  0.60: 3.05
-    ============================  ==========  ==========  ==========
-
-    Measured with ``tvm-sparse bench kernels --layer L --density 0.5 0.75 1 --threads 1`` on the
-    layers ``resnet18-cifar-{64x32,128x16,256x8,512x4}`` (pattern: the fraction of 3x3 kernels
-    kept, times 4/9 is the density), and ``--density 0.25 0.4 0.6`` on ``block-punched-128x16``
-    and ``mobilenetv2-1x1-144to24x56``. A second run gave 1.44 at density 0.27 on 4x4 maps and
-    1.38 at 0.6 on the block-punched layer.
-
-    Hence 0.34 for patterns, 0.25 on maps of :attr:`small_map_pixels` or fewer, and 0.6 for the
-    block formats (the highest density measured; the break-even lies above). Other CPUs and the
-    GPU kernels were not measured: the same thresholds apply to them. In a model, layers under
-    ``min_macs`` lost (a 5,120-MAC linear layer: 0.02 ms against 0.007 ms dense).
+    A threshold left None is the target's (:meth:`for_target`; the router makes its rules so),
+    from its :class:`schedules.profiles.TargetProfile`: break-even points of the sparse kernels
+    against the best dense code, measured with ``tvm-sparse bench kernels --density ...`` (see
+    ``docs/sparse-kernels.md``). In a model, layers under ``min_macs`` lose to the dense code's
+    lower overhead. A threshold given explicitly wins over the profile.
 
     Attributes
     ----------
-    pattern_max_density : float
+    pattern_max_density : float or None
         A pattern-sparse 3x3 layer goes to the pattern kernel at this density or below.
-    small_map_pixels : int
+    small_map_pixels : int or None
         Output maps of at most this many pixels (per image) use ``small_map_pattern_max_density``.
-    small_map_pattern_max_density : float
+    small_map_pattern_max_density : float or None
         The pattern threshold on small maps, where the kernels fill their vectors less well.
-    block_max_density : float
+    block_max_density : float or None
         A block-punched or BSR layer goes to its kernel at this density or below.
-    min_macs : int
+    min_macs : int or None
         Layers with fewer multiply-accumulates (dense count) stay dense: too small to gain.
     max_kernel_terms : int or None
         Layers with more non-zero weights stay dense (compile time). ``None`` (default): no limit;
         the kernels' entry points switch to the compact code, whose size does not grow with the
-        weights, beyond ``schedules.sparse_space.SELECTION_BUDGET``.
+        weights, beyond the target profile's ``code_budget_default``.
     """
 
-    pattern_max_density: float = 0.34
-    small_map_pixels: int = 16
-    small_map_pattern_max_density: float = 0.25
-    block_max_density: float = 0.6
-    min_macs: int = 100_000
+    pattern_max_density: float | None = None
+    small_map_pixels: int | None = None
+    small_map_pattern_max_density: float | None = None
+    block_max_density: float | None = None
+    min_macs: int | None = None
     max_kernel_terms: int | None = None
 
     def __post_init__(self):
         for name in ("pattern_max_density", "small_map_pattern_max_density", "block_max_density"):
-            if not 0.0 < getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        if self.min_macs < 0:
+        if self.min_macs is not None and self.min_macs < 0:
             raise ValueError(f"min_macs must be >= 0, got {self.min_macs}")
         if self.max_kernel_terms is not None and self.max_kernel_terms < 1:
             raise ValueError(f"max_kernel_terms must be >= 1 or None, got {self.max_kernel_terms}")
+
+    def with_profile(self, profile):
+        """These rules with every threshold left None taken from ``profile`` (a ``TargetProfile``)."""
+        return dataclasses.replace(self, **{name: getattr(profile, name) for name in _PROFILE_THRESHOLDS
+                                            if getattr(self, name) is None})
+
+    def for_target(self, target):
+        """These rules with every threshold left None taken from ``target``'s profile."""
+        return self.with_profile(profile_for(target))
 
     def decide(self, structure, macs, family, forced=False, terms=0, pixels=None):
         """Decide whether a layer runs a sparse kernel.
@@ -85,7 +75,8 @@ class SparseRules:
         macs : int
             Dense multiply-accumulates of the layer.
         family : str
-            Target family: ``"x86"``, ``"arm_cpu"`` or ``"gpu"``.
+            Target family: ``"x86"``, ``"arm_cpu"`` or ``"gpu"``; thresholds left None are those of
+            its :data:`FAMILY_PROFILES` entry.
         forced : bool
             A verified plan asks for this structure: the density and size thresholds do not apply.
         terms : int
@@ -98,7 +89,8 @@ class SparseRules:
         (str or None, str)
             The kernel name (None: stay dense) and the reason.
         """
-        kernel = KERNELS.get(family, {}).get(structure.kind)
+        kernels = kernels_for(family, structure.kind)
+        kernel = kernels[0].name if kernels else None
         if structure.kind in ("dense", "unstructured"):
             return None, f"{structure.kind} weight: the dense schedule is faster"
         if kernel is None:
@@ -107,14 +99,15 @@ class SparseRules:
             return None, f"{terms} weights > max_kernel_terms={self.max_kernel_terms} (compile time)"
         if forced:
             return kernel, "the plan asks for it"
-        if macs < self.min_macs:
-            return None, f"{macs} MACs is below min_macs={self.min_macs}"
+        rules = self.with_profile(FAMILY_PROFILES[family])
+        if macs < rules.min_macs:
+            return None, f"{macs} MACs is below min_macs={rules.min_macs}"
         if structure.kind != "pattern":
-            limit = self.block_max_density
-        elif pixels is not None and pixels <= self.small_map_pixels:
-            limit = self.small_map_pattern_max_density
+            limit = rules.block_max_density
+        elif pixels is not None and pixels <= rules.small_map_pixels:
+            limit = rules.small_map_pattern_max_density
         else:
-            limit = self.pattern_max_density
+            limit = rules.pattern_max_density
         if structure.density > limit:
             return None, f"density {structure.density:.2f} is above {limit:.2f}, where dense is faster"
         return kernel, f"density {structure.density:.2f} <= {limit:.2f}"

@@ -1,12 +1,31 @@
-"""One int32 table for the per-layer arrays a table-driven kernel reads (GPU kernels).
+"""The constant int32 table a table-driven kernel (compact CPU code, OpenCL) reads its weights from.
 
 A kernel called from a Relax graph gets its arrays as one constant argument: int32 sections
 (indices) and float32 sections stored bit for bit (``numpy.view``), read back in TIR with
-``tirx.reinterpret``. The table rides on the PrimFunc (``schedules.compact_conv.with_table``), so
-the routing pass passes it like the compact CPU kernels' table.
+``tirx.reinterpret``. The table rides on the PrimFunc (:func:`with_table`); the routing pass
+passes :func:`table_argument` after the epilogue's arguments.
 """
 
 import numpy as np
+import tvm
+from tvm.tirx.script.builder import ir as T
+
+#: PrimFunc attribute holding the table argument of a table-driven kernel (a ``tvm.runtime.Tensor``).
+TABLE_ATTR = "tvm_sparse.table"
+
+
+def with_table(prim_func, table):
+    """``prim_func`` carrying ``table`` in :data:`TABLE_ATTR`, so a caller can pass it as the ``table`` argument."""
+    return prim_func.with_attr(TABLE_ATTR, tvm.runtime.tensor(table))
+
+
+def table_argument(prim_func):
+    """The numpy table a table-driven kernel must be called with, or None for kernels without one.
+
+    A caller passes it (e.g. as a ``relax.const``) after ``data``, ``bias`` and ``residual``.
+    """
+    table = prim_func.attrs.get(TABLE_ATTR) if prim_func.attrs is not None else None
+    return None if table is None else table.numpy()
 
 
 def pack_sections(sections):
@@ -43,8 +62,6 @@ def declare_table_kernel(name, kernel, geometry, epilogue, table_size, dtype="fl
     Declares ``data``, ``[bias]``, ``[residual]``, ``table`` (int32, ``table_size``), ``out`` in
     that order (the router's calling convention) and returns them; absent ones are ``None``.
     """
-    from tvm.tirx.script.builder import ir as T  # pylint: disable=import-outside-toplevel
-
     T.func_name(name)
     T.func_attr({"global_symbol": name, "tirx.noalias": True, "tvm_sparse.kernel": kernel})
     data = T.arg("data", T.buffer(geometry.data_shape, dtype))

@@ -1,4 +1,4 @@
-"""What the schedules need to know about a target: its family and its vector width."""
+"""What the schedules need to know about a target: its family, its vector width and its vector registers."""
 
 import tvm
 from tvm.target import Target, codegen
@@ -36,3 +36,11 @@ def vector_lanes(target, dtype="float32"):
         elif codegen.llvm_cpu_has_features("avx", target):
             bits = 256
     return max(1, bits // tvm.runtime.DataType(dtype).bits)
+
+
+def vector_registers(target):
+    """How many SIMD registers the target's CPU has: 32 on AVX-512 and AArch64, else 16."""
+    target = as_target(target)
+    if target_family(target) == "arm_cpu":
+        return 32 if "aarch64" in str(target.attrs.get("mtriple", "")) else 16
+    return 32 if codegen.llvm_cpu_has_features("avx512f", target) else 16

@@ -52,11 +52,11 @@ def opencl_context():
 
 def _config_for(codegen, kernel, fmt, data_shape, stride, padding):
     """None (the entry point's default) for ``"default"``, else the first candidate config with that codegen."""
-    from schedules.sparse_space import candidate_configs
+    from schedules import registry
 
     if codegen == "default":
         return None
-    candidates = candidate_configs(kernel, fmt, data_shape, stride=stride, padding=padding)
+    candidates = registry.kernel(kernel).candidates(fmt, data_shape, stride=stride, padding=padding)
     return next(c for c in candidates if c.codegen == codegen)
 
 

@@ -22,7 +22,7 @@ import tvm
 import tvm_sparse
 from tvm.s_tir import meta_schedule as ms
 from relay_passes.sparse_rules import SparseRules
-from schedules.dense_space import dense_schedule
+from schedules.dense.space import dense_schedule
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server

@@ -14,7 +14,7 @@ from tvm import relax
 from relay_passes.pipeline import build_pipeline
 from relay_passes.route_sparse import RouteSparseLayers, weight_names
 from relay_passes.sparse_rules import SparseRules
-from schedules.specialized_conv import BUILD_CONFIG as SPARSE_KERNEL_BUILD_CONFIG
+from schedules.sparse_cpu.direct_conv import BUILD_CONFIG as SPARSE_KERNEL_BUILD_CONFIG
 from tvm_sparse.plan import verify_plan
 from tvm_sparse.target import is_aarch64, is_android, parse_target
 

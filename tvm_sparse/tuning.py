@@ -3,7 +3,7 @@
 Two kinds of kernel come out of ``tvm_sparse.compile``, and they are tuned differently:
 
 * **Dense functions** (the layers the sparse passes left to TVM, after ``PackDenseWeights``) are
-  ordinary MetaSchedule tasks: the space is ``schedules.dense_space.dense_search_space`` (the dense
+  ordinary MetaSchedule tasks: the space is ``schedules.dense.space.dense_search_space`` (the dense
   rules with their ``sample_categorical`` knobs), the search is MetaSchedule's evolutionary search
   with the xgboost cost model, builds and runs go through MetaSchedule's ``LocalBuilder`` and its
   local or RPC runner, and the results land in MetaSchedule's JSON database.
@@ -14,7 +14,7 @@ Two kinds of kernel come out of ``tvm_sparse.compile``, and they are tuned diffe
   block, so they cannot be a MetaSchedule trace. Each
   candidate configuration is generated as its own PrimFunc and measured with the *same*
   MetaSchedule builder and runner (so RPC, timeouts and errors behave alike); the spaces are a
-  handful of configurations (``schedules.sparse_space.candidate_configs``) and one build takes
+  handful of configurations (``schedules.registry.KernelSpec.candidates``) and one build takes
   seconds to minutes, so the candidates are measured in order (the default first), not searched by
   a cost model. Results are kept in
   ``sparse_kernels.json`` next to the database, keyed by a hash of the layer (kernel, weight,
@@ -49,12 +49,13 @@ from tvm.support.popen_pool import PopenPoolExecutor
 from tvm_ffi import structural_equal, structural_hash
 
 from relay_passes.pipeline import build_pipeline
-from relay_passes.route_sparse import KERNEL_FUNCTIONS, RouteSparseLayers, weight_names
+from relay_passes.route_sparse import RouteSparseLayers, weight_names
 from relay_passes.sparse_rules import SparseRules
-from schedules.dense_space import dense_schedule, dense_search_space
-from schedules.compact_conv import table_argument
-from schedules.sparse_space import candidate_configs
-from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig
+from schedules import registry
+from schedules.dense.space import dense_schedule, dense_search_space
+from schedules.kernel_table import table_argument
+from schedules.sparse_cpu.config import SpecializedConvConfig
+from schedules.sparse_cpu.direct_conv import BUILD_CONFIG
 from tvm_sparse.compiler import bind_params, default_cross_compiler
 from tvm_sparse.rpc.session import parse_address
 from tvm_sparse.runtime_threads import default_thread_count, use_threads
@@ -168,8 +169,8 @@ class SparseTask:
 
     def prim_func(self, target, config):
         """The kernel PrimFunc with ``config`` (None: the kernel's own default), named ``main``."""
-        return KERNEL_FUNCTIONS[self.kernel](self.weight, self.data_shape, epilogue=self.epilogue, target=target,
-                                             config=config, name="main", **self.options)
+        return registry.kernel(self.kernel).entry_point(self.weight, self.data_shape, epilogue=self.epilogue,
+                                                        target=target, config=config, name="main", **self.options)
 
 
 @dataclass(frozen=True)
@@ -644,12 +645,12 @@ def _with_num_cores(target):
 
 
 def sparse_candidates(task, target):
-    """Knob settings to try for one sparse layer (``schedules.sparse_space``), the default first.
+    """Knob settings to try for one sparse layer (``schedules.registry``), the default first.
 
     A layer the space does not describe gets only the kernel's own default (None).
     """
     try:
-        return candidate_configs(task.kernel, task.weight, task.data_shape, target, **task.options)
+        return registry.kernel(task.kernel).candidates(task.weight, task.data_shape, target, **task.options)
     except (TypeError, ValueError) as error:
         logger.warning("sparse %s %s: no candidate knobs (%s); its default is measured", task.kernel,
                        task.data_shape, error)

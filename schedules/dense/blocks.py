@@ -1,4 +1,4 @@
-"""The schedule steps that the dense CPU rules (``schedules.dense_*``) share.
+"""The schedule steps that the dense CPU rules (``schedules.dense``) share.
 
 Every dense kernel that ``LegalizeOps`` + ``FuseTIR`` produce has the same shape: an optional
 padding block, one *accumulating* block (a reduction: convolution or matmul) writing an

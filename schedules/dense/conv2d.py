@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import s_tir
 
-from .dense_blocks import (RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
-                           schedule_padding, schedule_register_tile)
-from .dense_pointwise import is_pointwise_rows
-from .dense_tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
-from .target_info import as_target, vector_lanes
+from ..target_info import as_target, vector_lanes
+from .blocks import (RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
+                     schedule_padding, schedule_register_tile)
+from .pointwise import is_pointwise_rows
+from .tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
@@ -77,7 +77,7 @@ def conv2d_weight_packing(func, target):
     WeightPacking or None
         None when ``func`` has no groups = 1 NCHW convolution reading an unpacked 4-D weight
         parameter, when the target is not a CPU, or when the convolution is a pointwise one that
-        :class:`schedules.dense_pointwise.PointwiseConv2dRows` schedules without packing.
+        :class:`schedules.dense.pointwise.PointwiseConv2dRows` schedules without packing.
     """
     if not is_unscheduled_cpu_func(func, as_target(target)):
         return None

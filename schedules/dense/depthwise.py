@@ -12,10 +12,10 @@ stride-2 layers). Bias, folded
 BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
-from .dense_blocks import (RegisterTileRule, column_stride, extents, find_block, schedule_padding,
-                           schedule_register_tile)
-from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
-from .target_info import vector_lanes
+from ..target_info import vector_lanes
+from .blocks import (RegisterTileRule, column_stride, extents, find_block, schedule_padding,
+                     schedule_register_tile)
+from .tiling import accumulator_budget, largest_divisor, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives an NCHW ``conv2d`` with groups > 1.
 GROUP_CONV_BLOCK = "group_conv2d_nchw"

@@ -11,8 +11,8 @@ import math
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.s_tir.dlight.analysis import get_root_block
 
-from .dense_blocks import SPATIAL, is_unscheduled_cpu_func, try_schedule
-from .target_info import vector_lanes
+from ..target_info import vector_lanes
+from .blocks import SPATIAL, is_unscheduled_cpu_func, try_schedule
 
 #: Fewer loop iterations than this run on one thread.
 MIN_PARALLEL_WORK = 16384

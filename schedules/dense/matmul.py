@@ -6,9 +6,9 @@ value per row. With batch 1 (a GEMV, the classifier of a CNN) the tile is one ro
 vectors, and tiles of columns run in parallel.
 """
 
-from .dense_blocks import RegisterTileRule, extents, schedule_register_tile
-from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor
-from .target_info import vector_lanes
+from ..target_info import vector_lanes
+from .blocks import RegisterTileRule, extents, schedule_register_tile
+from .tiling import accumulator_budget, largest_divisor, sample_divisor
 
 #: Name of the block that ``LegalizeOps`` gives ``relax.matmul``.
 MATMUL_BLOCK = "matmul"

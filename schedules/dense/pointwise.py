@@ -5,7 +5,7 @@ contiguous row per channel, whatever the map's width. When that row holds whole 
 register tile is ``kt`` filters x ``xt`` pixels with the pixels along the vector lanes: each input
 channel adds ``kt`` broadcast weights times one contiguous, aligned segment of the input row, and
 the tile is written out with contiguous vector stores. Compared with the channel-vectorized kernel
-of :mod:`schedules.dense_conv2d`, no weight packing is needed and the write-out (with the fused
+of :mod:`schedules.dense.conv2d`, no weight packing is needed and the write-out (with the fused
 bias, residual add and ReLU/ReLU6) is not transposed, which matters for the short reductions
 (C = 16..160) and small maps (16x16 to 4x4) of MobileNetV2's expansion and projection layers.
 
@@ -16,10 +16,10 @@ The schedule first merges the row and column iterators of every block into one p
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.tirx import IndexMap
 
-from .dense_blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, schedule_padding,
-                           schedule_register_tile)
-from .dense_tiling import accumulator_budget, largest_divisor, sample_divisor, stack_accumulators
-from .target_info import vector_lanes
+from ..target_info import vector_lanes
+from .blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, schedule_padding,
+                     schedule_register_tile)
+from .tiling import accumulator_budget, largest_divisor, sample_divisor, stack_accumulators
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
@@ -65,7 +65,7 @@ class PointwiseConv2dRows(RegisterTileRule):
         """Filters and pixels of the untuned register tile: up to two vectors of pixels.
 
         An expansion (more filters than input channels, so every output sums few products) keeps
-        its tile small enough for the stack (:func:`schedules.dense_tiling.stack_accumulators`):
+        its tile small enough for the stack (:func:`schedules.dense.tiling.stack_accumulators`):
         a larger tile's accumulators are a workspace that each tile allocates, zeroes, stores and
         reloads, which made MobileNetV2's expansions 10-40% slower at 2 threads; a projection's
         longer sums pay that back with the larger tile's register reuse.

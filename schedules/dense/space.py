@@ -9,11 +9,11 @@ schedules differ from the untuned ones only in those decisions. Tune the functio
 
 from tvm.s_tir import meta_schedule as ms
 
-from .dense_conv2d import DenseConv2dNCHW
-from .dense_depthwise import DepthwiseConv2dNCHW
-from .dense_fallback import ParallelFallback
-from .dense_matmul import DenseMatmul
-from .dense_pointwise import PointwiseConv2dRows
+from .conv2d import DenseConv2dNCHW
+from .depthwise import DepthwiseConv2dNCHW
+from .fallback import ParallelFallback
+from .matmul import DenseMatmul
+from .pointwise import PointwiseConv2dRows
 
 
 def dense_schedule_rules():

@@ -1,21 +1,11 @@
-"""Register-tile sizes shared by the dense CPU schedules (``schedules.dense_*``).
+"""Register-tile sizes shared by the dense CPU schedules (``schedules.dense``).
 
 A dense kernel keeps a tile of outputs in vector registers while it walks the reduction: the
 tile must fit the register file (with a few registers left for the operands) and its sides must
 divide the output extents, so that the loops need no bound checks and LLVM can unroll them.
 """
 
-from tvm.target import codegen
-
-from .target_info import as_target, target_family, vector_lanes
-
-
-def vector_registers(target):
-    """How many SIMD registers the target's CPU has: 32 on AVX-512 and AArch64, else 16."""
-    target = as_target(target)
-    if target_family(target) == "arm_cpu":
-        return 32 if "aarch64" in str(target.attrs.get("mtriple", "")) else 16
-    return 32 if codegen.llvm_cpu_has_features("avx512f", target) else 16
+from ..target_info import vector_lanes, vector_registers
 
 
 def accumulator_budget(target):

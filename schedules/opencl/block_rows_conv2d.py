@@ -10,7 +10,7 @@ zero padding, and feeds it to its ``bk`` filters. The tables are one int32 kerne
 (:func:`block_row_table`, carried by the PrimFunc like the compact CPU kernels' table), so the
 code does not grow with the layer.
 
-Launch sizes come from the thread bindings (see ``schedules.pattern_conv2d_opencl.launch_sizes``).
+Launch sizes come from the thread bindings (see ``schedules.opencl.pattern_conv2d.launch_sizes``).
 """
 
 import math
@@ -23,10 +23,9 @@ from tvm.tirx.script.builder import ir as T
 
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight
 
-from .compact_conv import with_table
-from .epilogue import Epilogue
-from .kernel_table import declare_table_kernel, pack_sections
-from .specialized_conv import DTYPE, make_geometry
+from ..conv_geometry import DTYPE, make_geometry
+from ..epilogue import Epilogue
+from ..kernel_table import declare_table_kernel, pack_sections, with_table
 
 #: The sections of the kernel's table, in order (see :func:`block_row_table`).
 TABLES = ("row_ptr", "taps", "values")
@@ -51,6 +50,13 @@ def default_tile(out_pixels):
     threads = min(64, 1 << max(0, math.ceil(math.log2(max(out_pixels, 1)))))
     pixels = 2 if out_pixels >= 2 * threads else 1
     return BlockRowsTile(threads, pixels)
+
+
+def layer_default_tile(weight, data_shape, target=None, *, stride=1, padding=0):
+    """The tile :func:`block_rows_conv2d_opencl` picks for ``weight`` on a ``data_shape`` input when given none."""
+    del target
+    geometry = make_geometry(data_shape, _weight_shape(weight), stride, padding)
+    return default_tile(geometry.out_height * geometry.out_width)
 
 
 def _weight_shape(weight):
@@ -126,10 +132,8 @@ def block_rows_conv2d_opencl(
     weight : BlockPunchedWeight or BSRWeight
     data_shape : tuple of int
         ``(N, C, H, W)``.
-    stride, padding, epilogue
-        As :func:`schedules.pattern_conv2d.pattern_conv2d`.
-    target : tvm.target.Target or dict or None
-        Unused (the code is the same for Mali and Adreno); accepted like the CPU kernels' entry points.
+    stride, padding, epilogue, target
+        As :func:`schedules.opencl.pattern_conv2d.pattern_conv2d_opencl`.
     config : BlockRowsTile or None
         ``None``: :func:`default_tile`.
     name : str
@@ -139,7 +143,7 @@ def block_rows_conv2d_opencl(
     tvm.tirx.PrimFunc
         Parameters ``data``, ``[bias]``, ``[residual]``, ``table`` (int32, from
         :func:`block_row_table`; also in the function's attributes, see
-        ``schedules.compact_conv.table_argument``), ``out``.
+        ``schedules.kernel_table.table_argument``), ``out``.
     """
     del target
     g = make_geometry(data_shape, _weight_shape(weight), stride, padding)

@@ -3,7 +3,7 @@
 GPU code cannot hold one straight-line block per filter as the CPU kernel does (one program per
 layer with thousands of branches), so here the FKW arrays are read from a table argument
 (:func:`fkw_table`; one int32 table after ``data``, ``[bias]``, ``[residual]``, carried by the
-PrimFunc as ``schedules.compact_conv.with_table`` does for the compact CPU kernels) and the code is
+PrimFunc like the compact CPU kernels' table, :func:`schedules.kernel_table.with_table`) and the code is
 specialised per *pattern*: a work-group computes one filter (in FKW order, so neighbouring groups
 run filters with the same kernel count and pattern mix) over a tile of ``rows x (threads_x *
 pixels)`` outputs; each work-item keeps ``pixels`` accumulators in registers and walks the
@@ -26,10 +26,9 @@ from tvm.tirx.script.builder import ir as T
 
 from tvm_sparse.formats import PatternWeight
 
-from .compact_conv import with_table
-from .epilogue import Epilogue
-from .kernel_table import declare_table_kernel, pack_sections
-from .specialized_conv import DTYPE, make_geometry
+from ..conv_geometry import DTYPE, make_geometry
+from ..epilogue import Epilogue
+from ..kernel_table import declare_table_kernel, pack_sections, with_table
 
 #: The FKW arrays, in the order of their sections in the table.
 TABLES = ("filter_ids", "indptr", "channels", "pattern_ids", "values")
@@ -50,6 +49,13 @@ def default_tile(out_height, out_width):
     threads_x = min(8, max(1, math.ceil(out_width / pixels)))
     rows = min(max(1, 64 // threads_x), out_height)
     return GpuTile(threads_x, rows, pixels)
+
+
+def layer_default_tile(weight, data_shape, target=None, *, stride=1, padding=1):
+    """The tile :func:`pattern_conv2d_opencl` picks for ``weight`` on a ``data_shape`` input when given none."""
+    del target
+    geometry = make_geometry(data_shape, weight.shape, stride, padding)
+    return default_tile(geometry.out_height, geometry.out_width)
 
 
 def fkw_table(weight):
@@ -76,7 +82,7 @@ def pattern_conv2d_opencl(
     data_shape : tuple of int
         ``(N, C, H, W)``.
     stride, padding, epilogue
-        As :func:`schedules.pattern_conv2d.pattern_conv2d`.
+        As :func:`schedules.sparse_cpu.pattern_conv2d.pattern_conv2d`.
     target : tvm.target.Target or dict or None
         Unused (the code is the same for Mali and Adreno); accepted like the CPU kernels' entry points.
     config : GpuTile or None
@@ -87,7 +93,7 @@ def pattern_conv2d_opencl(
     -------
     tvm.tirx.PrimFunc
         Parameters ``data``, ``[bias]``, ``[residual]``, ``table`` (int32, from :func:`fkw_table`;
-        also in the function's attributes, see ``schedules.compact_conv.table_argument``), ``out``.
+        also in the function's attributes, see ``schedules.kernel_table.table_argument``), ``out``.
     """
     del target
     if not isinstance(weight, PatternWeight):

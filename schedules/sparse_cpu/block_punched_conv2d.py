@@ -2,14 +2,13 @@
 
 The ``bk`` filters of a block keep the same columns, so a filter block of the generated code is a
 block row of the format: every input load of a column feeds ``bk`` FMAs. As in
-:mod:`schedules.pattern_conv2d`: :func:`block_punched_conv2d` returns a PrimFunc.
+:mod:`schedules.sparse_cpu.pattern_conv2d`: :func:`block_punched_conv2d` returns a PrimFunc.
 """
 
 from tvm_sparse.formats import BlockPunchedWeight
 
-from .block_rows_conv import build_block_rows_kernel
-from .epilogue import Epilogue
-from .specialized_conv import check_cpu_kernel_args, make_geometry
+from ..epilogue import Epilogue
+from .entry_point import block_rows_code, build_cpu_kernel
 
 
 def block_punched_terms(weight):
@@ -30,6 +29,10 @@ def block_punched_terms(weight):
     return terms
 
 
+#: How the block-punched format feeds the code generators.
+BLOCK_PUNCHED_CODE = block_rows_code("block_punched_conv2d", BlockPunchedWeight, block_punched_terms)
+
+
 def block_punched_conv2d(
     weight, data_shape, *, stride=1, padding=0, epilogue=Epilogue(), target=None, config=None, name="block_punched_conv2d"
 ):
@@ -41,15 +44,7 @@ def block_punched_conv2d(
     data_shape : tuple of int
         ``(N, C, H, W)``.
     stride, padding, epilogue, target, config, name
-        As :func:`schedules.pattern_conv2d.pattern_conv2d`.
-
-    Returns
-    -------
-    tvm.tirx.PrimFunc
-        ``(data, [bias], [residual], out)``; the compact variant takes an int32 ``table`` before
-        ``out`` (:func:`schedules.compact_conv.table_argument`).
+        As :func:`schedules.sparse_cpu.pattern_conv2d.pattern_conv2d`, which also says what it returns.
     """
-    target = check_cpu_kernel_args(weight, BlockPunchedWeight, target, "block_punched_conv2d")
-    geometry = make_geometry(data_shape, weight.shape, stride, padding)
-    terms = block_punched_terms(weight)
-    return build_block_rows_kernel(geometry, terms, weight.block[0], epilogue, target, config, name)
+    return build_cpu_kernel(BLOCK_PUNCHED_CODE, weight, data_shape, stride=stride, padding=padding,
+                            epilogue=epilogue, target=target, config=config, name=name)

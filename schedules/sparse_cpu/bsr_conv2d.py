@@ -4,15 +4,13 @@ A 1x1 convolution is a sparse GEMM ``[K, C] x [C, H*W]``: with stride 1 and no p
 runs over the ``H * W`` pixels as one long row (no input copy, full vectors), otherwise as a
 regular 1x1 convolution. A filter block of the generated code is a BSR block row, so every input
 load feeds ``bh`` FMAs. A linear layer is the same kernel on a ``[N, C, 1, 1]`` input.
-Entry point: :func:`bsr_conv2d` returns a PrimFunc (used as in :mod:`schedules.pattern_conv2d`).
+Entry point: :func:`bsr_conv2d` returns a PrimFunc (used as in :mod:`schedules.sparse_cpu.pattern_conv2d`).
 """
 
 from tvm_sparse.formats import BSRWeight
 
-from .block_rows_conv import build_block_rows_kernel
-from .epilogue import Epilogue
-from .sparse_space import kernel_geometry
-from .specialized_conv import check_cpu_kernel_args
+from ..epilogue import Epilogue
+from .entry_point import block_rows_code, build_cpu_kernel
 
 
 def bsr_terms(weight):
@@ -30,6 +28,10 @@ def bsr_terms(weight):
     return terms
 
 
+#: How the BSR format feeds the code generators.
+BSR_CODE = block_rows_code("bsr_conv2d", BSRWeight, bsr_terms)
+
+
 def bsr_conv2d(
     weight, data_shape, *, stride=1, padding=0, epilogue=Epilogue(), target=None, config=None, name="bsr_conv2d"
 ):
@@ -42,14 +44,7 @@ def bsr_conv2d(
     data_shape : tuple of int
         ``(N, C, H, W)``.
     stride, padding, epilogue, target, config, name
-        As :func:`schedules.pattern_conv2d.pattern_conv2d`.
-
-    Returns
-    -------
-    tvm.tirx.PrimFunc
-        ``(data, [bias], [residual], out)``; the compact variant takes an int32 ``table`` before
-        ``out`` (:func:`schedules.compact_conv.table_argument`).
+        As :func:`schedules.sparse_cpu.pattern_conv2d.pattern_conv2d`, which also says what it returns.
     """
-    target = check_cpu_kernel_args(weight, BSRWeight, target, "bsr_conv2d")
-    geometry, param_shapes = kernel_geometry(weight, data_shape, stride, padding)
-    return build_block_rows_kernel(geometry, bsr_terms(weight), weight.block[0], epilogue, target, config, name, param_shapes)
+    return build_cpu_kernel(BSR_CODE, weight, data_shape, stride=stride, padding=padding, epilogue=epilogue,
+                            target=target, config=config, name=name)

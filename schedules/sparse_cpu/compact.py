@@ -1,6 +1,6 @@
 """Direct sparse convolution driven by a constant table: code size independent of the non-zeros.
 
-The specialised kernels (:mod:`schedules.specialized_conv`) write every weight into the code, so
+The specialised kernels (:mod:`schedules.sparse_cpu.specialized`) write every weight into the code, so
 their compile time grows with the number of non-zeros. Here the code is written once per *group*
 of static taps (a pattern of the library; a single tap for block-punched and BSR columns) and the
 per-kernel data is read from an int32 table parameter:
@@ -19,7 +19,7 @@ per-kernel data is read from an int32 table parameter:
   tile, so the tile's input window stays in L1.
 
 Everything else (copying the input into its layout, channel blocking, parallel split, epilogue,
-cropping) is :func:`schedules.specialized_conv.build_direct_conv`. Table layout: see
+cropping) is :func:`schedules.sparse_cpu.direct_conv.build_direct_conv`. Table layout: see
 :class:`CompactTable`.
 """
 
@@ -31,8 +31,13 @@ import numpy as np
 from tvm import tirx
 from tvm.tirx.script.builder import ir as T
 
-from .epilogue import Epilogue
-from .specialized_conv import DTYPE, Layout, as_vector, build_direct_conv, filter_blocks_of, vector_index
+from ..conv_geometry import DTYPE
+from ..epilogue import Epilogue
+from ..kernel_table import with_table
+from .direct_conv import build_direct_conv
+from .layout import Layout
+from .specialized import filter_blocks_of
+from .vectors import as_vector, vector_index
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     config : SpecializedConvConfig
     name : str
     param_shapes : tuple or None
-        As :func:`schedules.specialized_conv.build_direct_conv`.
+        As :func:`schedules.sparse_cpu.direct_conv.build_direct_conv`.
 
     Returns
     -------
@@ -203,10 +208,8 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
 
     def emit_task(ctx):
         # Channel blocks outermost (the input slab stays in L1), then the output tiles, then every
-        # filter tile of the task's part: the input tile is reused by all filters while hot.
-        # (Measured on 128 channels, 32x32: 1.5 ms against 1.9 ms with the filter tiles outside
-        # the output tiles, the specialised kernel's order, whose code is too large to repeat.
-        # Unrolling the entry loop by two changed nothing: 1.267 against 1.266 ms.)
+        # filter tile of the task's part: the input tile is reused by all filters while hot (the
+        # specialised kernel's order, filter tiles outside, is slower here; docs/sparse-kernels.md).
         with T.serial(0, n_cblocks) as cb:
             for x_base, y_base in ctx.tile_loops():
                 parts = ctx.filter_parts
@@ -215,26 +218,6 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
 
     func = build_direct_conv(g, epilogue, cfg, name, "compact_conv2d", emit_task, param_shapes, len(table.data))
     return func, table.data
-
-
-#: PrimFunc attribute holding the table argument of a compact kernel (a ``tvm.runtime.Tensor``).
-TABLE_ATTR = "tvm_sparse.table"
-
-
-def with_table(prim_func, table):
-    """``prim_func`` carrying ``table`` in :data:`TABLE_ATTR`, so a caller can pass it as the ``table`` argument."""
-    import tvm
-
-    return prim_func.with_attr(TABLE_ATTR, tvm.runtime.tensor(table))
-
-
-def table_argument(prim_func):
-    """The numpy table a compact kernel must be called with, or None for kernels without one.
-
-    A caller passes it (e.g. as a ``relax.const``) after ``data``, ``bias`` and ``residual``.
-    """
-    table = prim_func.attrs.get(TABLE_ATTR) if prim_func.attrs is not None else None
-    return None if table is None else table.numpy()
 
 
 def block_row_entries(terms, tiles):

@@ -1,24 +1,86 @@
-"""The kernel of a format whose block rows of filters share their input columns (block-punched, BSR).
+"""What the three sparse CPU entry points (pattern, block-punched, BSR) share.
 
-A register tile is a block row of the format, cut to the config's ``filters``: every input load
-of a column feeds the tile's filters. The config (given, or :func:`schedules.sparse_space.default_sparse_config`)
-picks literal weights (:mod:`schedules.specialized_conv`) or the table-driven compact code
-(:mod:`schedules.compact_conv`).
+An entry point checks its weight and target, works out the convolution, takes the given config or
+the default one (:func:`schedules.sparse_cpu.space.default_sparse_config`) and writes the kernel
+with the code generator the config names: literal weights
+(:mod:`schedules.sparse_cpu.specialized`) or the table-driven compact code
+(:mod:`schedules.sparse_cpu.compact`). Only the format's terms, filter blocks and compact code
+differ, described by a :class:`FormatCode`.
 """
 
-from .compact_conv import build_block_rows_compact
-from .specialized_conv import build_specialized_conv, filter_blocks_of
-from .sparse_space import default_sparse_config
+from dataclasses import dataclass
+
+from ..target_info import as_target, target_family
+from .compact import build_block_rows_compact
+from .space import block_rows_of, default_sparse_config, kernel_geometry, stored_terms
+from .specialized import build_specialized_conv, filter_blocks_of
 
 
-def build_block_rows_kernel(geometry, terms, block_rows, epilogue, target, config, name, param_shapes=None):
-    """The PrimFunc of a block-row format given its per-filter ``(channel, row, col, weight)`` terms.
+@dataclass(frozen=True)
+class FormatCode:
+    """How one sparse format feeds the code generators.
 
-    ``config`` None picks the variant and knobs for ``target``; a compact kernel carries its table
-    (:func:`schedules.compact_conv.table_argument`).
+    Attributes
+    ----------
+    kernel : str
+        The entry point's name (for error messages).
+    weight_type : type
+        The format class.
+    terms : callable
+        ``terms(weight)``: per filter, its ``(input channel, tap row, tap column, weight)`` terms.
+    filter_blocks : callable
+        ``filter_blocks(weight, terms, size)``: the filters of each register tile of the literal
+        code, every filter once, at most ``size`` per tile.
+    compact : callable
+        ``compact(weight, geometry, epilogue, config, name, param_shapes)``: the compact kernel,
+        with its table attached.
     """
-    config = config or default_sparse_config(geometry, target, sum(map(len, terms.values())), block_rows)
+
+    kernel: str
+    weight_type: type
+    terms: object
+    filter_blocks: object
+    compact: object
+
+
+def check_cpu_kernel_args(weight, weight_type, target, kernel_name):
+    """Raise unless ``weight`` is a ``weight_type`` and ``target`` a CPU; return the parsed target."""
+    if not isinstance(weight, weight_type):
+        raise TypeError(f"weight must be a {weight_type.__name__}, got {type(weight).__name__}")
+    target = as_target(target)
+    if target_family(target) == "gpu":
+        raise ValueError(f"{kernel_name} is the CPU kernel; use the OpenCL schedule for GPU targets")
+    return target
+
+
+def build_cpu_kernel(code, weight, data_shape, *, stride, padding, epilogue, target, config, name):
+    """The PrimFunc of a sparse CPU entry point.
+
+    Parameters
+    ----------
+    code : FormatCode
+    weight, data_shape, stride, padding, epilogue, target, config, name
+        As :func:`schedules.sparse_cpu.pattern_conv2d.pattern_conv2d`, which also says what it returns.
+    """
+    target = check_cpu_kernel_args(weight, code.weight_type, target, code.kernel)
+    geometry, param_shapes = kernel_geometry(weight, data_shape, stride, padding)
+    config = config or default_sparse_config(geometry, target, stored_terms(weight), block_rows_of(weight))
     if config.codegen == "compact":
-        return build_block_rows_compact(geometry, terms, block_rows, epilogue, config, name, param_shapes)
-    blocks = filter_blocks_of(geometry.filters, block_rows, config.filters)
+        return code.compact(weight, geometry, epilogue, config, name, param_shapes)
+    terms = code.terms(weight)
+    blocks = code.filter_blocks(weight, terms, config.filters)
     return build_specialized_conv(geometry, blocks, terms, epilogue, config, name, param_shapes)
+
+
+def block_rows_code(kernel, weight_type, terms):
+    """The :class:`FormatCode` of a format whose block rows of filters share their input columns
+    (block-punched, BSR): a register tile is a block row, cut to the config's ``filters``, so every
+    input load of a column feeds the tile's filters."""
+
+    def filter_blocks(weight, _terms, size):
+        return filter_blocks_of(weight.shape[0], weight.block[0], size)
+
+    def compact(weight, geometry, epilogue, config, name, param_shapes):
+        return build_block_rows_compact(geometry, terms(weight), weight.block[0], epilogue, config, name, param_shapes)
+
+    return FormatCode(kernel, weight_type, terms, filter_blocks, compact)

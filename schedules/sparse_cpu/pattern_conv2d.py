@@ -1,27 +1,27 @@
 """Pattern-sparse 3x3 convolution kernels for CPUs, specialised to the constant weights.
 
-Two code generators (``config.codegen``, chosen by :func:`schedules.sparse_space.default_sparse_config`
+Two code generators (``config.codegen``, chosen by :func:`schedules.sparse_cpu.space.default_sparse_config`
 when no config is given): ``"specialized"`` writes every weight as a literal (small layers);
 ``"compact"`` writes code per library pattern and reads the kernels from a table parameter
-(:mod:`schedules.compact_conv`; compile time independent of the non-zeros).
+(:mod:`schedules.sparse_cpu.compact`; compile time independent of the non-zeros).
 
 Entry point: :func:`pattern_conv2d` returns a complete (already scheduled) ``tvm.tirx.PrimFunc``.
 A Relax pass adds it with ``BlockBuilder.add_func`` and calls it with ``relax.call_tir``; build
-with :data:`schedules.specialized_conv.BUILD_CONFIG` in the ``PassContext`` for a shorter compile.
+with :data:`schedules.sparse_cpu.direct_conv.BUILD_CONFIG` in the ``PassContext`` for a shorter compile.
 (``BlockBuilder.call_te`` cannot carry it: the kernel is not a TE compute, and TE's extern
 wrapper loses the flat views of its parameters.)
 
 Filters are taken in the format's FKW order (same kept-kernel count and pattern mix together)
 and paired into filter blocks so that filters which read the same input channels share their
-loads; see :mod:`schedules.specialized_conv` for the code that is generated.
+loads; see :mod:`schedules.sparse_cpu.direct_conv` for the code that is generated.
 """
 
 from tvm_sparse.formats import PatternWeight
 
-from .compact_conv import CompactEntry, build_compact_conv, with_table
-from .epilogue import Epilogue
-from .sparse_space import default_sparse_config, stored_terms
-from .specialized_conv import build_specialized_conv, check_cpu_kernel_args, make_geometry
+from ..epilogue import Epilogue
+from ..kernel_table import with_table
+from .compact import CompactEntry, build_compact_conv
+from .entry_point import FormatCode, build_cpu_kernel
 
 
 def pattern_terms(weight):
@@ -86,23 +86,17 @@ def pattern_conv2d(
         ``(data, [bias], [residual], out)``, output ``[N, K, OH, OW]``, float32. The compact
         variant (``config.codegen == "compact"``, chosen by default for layers too large for
         literal code) takes an int32 ``table`` before ``out``: pass
-        :func:`schedules.compact_conv.table_argument` of the function.
+        :func:`schedules.kernel_table.table_argument` of the function.
     """
-    target = check_cpu_kernel_args(weight, PatternWeight, target, "pattern_conv2d")
-    geometry = make_geometry(data_shape, weight.shape, stride, padding)
-    config = config or default_sparse_config(geometry, target, stored_terms(weight), block_rows=1)
-    if config.codegen == "compact":
-        return _compact_pattern_conv2d(weight, geometry, epilogue, config, name)
-    terms = pattern_terms(weight)
-    return build_specialized_conv(geometry, pair_filters(weight, terms, config.filters), terms, epilogue, config, name)
+    return build_cpu_kernel(PATTERN_CODE, weight, data_shape, stride=stride, padding=padding, epilogue=epilogue,
+                            target=target, config=config, name=name)
 
 
-def _compact_pattern_conv2d(weight, geometry, epilogue, config, name):
+def compact_pattern_conv2d(weight, geometry, epilogue, config, name, param_shapes=None):
     """The compact kernel: one group of code per library pattern, one filter per tile, in FKW order.
 
     An entry is a kept kernel: its input channel and the pattern's weights. (One loop for all
-    patterns with the tap offsets read from the table instead was slower: 1.22 against 1.12 ms
-    on 128 channels, 32x32, 1 thread.)
+    patterns with the tap offsets read from the table instead was slower.)
     """
     tiles, entries = [], []
     for i, k in enumerate(weight.filter_ids.tolist()):
@@ -113,6 +107,10 @@ def _compact_pattern_conv2d(weight, geometry, epilogue, config, name):
             for c, p, values in zip(weight.channels[lo:hi], weight.pattern_ids[lo:hi], weight.values[lo:hi])
         ])
     groups = [tuple((int(r), int(s)) for r, s in taps) for taps in weight.taps]
-    func, table = build_compact_conv(geometry, tiles, groups, entries, epilogue, config, name)
+    func, table = build_compact_conv(geometry, tiles, groups, entries, epilogue, config, name, param_shapes)
     return with_table(func, table)
+
+
+#: How the pattern format feeds the code generators: filters paired by shared inputs in FKW order.
+PATTERN_CODE = FormatCode("pattern_conv2d", PatternWeight, pattern_terms, pair_filters, compact_pattern_conv2d)
 

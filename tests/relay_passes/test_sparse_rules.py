@@ -4,6 +4,7 @@ import pytest
 
 from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure
+from schedules import profiles
 
 
 def structure(kind, density):
@@ -67,3 +68,12 @@ def test_small_maps_need_sparser_patterns():
     assert kernel is None and "0.70 is above 0.60" in reason
     with pytest.raises(ValueError, match="small_map_pattern_max_density"):
         SparseRules(small_map_pattern_max_density=0.0)
+
+
+def test_thresholds_come_from_the_target_unless_given():
+    arm = {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}
+    rules = SparseRules(min_macs=0).for_target(arm)
+    assert rules.min_macs == 0 and rules.pattern_max_density == profiles.CORTEX_A76.pattern_max_density
+    x86 = SparseRules().for_target({"kind": "llvm", "mcpu": "znver5"})
+    assert (x86.pattern_max_density, x86.small_map_pixels, x86.small_map_pattern_max_density,
+            x86.block_max_density, x86.min_macs) == (0.34, 16, 0.25, 0.6, 100_000)

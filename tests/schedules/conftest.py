@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 import tvm
-from schedules.compact_conv import table_argument
-from schedules.specialized_conv import compile_kernel
+from schedules.kernel_table import table_argument
+from schedules.sparse_cpu.direct_conv import compile_kernel
 from schedules.target_info import as_target
-from tests.schedules.dense_harness import torch_conv2d
+from tests.schedules.dense.harness import torch_conv2d
 
 
 def _run(prim_func, arrays, out_shape, target=None):

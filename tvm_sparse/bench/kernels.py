@@ -5,15 +5,14 @@ seeded random weight with the layer's sparse structure is made (pattern: 4-entry
 of the kernels removed, 8x; BSR 8x4 at 90% block sparsity; block-punched 8x4 at 8x). Each layer
 computes ``relu(conv2d(x, w) + bias)`` at batch 1, by:
 
-- ``compact``: the table-driven sparse kernel of :mod:`schedules.compact_conv` (its default
-  config from :func:`schedules.sparse_space.candidate_configs`), whose compile time does not grow
-  with the non-zeros;
-- ``specialized``: the sparse kernel with literal weights (:mod:`schedules.specialized_conv`),
-  only where the tuner would try it, its code within
-  :data:`schedules.sparse_space.CANDIDATE_CODE_BUDGET` (larger layers take minutes to compile and
-  lost to the compact code);
+- ``compact``: the table-driven sparse kernel of :mod:`schedules.sparse_cpu.compact` (its default
+  config from the kernel's tuning space, :meth:`schedules.registry.KernelSpec.candidates`), whose
+  compile time does not grow with the non-zeros;
+- ``specialized``: the sparse kernel with literal weights (:mod:`schedules.sparse_cpu.specialized`),
+  only where the tuner would try it, its code within the target profile's ``code_budget_tuning``
+  (larger layers take minutes to compile and lost to the compact code);
 - ``tvm_dense``: the same layer with the dense weight through ``tvm_sparse``'s pipeline without
-  the sparse phase (the hand-written register-tiled dense schedule of ``schedules.dense_conv2d``);
+  the sparse phase (the hand-written register-tiled dense schedule of ``schedules.dense.conv2d``);
 - ``pytorch`` (oneDNN) and ``onnxruntime`` with the dense weight.
 
 Everything is compiled once (the compile seconds of each are reported); then, per thread count, a fresh worker process (TVM's thread pool is
@@ -173,33 +172,31 @@ def layer_weights(layer):
     return fmt, dense, bias
 
 
-#: The entry point of each scheme.
-KERNELS = {"pattern": "pattern_conv2d", "block_punched": "block_punched_conv2d", "bsr": "bsr_conv2d"}
+def cpu_kernel(layer, target):
+    """The :class:`schedules.registry.KernelSpec` of the layer's scheme on the (CPU) ``target``."""
+    from schedules.registry import kernels_for
+    from schedules.target_info import target_family
+
+    return kernels_for(target_family(target), layer.scheme)[0]
 
 
 def sparse_configs(layer, fmt, target):
     """The config of each sparse variant built for the layer: ``{codegen: config}``.
 
     The compact variant's default always; the specialised one when the tuner would try it (its
-    code within ``schedules.sparse_space.CANDIDATE_CODE_BUDGET``).
+    code within the target profile's ``code_budget_tuning``).
     """
-    from schedules.sparse_space import candidate_configs
-
     configs = {}
-    for config in candidate_configs(KERNELS[layer.scheme], fmt, layer.data_shape, target,
-                                    stride=layer.stride, padding=layer.padding):
+    for config in cpu_kernel(layer, target).candidates(fmt, layer.data_shape, target, stride=layer.stride,
+                                                       padding=layer.padding):
         configs.setdefault(config.codegen, config)
     return configs
 
 
 def _sparse_kernel(layer, fmt, target, config):
-    import importlib
-
     from schedules.epilogue import Epilogue
 
-    name = KERNELS[layer.scheme]
-    kernel = getattr(importlib.import_module(f"schedules.{name}"), name)
-    return kernel(
+    return cpu_kernel(layer, target).entry_point(
         fmt, layer.data_shape, stride=layer.stride, padding=layer.padding,
         epilogue=Epilogue(bias=True, activation="relu"), target=target, config=config, name="sparse_layer",
     )
@@ -252,8 +249,8 @@ def prepare(layers, target, workdir):
     import tvm
 
     from relay_passes.pipeline import build_pipeline
-    from schedules.compact_conv import table_argument
-    from schedules.specialized_conv import BUILD_CONFIG
+    from schedules.kernel_table import table_argument
+    from schedules.sparse_cpu.direct_conv import BUILD_CONFIG
 
     seconds = {}
     for layer in layers:

@@ -29,20 +29,17 @@ def register(subparsers):
     add_scheme_arguments(parser)
     parser.add_argument("--plan", help="a plan JSON (tvm_sparse.plan) to verify and follow")
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off")
-    defaults = SparseRules()
-    parser.add_argument("--pattern-max-density", type=float, default=defaults.pattern_max_density,
-                        help="route pattern layers at this density or below (default %(default)s)")
+    # Thresholds not given are the target's (schedules.profiles; docs/sparse-kernels.md).
+    parser.add_argument("--pattern-max-density", type=float,
+                        help="route pattern layers at this density or below (default: the target's profile)")
     parser.add_argument("--small-map-pattern-max-density", type=float,
-                        default=defaults.small_map_pattern_max_density,
-                        help=f"the same on output maps of {defaults.small_map_pixels} pixels or fewer "
-                             "(default %(default)s)")
-    parser.add_argument("--block-max-density", type=float, default=defaults.block_max_density,
-                        help="route block-punched and BSR layers at this density or below (default %(default)s)")
-    parser.add_argument("--min-macs", type=int, default=defaults.min_macs,
-                        help="smaller layers stay dense (default %(default)s)")
-    parser.add_argument("--max-kernel-terms", type=int, default=defaults.max_kernel_terms,
-                        help="layers with more non-zero weights stay dense, for a shorter compile "
-                             "(default %(default)s: no limit)")
+                        help="the same on small output maps (default: the target's profile)")
+    parser.add_argument("--block-max-density", type=float,
+                        help="route block-punched and BSR layers at this density or below (default: the target's "
+                             "profile)")
+    parser.add_argument("--min-macs", type=int, help="smaller layers stay dense (default: the target's profile)")
+    parser.add_argument("--max-kernel-terms", type=int,
+                        help="layers with more non-zero weights stay dense, for a shorter compile (default: no limit)")
     parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
     parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
     parser.set_defaults(func=run)

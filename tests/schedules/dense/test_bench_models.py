@@ -6,7 +6,7 @@ import pytest
 
 from tvm_sparse.bench.models import AGREEMENT, RUNTIMES, run_benchmark, tuning_logs_of
 
-TUNING_ROOT = Path(__file__).resolve().parents[2] / "tuning_logs"
+TUNING_ROOT = Path(__file__).resolve().parents[3] / "tuning_logs"
 
 
 @pytest.mark.slow

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tvm
 
-from schedules.dense_conv2d import WeightPacking
+from schedules.dense.conv2d import WeightPacking
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.threaded_run import THREAD_COUNTS
-from tests.schedules.dense_harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
+from tests.schedules.dense.harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
 
 # (C, K, H, W, kernel, stride, padding, dilation, groups, bias, residual, epilogue)
@@ -159,7 +159,7 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     subprocess.run(
         [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
          tmp_path / "out.npz"],
-        check=True, cwd=Path(__file__).resolve().parents[2], env=dict(os.environ, TVM_NUM_THREADS="3"),
+        check=True, cwd=Path(__file__).resolve().parents[3], env=dict(os.environ, TVM_NUM_THREADS="3"),
     )
     outputs = np.load(tmp_path / "out.npz")
     for threads in THREAD_COUNTS:

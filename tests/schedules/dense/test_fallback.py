@@ -4,9 +4,9 @@ import numpy as np
 import torch
 from tvm import relax
 
-from schedules.dense_fallback import ParallelFallback
+from schedules.dense.fallback import ParallelFallback
 from tests.conftest import relative_error
-from tests.schedules.dense_harness import host_target, primfuncs, run, scheduled_module
+from tests.schedules.dense.harness import host_target, primfuncs, run, scheduled_module
 
 
 def _pool_module(shape):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.conftest import relative_error
-from tests.schedules.dense_harness import host_target, linear_module, primfuncs, run, scheduled_module
+from tests.schedules.dense.harness import host_target, linear_module, primfuncs, run, scheduled_module
 
 
 @pytest.mark.parametrize(

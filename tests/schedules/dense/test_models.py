@@ -8,7 +8,7 @@ import tvm
 
 import tvm_sparse
 from tests.conftest import relative_error
-from tests.schedules.dense_harness import build_scheduled, host_target, primfuncs, scheduled_module
+from tests.schedules.dense.harness import build_scheduled, host_target, primfuncs, scheduled_module
 from tvm_sparse.bench.models import benchmark_model, example_input
 from tvm_sparse.compiler import bind_params
 

@@ -13,7 +13,7 @@ import tvm
 from relay_passes.pipeline import build_pipeline
 from tests.conftest import relative_error
 from tests.schedules import pocl
-from tests.schedules.dense_harness import conv2d_module, linear_module, primfuncs, scheduled_module, torch_conv2d
+from tests.schedules.dense.harness import conv2d_module, linear_module, primfuncs, scheduled_module, torch_conv2d
 
 
 def opencl_target(device):

@@ -7,9 +7,9 @@ from tvm.s_tir import meta_schedule as ms
 from tvm_ffi import structural_equal
 
 from relay_passes.schedule_dense import PackDenseWeights
-from schedules.dense_conv2d import DenseConv2dNCHW
-from schedules.dense_space import dense_search_space
-from tests.schedules.dense_harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
+from schedules.dense.conv2d import DenseConv2dNCHW
+from schedules.dense.space import dense_search_space
+from tests.schedules.dense.harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
 
 

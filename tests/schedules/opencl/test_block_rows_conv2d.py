@@ -5,9 +5,9 @@ import zlib
 import numpy as np
 import pytest
 
-from schedules.block_rows_conv2d_opencl import BlockRowsTile, block_rows, block_rows_conv2d_opencl
-from schedules.compact_conv import table_argument
 from schedules.epilogue import Epilogue
+from schedules.kernel_table import table_argument
+from schedules.opencl.block_rows_conv2d import BlockRowsTile, block_rows, block_rows_conv2d_opencl
 from tests.schedules import pocl
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight
 from tvm_sparse.formats.synthetic import block_punched, block_sparse

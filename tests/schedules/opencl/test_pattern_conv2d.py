@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import tvm
-from tests.schedules import pocl
 from schedules.epilogue import Epilogue
-from schedules.compact_conv import table_argument
-from schedules.pattern_conv2d_opencl import GpuTile, launch_sizes, pattern_conv2d_opencl
+from schedules.kernel_table import table_argument
+from schedules.opencl.pattern_conv2d import GpuTile, launch_sizes, pattern_conv2d_opencl
+from tests.schedules import pocl
 from tvm_sparse.formats import PatternWeight
 from tvm_sparse.formats.synthetic import pattern_library, pattern_pruned
 

@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 
 import tvm
-from schedules.block_punched_conv2d import block_punched_conv2d
-from schedules.bsr_conv2d import bsr_conv2d
-from schedules.compact_conv import table_argument
+from schedules import registry
 from schedules.epilogue import Epilogue
-from schedules.pattern_conv2d import pattern_conv2d
-from schedules.sparse_space import candidate_configs
-from schedules.specialized_conv import BUILD_CONFIG
+from schedules.kernel_table import table_argument
+from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
+from schedules.sparse_cpu.bsr_conv2d import bsr_conv2d
+from schedules.sparse_cpu.direct_conv import BUILD_CONFIG
+from schedules.sparse_cpu.pattern_conv2d import pattern_conv2d
 from schedules.target_info import as_target, target_family, vector_lanes
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 from tvm_sparse.formats.synthetic import block_punched, block_sparse, pattern_library, pattern_pruned
@@ -47,7 +47,7 @@ def _layers(rng):
 def _build(kernel, fmt, shape, stride, padding, choice):
     config = None
     if choice is not None:
-        candidates = candidate_configs(kernel.__name__, fmt, shape, ARM, stride=stride, padding=padding)
+        candidates = registry.kernel(kernel.__name__).candidates(fmt, shape, ARM, stride=stride, padding=padding)
         config = next(c for c in candidates if choice(c))
     func = kernel(fmt, shape, stride=stride, padding=padding, target=ARM, config=config,
                   epilogue=Epilogue(bias=True, activation="relu6"), name="sparse_layer")

@@ -3,8 +3,8 @@ import zlib
 import numpy as np
 import pytest
 
-from schedules.block_punched_conv2d import block_punched_conv2d
 from schedules.epilogue import Epilogue
+from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
 from tvm_sparse.formats import BlockPunchedWeight
 from tvm_sparse.formats.synthetic import block_punched
 

@@ -3,8 +3,8 @@ import zlib
 import numpy as np
 import pytest
 
-from schedules.bsr_conv2d import bsr_conv2d
 from schedules.epilogue import Epilogue
+from schedules.sparse_cpu.bsr_conv2d import bsr_conv2d
 from tvm_sparse.formats import BSRWeight
 from tvm_sparse.formats.synthetic import block_sparse
 

@@ -17,13 +17,17 @@ from hypothesis import strategies as st
 
 import tvm
 from tvm import relax
-from schedules.block_punched_conv2d import block_punched_conv2d
-from schedules.bsr_conv2d import bsr_conv2d
-from schedules.compact_conv import TABLE_ATTR, table_argument
+from schedules import registry
+from schedules.conv_geometry import make_geometry
 from schedules.epilogue import Epilogue
-from schedules.pattern_conv2d import pattern_conv2d
-from schedules.sparse_space import SELECTION_BUDGET, candidate_configs, private_input_split, stored_terms
-from schedules.specialized_conv import BUILD_CONFIG, SpecializedConvConfig, compile_kernel, make_geometry
+from schedules.kernel_table import TABLE_ATTR, table_argument
+from schedules.profiles import profile_for
+from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
+from schedules.sparse_cpu.bsr_conv2d import bsr_conv2d
+from schedules.sparse_cpu.config import SpecializedConvConfig
+from schedules.sparse_cpu.direct_conv import BUILD_CONFIG, compile_kernel
+from schedules.sparse_cpu.pattern_conv2d import pattern_conv2d
+from schedules.sparse_cpu.space import private_input_split, stored_terms
 from schedules.target_info import as_target
 from tests.schedules.threaded_run import THREAD_COUNTS
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
@@ -85,7 +89,7 @@ def test_im2col_on_tiny_maps(run_kernel):
     x = rng.standard_normal((1, 300, 4, 4)).astype("float32")
     func = pattern_conv2d(fmt, x.shape, padding=1, target=target)
     assert 'tvm_sparse.kernel": "compact_conv2d"' in func.script() and table_argument(func) is not None
-    assert candidate_configs("pattern_conv2d", fmt, x.shape, target, padding=1)[0].im2col
+    assert registry.kernel("pattern_conv2d").candidates(fmt, x.shape, target, padding=1)[0].im2col
     np.testing.assert_allclose(run_kernel(func, [x], (1, 40, 4, 4)), fmt.conv2d(x, padding=1), rtol=1e-4, atol=1e-4)
     x = rng.standard_normal((2, 300, 4, 5)).astype("float32")
     config = SpecializedConvConfig(lanes=4, vectors=1, rows=1, filters=1, channel_block=300, codegen="compact", im2col=True)
@@ -129,7 +133,7 @@ def test_random_layers_match_torch(layer, pick, run_kernel, epilogue_case):
     else:
         weight = block_punched(rng, (filters, channels, kernel, kernel), (4, 2), 0.5)
         fmt, function, name = BlockPunchedWeight.from_dense(weight, (4, 2)), block_punched_conv2d, "block_punched_conv2d"
-    compact = [c for c in candidate_configs(name, fmt, x.shape, stride=stride, padding=padding) if c.codegen == "compact"]
+    compact = [c for c in registry.kernel(name).candidates(fmt, x.shape, stride=stride, padding=padding) if c.codegen == "compact"]
     config = compact[pick % len(compact)]
     extras, expected = epilogue_case(rng, x, weight, stride, padding, epilogue)
     func = function(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=config)
@@ -162,7 +166,7 @@ def test_default_picks_compact_for_large_layers():
     """Large layers get the compact code by default, small ones the specialised code."""
     small, large = _pattern_weight(0.3, 8, 8), _pattern_weight(0.3, 256, 256)
     assert table_argument(pattern_conv2d(small, (1, 8, 8, 8))) is None
-    assert stored_terms(large) > SELECTION_BUDGET
+    assert stored_terms(large) > profile_for(None).code_budget_default
     func = pattern_conv2d(large, (1, 256, 8, 8))
     assert [p.name for p in func.params] == ["data", "table", "out"]
     assert table_argument(func).dtype == np.int32
@@ -170,19 +174,19 @@ def test_default_picks_compact_for_large_layers():
 
 def test_candidates_are_small_valid_and_distinct():
     fmt = _pattern_weight(0.28, 32, 32)
-    candidates = candidate_configs("pattern_conv2d", fmt, (1, 32, 16, 16))
+    candidates = registry.kernel("pattern_conv2d").candidates(fmt, (1, 32, 16, 16))
     assert 2 <= len(candidates) <= 12 and len(set(candidates)) == len(candidates)
     assert {c.codegen for c in candidates} == {"specialized", "compact"}
-    large = candidate_configs("pattern_conv2d", _pattern_weight(0.28, 64, 64), (1, 64, 32, 32))
+    large = registry.kernel("pattern_conv2d").candidates(_pattern_weight(0.28, 64, 64), (1, 64, 32, 32))
     assert all(c.codegen == "compact" for c in large)  # its specialised code would take a minute to build
     assert all(c.filters == 1 for c in candidates if c.codegen == "compact")  # patterns share no inputs
     assert any(c.tap_copies for c in candidates)
-    one_by_one = candidate_configs("bsr_conv2d", BSRWeight.from_dense(np.ones((8, 8, 1, 1), "float32"), (4, 4)), (1, 8, 8, 8))
+    one_by_one = registry.kernel("bsr_conv2d").candidates(BSRWeight.from_dense(np.ones((8, 8, 1, 1), "float32"), (4, 4)), (1, 8, 8, 8))
     assert not any(c.tap_copies for c in one_by_one)  # one copy either way
     with pytest.raises(TypeError, match="PatternWeight"):
-        candidate_configs("bsr_conv2d", fmt, (1, 32, 16, 16))
+        registry.kernel("bsr_conv2d").candidates(fmt, (1, 32, 16, 16))
     with pytest.raises(ValueError, match="unknown sparse kernel"):
-        candidate_configs("dense_conv2d", fmt, (1, 32, 16, 16))
+        registry.kernel("dense_conv2d").candidates(fmt, (1, 32, 16, 16))
     with pytest.raises(ValueError, match="codegen"):
         dataclasses.replace(candidates[0], codegen="jit")
 
@@ -190,11 +194,12 @@ def test_candidates_are_small_valid_and_distinct():
 def test_private_split_prefers_rows():
     """Two row blocks where the rows allow, filter parts up to four tasks; none across four images."""
     one_image, four_images = make_geometry((1, 64, 32, 32), (64, 64, 3, 3)), make_geometry((4, 64, 32, 32), (64, 64, 3, 3))
-    assert private_input_split(one_image, 32, 2) == (8, 2)  # 16 row tiles: 2 blocks x 2 filter parts
-    assert private_input_split(one_image, 32, 5) == (4, 2)  # 7 row tiles: blocks of 4 and 3
-    assert private_input_split(one_image, 1, 1) == (1, 4)  # an im2col row: filter parts only
-    assert private_input_split(four_images, 32, 2) == (8, 1)
-    defaults = candidate_configs("pattern_conv2d", _pattern_weight(0.28, 64, 64), (1, 64, 32, 32))
+    host = profile_for(None)
+    assert private_input_split(one_image, 32, 2, host) == (8, 2)  # 16 row tiles: 2 blocks x 2 filter parts
+    assert private_input_split(one_image, 32, 5, host) == (4, 2)  # 7 row tiles: blocks of 4 and 3
+    assert private_input_split(one_image, 1, 1, host) == (1, 4)  # an im2col row: filter parts only
+    assert private_input_split(four_images, 32, 2, host) == (8, 1)
+    defaults = registry.kernel("pattern_conv2d").candidates(_pattern_weight(0.28, 64, 64), (1, 64, 32, 32))
     assert defaults[0].private_input and defaults[0].codegen == "compact"
 
 
@@ -205,7 +210,7 @@ def test_strided_layers_take_im2col_only_when_its_copy_is_small():
 
     def default(channels, filters, size):
         weight = BlockPunchedWeight.from_dense(block_punched(rng, (filters, channels, 3, 3), (8, 4), 0.125), (8, 4))
-        return candidate_configs("block_punched_conv2d", weight, (1, channels, size, size), target, stride=2, padding=1)[0]
+        return registry.kernel("block_punched_conv2d").candidates(weight, (1, channels, size, size), target, stride=2, padding=1)[0]
 
     large = default(64, 128, 32)  # im2col input: 590 KB
     assert not large.im2col and large.tap_copies and large.private_input
@@ -219,15 +224,15 @@ def test_pattern_layers_read_aligned_loads_by_default():
     target = {"kind": "llvm", "mcpu": "skylake-avx512"}
     weight = _pattern_weight(0.28, 128, 128)
     for size in (16, 32, 28):
-        pattern = candidate_configs("pattern_conv2d", weight, (1, 128, size, size), target)[0]
+        pattern = registry.kernel("pattern_conv2d").candidates(weight, (1, 128, size, size), target)[0]
         assert pattern.codegen == "compact" and pattern.register_shifts and not pattern.tap_copies
         assert pattern.lanes * pattern.vectors >= size and pattern.rows * pattern.vectors <= 8
-    narrow = candidate_configs("pattern_conv2d", weight, (1, 128, 8, 8), target)[0]  # 8 of 16 lanes
+    narrow = registry.kernel("pattern_conv2d").candidates(weight, (1, 128, 8, 8), target)[0]  # 8 of 16 lanes
     assert narrow.tap_copies and not narrow.register_shifts
-    strided = candidate_configs("pattern_conv2d", weight, (1, 128, 16, 16), target, stride=2)[0]
+    strided = registry.kernel("pattern_conv2d").candidates(weight, (1, 128, 16, 16), target, stride=2)[0]
     assert not strided.register_shifts
     blocks = BlockPunchedWeight.from_dense(block_punched(rng, (128, 128, 3, 3), (8, 4), 0.125), (8, 4))
-    config = candidate_configs("block_punched_conv2d", blocks, (1, 128, 16, 16), target, padding=1)[0]
+    config = registry.kernel("block_punched_conv2d").candidates(blocks, (1, 128, 16, 16), target, padding=1)[0]
     assert config.codegen == "compact" and not (config.tap_copies or config.register_shifts)  # each load feeds 8 filters
 
 
@@ -282,7 +287,7 @@ def test_table_as_relax_constant():
     fmt = _pattern_weight(0.4, 6, 5)
     x = rng.standard_normal((1, 6, 7, 9)).astype("float32")
     bias = rng.standard_normal(5).astype("float32")
-    config = candidate_configs("pattern_conv2d", fmt, x.shape)[-1]
+    config = registry.kernel("pattern_conv2d").candidates(fmt, x.shape)[-1]
     assert config.codegen == "compact"
     func = pattern_conv2d(fmt, x.shape, epilogue=Epilogue(bias=True, activation="relu"), config=config, name="sparse_conv")
     builder = relax.BlockBuilder()
@@ -338,7 +343,7 @@ def test_input_copies_at_any_thread_count(config, tmp_path):
     subprocess.run(
         [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
          tmp_path / "out.npz"],
-        check=True, cwd=Path(__file__).resolve().parents[2], env=dict(os.environ, TVM_NUM_THREADS="3"),
+        check=True, cwd=Path(__file__).resolve().parents[3], env=dict(os.environ, TVM_NUM_THREADS="3"),
     )
     outputs = np.load(tmp_path / "out.npz")
     expected = weight.conv2d(x, stride=2, padding=1)

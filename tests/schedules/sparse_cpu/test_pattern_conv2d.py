@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from schedules.epilogue import Epilogue
-from schedules.pattern_conv2d import pair_filters, pattern_conv2d, pattern_terms
-from schedules.specialized_conv import SpecializedConvConfig
+from schedules.sparse_cpu.config import SpecializedConvConfig
+from schedules.sparse_cpu.pattern_conv2d import pair_filters, pattern_conv2d, pattern_terms
 from tvm_sparse.formats import PatternWeight
 from tvm_sparse.formats.synthetic import pattern_library, pattern_pruned
 

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 
 import tvm
 from tvm import relax
-from schedules.block_punched_conv2d import block_punched_conv2d
-from schedules.bsr_conv2d import bsr_conv2d
 from schedules.epilogue import Epilogue
-from schedules.pattern_conv2d import pattern_conv2d
-from schedules.specialized_conv import BUILD_CONFIG
+from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
+from schedules.sparse_cpu.bsr_conv2d import bsr_conv2d
+from schedules.sparse_cpu.direct_conv import BUILD_CONFIG
+from schedules.sparse_cpu.pattern_conv2d import pattern_conv2d
 from schedules.target_info import as_target
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 from tvm_sparse.formats.synthetic import block_punched, block_sparse, pattern_library, pattern_pruned

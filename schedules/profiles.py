@@ -1,0 +1,176 @@
+"""Per-target profiles: every number of the sparse kernels and rules that was fitted by measurement.
+
+A :class:`TargetProfile` holds, for one target, the cache size the default configs block for, the
+code-size budgets that bound compile time, the parallel split and the density thresholds of
+``relay_passes.sparse_rules.SparseRules``. :func:`profile_for` picks the profile of a
+``tvm.target.Target``. Numbers that were not measured on a target say where they were copied
+from (:attr:`TargetProfile.provenance`); the measurements themselves are in
+``docs/sparse-kernels.md``.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """The fitted numbers of one target.
+
+    Attributes
+    ----------
+    name : str
+    family : str
+        ``"x86"``, ``"arm_cpu"`` or ``"gpu"`` (``schedules.target_info.target_family``).
+    measure : str
+        The command that measures this profile's numbers on the target.
+    provenance : str
+        Which numbers were measured on the target and which were copied, from where.
+    l1_data_bytes : int
+        The CPU's L1 data cache (a fact of the hardware, not fitted).
+    input_slab_bytes : int
+        The part of the L1 data cache that a channel block's input slab may take (the default
+        configs' channel blocking).
+    tile_waste : float
+        Most computed outputs per valid output a default register tile may cost (output widths
+        and heights padded to whole vectors and tiles): wider vectors or more rows are dropped above it.
+    code_budget_default : int
+        One quantity, the size of the literal-weight code in vector FMAs
+        (``schedules.sparse_cpu.config.estimated_code_size``; compile time grows with it), bounds
+        three uses: the most a default config takes literal code for (the compact code above it) ...
+    code_budget_tuning : int
+        ... the most a tuner is offered as a literal-code candidate ...
+    code_budget_ceiling : int
+        ... and the most any literal-code config is made (fewer rows per tile above it).
+    parallel_tasks : int
+        Parallel tasks a layer is cut into by default (row blocks x filter parts).
+    private_row_blocks : int
+        Row blocks per image of a default config whose tasks copy their own input.
+    im2col_bytes : int
+        Largest im2col input of a default config on maps a quarter of a vector wide or less.
+    strided_im2col_bytes : int
+        Largest im2col input of a strided layer's default config.
+    pattern_max_density, small_map_pixels, small_map_pattern_max_density, block_max_density, min_macs
+        The defaults of ``relay_passes.sparse_rules.SparseRules``: where a sparse layer is
+        worth its kernel on this target.
+    """
+
+    name: str
+    family: str
+    measure: str
+    provenance: str
+    l1_data_bytes: int
+    input_slab_bytes: int
+    tile_waste: float
+    code_budget_default: int
+    code_budget_tuning: int
+    code_budget_ceiling: int
+    parallel_tasks: int
+    private_row_blocks: int
+    im2col_bytes: int
+    strided_im2col_bytes: int
+    pattern_max_density: float
+    small_map_pixels: int
+    small_map_pattern_max_density: float
+    block_max_density: float
+    min_macs: int
+
+    def __post_init__(self):
+        if self.family not in ("x86", "arm_cpu", "gpu"):
+            raise ValueError(f"family must be x86, arm_cpu or gpu, got {self.family!r}")
+        if not 0 < self.input_slab_bytes <= self.l1_data_bytes:
+            raise ValueError(f"input_slab_bytes must be within the L1 data cache ({self.l1_data_bytes}), "
+                             f"got {self.input_slab_bytes}")
+        if self.tile_waste < 1.0:
+            raise ValueError(f"tile_waste must be >= 1, got {self.tile_waste}")
+        if not self.code_budget_default <= self.code_budget_tuning <= self.code_budget_ceiling:
+            raise ValueError("code budgets must grow: default <= tuning <= ceiling")
+
+    def derived(self, name, family, provenance, **facts):
+        """A profile for another target that copies this one's numbers except ``facts``."""
+        return dataclasses.replace(self, name=name, family=family, provenance=provenance, **facts)
+
+
+#: ``llvm -mcpu=rocketlake`` (Intel Core 11th gen, AVX-512, 48 KiB L1d): where the numbers were fitted.
+ROCKET_LAKE = TargetProfile(
+    name="rocketlake",
+    family="x86",
+    measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md)",
+    provenance="measured on a 2-core Rocket Lake (1 and 2 threads)",
+    l1_data_bytes=48 * KIB,
+    input_slab_bytes=32 * KIB,
+    tile_waste=1.15,
+    code_budget_default=4_000,
+    code_budget_tuning=12_000,
+    code_budget_ceiling=40_000,
+    parallel_tasks=4,
+    private_row_blocks=2,
+    im2col_bytes=1 * KIB * KIB,
+    strided_im2col_bytes=512 * KIB,
+    pattern_max_density=0.34,
+    small_map_pixels=16,
+    small_map_pattern_max_density=0.25,
+    block_max_density=0.6,
+    min_macs=100_000,
+)
+
+#: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
+ZEN5 = ROCKET_LAKE.derived(
+    "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
+    "were chosen on a 2-core Zen 5)",
+)
+
+#: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
+EMERALD_RAPIDS = ROCKET_LAKE.derived(
+    "emeraldrapids", "x86", "not measured; copied from Rocket Lake",
+)
+
+#: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
+GENERIC_X86 = ROCKET_LAKE.derived(
+    "generic x86", "x86", "not measured; copied from Rocket Lake", l1_data_bytes=32 * KIB,
+)
+
+#: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
+CORTEX_A76 = ROCKET_LAKE.derived(
+    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake", l1_data_bytes=64 * KIB,
+)
+
+#: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
+CORTEX_A55 = ROCKET_LAKE.derived(
+    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake", l1_data_bytes=32 * KIB,
+)
+
+#: ``opencl -device=mali`` (also an OpenCL device without a profile of its own). The CPU-kernel
+#: numbers do not apply; only the density thresholds are read.
+MALI = ROCKET_LAKE.derived(
+    "mali", "gpu", "not measured; copied from Rocket Lake (CPU kernels' thresholds)",
+    measure="tvm-sparse bench kernels --density ... on the device, once it can run the OpenCL kernels (CPU only today)",
+)
+
+#: ``opencl -device=adreno``; as :data:`MALI`.
+ADRENO = MALI.derived("adreno", "gpu", "not measured; copied from Rocket Lake (CPU kernels' thresholds)")
+
+#: The profiles by name.
+PROFILES = {p.name: p for p in (ROCKET_LAKE, ZEN5, EMERALD_RAPIDS, GENERIC_X86, CORTEX_A76, CORTEX_A55, MALI, ADRENO)}
+
+_CPU_PROFILES = {p.name: p for p in (ROCKET_LAKE, ZEN5, EMERALD_RAPIDS, CORTEX_A76, CORTEX_A55)}
+_GPU_PROFILES = {"mali": MALI, "adreno": ADRENO}
+
+
+def profile_for(target):
+    """The profile of ``target`` (a ``tvm.target.Target``, a dict or None: this host).
+
+    OpenCL targets are chosen by ``device`` (Mali by default), CPUs by ``mcpu``; a CPU without a
+    profile of its own gets :data:`GENERIC_X86` or, on ARM, :data:`CORTEX_A76`.
+    """
+    from .target_info import as_target, target_family  # pylint: disable=import-outside-toplevel
+
+    target = as_target(target)
+    family = target_family(target)
+    if family == "gpu":
+        return _GPU_PROFILES.get(str(target.attrs.get("device", "")), MALI)
+    profile = _CPU_PROFILES.get(str(target.attrs.get("mcpu", "")))
+    if profile is not None and profile.family == family:
+        return profile
+    return CORTEX_A76 if family == "arm_cpu" else GENERIC_X86

@@ -1,0 +1,63 @@
+"""The default knobs of the literal-weight code for a layer and a target: register tile, L1 blocking, split."""
+
+import math
+
+from ..target_info import vector_registers
+from .config import SpecializedConvConfig, estimated_code_size
+
+#: Fewest input channels per block chosen by :func:`default_config`.
+MIN_CHANNEL_BLOCK = 8
+
+
+def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16):
+    """Knobs of the literal-weight code that fit the register file, the L1 cache and a compile-time budget.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+    lanes : int
+        The target's float32 SIMD width (16 AVX-512, 8 AVX2, 4 NEON).
+    n_terms : int
+        Terms of all filters (:func:`schedules.sparse_cpu.config.estimated_code_size`).
+    profile : schedules.profiles.TargetProfile
+        The target's input slab size, tile waste, parallel tasks and code-size ceiling.
+    filters : int
+        Preferred filters per register tile; raised when fewer rows fit the code budget.
+    accumulators : int
+        Vector registers the register tile may use (half the register file: 16 on AVX-512 and
+        AArch64, 8 on AVX2); see :func:`accumulators_for`.
+    """
+    out_h, out_w = geometry.out_height, geometry.out_width
+    # Narrower vectors when the output width would waste more of a wide one than the profile allows.
+    while lanes > 4 and math.ceil(out_w / lanes) * lanes > profile.tile_waste * out_w:
+        lanes //= 2
+    # Accumulators: filters x rows x vectors = about half of the register file.
+    registers = accumulators
+    width_vectors = math.ceil(out_w / lanes)
+    vectors = max(1, min(width_vectors, registers // (filters * 2), 4))
+    while width_vectors % vectors:
+        vectors -= 1
+    rows = max(1, min(out_h, registers // (filters * vectors), 4))
+    while rows > 1 and estimated_code_size(n_terms, rows, vectors) > profile.code_budget_ceiling:
+        rows -= 1
+    while rows > 1 and math.ceil(out_h / rows) * rows > profile.tile_waste * out_h:
+        rows -= 1
+    filters = max(filters, registers // (rows * vectors))
+    # A task runs its share of the code over all rows of an image: the code of a (channel block,
+    # filter block) region, far larger than the instruction cache, is then fetched once and run
+    # on every row tile. Tasks split the filter blocks instead.
+    row_tiles = math.ceil(out_h / rows)
+    filter_splits = max(1, math.ceil(profile.parallel_tasks / geometry.batch))
+    slab_rows = (row_tiles * rows - 1) * geometry.stride[0] + geometry.kernel[0]
+    slab_width = width_vectors * lanes + geometry.kernel[1]
+    # An L1-sized input slab, but at least MIN_CHANNEL_BLOCK channels so that a region's FMAs
+    # outweigh re-reading its partial sums.
+    channel_block = max(MIN_CHANNEL_BLOCK, profile.input_slab_bytes // (4 * slab_rows * slab_width))
+    channel_block = min(geometry.channels, channel_block)
+    return SpecializedConvConfig(lanes, vectors, rows, filters, channel_block, row_tiles, filter_splits)
+
+
+def accumulators_for(target):
+    """Vector accumulators of a register tile on ``target``: half its SIMD registers."""
+    return vector_registers(target) // 2
+

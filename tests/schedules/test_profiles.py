@@ -1,0 +1,38 @@
+"""Per-target profiles: which profile a target gets, and what each says about its numbers."""
+
+import dataclasses
+
+import pytest
+import tvm
+
+from schedules import profiles
+from schedules.profiles import profile_for
+
+
+@pytest.mark.parametrize("target, name", [
+    ({"kind": "llvm", "mcpu": "znver5"}, "znver5"),
+    ({"kind": "llvm", "mcpu": "rocketlake"}, "rocketlake"),
+    ({"kind": "llvm", "mcpu": "skylake"}, "generic x86"),
+    ({"kind": "llvm"}, "generic x86"),
+    ({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55"}, "cortex-a55"),
+    ({"kind": "llvm", "mtriple": "aarch64-linux-gnu"}, "cortex-a76"),
+    ({"kind": "opencl", "device": "adreno", "host": {"kind": "llvm"}}, "adreno"),
+    ({"kind": "opencl", "device": "mali", "host": {"kind": "llvm"}}, "mali"),
+])
+def test_targets_get_their_profile(target, name):
+    assert profile_for(tvm.target.Target(target)).name == name
+    assert profile_for(target).name == name
+
+
+def test_profiles_say_where_their_numbers_come_from():
+    for profile in profiles.PROFILES.values():
+        assert profile.measure.startswith("tvm-sparse ")
+        assert profile is profiles.ROCKET_LAKE or "copied from Rocket Lake" in profile.provenance
+    assert profiles.CORTEX_A76.l1_data_bytes == 64 * 1024 and profiles.ZEN5.l1_data_bytes == 48 * 1024
+
+
+def test_bad_profiles_are_rejected():
+    with pytest.raises(ValueError, match="input_slab_bytes"):
+        dataclasses.replace(profiles.GENERIC_X86, input_slab_bytes=64 * 1024)
+    with pytest.raises(ValueError, match="code budgets"):
+        dataclasses.replace(profiles.GENERIC_X86, code_budget_tuning=100)
