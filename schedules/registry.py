@@ -71,7 +71,7 @@ class KernelSpec:
         """Whether ``weight`` (a format object) is one of the kernel's formats."""
         return any(isinstance(weight, FORMATS[scheme]) for scheme in self.formats)
 
-    def _layer(self, weight, padding):
+    def _checked_padding(self, weight, padding):
         if not self.takes(weight):
             raise TypeError(f"{self.name} takes a {' or '.join(FORMATS[s].__name__ for s in self.formats)}, "
                             f"got {type(weight).__name__}")
@@ -79,7 +79,7 @@ class KernelSpec:
 
     def default_config(self, weight, data_shape, target=None, *, stride=1, padding=None):
         """The config the entry point picks for a layer when it is given none."""
-        padding = self._layer(weight, padding)
+        padding = self._checked_padding(weight, padding)
         return _load(self.default)(weight, data_shape, target, stride=stride, padding=padding)
 
     def candidates(self, weight, data_shape, target=None, *, stride=1, padding=None):
@@ -90,7 +90,7 @@ class KernelSpec:
         """
         if self.space is None:
             raise ValueError(f"the {self.name} kernel has no tuning space")
-        padding = self._layer(weight, padding)
+        padding = self._checked_padding(weight, padding)
         return _load(self.space)(weight, data_shape, target, stride=stride, padding=padding)
 
 
