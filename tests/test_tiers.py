@@ -4,17 +4,10 @@
 (``require``, the ``phone`` marker's check, ``opencl_context``) stops the tests that lack them.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import SETUP_COMMAND, require
+from tests.conftest import SETUP_COMMAND, pytest_runtest_setup, require
 from tvm_sparse.rpc.phone import is_prepared
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_missing_tier_skips_with_the_install_command(monkeypatch):
@@ -33,11 +26,22 @@ def test_an_empty_cache_holds_no_prepared_phone(tmp_path):
     assert not is_prepared(tmp_path / "phone-aarch64")
 
 
-def test_phone_tests_fail_in_ci_without_a_prepared_phone(tmp_path):
-    env = {**os.environ, "CI": "true", "TVM_SPARSE_CACHE": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_phone.py"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300)
-    assert result.returncode != 0 and "2 errors" in result.stdout
-    assert f"the emulated aarch64 phone (qemu-user, the aarch64 cross compiler, the phone's root) is missing: " \
-           f"install it with `{SETUP_COMMAND}` (CI runs every test tier)" in result.stdout
-    assert not (tmp_path / "phone-aarch64").exists()  # the tests prepared nothing
+class _PhoneTest:
+    """The part of a pytest item that the ``phone`` check reads."""
+
+    @staticmethod
+    def get_closest_marker(name):
+        return pytest.mark.phone.mark if name == "phone" else None
+
+
+@pytest.mark.parametrize("ci", [True, False], ids=["ci", "elsewhere"])
+def test_a_phone_test_without_a_prepared_phone_fails_in_ci_and_skips_elsewhere(tmp_path, monkeypatch, ci):
+    monkeypatch.setenv("TVM_SPARSE_CACHE", str(tmp_path))
+    if ci:
+        monkeypatch.setenv("CI", "true")
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match=f"the emulated aarch64 phone .* is missing: install it with `{SETUP_COMMAND}`"):
+        pytest_runtest_setup(_PhoneTest())
+    assert not (tmp_path / "phone-aarch64").exists()  # the check prepared nothing
