@@ -1,7 +1,7 @@
 """The mission's proof: a PyTorch model compiled for aarch64 runs on the emulated phone through a tracker.
 
-The phone (qemu-user + an arm64 Python with TVM's runtime) is prepared on first use and cached in
-``$TVM_SPARSE_CACHE`` (default ``~/.cache/tvm_sparse``); preparing it takes a few minutes once.
+The phone (qemu-user + an arm64 Python with TVM's runtime) is prepared by ``scripts/setup.sh test``
+and cached in ``$TVM_SPARSE_CACHE`` (default ``~/.cache/tvm_sparse``); preparing it takes a few minutes once.
 """
 
 import pytest

@@ -20,21 +20,32 @@ logger = logging.getLogger(__name__)
 THREAD_VARIABLES = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")
 
 
-def physical_cores():
-    """Physical cores among the CPUs this process may run on (SMT siblings counted once).
+def core_groups():
+    """The CPUs this process may run on, grouped by physical core (SMT siblings in one group).
 
     Linux ``/sys/devices/system/cpu/cpuN/topology/thread_siblings_list`` groups the siblings; where
-    it cannot be read, every usable CPU counts.
+    it cannot be read, every usable CPU is a core of its own.
+
+    Returns
+    -------
+    list[tuple[int, ...]]
+        One tuple of CPU ids per core, in order of their first CPU.
     """
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    cores = set()
+    cores = {}
     for cpu in cpus:
         try:
             with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list", encoding="ascii") as handle:
-                cores.add(handle.read().strip())
+                siblings = handle.read().strip()
         except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
+            siblings = str(cpu)
+        cores.setdefault(siblings, []).append(cpu)
+    return [tuple(group) for group in cores.values()]
+
+
+def physical_cores():
+    """Physical cores among the CPUs this process may run on (SMT siblings counted once)."""
+    return max(1, len(core_groups()))
 
 
 def default_thread_count():

@@ -7,16 +7,16 @@ Each runtime keeps its own default threading, and each turn starts on an idle ma
 than one thread, a runtime's idle workers spin for a while after a call (measured here at 2
 threads: TVM's pool about 120 ms of CPU, PyTorch's OpenMP about 10 ms, ONNX Runtime none), and
 that spinning would take a core from whichever runtime comes next. So before each turn
-:func:`wait_until_idle` waits until the CPUs are idle.
+:func:`wait_until_idle` waits until the cores the benchmark runs on are idle.
 """
 
 import statistics
 import time
 from dataclasses import dataclass
 
-from tvm_sparse.runtime_threads import use_threads
+from tvm_sparse.runtime_threads import core_groups, default_thread_count, use_threads
 
-#: The kernel's CPU time counters (Linux): the first line sums all CPUs.
+#: The kernel's CPU time counters (Linux): a line for all CPUs, then one per CPU.
 PROC_STAT = "/proc/stat"
 
 
@@ -89,32 +89,103 @@ def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, m
     }
 
 
-def _cpu_times():
-    """(busy, total) CPU time of the whole machine so far, in clock ticks, or None without ``/proc/stat``."""
+def parse_cpu_times(text):
+    """Per-CPU ``(busy, total)`` clock ticks from the text of ``/proc/stat``.
+
+    Parameters
+    ----------
+    text : str
+        The file's content: the ``cpu`` line (all CPUs) and one ``cpuN`` line per CPU, each
+        ``user nice system idle iowait irq softirq steal ...`` in ticks since boot.
+
+    Returns
+    -------
+    dict[int, tuple[int, int]]
+        CPU id -> (busy ticks, all ticks); idle and iowait are not busy.
+    """
+    times = {}
+    for line in text.splitlines():
+        name, _, values = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        fields = [int(value) for value in values.split()]
+        total = sum(fields)
+        times[int(name[3:])] = (total - fields[3] - fields[4], total)
+    return times
+
+
+def cpu_times():
+    """Per-CPU ``(busy, total)`` ticks so far (:func:`parse_cpu_times`), or None without ``/proc/stat``."""
     try:
         with open(PROC_STAT, encoding="ascii") as stat:
-            fields = [int(value) for value in stat.readline().split()[1:]]
+            return parse_cpu_times(stat.read())
     except OSError:
         return None
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
 
 
-def wait_until_idle(window_s=0.02, busy_fraction=0.1, timeout_s=0.5):
-    """Wait until the machine's CPUs were busy less than ``busy_fraction`` of one ``window_s``.
+def idle_cores(before, after, cores, busy_fraction):
+    """How many cores were idle between two :func:`cpu_times` readings.
 
-    Gives up after ``timeout_s`` (a machine busy with other work never gets idle); without
-    ``/proc/stat`` (not Linux) it waits ``timeout_s``.
+    A core is idle when each of its CPUs (SMT siblings share the core's units) was busy less
+    than ``busy_fraction`` of the ticks that passed on it.
+
+    Parameters
+    ----------
+    before, after : dict[int, tuple[int, int]]
+        Two readings of :func:`cpu_times`.
+    cores : sequence of tuple[int, ...]
+        The CPUs of each core (:func:`tvm_sparse.runtime_threads.core_groups`).
+    busy_fraction : float
+
+    Returns
+    -------
+    int
     """
+    def idle(cpu):
+        busy = after[cpu][0] - before[cpu][0]
+        total = after[cpu][1] - before[cpu][1]
+        return total > 0 and busy < busy_fraction * total
+
+    return sum(all(cpu in before and cpu in after and idle(cpu) for cpu in core) for core in cores)
+
+
+def wait_until_idle(threads=None, window_s=0.02, busy_fraction=0.1, timeout_s=0.5):
+    """Wait until as many cores as the benchmark runs threads were idle for one ``window_s``.
+
+    Idle enough to benchmark means that each of the benchmark's threads finds a core of its own
+    that nothing else uses (:func:`idle_cores`), whatever the number of cores: on a many-core
+    machine a process spinning on one core leaves the others free, while on a 2-core machine it
+    takes the core that a 2-thread benchmark needs.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Threads the benchmark runs (default: TVM's, :func:`tvm_sparse.runtime_threads.default_thread_count`);
+        more than the usable cores means all of them.
+    window_s : float
+        Length of one observation.
+    busy_fraction : float
+        Largest busy share of a CPU that still counts as idle.
+    timeout_s : float
+        Give up after this long (a machine busy with other work never gets idle).
+
+    Returns
+    -------
+    bool
+        True when enough cores were idle; False after ``timeout_s`` (always so without
+        ``/proc/stat``, i.e. not on Linux).
+    """
+    cores = core_groups()
+    needed = min(threads or default_thread_count(), len(cores))
     deadline = time.perf_counter() + timeout_s
-    before = _cpu_times()
+    before = cpu_times()
     while time.perf_counter() < deadline:
         time.sleep(window_s)
-        after = _cpu_times()
-        if before is not None and after[1] > before[1] and \
-                (after[0] - before[0]) < busy_fraction * (after[1] - before[1]):
-            return
+        after = cpu_times()
+        if before is not None and after is not None and idle_cores(before, after, cores, busy_fraction) >= needed:
+            return True
         before = after
+    return False
 
 
 def configure_threads(count):

@@ -107,8 +107,16 @@ def _write_wrapper(directory):
     return wrapper
 
 
+def is_prepared(directory=None):
+    """Whether the phone is prepared in ``directory`` (default :func:`default_directory`) and
+    this machine has the tools that run it and link for it (:data:`HOST_TOOLS`)."""
+    ready = Path(directory or default_directory()) / "READY"
+    return (all(shutil.which(command) for command in HOST_TOOLS)
+            and ready.exists() and ready.read_text() == _fingerprint())
+
+
 def prepare(directory=None):
-    """Prepare the emulated phone once; later calls return at once.
+    """Prepare the emulated phone once (and the host tools, when missing); later calls return at once.
 
     Parameters
     ----------
@@ -126,10 +134,9 @@ def prepare(directory=None):
         When a package cannot be installed or downloaded, or the phone's Python does not start.
     """
     directory = Path(directory or default_directory())
-    ready = directory / "READY"
-    if ready.exists() and ready.read_text() == _fingerprint():
-        return directory / "python3"
     ensure_host_tools()
+    if is_prepared(directory):
+        return directory / "python3"
     _ensure_arm64_architecture()
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="phone-", dir=directory.parent))
@@ -151,7 +158,7 @@ def prepare(directory=None):
         raise
     wrapper = _write_wrapper(directory)
     _run([str(wrapper), "-c", "import tvm, tornado, psutil, cloudpickle"], "starting the phone's Python")
-    ready.write_text(_fingerprint())
+    (directory / "READY").write_text(_fingerprint())
     return wrapper
 
 

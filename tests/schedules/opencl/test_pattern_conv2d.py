@@ -1,7 +1,7 @@
 """The OpenCL (Mali/Adreno) pattern kernel, run on PoCL (OpenCL on this CPU) with launch sizes from its schedule.
 
-PoCL comes from Debian (``scripts/install-pocl.sh``, run by the ``opencl_context`` fixture when no
-OpenCL platform is found); PyOpenCL from the project's ``test`` extra.
+PoCL comes from Debian (``scripts/install-pocl.sh``, run by ``scripts/setup.sh test``; the
+``opencl_context`` fixture skips, or fails in CI, without it); PyOpenCL from the project's ``test`` extra.
 """
 
 import zlib
