@@ -175,51 +175,55 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
             residual = T.arg("residual", T.buffer(out_shape, DTYPE)) if epilogue.residual else None
             table = T.arg("table", T.buffer((table_size,), "int32")) if table_size else None
             out = T.arg("out", T.buffer(out_shape, DTYPE))
-            data_flat = T.decl_buffer((math.prod(g.data_shape),), DTYPE, data=data.data)
-            out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
-            residual_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data) if residual is not None else None
-            images_x_rows = g.batch * lay.row_blocks
-            slab = g.channels * lay.channel_stride  # one image's copy (a task's, when private)
-            slabs = images_x_rows * cfg.filter_splits if lay.private else g.batch
-            acc, copies = scratch_buffers(
-                0 if lay.direct else g.batch * g.filters * lay.out_h * lay.out_w, slabs * slab if lay.copies_input else 0
-            )
-            acc = out_flat if acc is None else acc
-            shared_input = data_flat if copies is None else copies
-            filter_parts = cfg.filter_splits
-            if lay.private and cfg.filter_splits > 1:
-                # Every filter part copies the input again: only as many as the threads need.
-                threads = T.Bind(T.call_packed("runtime.NumThreads", dtype="int32"))
-                wanted = (threads + images_x_rows - 1) // images_x_rows
-                filter_parts = T.Bind(tirx.max(1, tirx.min(cfg.filter_splits, wanted)))
-            context = KernelContext(g, cfg, lay, epilogue, shared_input, acc, bias, residual_flat, table)
-            context.filter_parts = filter_parts
-            shared_copy = lay.copies_input and not lay.private
-            # The shared copy, the tasks and the crop run in one launch of the thread pool, each
-            # stage waiting at a barrier for the previous one.
-            with attr_scope(shared_copy or not lay.direct, "pragma_parallel_launch_point"):
-                if shared_copy:
-                    with attr_scope(True, "pragma_parallel_barrier_when_finish"):
-                        emit_padding(g, lay, data_flat, copies, cfg.lanes)
-                with attr_scope(not lay.direct, "pragma_parallel_barrier_when_finish"):
-                    with T.parallel(0, images_x_rows * filter_parts) as task:
-                        row_block = task // filter_parts % lay.row_blocks
-                        first_tile = row_block * cfg.row_tiles
-                        context.image = task // (lay.row_blocks * filter_parts)
-                        context.part = task % filter_parts
-                        context.first_tile = first_tile
-                        context.n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
-                        if lay.private:
-                            context.padded = T.decl_buffer((slab,), DTYPE, data=copies.data,
-                                                           elem_offset=copies.elem_offset + task * slab)
-                            first_row = first_tile * cfg.rows * g.stride[0]
-                            emit_padding(g, lay, data_flat, context.padded, cfg.lanes, context.image, first_row)
-                            context.input_origin = -first_row * lay.row_stride
-                        else:
-                            context.input_origin = context.image * slab
-                        emit_task(context)
-                if not lay.direct:
-                    emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, cfg.lanes)
+            # TVM's Relax analyses (RewriteDataflowReshape's HasReshapePattern) require a PrimFunc
+            # body to be a block; the root block changes nothing in the generated code.
+            with T.sblock("root"):
+                data_flat = T.decl_buffer((math.prod(g.data_shape),), DTYPE, data=data.data)
+                out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
+                residual_flat = (T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data)
+                                 if residual is not None else None)
+                images_x_rows = g.batch * lay.row_blocks
+                slab = g.channels * lay.channel_stride  # one image's copy (a task's, when private)
+                slabs = images_x_rows * cfg.filter_splits if lay.private else g.batch
+                acc, copies = scratch_buffers(
+                    0 if lay.direct else g.batch * g.filters * lay.out_h * lay.out_w, slabs * slab if lay.copies_input else 0
+                )
+                acc = out_flat if acc is None else acc
+                shared_input = data_flat if copies is None else copies
+                filter_parts = cfg.filter_splits
+                if lay.private and cfg.filter_splits > 1:
+                    # Every filter part copies the input again: only as many as the threads need.
+                    threads = T.Bind(T.call_packed("runtime.NumThreads", dtype="int32"))
+                    wanted = (threads + images_x_rows - 1) // images_x_rows
+                    filter_parts = T.Bind(tirx.max(1, tirx.min(cfg.filter_splits, wanted)))
+                context = KernelContext(g, cfg, lay, epilogue, shared_input, acc, bias, residual_flat, table)
+                context.filter_parts = filter_parts
+                shared_copy = lay.copies_input and not lay.private
+                # The shared copy, the tasks and the crop run in one launch of the thread pool, each
+                # stage waiting at a barrier for the previous one.
+                with attr_scope(shared_copy or not lay.direct, "pragma_parallel_launch_point"):
+                    if shared_copy:
+                        with attr_scope(True, "pragma_parallel_barrier_when_finish"):
+                            emit_padding(g, lay, data_flat, copies, cfg.lanes)
+                    with attr_scope(not lay.direct, "pragma_parallel_barrier_when_finish"):
+                        with T.parallel(0, images_x_rows * filter_parts) as task:
+                            row_block = task // filter_parts % lay.row_blocks
+                            first_tile = row_block * cfg.row_tiles
+                            context.image = task // (lay.row_blocks * filter_parts)
+                            context.part = task % filter_parts
+                            context.first_tile = first_tile
+                            context.n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
+                            if lay.private:
+                                context.padded = T.decl_buffer((slab,), DTYPE, data=copies.data,
+                                                               elem_offset=copies.elem_offset + task * slab)
+                                first_row = first_tile * cfg.rows * g.stride[0]
+                                emit_padding(g, lay, data_flat, context.padded, cfg.lanes, context.image, first_row)
+                                context.input_origin = -first_row * lay.row_stride
+                            else:
+                                context.input_origin = context.image * slab
+                            emit_task(context)
+                    if not lay.direct:
+                        emit_crop(g, lay, epilogue, acc, residual_flat, out_flat, cfg.lanes)
     return builder.get()
 
 

@@ -1,0 +1,45 @@
+"""Models that once crashed ``tvm_sparse.compile`` inside TVM: each now compiles and matches PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tvm_sparse
+
+
+def _block_punched_columns(conv, block_rows, removed, seed):
+    """Zero ``removed`` of the (``block_rows`` filters x 1 channel x kernel position) columns of ``conv``."""
+    generator = torch.Generator().manual_seed(seed)
+    filters, channels, height, width = conv.weight.shape
+    keep = torch.rand(filters // block_rows, channels, height, width, generator=generator) >= removed
+    conv.weight.data.mul_(keep.repeat_interleave(block_rows, 0).float())
+
+
+def _compiled_matches_torch(model, example):
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target="llvm")
+    with torch.no_grad():
+        expected = model(example).numpy()
+    np.testing.assert_allclose(compiled(example), expected, rtol=1e-5, atol=1e-6)
+    return compiled
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_sparse_kernel_whose_only_argument_is_the_input(batch):
+    """A (3, 1) convolution without bias, 8x1 block-punched: the kernel reads nothing but its input.
+
+    TVM's RewriteDataflowReshape asks such a call whether it is a reshape, an analysis that failed
+    on a PrimFunc whose body was not a block.
+    """
+    torch.manual_seed(0)
+    conv = nn.Conv2d(24, 16, (3, 1), padding=1, bias=False)
+    _block_punched_columns(conv, block_rows=8, removed=0.9, seed=batch)
+    compiled = _compiled_matches_torch(nn.Sequential(conv).eval(), torch.randn(batch, 24, 20, 20))
+    assert compiled.report[0].kernel == "block_punched_conv2d"
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_an_all_zero_convolution_without_bias(batch):
+    conv = nn.Conv2d(16, 8, 3, bias=False)
+    conv.weight.data.zero_()
+    _compiled_matches_torch(nn.Sequential(conv).eval(), torch.randn(batch, 16, 9, 9))
