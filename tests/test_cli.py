@@ -1,6 +1,7 @@
 """The tvm-sparse command line, run as a user runs it."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -130,3 +131,15 @@ def test_bench_kernels_runs_layers_at_other_densities(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "kernels", "--density", "1.5"])
     assert "a density is in (0, 1], got 1.5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda signum: signum.name)
+def test_phone_emulator_turns_each_stop_signal_into_an_unwinding_exception(signum):
+    from tvm_sparse.commands.phone_emulator import StopSignal, stop_signals_raised
+
+    before = signal.getsignal(signum)
+    with pytest.raises(StopSignal) as stopped:
+        with stop_signals_raised():
+            os.kill(os.getpid(), signum)
+    assert stopped.value.signum == signum
+    assert signal.getsignal(signum) is before
