@@ -46,11 +46,11 @@ def register(subparsers):
     parser.add_argument("--max-kernel-terms", type=int, default=defaults.max_kernel_terms,
                         help="layers with more non-zero weights stay dense, for a shorter compile "
                              "(default %(default)s: no limit)")
+    parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
+    parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
     parser.add_argument("--tuning-logs", metavar="DIR",
                         help="apply the tuned schedules and sparse-kernel knobs of this folder, written by "
                              "`tvm-sparse tune` for the same model and target, and say how many matched")
-    parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
-    parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
     parser.set_defaults(func=run)
 
 
