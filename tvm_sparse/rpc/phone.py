@@ -233,7 +233,8 @@ class EmulatedPhone:
         """
         if self.process is None:
             return
-        descendants = _descendants(self.process.pid)
+        # A server that has exited has no descendants left to find (they moved to init).
+        descendants = _descendants(self.process.pid) if self.process.poll() is None else []
         _signal_tree(self.process.pid, descendants, signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout)
@@ -244,6 +245,7 @@ class EmulatedPhone:
             _signal_tree(self.process.pid, alive, signal.SIGKILL)
             self.process.wait()
             psutil.wait_procs(alive, timeout=timeout)
+        self.process = None
 
     def __enter__(self):
         return self.start()
