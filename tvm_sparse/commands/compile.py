@@ -109,6 +109,8 @@ def tuning_logs_applied(log_dir, mod, params, target, *, plan=None, rules=None, 
     """
     from tvm_sparse.tuning import extract_tasks, load_tuning_logs  # noqa: PLC0415 - MetaSchedule only when asked for
 
+    if target.kind.name != "llvm":
+        return f"tuning logs {log_dir}: none applied (tune measures CPU targets, not {target.kind.name})"
     tuning_logger = logging.getLogger(load_tuning_logs.__module__)
     level = tuning_logger.level
     tuning_logger.setLevel(logging.ERROR)  # compile has warned about this folder's faults already
