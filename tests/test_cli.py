@@ -1,6 +1,8 @@
 """The tvm-sparse command line, run as a user runs it."""
 
 import os
+import re
+import signal
 import subprocess
 import sys
 
@@ -14,6 +16,19 @@ def _cli(*arguments, timeout=600):
     env = {name: value for name, value in os.environ.items() if name != "COLUMNS"}
     return subprocess.run([sys.executable, "-m", "tvm_sparse.cli", *arguments], capture_output=True, text=True,
                           timeout=timeout, env=env, check=False)
+
+
+@pytest.fixture
+def program(tmp_path):
+    """The pass tests' residual block saved with ``torch.export.save`` (a ``.pt2`` file)."""
+    import torch
+
+    from tests.relay_passes.sparse_models import sparse_residual_block
+
+    model, example = sparse_residual_block()
+    path = tmp_path / "block.pt2"
+    torch.export.save(torch.export.export(model, (example,)), path)
+    return path
 
 
 def _whole_cells(output):
@@ -45,6 +60,12 @@ def test_demo_checks_and_times_resnet18():
     for row in ("tvm_sparse", "tvm_sparse, passes off", "PyTorch", "ONNX Runtime (dense model)"):
         assert row in result.stdout
     assert _whole_cells(result.stdout), result.stdout
+    # Its long steps say what runs, also into a pipe (no spinner there): a log shows progress.
+    before_tables = result.stdout.split("what the sparse passes decided")[0]
+    for step in ("importing resnet18 into TVM", "compiling resnet18 for llvm (tvm_sparse) ..."):
+        assert step in before_tables, result.stdout
+    for step in ("exporting the dense model to ONNX Runtime: ", "timing, 1 interleaved rounds: "):
+        assert step in result.stdout
 
 
 def test_phone_emulator_rejects_a_bad_tracker_address():
@@ -53,14 +74,7 @@ def test_phone_emulator_rejects_a_bad_tracker_address():
     assert "HOST:PORT" in result.stderr
 
 
-def test_compile_prints_the_per_layer_report(tmp_path):
-    import torch
-
-    from tests.relay_passes.sparse_models import sparse_residual_block
-
-    model, example = sparse_residual_block()
-    program = tmp_path / "block.pt2"
-    torch.export.save(torch.export.export(model, (example,)), program)
+def test_compile_prints_the_per_layer_report(tmp_path, program):
     library = tmp_path / "block.so"
     result = _cli("compile", str(program), "--summary", "-o", str(library), "--min-macs", "0")
     assert result.returncode == 0, result.stderr
@@ -68,6 +82,53 @@ def test_compile_prints_the_per_layer_report(tmp_path):
     for expected in ("conv1.weight", "pattern_conv2d", "project.weight", "block_punched_conv2d"):
         assert expected in result.stdout
     assert _whole_cells(result.stdout), result.stdout
+
+
+@pytest.mark.tuning
+def test_tune_a_program_then_compile_it_with_the_logs(tmp_path, program):
+    logs = tmp_path / "logs"
+    result = _cli("tune", str(program), "--trials", "2", "--sparse-trials", "1", "--threads", "1", "-o", str(logs))
+    assert result.returncode == 0, result.stderr
+    assert (logs / "COMMAND").read_text().startswith(f"tvm-sparse tune {program} ")
+    applied = {}
+    for folder in (logs, tmp_path / "no-logs"):
+        result = _cli("compile", str(program), "--tuning-logs", str(folder))
+        assert result.returncode == 0, result.stderr
+        found = re.search(rf"tuning logs {re.escape(str(folder))}: applied tuned schedules to (\d+) of (\d+) dense "
+                          "functions", " ".join(result.stdout.split()))
+        assert found, result.stdout
+        applied[folder.name] = (int(found[1]), int(found[2]))
+    functions = applied["logs"][1]
+    assert functions >= 1 and applied == {"logs": (functions, functions), "no-logs": (0, functions)}
+
+
+def test_a_program_is_tuned_into_a_folder_named_after_its_file():
+    from tvm_sparse.commands.tune import default_log_dir
+    from tvm_sparse.target import parse_target
+
+    args = build_parser().parse_args(["tune", os.path.join("models", "my_net.pt2")])
+    assert default_log_dir(args, parse_target("llvm")).split(os.sep)[-2] == "my_net"
+
+
+@pytest.mark.parametrize("command", ["compile", "tune"])
+def test_prune_refuses_a_program(tmp_path, program, command):
+    result = _cli(command, str(program), "--prune", "magnitude", "-o", str(tmp_path / "out"))
+    assert result.returncode == 1 and "--prune works on built-in models" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["compile", "tune"])
+def test_help_names_the_targets_of_real_phones(command):
+    from tvm_sparse.commands.target_argument import PHONE_CPU_TARGETS, PHONE_GPU_TARGETS
+    from tvm_sparse.target import parse_target
+
+    result = _cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    for _, target in PHONE_CPU_TARGETS + PHONE_GPU_TARGETS:
+        assert target in result.stdout
+        parse_target(target)  # LLVM knows each CPU
+    for example in ("-mcpu=cortex-a76", "-mcpu=cortex-a55", "-mcpu=cortex-x1", "opencl -device=mali",
+                    "opencl -device=adreno"):
+        assert example in result.stdout
 
 
 def test_compile_prunes_3x3_layers_block_punched():
@@ -130,3 +191,15 @@ def test_bench_kernels_runs_layers_at_other_densities(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "kernels", "--density", "1.5"])
     assert "a density is in (0, 1], got 1.5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda signum: signum.name)
+def test_phone_emulator_turns_each_stop_signal_into_an_unwinding_exception(signum):
+    from tvm_sparse.commands.phone_emulator import StopSignal, stop_signals_raised
+
+    before = signal.getsignal(signum)
+    with pytest.raises(StopSignal) as stopped:
+        with stop_signals_raised():
+            os.kill(os.getpid(), signum)
+    assert stopped.value.signum == signum
+    assert signal.getsignal(signum) is before

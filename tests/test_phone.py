@@ -4,11 +4,16 @@ The phone (qemu-user + an arm64 Python with TVM's runtime) is prepared by ``scri
 and cached in ``$TVM_SPARSE_CACHE`` (default ``~/.cache/tvm_sparse``); preparing it takes a few minutes once.
 """
 
+import signal
+import subprocess
+import sys
+
+import psutil
 import pytest
 import torch
 
 import tvm_sparse
-from tvm_sparse.rpc import RemoteModel, request_device
+from tvm_sparse.rpc import RemoteModel, request_device, wait_for_device
 from tvm_sparse.rpc.phone import EmulatedPhone
 from tests.conftest import relative_error
 
@@ -42,3 +47,41 @@ def test_sparse_kernels_on_the_emulated_phone_match_pytorch(phone):
     with torch.no_grad():
         expected = model(example).numpy()
     assert relative_error(RemoteModel(compiled, session).run(example), expected) <= 1e-5
+
+
+def _still_running(process):
+    """True unless ``process`` has ended (a zombie waiting for its reaper has ended)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda signum: signum.name)
+def test_a_stop_signal_ends_the_phone_emulators_whole_process_tree(tracker, tmp_path, signum):
+    # What `kill`, systemd, a CI runner or a container stop send, and Ctrl-C. SIGHUP takes the same
+    # path (tests/test_cli.py); each signal here costs a phone start-up (about 30 s under qemu).
+    key = f"emu-aarch64-{signum.name.lower()}"
+    log = tmp_path / "phone-emulator.log"
+    with open(log, "w", encoding="utf-8") as output:
+        command = subprocess.Popen([sys.executable, "-m", "tvm_sparse.cli", "phone-emulator",
+                                    "--tracker", f"{tracker[0]}:{tracker[1]}", "--key", key],
+                                   stdout=output, stderr=subprocess.STDOUT)
+    tree = []
+    try:
+        wait_for_device(tracker, key, timeout=300, process=command)
+        tree = psutil.Process(command.pid).children(recursive=True)
+        command_lines = [" ".join(process.cmdline()) for process in tree]
+        assert sum("qemu-aarch64" in line for line in command_lines) >= 2, command_lines
+        assert any("tvm.exec.popen_worker" in line for line in command_lines), command_lines
+        command.send_signal(signum)
+        command.wait(timeout=60)
+    finally:
+        if command.poll() is None:
+            command.kill()
+        survivors = [process for process in tree if _still_running(process)]
+        survivor_lines = [" ".join(process.cmdline()) for process in survivors]
+        for process in survivors:
+            process.kill()
+    assert not survivors, survivor_lines
+    assert command.returncode == 0, log.read_text()

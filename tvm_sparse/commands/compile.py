@@ -1,13 +1,15 @@
 """``tvm-sparse compile``: compile a model for a target, optionally print the per-layer report."""
 
+import logging
 import sys
 
 from rich.table import Table
 
 from relay_passes.sparse_rules import SparseRules
 from tvm_sparse.commands.console import wide_console
+from tvm_sparse.commands.model_argument import add_model_argument, load_model
 from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
-from tvm_sparse.models import MODELS
+from tvm_sparse.commands.target_argument import add_target_argument, phone_target_help
 
 
 def register(subparsers):
@@ -15,12 +17,13 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "compile",
         help="compile a model with the sparse passes and export it",
-        description="Compile a built-in CIFAR-10 model (optionally pruned one-shot by magnitude) or a "
-                    "torch.export program saved with torch.export.save (.pt2) for a target, export the "
-                    "library, and print what the sparse passes decided for each layer.",
+        **phone_target_help(
+            "Compile a built-in CIFAR-10 model (optionally pruned one-shot by magnitude) or a torch.export "
+            "program saved with torch.export.save (.pt2) for a target, optionally with the logs of "
+            "`tvm-sparse tune`, export the library, and print what the sparse passes decided for each layer."),
     )
-    parser.add_argument("model", help=f"a built-in model ({', '.join(sorted(MODELS))}) or a .pt2 file")
-    parser.add_argument("--target", default="llvm", help="target string (default llvm: this CPU)")
+    add_model_argument(parser)
+    add_target_argument(parser)
     parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
                         help="prune a built-in model first: 3x3 layers as --scheme-3x3 says, block-punched "
                              "1x1/linear (default none)")
@@ -42,32 +45,36 @@ def register(subparsers):
                         help="layers with more non-zero weights stay dense, for a shorter compile (default: no limit)")
     parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
     parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
+    parser.add_argument("--tuning-logs", metavar="DIR",
+                        help="apply the tuned schedules and sparse-kernel knobs of this folder, written by "
+                             "`tvm-sparse tune` for the same model and target, and say how many matched")
     parser.set_defaults(func=run)
 
 
 def run(args):
     """Load, optionally prune, compile, export and report."""
-    import torch
-
     import tvm_sparse
     from tvm_sparse.plan import PlanError, load_plan
     from tvm_sparse.target import TargetError
 
     console = wide_console(150)
     try:
-        model, example = _load(args.model, torch)
+        model, example = load_model(args.model)
         plan = load_plan(args.plan) if args.plan else None
         rules = SparseRules(pattern_max_density=args.pattern_max_density,
                             small_map_pattern_max_density=args.small_map_pattern_max_density,
                             block_max_density=args.block_max_density, min_macs=args.min_macs,
                             max_kernel_terms=args.max_kernel_terms)
         if args.prune == "magnitude":
-            if not hasattr(model, "named_modules"):
-                raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
             plan = prune_as_asked(model, args)
+        mod, params = tvm_sparse.from_torch(model, example)
         with console.status(f"compiling {args.model} for {args.target}"):
-            compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target=args.target,
-                                          sparse=not args.dense, plan=plan, rules=rules)
+            compiled = tvm_sparse.compile(mod, params, target=args.target, sparse=not args.dense, plan=plan,
+                                          rules=rules, tuning_logs=args.tuning_logs)
+        if args.tuning_logs:
+            with console.status(f"matching {args.tuning_logs} against the model"):
+                console.print(tuning_logs_applied(args.tuning_logs, mod, params, compiled.target, plan=plan,
+                                                  rules=rules, sparse=not args.dense))
         if args.output:
             console.print(f"wrote {compiled.export_library(args.output)}")
     except (ValueError, TargetError, PlanError, FileNotFoundError, RuntimeError) as error:
@@ -79,15 +86,41 @@ def run(args):
     return 0
 
 
-def _load(name, torch):
-    if name in MODELS:
-        from tvm_sparse.models import build_model
+def tuning_logs_applied(log_dir, mod, params, target, *, plan=None, rules=None, sparse=True):
+    """One line saying how many of the model's tuning tasks ``log_dir`` holds a result for.
 
-        return build_model(name), torch.randn(1, 3, 32, 32)
-    if not name.endswith(".pt2"):
-        raise ValueError(f"{name!r} is neither a built-in model ({', '.join(sorted(MODELS))}) nor a .pt2 file")
-    exported = torch.export.load(name)
-    return exported, exported.example_inputs[0]
+    ``compile(..., tuning_logs=log_dir)`` applies exactly these: a dense function's schedule when
+    the log's database has its workload, a sparse layer's knobs when the log measured that layer.
+    A log tuned for another model, target or pruning matches nothing, and the line says so.
+
+    Parameters
+    ----------
+    log_dir : str
+        The folder passed to ``compile``.
+    mod, params, target, plan, rules, sparse
+        As passed to :func:`tvm_sparse.compile` (``target`` parsed).
+
+    Returns
+    -------
+    str
+    """
+    from tvm_sparse.tuning import extract_tasks, load_tuning_logs  # noqa: PLC0415 - MetaSchedule only when asked for
+
+    if target.kind.name != "llvm":
+        return f"tuning logs {log_dir}: none applied (tune measures CPU targets, not {target.kind.name})"
+    tuning_logger = logging.getLogger(load_tuning_logs.__module__)
+    level = tuning_logger.level
+    tuning_logger.setLevel(logging.ERROR)  # compile has warned about this folder's faults already
+    try:
+        logs = load_tuning_logs(log_dir)
+    finally:
+        tuning_logger.setLevel(level)
+    dense_tasks, sparse_tasks = extract_tasks(mod, params, target, plan=plan, rules=rules, sparse=sparse)
+    dense_tuned = sum(logs.database is not None and logs.database.query_schedule(task.mod, target, "main") is not None
+                      for task in dense_tasks)
+    sparse_tuned = sum(task.key in logs.sparse_configs for task in sparse_tasks)
+    return (f"tuning logs {log_dir}: applied tuned schedules to {dense_tuned} of {len(dense_tasks)} dense "
+            f"functions and measured knobs to {sparse_tuned} of {len(sparse_tasks)} sparse layers")
 
 
 def report_table(report, title):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from tvm_sparse.commands.console import wide_console
+from tvm_sparse.commands.console import status_step, wide_console
 from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
 from tvm_sparse.models import MODELS
 
@@ -52,12 +52,16 @@ def run(args):
     console = wide_console(150)
     dense_model = benchmark_model(args.model)
     model = copy.deepcopy(dense_model)
-    plan = prune_as_asked(model, args) if args.compression else None
+    plan = None
+    if args.compression:
+        with status_step(console, f"pruning {args.model} {args.compression:g}x on 3x3 layers ({args.scheme_3x3})"):
+            plan = prune_as_asked(model, args)
     example = example_input()
-    mod, params = tvm_sparse.from_torch(model, example)
+    with status_step(console, f"importing {args.model} into TVM (torch.export)"):
+        mod, params = tvm_sparse.from_torch(model, example)
     machines, compile_seconds = {}, {}
     for name, sparse in (("tvm_sparse", True), ("tvm_sparse, passes off", False)):
-        with console.status(f"compiling {args.model} for {args.target} ({name})"):
+        with status_step(console, f"compiling {args.model} for {args.target} ({name})"):
             start = time.perf_counter()
             compiled = tvm_sparse.compile(mod, params, target=args.target, sparse=sparse, plan=plan)
             machines[name] = compiled.virtual_machine()
@@ -80,12 +84,12 @@ def run(args):
     candidates["PyTorch"] = run_torch
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_demo_") as workdir:
         onnx_path = os.path.join(workdir, "dense.onnx")
-        with torch.no_grad():
+        with status_step(console, "exporting the dense model to ONNX Runtime"), torch.no_grad():
             torch.onnx.export(dense_model, (example,), onnx_path, input_names=["x"], dynamo=False)
-        session = onnxruntime_session(onnx_path, args.threads)
+            session = onnxruntime_session(onnx_path, args.threads)
         x_numpy = example.numpy()
         candidates["ONNX Runtime (dense model)"] = lambda: session.run(None, {"x": x_numpy})
-        with console.status(f"timing, {args.rounds} interleaved rounds"):
+        with status_step(console, f"timing, {args.rounds} interleaved rounds"):
             timings = interleaved_medians(candidates, rounds=args.rounds)
     pruning = f"pruned {args.compression:g}x on 3x3 layers ({args.scheme_3x3})" if plan else "unpruned"
     title = (f"{args.model} {pruning}, batch 1, {args.threads} thread(s), "

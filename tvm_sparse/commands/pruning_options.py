@@ -38,7 +38,15 @@ def prune_as_asked(model, args):
     -------
     dict
         The plan ``{tensor_fqn: scheme}`` (:func:`tvm_sparse.pruning.one_shot.magnitude_prune`).
+
+    Raises
+    ------
+    ValueError
+        When ``model`` is a ``torch.export`` program (a ``.pt2`` file) rather than a module.
     """
     from tvm_sparse.pruning.one_shot import magnitude_prune  # noqa: PLC0415
+
+    if not hasattr(model, "named_modules"):
+        raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
 
     return magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)

@@ -1,12 +1,13 @@
-"""``tvm-sparse tune``: tune a built-in model for a target and write ``tuning_logs/<model>/<target>/``."""
+"""``tvm-sparse tune``: tune a model for a target and write ``tuning_logs/<model>/<target>/``."""
 
 import os
 import shlex
 import sys
 import time
 
+from tvm_sparse.commands.model_argument import add_model_argument, load_model, model_label
 from tvm_sparse.commands.pruning_options import add_scheme_arguments, block_text, prune_as_asked
-from tvm_sparse.models import MODELS
+from tvm_sparse.commands.target_argument import add_target_argument, phone_target_help
 from tvm_sparse.runtime_threads import default_thread_count
 
 #: Where logs go by default (the repository's tuning_logs/ when run from its root).
@@ -18,15 +19,16 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "tune",
         help="tune a model's dense schedules and sparse-kernel knobs with MetaSchedule",
-        description="Tune a built-in CIFAR-10 model (optionally pruned one-shot by magnitude, as "
-                    "`tvm-sparse compile --prune magnitude`) for a target: MetaSchedule trials for the dense "
-                    "functions and measured knob settings for each sparse kernel, on this machine or on a "
-                    "device behind an RPC tracker. Rerunning the same command resumes: measurements in the "
-                    "log are kept and not repeated. Compile with the result: "
-                    "tvm_sparse.compile(..., tuning_logs=DIR).",
+        **phone_target_help(
+            "Tune a built-in CIFAR-10 model (optionally pruned one-shot by magnitude, as "
+            "`tvm-sparse compile --prune magnitude`) or a torch.export program saved with torch.export.save (.pt2) "
+            "for a target: MetaSchedule trials for the dense functions and measured knob settings for each sparse "
+            "kernel, on this machine or on a device behind an RPC tracker. Rerunning the same command resumes: "
+            "measurements in the log are kept and not repeated. Compile with the result: "
+            "`tvm-sparse compile MODEL --tuning-logs DIR` or tvm_sparse.compile(..., tuning_logs=DIR)."),
     )
-    parser.add_argument("model", choices=sorted(MODELS), help="a built-in model")
-    parser.add_argument("--target", default="llvm", help="target string (default llvm: this CPU)")
+    add_model_argument(parser)
+    add_target_argument(parser)
     parser.add_argument("--trials", type=int, default=64, help="MetaSchedule trials over the dense functions")
     parser.add_argument("--sparse-trials", type=int, default=3,
                         help="knob settings measured per sparse layer, the default first (default %(default)s)")
@@ -54,7 +56,7 @@ def default_log_dir(args, target):
     """``tuning_logs/<model>[-pruned<N>x[-block_punched<BK>x<BC>]]/<target slug>`` (pattern 3x3 layers: no suffix)."""
     from tvm_sparse.tuning import target_slug  # noqa: PLC0415
 
-    model = args.model
+    model = model_label(args.model)
     if args.prune == "magnitude":
         model += f"-pruned{args.compression:g}x"
         if args.scheme_3x3 != "pattern":
@@ -64,10 +66,7 @@ def default_log_dir(args, target):
 
 def run(args):
     """Build, optionally prune, tune, and write the COMMAND file next to the logs."""
-    import torch  # noqa: PLC0415
-
     import tvm_sparse  # noqa: PLC0415
-    from tvm_sparse.models import build_model  # noqa: PLC0415
     from tvm_sparse.target import TargetError  # noqa: PLC0415
     from tvm_sparse.tuning import COMMAND_FILE, RPCDevice, TuningLogError, tune  # noqa: PLC0415
 
@@ -82,9 +81,8 @@ def run(args):
               file=sys.stderr)
         return 2
     try:
-        model = build_model(args.model)
+        model, example = load_model(args.model)
         plan = prune_as_asked(model, args) if args.prune == "magnitude" else None
-        example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
         mod, params = tvm_sparse.from_torch(model, example)
         log_dir = args.output or default_log_dir(args, tvm_sparse.parse_target(args.target))
         rpc = RPCDevice(args.rpc_tracker, args.rpc_key, args.session_timeout) if args.rpc_tracker else None

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
+
 from tvm_sparse.rpc.session import wait_for_device
 
 logger = logging.getLogger(__name__)
@@ -162,6 +164,26 @@ def prepare(directory=None):
     return wrapper
 
 
+def _descendants(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_tree(leader, descendants, signum):
+    """Send ``signum`` to the process group ``leader`` leads and to each of ``descendants`` still running."""
+    try:
+        os.killpg(leader, signum)
+    except ProcessLookupError:
+        pass
+    for process in descendants:
+        try:
+            process.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
+
+
 class EmulatedPhone:
     """An RPC server on the emulated phone, registered with a tracker (a context manager).
 
@@ -210,15 +232,27 @@ class EmulatedPhone:
         """Block until the server exits; returns its exit code."""
         return self.process.wait()
 
-    def stop(self):
-        """Stop the server and the worker processes it started."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+    def stop(self, timeout=10):
+        """Stop the server and every process it started, and wait until they have ended.
+
+        The server leads its own process group, which is signalled first (SIGTERM, SIGKILL after
+        ``timeout`` seconds); its descendants are also signalled one by one, for any that left the group.
+        """
+        if self.process is None:
+            return
+        # A server that has exited has no descendants left to find (they moved to init).
+        descendants = _descendants(self.process.pid) if self.process.poll() is None else []
+        _signal_tree(self.process.pid, descendants, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        _, alive = psutil.wait_procs(descendants, timeout=timeout)
+        if self.process.poll() is None or alive:
+            _signal_tree(self.process.pid, alive, signal.SIGKILL)
+            self.process.wait()
+            psutil.wait_procs(alive, timeout=timeout)
+        self.process = None
 
     def __enter__(self):
         return self.start()
