@@ -5,16 +5,25 @@
 2. ``sparse``: find convolutions and linear layers with pattern- or block-sparse constant weights
    and rewrite them to calls of the ``schedules`` kernels (``relay_passes.route_sparse``).
 3. ``legalize``: TVM's per-target library dispatch, ``LegalizeOps`` and operator fusion.
-4. ``schedule``: schedule the dense remainder (TVM's ``dlight`` rules on GPU targets).
-5. ``lower``: TVM's dataflow lowering and finalisation for the Relax virtual machine.
+4. ``pack``: lay out the dense remainder's weights for the CPU schedule rules (tuning stops here).
+5. ``schedule``: apply tuned schedules, then the dense rules (TVM's ``dlight`` rules on GPU targets).
+6. ``lower``: TVM's dataflow lowering and finalisation for the Relax virtual machine.
 """
+
+from dataclasses import dataclass
 
 import tvm
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 from tvm.relax.backend.gpu_generic import pipeline as gpu_generic
 
-from relay_passes.schedule_dense import schedule_dense_passes
+from relay_passes.schedule_dense import pack_dense_passes, schedule_dense_passes
+
+#: The phases, in the order they run.
+PHASES = ("prepare", "sparse", "legalize", "pack", "schedule", "lower")
+
+#: Target kinds compiled with TVM's generic GPU backend.
+GPU_KINDS = ("opencl", "cuda", "vulkan", "metal")
 
 
 def prepare_phase():
@@ -31,6 +40,11 @@ def prepare_phase():
     ]
 
 
+def pack_phase(target):
+    """Passes that lay out the dense remainder's weights for the schedule rules (CPU only)."""
+    return pack_dense_passes(target)
+
+
 def schedule_phase(target):
     """Passes that schedule the dense remainder after legalization (CPU: ``schedule_dense``).
 
@@ -39,12 +53,16 @@ def schedule_phase(target):
     return schedule_dense_passes(target)
 
 
-def _backend(target):
-    return gpu_generic if target.kind.name in ("opencl", "cuda", "vulkan", "metal") else cpu_generic
+@dataclass(frozen=True)
+class Phase:
+    """One named step of the pipeline and its passes."""
+
+    name: str
+    passes: tuple
 
 
-def build_pipeline(target, sparse_passes=()):
-    """Return the whole pipeline for ``target`` as one pass.
+def pipeline_phases(target, sparse_passes=()):
+    """The phases of the pipeline for ``target``, in order (names in :data:`PHASES`).
 
     Parameters
     ----------
@@ -55,21 +73,45 @@ def build_pipeline(target, sparse_passes=()):
 
     Returns
     -------
-    tvm.ir.transform.Pass
-        A module pass that takes a Relax module with bound parameters to one ready for
-        ``tvm.compile(..., relax_pipeline=None)``-free building (it includes the finalisation).
+    tuple of Phase
     """
-    backend = _backend(target)
-    passes = (
-        prepare_phase()
-        + list(sparse_passes)
-        + [relax.transform.DeadCodeElimination()]
-        + backend.library_dispatch_passes(target)
-        + backend.legalize_passes(target)
-        + schedule_phase(target)
-        + backend.dataflow_lower_passes(target)
-        + backend.finalize_passes(target)
+    backend = gpu_generic if target.kind.name in GPU_KINDS else cpu_generic
+    return (
+        Phase("prepare", tuple(prepare_phase())),
+        Phase("sparse", tuple(sparse_passes) + (relax.transform.DeadCodeElimination(),)),
+        Phase("legalize", tuple(backend.library_dispatch_passes(target) + backend.legalize_passes(target))),
+        Phase("pack", tuple(pack_phase(target))),
+        Phase("schedule", tuple(schedule_phase(target))),
+        Phase("lower", tuple(backend.dataflow_lower_passes(target) + backend.finalize_passes(target))),
     )
+
+
+def build_pipeline(target, sparse_passes=(), *, start="prepare", until="lower"):
+    """The phases from ``start`` through ``until`` (default: all) for ``target`` as one pass.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+        The compilation target (already parsed).
+    sparse_passes : sequence of tvm.ir.transform.Pass
+        The ``sparse`` phase; empty: all dense.
+    start, until : str
+        The first and the last phase to run, names from :data:`PHASES` (tuning stops after
+        ``pack``; tests inspect the module after ``schedule``).
+
+    Returns
+    -------
+    tvm.ir.transform.Pass
+        A module pass that takes a Relax module with bound parameters; run in full, it gives a
+        module ready for ``relax.build(..., relax_pipeline=None)`` (it includes the finalisation).
+    """
+    for name in (start, until):
+        if name not in PHASES:
+            raise ValueError(f"no pipeline phase {name!r}; the phases are {', '.join(PHASES)}")
+    first, last = PHASES.index(start), PHASES.index(until)
+    if first > last:
+        raise ValueError(f"phase {start!r} comes after {until!r}")
+    passes = [p for phase in pipeline_phases(target, sparse_passes)[first:last + 1] for p in phase.passes]
 
     @tvm.transform.module_pass(opt_level=0, name="tvm_sparse.Pipeline")
     def _pipeline(mod, _ctx):

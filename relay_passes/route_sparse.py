@@ -33,8 +33,44 @@ LAYER_OPS = ("relax.nn.conv2d", "relax.matmul")
 
 
 @dataclass(frozen=True)
+class KernelCall:
+    """A sparse kernel the router generated for a layer: everything needed to generate it again.
+
+    Attributes
+    ----------
+    kernel : str
+        The kernel's name in ``schedules.registry``.
+    weight : object
+        The sparse weight (a ``tvm_sparse.formats`` object).
+    data_shape : tuple of int
+        NCHW shape of the kernel's input (a linear layer's is ``(N, C, 1, 1)``).
+    epilogue : schedules.epilogue.Epilogue
+        What is fused after the layer (bias, residual, activation).
+    options : dict
+        The kernel's keyword options (stride and padding of a convolution).
+    config : object or None
+        The knobs the kernel was generated with (None: its defaults).
+    """
+
+    kernel: str
+    weight: object
+    data_shape: tuple
+    epilogue: Epilogue
+    options: dict
+    config: object = None
+
+    def prim_func(self, target, config=None, name="main"):
+        """The kernel's PrimFunc for ``target`` with ``config`` (None: the kernel's defaults)."""
+        return registry.kernel(self.kernel).entry_point(self.weight, self.data_shape, epilogue=self.epilogue,
+                                                        target=target, config=config, name=name, **self.options)
+
+
+@dataclass(frozen=True)
 class LayerDecision:
-    """What the sparse passes found and decided for one convolution or linear layer."""
+    """What the sparse passes found and decided for one convolution or linear layer.
+
+    ``call`` is the kernel generated for a sparse layer (None for a dense one).
+    """
 
     name: str
     op: str
@@ -44,6 +80,7 @@ class LayerDecision:
     decision: str
     kernel: str
     reason: str
+    call: KernelCall | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -274,10 +311,18 @@ class _Router(PyExprMutator):
                                                        pixels=int(np.prod(out_shape[2:])) if op == "conv2d" else None)
         else:
             kernel, reason = None, problem
-        self._record(chain, op, shape, structure, kernel, reason)
+        kernel_call = kernel_func = None
+        if kernel is not None:
+            kernel_call = self._kernel_call(chain, op, structure, kernel)
+            try:
+                kernel_func = kernel_call.prim_func(self.options.target, kernel_call.config, name=_kernel_name(chain))
+            except (ValueError, NotImplementedError, RuntimeError) as error:
+                # The router declines a layer whose kernel cannot be generated: it stays dense.
+                kernel, reason, kernel_call = None, f"{reason}; but its kernel {kernel} failed: {_first_line(error)}", None
+        self._record(chain, op, shape, structure, kernel, reason, kernel_call)
         if kernel is None:
             return super().visit_call_(call)
-        return self._emit(chain, op, structure, kernel)
+        return self._emit(chain, op, kernel_func)
 
     def _unsupported(self, chain, op):
         root = chain.root
@@ -319,38 +364,41 @@ class _Router(PyExprMutator):
         sparse = registry.FORMATS[scheme.name].from_dense(weight, scheme.block)
         return WeightStructure(scheme.name, density, f"blocks {scheme.block[0]}x{scheme.block[1]} (plan)", sparse)
 
-    def _record(self, chain, op, shape, structure, kernel, reason):
+    def _record(self, chain, op, shape, structure, kernel, reason, kernel_call):
         decision = LayerDecision(
             name=chain.name, op=op, weight_shape=shape,
             structure=structure.kind if structure else "-",
             density=structure.density if structure else float("nan"),
-            decision="sparse" if kernel else "dense", kernel=kernel or "tvm dense", reason=reason)
+            decision="sparse" if kernel else "dense", kernel=kernel or "tvm dense", reason=reason, call=kernel_call)
         self.options.report.append(decision)
         logger.info("%s (%s %s): %s -> %s: %s", decision.name, op, shape, decision.structure,
                     decision.kernel, reason)
 
-    def _emit(self, chain, op, structure, kernel):
+    def _kernel_call(self, chain, op, structure, kernel):
+        """The :class:`KernelCall` of a layer routed to ``kernel`` (shapes, epilogue, options, knobs)."""
+        data_shape = _static_shape(chain.root.args[0])
+        options = {}
+        if op == "conv2d":
+            options.update(stride=tuple(int(s) for s in chain.root.attrs.strides),
+                           padding=tuple(int(p) for p in chain.root.attrs.padding))
+        else:  # a linear layer is a 1x1 convolution of a [N, C, 1, 1] input
+            data_shape = (*data_shape, 1, 1)
+        epilogue = Epilogue(bias=chain.bias is not None, residual=chain.residual is not None,
+                            activation=chain.activation)
+        configs = self.options.kernel_configs
+        config = configs(kernel, structure.sparse, data_shape, epilogue, options) if configs else None
+        return KernelCall(kernel, structure.sparse, tuple(data_shape), epilogue, options, config)
+
+    def _emit(self, chain, op, kernel_func):
         root = chain.root
         data = self.visit_expr(root.args[0])
         residual = self.visit_expr(chain.residual) if chain.residual is not None else None
         out_shape = _static_shape(chain.var)
-        data_shape = _static_shape(root.args[0])
-        options = {}
-        if op == "conv2d":
-            options.update(stride=tuple(int(s) for s in root.attrs.strides),
-                           padding=tuple(int(p) for p in root.attrs.padding))
-        else:  # a linear layer is a 1x1 convolution of a [N, C, 1, 1] input
-            data_shape = (*data_shape, 1, 1)
-            data = self.builder_.emit(relax.op.reshape(data, data_shape))
+        if op == "linear":
+            data = self.builder_.emit(relax.op.reshape(data, (*_static_shape(root.args[0]), 1, 1)))
             if residual is not None:
                 residual = self.builder_.emit(relax.op.reshape(residual, (*out_shape, 1, 1)))
-        name = "sparse_" + "".join(ch if ch.isalnum() else "_" for ch in chain.name)
-        epilogue = Epilogue(bias=chain.bias is not None, residual=residual is not None, activation=chain.activation)
-        configs = self.options.kernel_configs
-        config = configs(kernel, structure.sparse, data_shape, epilogue, options) if configs else None
-        kernel_func = registry.kernel(kernel).entry_point(structure.sparse, data_shape, epilogue=epilogue,
-                                                          target=self.options.target, config=config, name=name,
-                                                          **options)
+        name = _kernel_name(chain)
         # The kernel is complete: the dense schedule rules must leave it alone (is_scheduled) and
         # FuseOps must not merge it into its neighbours (op_pattern 8 = kOpaque).
         kernel_func = kernel_func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})
@@ -365,3 +413,13 @@ class _Router(PyExprMutator):
         if op == "linear":
             out = relax.op.reshape(self.builder_.emit(out), out_shape)
         return out
+
+
+def _kernel_name(chain):
+    """The name of a layer's kernel function in the module."""
+    return "sparse_" + "".join(ch if ch.isalnum() else "_" for ch in chain.name)
+
+
+def _first_line(error):
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(error).__name__

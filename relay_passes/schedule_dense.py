@@ -1,7 +1,8 @@
-"""Schedule the dense remainder of a legalized CPU module (the ``schedule`` phase).
+"""Pack and schedule the dense remainder of a legalized CPU module (the ``pack`` and ``schedule`` phases).
 
 After ``LegalizeOps`` + ``FuseOps`` + ``FuseTIR`` every layer that no sparse pass took is a
-PrimFunc with TVM's naive loop nest. Three passes make them fast:
+PrimFunc with TVM's naive loop nest. Three passes make them fast (the first is the ``pack``
+phase, where tuning takes its tasks):
 
 1. :class:`PackDenseWeights` packs the constant weight of each dense convolution into the
    layout its register-tiled kernel reads (``schedules.dense.conv2d.WeightPacking``): the
@@ -33,11 +34,18 @@ logger = logging.getLogger(__name__)
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 
+def pack_dense_passes(target):
+    """The passes of the ``pack`` phase for a CPU ``target`` (none for other targets)."""
+    if target.kind.name != "llvm":
+        return []
+    return [PackDenseWeights(target)]
+
+
 def schedule_dense_passes(target):
     """The passes of the ``schedule`` phase for a CPU ``target`` (none for other targets)."""
     if target.kind.name != "llvm":
         return []
-    return [PackDenseWeights(target), ApplyTunedSchedules(), dlight.ApplyDefaultSchedule(*dense_schedule_rules())]
+    return [ApplyTunedSchedules(), dlight.ApplyDefaultSchedule(*dense_schedule_rules())]
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_sparse.ApplyTunedSchedules")

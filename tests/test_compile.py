@@ -11,7 +11,7 @@ from tvm import relax
 
 import tvm_sparse
 from relay_passes.pipeline import prepare_phase
-from tvm_sparse.compiler import bind_params
+from tvm_sparse.relax_utils import bind_params
 from tests.conftest import relative_error
 
 

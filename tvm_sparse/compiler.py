@@ -16,13 +16,10 @@ from relay_passes.route_sparse import RouteSparseLayers, weight_names
 from relay_passes.sparse_rules import SparseRules
 from schedules.sparse_cpu.direct_conv import BUILD_CONFIG as SPARSE_KERNEL_BUILD_CONFIG
 from tvm_sparse.plan import verify_plan
-from tvm_sparse.target import is_aarch64, is_android, parse_target
+from tvm_sparse.relax_utils import bind_params, to_numpy, unpack_outputs
+from tvm_sparse.target import AARCH64_LINUX_CXX, default_cross_compiler, is_aarch64, parse_target
 
 logger = logging.getLogger(__name__)
-
-#: The cross compiler for aarch64 Linux (Debian package g++-aarch64-linux-gnu).
-AARCH64_LINUX_CXX = "aarch64-linux-gnu-g++"
-
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -161,79 +158,6 @@ class CompiledModel:
                 f"-> {d.kernel}: {d.reason}" for d in self.report]
 
 
-def default_cross_compiler(target):
-    """The compiler driver that links a library for ``target``, or None for this machine's own.
-
-    Parameters
-    ----------
-    target : tvm.target.Target
-
-    Returns
-    -------
-    str or None
-    """
-    if is_android(target):
-        ndk = os.environ.get("TVM_NDK_CC")
-        if not ndk:
-            raise RuntimeError("exporting for Android needs the NDK: set TVM_NDK_CC to the NDK's "
-                               "aarch64-linux-android<API>-clang++ or pass cross_compiler=")
-        return ndk
-    if is_aarch64(target) and platform.machine() not in ("aarch64", "arm64"):
-        return AARCH64_LINUX_CXX
-    return None
-
-
-def unpack_outputs(outputs):
-    """Turn a VM result (a tensor or a tuple of them) into numpy: one array, or a tuple of arrays."""
-    if isinstance(outputs, tvm.runtime.Tensor):
-        return outputs.numpy()
-    arrays = tuple(unpack_outputs(item) for item in outputs)
-    return arrays[0] if len(arrays) == 1 else arrays
-
-
-def bind_params(mod, params):
-    """Bind weights to ``main``'s parameters of the same names, checking names, shapes and dtypes.
-
-    Parameters
-    ----------
-    mod : tvm.IRModule
-    params : dict[str, array-like]
-        Name -> numpy array, ``tvm.runtime.Tensor`` or torch tensor.
-
-    Returns
-    -------
-    tvm.IRModule
-
-    Raises
-    ------
-    ValueError
-        For a name ``main`` does not take, or a shape or dtype that differs from the parameter's.
-    """
-    main = mod["main"]
-    by_name = {param.name: param for param in main.params}
-    arrays = {}
-    for name, value in params.items():
-        if name not in by_name:
-            raise ValueError(f"params has {name!r}, which is not a parameter of main; "
-                             f"main takes {[p.name for p in main.params]}")
-        array = _to_numpy(value)
-        expected = by_name[name].ty
-        shape = tuple(int(dim) for dim in expected.shape)
-        if tuple(array.shape) != shape or str(array.dtype) != expected.dtype:
-            raise ValueError(f"param {name!r} is {array.dtype}{list(array.shape)}, "
-                             f"but main expects {expected.dtype}{list(shape)}")
-        arrays[name] = tvm.runtime.tensor(array)
-    return relax.transform.BindParams("main", arrays)(mod)
-
-
-def _to_numpy(value):
-    if isinstance(value, tvm.runtime.Tensor):
-        return value.numpy()
-    if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=None, rules=None,  # pylint: disable=redefined-builtin
             tuning_logs=None):
     """Compile a Relax module (from :func:`tvm_sparse.from_torch`) with the tvm_sparse pipeline.
@@ -269,7 +193,7 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
     """
     target = parse_target(target, host)
     if plan:
-        verify_plan(plan, {name: _to_numpy(value) for name, value in (params or {}).items()})
+        verify_plan(plan, {name: to_numpy(value) for name, value in (params or {}).items()})
     names = weight_names(mod["main"])
     if params:
         mod = bind_params(mod, params)

@@ -6,10 +6,15 @@ are rejected. ``parse_target`` accepts both, plus dicts and ``Target`` objects, 
 part of a string that cannot be a target.
 """
 
+import os
+import platform
 import shlex
 
 from tvm.target import Target, TargetKind
 from tvm.target import codegen
+
+#: The cross compiler for aarch64 Linux (Debian package g++-aarch64-linux-gnu).
+AARCH64_LINUX_CXX = "aarch64-linux-gnu-g++"
 
 #: Target kinds that tvm_sparse compiles for.
 SUPPORTED_KINDS = ("llvm", "opencl")
@@ -174,3 +179,36 @@ def is_android(target):
     """Whether ``target`` (or its host) is an Android triple, which needs the NDK to link."""
     cpu_target = target.host if target.kind.name != "llvm" and target.host is not None else target
     return "android" in str(cpu_target.attrs.get("mtriple", ""))
+
+
+def default_cross_compiler(target):
+    """The compiler driver that links a library for ``target``, or None for this machine's own.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+
+    Returns
+    -------
+    str or None
+    """
+    if is_android(target):
+        ndk = os.environ.get("TVM_NDK_CC")
+        if not ndk:
+            raise RuntimeError("exporting for Android needs the NDK: set TVM_NDK_CC to the NDK's "
+                               "aarch64-linux-android<API>-clang++ or pass cross_compiler=")
+        return ndk
+    if is_aarch64(target) and platform.machine() not in ("aarch64", "arm64"):
+        return AARCH64_LINUX_CXX
+    return None
+
+
+def target_slug(target):
+    """A folder name for a target: ``llvm-rocketlake``, ``llvm-aarch64-linux-gnu``, ``opencl-mali``."""
+    target = parse_target(target)
+    parts = [target.kind.name]
+    for attr in ("device", "mtriple", "mcpu"):
+        value = target.attrs.get(attr)
+        if value:
+            parts.append(str(value))
+    return "-".join("".join(ch if ch.isalnum() or ch in "._" else "-" for ch in part) for part in parts)

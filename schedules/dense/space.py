@@ -46,6 +46,6 @@ def dense_search_space(target):
 
     # The space applies no schedule rules, and the generic CPU postprocessors and mutators are
     # named here: the target's defaults for x86 include rules that need tensor intrinsics
-    # registered, whose import takes minutes (see ``tvm_sparse.tuning.dense_tune_context``).
+    # registered, whose import takes minutes (see ``tvm_sparse.tuning.search.dense_tune_context``).
     return ms.space_generator.ScheduleFn(space, sch_rules=[], postprocs=ms.postproc.Postproc.create("llvm"),
                                          mutator_probs=ms.mutator.Mutator.create("llvm"))

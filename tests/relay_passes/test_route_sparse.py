@@ -4,14 +4,15 @@ import pytest
 import torch
 import tvm
 from tvm import relax
+from tvm_ffi import structural_equal
 
 import tvm_sparse
-from relay_passes.pipeline import prepare_phase
+from relay_passes.pipeline import build_pipeline
 from relay_passes.route_sparse import RouteSparseLayers, weight_names
 from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import LIBRARY, pattern_prune_, sparse_residual_block
-from tvm_sparse.compiler import bind_params
+from tvm_sparse.relax_utils import bind_params
 from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme, PlanError, UnstructuredScheme
 from tvm_sparse.target import parse_target
 
@@ -29,8 +30,7 @@ def _routed(model, example, rules=LOOSE, plan=None):
     mod, params = tvm_sparse.from_torch(model, example)
     names = weight_names(mod["main"])
     router = RouteSparseLayers(parse_target("llvm"), rules, plan, names)
-    passes = prepare_phase() + [router, relax.transform.DeadCodeElimination()]
-    return tvm.transform.Sequential(passes)(bind_params(mod, params)), router.report
+    return build_pipeline(router.target, [router], until="sparse")(bind_params(mod, params)), router.report
 
 
 def test_sparse_layers_become_kernel_calls_with_their_epilogue():
@@ -156,3 +156,34 @@ def test_sparse_off_compiles_everything_dense():
     assert compiled.report == []
     with torch.no_grad():
         assert relative_error(compiled(example), model(example).numpy()) <= 1e-5
+
+
+def test_each_sparse_decision_records_the_kernel_call_that_regenerates_its_kernel():
+    model, example = sparse_residual_block()
+    mod, report = _routed(model, example)
+    for decision in report:
+        if decision.decision == "dense":
+            assert decision.call is None
+            continue
+        call = decision.call
+        assert call.kernel == decision.kernel and call.data_shape[0] == example.shape[0]
+        emitted = mod["sparse_" + decision.name.replace(".", "_")]
+        regenerated = call.prim_func(parse_target("llvm"), call.config, name=emitted.attrs["global_symbol"])
+        assert structural_equal(regenerated.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8}), emitted)
+
+
+def test_a_layer_whose_kernel_cannot_be_generated_is_declined_and_stays_dense(monkeypatch):
+    model, example = sparse_residual_block()
+
+    def refuses(*args, **kwargs):
+        raise ValueError("no register tile fits this layer")
+
+    monkeypatch.setattr("schedules.sparse_cpu.pattern_conv2d.pattern_conv2d", refuses)
+    mod, report = _routed(model, example)
+    declined = [d for d in report if "pattern_conv2d failed" in d.reason]
+    assert declined and all(d.decision == "dense" and d.call is None for d in declined)
+    assert all("no register tile fits this layer" in d.reason for d in declined)
+    with torch.no_grad():
+        expected = model(example).numpy()
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), "llvm", rules=LOOSE)
+    assert relative_error(compiled.run(example), expected) < 1e-5

@@ -2,8 +2,6 @@
 
 import pytest
 import torch
-import tvm
-from tvm import relax
 
 import tvm_sparse
 from relay_passes import pipeline
@@ -12,7 +10,7 @@ from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tests.schedules import pocl
-from tvm_sparse.compiler import bind_params
+from tvm_sparse.relax_utils import bind_params
 from tvm_sparse.target import parse_target
 
 
@@ -20,12 +18,7 @@ def _scheduled(model, example, target):
     """The model after the pipeline's phases up to ``schedule``, with the router's report."""
     mod, params = tvm_sparse.from_torch(model, example)
     router = RouteSparseLayers(target, SparseRules(min_macs=0), None, weight_names(mod["main"]))
-    backend = pipeline._backend(target)  # pylint: disable=protected-access
-    passes = (pipeline.prepare_phase() + [router, relax.transform.DeadCodeElimination()]
-              + backend.library_dispatch_passes(target) + backend.legalize_passes(target)
-              + pipeline.schedule_phase(target))
-    with target:
-        return tvm.transform.Sequential(passes)(bind_params(mod, params)), router.report
+    return pipeline.build_pipeline(target, [router], until="schedule")(bind_params(mod, params)), router.report
 
 
 @pytest.mark.parametrize("device", ["mali", "adreno"])

@@ -57,7 +57,7 @@ def benchmark_model(name):
 
 def tuning_logs_of(name, target, tuning_root):
     """The tuning log folder of model ``name`` for ``target`` under ``tuning_root``, or None if there is none."""
-    from tvm_sparse.tuning import target_slug
+    from tvm_sparse.target import target_slug
 
     if tuning_root is None:
         return None

@@ -136,7 +136,7 @@ def measure(names, threads, rounds, workdir):
 
     from tvm_sparse.bench.deepsparse_engine import DeepSparseEngine, deepsparse_python
     from tvm_sparse.bench.timing import configure_threads, interleaved_medians
-    from tvm_sparse.compiler import unpack_outputs
+    from tvm_sparse.relax_utils import unpack_outputs
 
     configure_threads(threads)
     results = []

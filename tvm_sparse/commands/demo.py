@@ -46,7 +46,7 @@ def run(args):
     from tvm_sparse.bench.timing import configure_threads, interleaved_medians
     from tvm_sparse.bench.workers import onnxruntime_session
     from tvm_sparse.commands.compile import report_table
-    from tvm_sparse.compiler import unpack_outputs
+    from tvm_sparse.relax_utils import unpack_outputs
 
     configure_threads(args.threads)
     console = wide_console(150)

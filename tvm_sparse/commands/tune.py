@@ -54,7 +54,7 @@ def register(subparsers):
 
 def default_log_dir(args, target):
     """``tuning_logs/<model>[-pruned<N>x[-block_punched<BK>x<BC>]]/<target slug>`` (pattern 3x3 layers: no suffix)."""
-    from tvm_sparse.tuning import target_slug  # noqa: PLC0415
+    from tvm_sparse.target import target_slug  # noqa: PLC0415
 
     model = model_label(args.model)
     if args.prune == "magnitude":
@@ -68,6 +68,7 @@ def run(args):
     """Build, optionally prune, tune, and write the COMMAND file next to the logs."""
     import tvm_sparse  # noqa: PLC0415
     from tvm_sparse.target import TargetError  # noqa: PLC0415
+    from tvm_sparse.commands.tuning_progress import RichTuningProgress  # noqa: PLC0415
     from tvm_sparse.tuning import COMMAND_FILE, RPCDevice, TuningLogError, tune  # noqa: PLC0415
 
     if bool(args.rpc_tracker) != bool(args.rpc_key):
@@ -92,7 +93,8 @@ def run(args):
         with open(os.path.join(log_dir, COMMAND_FILE), "a", encoding="utf-8") as handle:
             handle.write(f"{command}\n# started {started}\n")
         result = tune(mod, params, args.target, log_dir=log_dir, trials=args.trials,
-                      sparse_trials=args.sparse_trials, rpc=rpc, plan=plan, sparse=not args.dense, threads=args.threads)
+                      sparse_trials=args.sparse_trials, rpc=rpc, plan=plan, sparse=not args.dense, threads=args.threads,
+                      progress=RichTuningProgress())
     except (ValueError, TargetError, TuningLogError, RuntimeError, OSError) as error:
         print(f"tvm-sparse tune: {error}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from tvm import relax, rpc
 from tvm.rpc.server import Server
 from tvm.rpc.tracker import Tracker
 
-from tvm_sparse.compiler import unpack_outputs
+from tvm_sparse.relax_utils import unpack_outputs
 
 
 def parse_address(address):

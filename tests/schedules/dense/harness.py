@@ -56,11 +56,7 @@ def linear_module(x_shape, w, bias, epilogue):
 
 def scheduled_module(mod, target):
     """``mod`` after the pipeline's phases up to and including ``schedule`` (for inspection)."""
-    backend = pipeline._backend(target)  # pylint: disable=protected-access
-    passes = (pipeline.prepare_phase() + backend.library_dispatch_passes(target)
-              + backend.legalize_passes(target) + pipeline.schedule_phase(target))
-    with target:
-        return tvm.transform.Sequential(passes)(mod)
+    return pipeline.build_pipeline(target, until="schedule")(mod)
 
 
 def primfuncs(mod):
@@ -74,9 +70,7 @@ def build_scheduled(scheduled, target):
     Continuing from the inspected module (instead of compiling from scratch) halves the test time:
     the ``prepare`` and ``legalize`` phases (their constant folding builds code) run once.
     """
-    backend = pipeline._backend(target)  # pylint: disable=protected-access
-    rest = tvm.transform.Sequential(backend.dataflow_lower_passes(target) + backend.finalize_passes(target))
-    executable = tvm.compile(scheduled, target=target, relax_pipeline=rest)
+    executable = tvm.compile(scheduled, target=target, relax_pipeline=pipeline.build_pipeline(target, start="lower"))
     return relax.VirtualMachine(executable, tvm.cpu())
 
 

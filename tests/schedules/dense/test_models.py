@@ -10,7 +10,7 @@ import tvm_sparse
 from tests.conftest import relative_error
 from tests.schedules.dense.harness import build_scheduled, host_target, primfuncs, scheduled_module
 from tvm_sparse.bench.models import benchmark_model, example_input
-from tvm_sparse.compiler import bind_params
+from tvm_sparse.relax_utils import bind_params
 
 #: Blocks that only the register-tile rules produce (the reduction split into init and update).
 REGISTER_TILED = ('T.sblock("conv2d_nchw_update")', 'T.sblock("group_conv2d_nchw_update")',

@@ -6,7 +6,6 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 from tvm_ffi import structural_equal
 
-from relay_passes.schedule_dense import PackDenseWeights
 from schedules.dense.conv2d import DenseConv2dNCHW
 from schedules.dense.space import dense_search_space
 from tests.schedules.dense.harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
@@ -17,12 +16,9 @@ def _packed_conv(target):
     rng = np.random.default_rng(3)
     weight = rng.standard_normal((32, 16, 3, 3)).astype("float32")
     mod = conv2d_module((1, 16, 8, 8), weight, 1, 1, 1, 1, None, "relu", None)
-    from relay_passes import pipeline
+    from relay_passes.pipeline import build_pipeline
 
-    backend = pipeline._backend(target)  # pylint: disable=protected-access
-    passes = (pipeline.prepare_phase() + backend.legalize_passes(target) + [PackDenseWeights(target)])
-    with target:
-        mod = tvm.transform.Sequential(passes)(mod)
+    mod = build_pipeline(target, until="pack")(mod)
     (conv,) = [f for name, f in primfuncs(mod).items() if "conv2d" in name]
     return conv, weight
 

@@ -65,7 +65,7 @@ def test_arm_target_gets_neon_vectors():
 
 @pytest.mark.phone
 def test_kernels_on_the_emulated_phone(tracker):
-    from tvm_sparse.compiler import AARCH64_LINUX_CXX
+    from tvm_sparse.target import AARCH64_LINUX_CXX
     from tvm_sparse.rpc import request_device
     from tvm_sparse.rpc.phone import EmulatedPhone
 

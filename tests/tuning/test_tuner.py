@@ -26,9 +26,11 @@ from schedules.dense.space import dense_schedule
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
-from tvm_sparse.tuning import (FAILED_SECONDS, RECORD_FILE, SPARSE_FILE, TENSOR_INTRIN_MODULE, WORKLOAD_FILE, RPCDevice,
-                               TuningLogError, _confirm_dense, _scheduled, build_function, dense_tune_context,
-                               extract_tasks, load_tuning_logs, open_database, space_size, tune)
+from tvm_sparse.tuning import (FAILED_SECONDS, RECORD_FILE, SPARSE_FILE, WORKLOAD_FILE, RPCDevice, TuningLogError,
+                               extract_tasks, load_tuning_logs, open_database, tune)
+from tvm_sparse.tuning.finalists import confirm_dense
+from tvm_sparse.tuning.runners import build_function
+from tvm_sparse.tuning.search import TENSOR_INTRIN_MODULE, dense_tune_context, scheduled, space_size
 from tvm_sparse.runtime_threads import use_threads
 
 pytestmark = pytest.mark.tuning
@@ -64,7 +66,7 @@ def _sparse_records(log_dir):
 
 
 def _trace_hashes(records):
-    return [structural_hash(_scheduled(record.workload.mod, record.trace)) for record in records]
+    return [structural_hash(scheduled(record.workload.mod, record.trace)) for record in records]
 
 
 def _untuned_hash(mod, params):
@@ -79,7 +81,7 @@ def test_tune_over_a_local_tracker_then_compile_and_resume(tracker, block, tmp_p
     with local_server(tracker, "tune-x86"):
         device = RPCDevice(f"{tracker[0]}:{tracker[1]}", "tune-x86", session_timeout=60)
         result = tune(mod, params, "llvm", log_dir=tmp_path, trials=4, sparse_trials=2, rpc=device, rules=RULES,
-                      num_trials_per_iter=4, progress=False)
+                      num_trials_per_iter=4)
         assert (result.dense_tasks, result.sparse_layers) == (1, 3)
         assert (result.dense_trials, result.sparse_trials) == (4, 6)
         assert (result.dense_errors, result.sparse_errors) == (0, 0)
@@ -92,8 +94,7 @@ def test_tune_over_a_local_tracker_then_compile_and_resume(tracker, block, tmp_p
         assert len(best.run_secs) == 1
 
         # The same call again resumes: everything is in the log, nothing is measured again.
-        again = tune(mod, params, "llvm", log_dir=tmp_path, trials=4, sparse_trials=2, rpc=device, rules=RULES,
-                     progress=False)
+        again = tune(mod, params, "llvm", log_dir=tmp_path, trials=4, sparse_trials=2, rpc=device, rules=RULES)
         assert (again.dense_trials, again.sparse_trials) == (0, 0)
         assert len(_valid_records(tmp_path)) == len(valid) and len(_sparse_records(tmp_path)) == 6
 
@@ -129,7 +130,7 @@ def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_i
         killer = threading.Thread(target=pull_the_plug, daemon=True)
         killer.start()
         first = tune(mod, params, "llvm", log_dir=tmp_path, trials=6, sparse_trials=1, rpc=device, rules=RULES,
-                     num_trials_per_iter=2, progress=False)
+                     num_trials_per_iter=2)
         killer.join(timeout=5)
     assert first.dense_trials == 6
     assert first.dense_errors >= 1 and first.sparse_errors == 3  # every sparse layer came after the loss
@@ -138,7 +139,7 @@ def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_i
 
     with local_server(tracker, "tune-lost"):
         second = tune(mod, params, "llvm", log_dir=tmp_path, trials=6, sparse_trials=1, rpc=device, rules=RULES,
-                      num_trials_per_iter=2, progress=False)
+                      num_trials_per_iter=2)
     assert second.dense_trials == 6 - len(measured)
     assert second.sparse_trials == 3
     valid = _valid_records(tmp_path)
@@ -167,7 +168,7 @@ def test_a_failed_record_of_a_schedule_measured_again_leaves_one_valid_record(bl
     builder = ms.builder.LocalBuilder(max_workers=1, f_build=build_function)
     runner = ms.runner.LocalRunner(evaluator_config=ms.runner.EvaluatorConfig(number=1, repeat=1))
 
-    assert _confirm_dense([task], target, database, str(tmp_path), builder, runner, "cpu") == 1
+    assert confirm_dense([task], target, database, str(tmp_path), builder, runner, "cpu") == 1
     (record,) = open_database(str(tmp_path), allow_missing=False).get_all_tuning_records()
     assert _trace_hashes([record]) == [structural_hash(untuned.mod)]
     # the median of the rounds: neither the failed record nor the planted trial
@@ -194,7 +195,7 @@ def test_a_budget_beyond_the_space_measures_the_space_once_and_stops(block, tmp_
     assert (TENSOR_INTRIN_MODULE in sys.modules) == imported  # skipped while the context is made, never left stubbed
     assert 2 <= size <= 32
     result = tune(mod, params, "llvm", log_dir=tmp_path, trials=size + 20, sparse_trials=0, rules=RULES,
-                  num_trials_per_iter=16, progress=False)
+                  num_trials_per_iter=16)
     assert result.dense_trials == size and len(set(_trace_hashes(_valid_records(tmp_path)))) == size
     proposed = [len(set().union(*rounds[:i + 1])) for i in range(len(rounds))]
     assert proposed and proposed[-1] == size and proposed.count(size) == 1  # the last round completed the space
@@ -226,7 +227,7 @@ def test_tune_refuses_a_corrupt_log(block, tmp_path):
     _, _, mod, params = block
     (tmp_path / WORKLOAD_FILE).write_text("{{{")
     with pytest.raises(TuningLogError, match="unreadable MetaSchedule database"):
-        tune(mod, params, "llvm", log_dir=tmp_path, trials=1, rules=RULES, progress=False)
+        tune(mod, params, "llvm", log_dir=tmp_path, trials=1, rules=RULES)
 
 
 @pytest.mark.phone
@@ -239,7 +240,7 @@ def test_tune_on_the_emulated_phone_then_run_there(tracker, block, tmp_path):
     with EmulatedPhone(tracker, key="tune-phone") as phone:
         device = RPCDevice(f"{tracker[0]}:{tracker[1]}", phone.key, session_timeout=300)
         result = tune(mod, params, target, log_dir=tmp_path, trials=2, sparse_trials=1, rpc=device, rules=RULES,
-                      num_trials_per_iter=2, progress=False)
+                      num_trials_per_iter=2)
         assert (result.dense_trials, result.sparse_trials) == (2, 3)
         assert (result.dense_errors, result.sparse_errors) == (0, 0)
         compiled = tvm_sparse.compile(mod, params, target, rules=RULES, tuning_logs=tmp_path)
@@ -263,10 +264,10 @@ def test_the_local_runner_worker_runs_tvm_with_the_threads_asked_for():
 def test_tune_rejects_bad_thread_counts(block, tmp_path):
     _, _, mod, params = block
     with pytest.raises(ValueError, match="threads must be a positive integer"):
-        tune(mod, params, "llvm", log_dir=tmp_path, threads=0, progress=False)
+        tune(mod, params, "llvm", log_dir=tmp_path, threads=0)
     device = RPCDevice("127.0.0.1:9190", "phone")
     with pytest.raises(ValueError, match="RPC server runs with its own TVM_NUM_THREADS"):
-        tune(mod, params, "llvm", log_dir=tmp_path, threads=2, rpc=device, progress=False)
+        tune(mod, params, "llvm", log_dir=tmp_path, threads=2, rpc=device)
 
 
 def test_cli_rejects_a_tracker_without_key(capsys):
