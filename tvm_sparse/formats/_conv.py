@@ -1,4 +1,4 @@
-"""Shape helpers shared by the slow reference convolutions of the formats (numpy only)."""
+"""Shape helpers shared by the formats and their slow reference convolutions (numpy only)."""
 
 import numpy as np
 
@@ -85,3 +85,14 @@ def check_finite(weight, what):
     if not np.all(np.isfinite(weight)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(weight))[0])
         raise FormatError(f"{what} holds a non-finite value at index {bad}")
+
+
+def check_block(block, name="block"):
+    """Return a ``(rows, cols)`` block shape of positive ints."""
+    try:
+        rows, cols = (int(b) for b in block)
+    except (TypeError, ValueError):
+        raise FormatError(f"{name} must be a pair of positive ints, got {block!r}") from None
+    if rows < 1 or cols < 1:
+        raise FormatError(f"{name} must be a pair of positive ints, got {block!r}")
+    return rows, cols

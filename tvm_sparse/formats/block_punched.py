@@ -11,19 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._conv import add_bias, check_finite, pad_input, window
+from ._conv import add_bias, check_block, check_finite, pad_input, window
 from .errors import FormatError
-
-
-def _check_block(block, name="block"):
-    """Return a ``(rows, cols)`` block shape of positive ints."""
-    try:
-        rows, cols = (int(b) for b in block)
-    except (TypeError, ValueError):
-        raise FormatError(f"{name} must be a pair of positive ints, got {block!r}") from None
-    if rows < 1 or cols < 1:
-        raise FormatError(f"{name} must be a pair of positive ints, got {block!r}")
-    return rows, cols
 
 
 @dataclass(eq=False)
@@ -76,7 +65,7 @@ class BlockPunchedWeight:
         if weight.ndim != 4:
             raise FormatError(f"block-punched weights must have shape [K, C, R, S] or [K, C], got {weight.shape}")
         check_finite(weight, "the weight")
-        bk, bc = _check_block(block)
+        bk, bc = check_block(block)
         n_filters, n_channels, kh, kw = weight.shape
         taps = kh * kw
         n_kb, n_cb = -(-n_filters // bk), -(-n_channels // bc)
@@ -136,7 +125,7 @@ class BlockPunchedWeight:
         """Check every invariant of the stored arrays; raise FormatError naming the first broken one."""
         if len(self.shape) != 4 or min(self.shape) < 1:
             raise FormatError(f"shape must be (K, C, R, S) of positive ints, got {self.shape}")
-        bk, bc = _check_block(self.block)
+        bk, bc = check_block(self.block)
         n_filters, n_channels, kh, kw = self.shape
         n_kb, n_cb = self.grid
         ptr = self.block_ptr

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._conv import add_bias, check_finite, pad_input, window
-from .block_punched import _check_block
+from ._conv import add_bias, check_block, check_finite, pad_input, window
 from .errors import FormatError
 
 
@@ -62,7 +61,7 @@ class BSRWeight:
                 "use BlockPunchedWeight or PatternWeight for larger kernels"
             )
         check_finite(weight, "the weight")
-        bh, bw = _check_block(block)
+        bh, bw = check_block(block)
         matrix = weight.reshape(weight.shape[:2])
         n_br, n_bc = -(-matrix.shape[0] // bh), -(-matrix.shape[1] // bw)
         padded = np.zeros((n_br * bh, n_bc * bw), dtype=weight.dtype)
@@ -98,7 +97,7 @@ class BSRWeight:
         """Check every invariant of the stored arrays; raise FormatError naming the first broken one."""
         if not (len(self.shape) == 2 or (len(self.shape) == 4 and tuple(self.shape[2:]) == (1, 1))):
             raise FormatError(f"shape must be (K, C) or (K, C, 1, 1), got {self.shape}")
-        bh, bw = _check_block(self.block)
+        bh, bw = check_block(self.block)
         n_rows, n_cols = self.padded_shape
         n_br, n_bc = n_rows // bh, n_cols // bw
         if self.indptr.shape != (n_br + 1,) or self.indptr[0] != 0 or np.any(np.diff(self.indptr) < 0):
