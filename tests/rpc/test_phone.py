@@ -60,7 +60,7 @@ def _still_running(process):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda signum: signum.name)
 def test_a_stop_signal_ends_the_phone_emulators_whole_process_tree(tracker, tmp_path, signum):
     # What `kill`, systemd, a CI runner or a container stop send, and Ctrl-C. SIGHUP takes the same
-    # path (tests/test_cli.py); each signal here costs a phone start-up (about 30 s under qemu).
+    # path (tests/commands/test_cli.py); each signal here costs a phone start-up (about 30 s under qemu).
     key = f"emu-aarch64-{signum.name.lower()}"
     log = tmp_path / "phone-emulator.log"
     with open(log, "w", encoding="utf-8") as output:
