@@ -19,6 +19,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from relay_passes.layer_chains import fusion_chains, is_const, static_shape
 from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
 from schedules import registry
@@ -28,9 +29,6 @@ from schedules.target_info import target_family
 from tvm_sparse.formats import PatternWeight
 
 logger = logging.getLogger(__name__)
-
-LAYER_OPS = ("relax.nn.conv2d", "relax.matmul")
-
 
 @dataclass(frozen=True)
 class KernelCall:
@@ -81,143 +79,6 @@ class LayerDecision:
     kernel: str
     reason: str
     call: KernelCall | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class _Chain:
-    """A layer and the element-wise ops after it that its kernel can absorb."""
-
-    var: relax.Var
-    root: relax.Call
-    end_var: relax.Var
-    end_value: relax.Call
-    bias: np.ndarray = None
-    residual: relax.Expr = None
-    activation: str = None
-    name: str = None
-    absorbed: list = field(default_factory=list)
-
-    def extend(self, var, value):
-        """Make ``var = value`` the new end of the chain."""
-        self.end_var, self.end_value = var, value
-        self.absorbed.append(var)
-
-
-def _bindings(func):
-    for block in func.body.blocks:
-        yield from block.bindings
-
-
-def _is_layer(value):
-    return isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in LAYER_OPS
-
-
-def _is_const(expr):
-    return isinstance(expr, tvm.ir.expr.GenericConst)
-
-
-def _static_shape(expr):
-    try:
-        return tuple(int(dim) for dim in expr.ty.shape)
-    except (TypeError, AttributeError):
-        return None
-
-
-def weight_names(func):
-    """The parameter name of each layer's weight, in program order (None where it is not a parameter).
-
-    Call this before the weights are bound: binding and folding replace the parameters by
-    unnamed constants, but keep the layers in the same order.
-    """
-    params = {param.name for param in func.params}
-    producers = {binding.var: binding.value for binding in _bindings(func)}
-    names = []
-    for binding in _bindings(func):
-        if not _is_layer(binding.value):
-            continue
-        weight = binding.value.args[1]
-        producer = producers.get(weight)
-        if isinstance(producer, relax.Call) and getattr(producer.op, "name", "") == "relax.permute_dims":
-            weight = producer.args[0]
-        names.append(weight.name if isinstance(weight, relax.Var) and weight.name in params else None)
-    return names
-
-
-def _fusion_chains(func):
-    """Each layer's chain: the bias add, residual add and activation its kernel can absorb."""
-    users = {}
-    producers = {}
-    for binding in _bindings(func):
-        producers[binding.var] = binding.value
-        for used in relax.analysis.free_vars(binding.value):
-            users.setdefault(used, []).append(binding.var)
-
-    claimed = set()  # ops already absorbed by an earlier chain (a residual add joins two layers)
-
-    def single_user(var, op_names):
-        found = users.get(var, [])
-        if len(found) != 1 or not isinstance(var, relax.DataflowVar) or found[0] in claimed:
-            return None
-        value = producers[found[0]]
-        if isinstance(value, relax.Call) and getattr(value.op, "name", "") in op_names:
-            return found[0], value
-        return None
-
-    chains = []
-    for binding in _bindings(func):
-        if not _is_layer(binding.value):
-            continue
-        chain = _Chain(binding.var, binding.value, binding.var, binding.value)
-        out_shape = _static_shape(binding.var)
-        step = single_user(chain.end_var, ("relax.add",))
-        if step is not None:
-            other = _other_operand(step[1], chain.end_var)
-            bias = _bias_vector(other, out_shape)
-            if bias is not None:
-                chain.bias = bias
-                chain.extend(*step)
-                step = single_user(chain.end_var, ("relax.add",))
-        if step is not None:
-            other = _other_operand(step[1], chain.end_var)
-            if not _is_const(other) and _static_shape(other) == out_shape:
-                chain.residual = other
-                chain.extend(*step)
-        step = single_user(chain.end_var, ("relax.nn.relu", "relax.clip"))
-        if step is not None:
-            activation = _activation(step[1])
-            if activation is not None:
-                chain.activation = activation
-                chain.extend(*step)
-        claimed.update(chain.absorbed)
-        chains.append(chain)
-    return chains
-
-
-def _other_operand(add, var):
-    first, second = add.args
-    return second if first.same_as(var) else first
-
-
-def _bias_vector(expr, out_shape):
-    """The per-output-channel vector of a constant shaped [1, K, 1, 1], [K, 1, 1] (conv) or [K], [1, K]."""
-    if not _is_const(expr) or out_shape is None:
-        return None
-    value = expr.value.numpy()
-    channels = out_shape[1]
-    if value.size != channels:
-        return None
-    allowed = {(channels,), (1, channels)} if len(out_shape) == 2 else {(1, channels, 1, 1), (channels, 1, 1)}
-    return value.reshape(channels).astype("float32") if value.shape in allowed else None
-
-
-def _activation(call):
-    if call.op.name == "relax.nn.relu":
-        return "relu"
-    try:
-        low, high = float(call.args[1].value), float(call.args[2].value)
-    except (AttributeError, IndexError, TypeError):
-        return None
-    return "relu6" if (low, high) == (0.0, 6.0) else None
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_sparse.RouteSparseLayers")
@@ -273,7 +134,7 @@ class _Router(PyExprMutator):
         self.chains = []
 
     def rewrite(self, global_var, func):
-        self.chains = _fusion_chains(func)
+        self.chains = fusion_chains(func)
         names = self.options.layer_names
         if names is not None and len(names) != len(self.chains):
             logger.warning("%d layers named before binding but %d found after: layers get generic names",
@@ -293,7 +154,7 @@ class _Router(PyExprMutator):
         root = chain.root
         op = "conv2d" if root.op.name == "relax.nn.conv2d" else "linear"
         weight_expr = root.args[1]
-        shape = _static_shape(weight_expr) or ()
+        shape = static_shape(weight_expr) or ()
         if op == "linear":
             shape = shape[::-1]  # matmul(x, W^T): report the [out, in] shape of the layer
         problem = self._unsupported(chain, op)
@@ -303,7 +164,7 @@ class _Router(PyExprMutator):
             if op == "linear":
                 weight = weight.T  # matmul(x, W^T): back to the [out, in] layout of the formats
             structure = self._structure(chain.name, weight)
-            out_shape = _static_shape(chain.var)
+            out_shape = static_shape(chain.var)
             macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
             kernel, reason = self.options.rules.decide(structure, macs, self.family,
                                                        forced=self._planned_scheme(chain.name) is not None,
@@ -326,15 +187,15 @@ class _Router(PyExprMutator):
 
     def _unsupported(self, chain, op):
         root = chain.root
-        if not _is_const(root.args[1]):
+        if not is_const(root.args[1]):
             return "the weight is not a constant (bind it with params)"
-        data_shape, out_shape = _static_shape(root.args[0]), _static_shape(chain.var)
+        data_shape, out_shape = static_shape(root.args[0]), static_shape(chain.var)
         if data_shape is None or out_shape is None:
             return "dynamic shapes"
         if str(root.args[0].ty.dtype) != "float32" or str(root.args[1].ty.dtype) != "float32":
             return f"dtype {root.args[0].ty.dtype}: the sparse kernels are float32"
         if op == "linear":
-            if len(data_shape) != 2 or len(_static_shape(root.args[1])) != 2:
+            if len(data_shape) != 2 or len(static_shape(root.args[1])) != 2:
                 return "a batched matmul, not a linear layer"
             return None
         attrs = root.attrs
@@ -376,7 +237,7 @@ class _Router(PyExprMutator):
 
     def _kernel_call(self, chain, op, structure, kernel):
         """The :class:`KernelCall` of a layer routed to ``kernel`` (shapes, epilogue, options, knobs)."""
-        data_shape = _static_shape(chain.root.args[0])
+        data_shape = static_shape(chain.root.args[0])
         options = {}
         if op == "conv2d":
             options.update(stride=tuple(int(s) for s in chain.root.attrs.strides),
@@ -393,9 +254,9 @@ class _Router(PyExprMutator):
         root = chain.root
         data = self.visit_expr(root.args[0])
         residual = self.visit_expr(chain.residual) if chain.residual is not None else None
-        out_shape = _static_shape(chain.var)
+        out_shape = static_shape(chain.var)
         if op == "linear":
-            data = self.builder_.emit(relax.op.reshape(data, (*_static_shape(root.args[0]), 1, 1)))
+            data = self.builder_.emit(relax.op.reshape(data, (*static_shape(root.args[0]), 1, 1)))
             if residual is not None:
                 residual = self.builder_.emit(relax.op.reshape(residual, (*out_shape, 1, 1)))
         name = _kernel_name(chain)

@@ -12,7 +12,8 @@ import tvm
 from tvm import relax
 
 from relay_passes.pipeline import build_pipeline
-from relay_passes.route_sparse import RouteSparseLayers, weight_names
+from relay_passes.layer_chains import weight_names
+from relay_passes.route_sparse import RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from schedules.sparse_cpu.direct_conv import BUILD_CONFIG as SPARSE_KERNEL_BUILD_CONFIG
 from tvm_sparse.plan import verify_plan

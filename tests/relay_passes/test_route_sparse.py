@@ -8,7 +8,8 @@ from tvm_ffi import structural_equal
 
 import tvm_sparse
 from relay_passes.pipeline import build_pipeline
-from relay_passes.route_sparse import RouteSparseLayers, weight_names
+from relay_passes.layer_chains import weight_names
+from relay_passes.route_sparse import RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import LIBRARY, pattern_prune_, sparse_residual_block

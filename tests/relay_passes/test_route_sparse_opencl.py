@@ -5,7 +5,8 @@ import torch
 
 import tvm_sparse
 from relay_passes import pipeline
-from relay_passes.route_sparse import RouteSparseLayers, weight_names
+from relay_passes.layer_chains import weight_names
+from relay_passes.route_sparse import RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
 from tests.relay_passes.sparse_models import sparse_residual_block

@@ -118,7 +118,7 @@ def test_tune_over_a_local_tracker_then_compile_and_resume(tracker, block, tmp_p
 
 def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_is_missing(tracker, block, tmp_path):
     model, example, mod, params = block
-    device = RPCDevice(f"{tracker[0]}:{tracker[1]}", "tune-lost", session_timeout=15)
+    device = RPCDevice(f"{tracker[0]}:{tracker[1]}", "tune-lost", session_timeout=6)
     records = tmp_path / RECORD_FILE
 
     with local_server(tracker, "tune-lost") as server:

@@ -13,7 +13,8 @@ import tvm
 from tvm_ffi import structural_hash
 
 from relay_passes.pipeline import build_pipeline
-from relay_passes.route_sparse import KernelCall, RouteSparseLayers, weight_names
+from relay_passes.layer_chains import weight_names
+from relay_passes.route_sparse import KernelCall, RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from schedules.dense.space import dense_schedule
 from tvm_sparse.relax_utils import bind_params
