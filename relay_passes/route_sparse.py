@@ -30,6 +30,7 @@ from tvm_sparse.formats import PatternWeight
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class KernelCall:
     """A sparse kernel the router generated for a layer: everything needed to generate it again.

@@ -22,6 +22,7 @@ from tvm_sparse.target import AARCH64_LINUX_CXX, default_cross_compiler, is_aarc
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Name, shape and dtype of one input of a compiled model."""

@@ -49,7 +49,6 @@ def test_sparse_layers_become_kernel_calls_with_their_epilogue():
                                "sparse_project_weight"]
 
 
-
 def test_kernels_declare_noalias():
     # TVM 0.27 reads "tirx.noalias"; one kernel without it (the old "tir.noalias") made every dense
     # function built in the same module 2-3x slower (ResNet-18: 16.9 ms dense, 23.9 ms with 7 layers routed).
@@ -57,6 +56,7 @@ def test_kernels_declare_noalias():
     kernels = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert len(kernels) == 4
     assert all(bool(f.attrs.get("tirx.noalias")) and "tir.noalias" not in f.attrs for f in kernels)
+
 
 def test_dense_layers_are_left_untouched():
     model, example = sparse_residual_block()

@@ -75,17 +75,13 @@ def measure_sparse(task, configs, target, builder, runners, device_type):
             runner = runners.for_kernel(func)
             runner_input = ms.runner.RunnerInput(result.artifact_path, device_type,
                                                  ms.arg_info.ArgInfo.from_prim_func(func))
-            run = None
-            if not warm:
+            run = runner.run([runner_input])[0].result()
+            if not warm and run.error_msg is None:
                 # The first run after a build batch can run at one-thread speed on several threads,
-                # which would favour whichever config comes later: it is run once untimed. A
+                # which would favour whichever config comes later: it was a warm-up, run again. A
                 # warm-up that fails (a device gone) is the measurement: the device is not asked twice.
-                warm_up = runner.run([runner_input])[0].result()
-                warm = warm_up.error_msg is None
-                run = None if warm else warm_up
-            if run is None:
-                (future,) = runner.run([runner_input])
-                run = future.result()
+                warm = True
+                run = runner.run([runner_input])[0].result()
         finally:
             with contextlib.suppress(OSError):
                 os.remove(result.artifact_path)

@@ -45,6 +45,12 @@ class DenseTask:
     weight: int
 
 
+def check_tunable(target):
+    """Raise ``ValueError`` unless ``target`` is a CPU (llvm) target, the only kind tuning measures."""
+    if target.kind.name != "llvm":
+        raise ValueError(f"tuning supports CPU (llvm) targets; got {target.kind.name}")
+
+
 def extract_tasks(mod, params, target, *, plan=None, rules=None, sparse=True):
     """The tuning tasks of a model, as ``tvm_sparse.compile`` would build it.
 
@@ -60,8 +66,7 @@ def extract_tasks(mod, params, target, *, plan=None, rules=None, sparse=True):
         Dense functions that the schedule phase meets with at least one knob (deduplicated), and
         the routed sparse layers.
     """
-    if target.kind.name != "llvm":
-        raise ValueError(f"tuning takes CPU (llvm) targets; got {target.kind.name}")
+    check_tunable(target)
     names = weight_names(mod["main"])
     if params:
         mod = bind_params(mod, params)

@@ -16,7 +16,7 @@ from tvm_sparse.tuning.progress import TuningProgress
 from tvm_sparse.tuning.runners import MeasureRunners, build_function, export_with
 from tvm_sparse.tuning.search import tune_dense
 from tvm_sparse.tuning.sparse_candidates import tune_sparse
-from tvm_sparse.tuning.tasks import extract_tasks
+from tvm_sparse.tuning.tasks import check_tunable, extract_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,7 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
     """
     start = time.monotonic()
     target = parse_target(target)
-    if target.kind.name != "llvm":
-        raise ValueError(f"tuning supports CPU (llvm) targets; got {target.kind.name}")
+    check_tunable(target)
     threads = _checked_threads(threads, rpc)
     progress = progress or TuningProgress()
     log_dir = os.fspath(log_dir)
