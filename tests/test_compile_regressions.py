@@ -43,3 +43,12 @@ def test_an_all_zero_convolution_without_bias(batch):
     conv = nn.Conv2d(16, 8, 3, bias=False)
     conv.weight.data.zero_()
     _compiled_matches_torch(nn.Sequential(conv).eval(), torch.randn(batch, 16, 9, 9))
+
+
+@pytest.mark.parametrize("params, message", [({}, "params is empty"), ({"nope.weight": np.zeros(1, "float32")}, "nope.weight")])
+def test_empty_or_unknown_params_are_refused(params, message):
+    from tvm_sparse.checks import ParamsError
+
+    mod, _ = tvm_sparse.from_torch(nn.Sequential(nn.Conv2d(4, 4, 3)).eval(), torch.randn(1, 4, 8, 8))
+    with pytest.raises(ParamsError, match=message):
+        tvm_sparse.compile(mod, params, target="llvm")

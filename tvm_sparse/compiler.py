@@ -16,6 +16,7 @@ from relay_passes.layer_chains import weight_names
 from relay_passes.route_sparse import RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from schedules.sparse_cpu.direct_conv import BUILD_CONFIG as SPARSE_KERNEL_BUILD_CONFIG
+from tvm_sparse.checks import check_params
 from tvm_sparse.plan import verify_plan
 from tvm_sparse.relax_utils import bind_params, to_numpy, unpack_outputs
 from tvm_sparse.target import AARCH64_LINUX_CXX, default_cross_compiler, is_aarch64, parse_target
@@ -194,6 +195,7 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
     CompiledModel
     """
     target = parse_target(target, host)
+    check_params(mod, params)
     if plan:
         verify_plan(plan, {name: to_numpy(value) for name, value in (params or {}).items()})
     names = weight_names(mod["main"])

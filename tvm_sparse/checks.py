@@ -1,0 +1,26 @@
+"""What ``compile`` checks before it starts: a model and weights it can compile, named errors otherwise."""
+
+
+class ModelError(ValueError):
+    """The model uses something tvm_sparse cannot compile; the message names it."""
+
+
+class ParamsError(ModelError):
+    """The weights handed to ``compile`` do not match the model's parameters."""
+
+
+def check_params(mod, params):
+    """Raise :class:`ParamsError` when ``params`` is empty or names a parameter ``mod["main"]`` lacks.
+
+    ``None`` leaves every weight a runtime input on purpose; an empty dict or a misspelt name
+    almost always means the weights were lost on the way, which would otherwise compile silently.
+    """
+    if params is None:
+        return
+    if not params:
+        raise ParamsError("params is empty: pass the weights from tvm_sparse.from_torch, or None to keep "
+                          "every weight a runtime input")
+    known = {param.name for param in mod["main"].params}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ParamsError(f"params names {len(unknown)} tensor(s) the model does not take: {unknown[:5]}")
