@@ -4,7 +4,9 @@
    zeros stay zero in the folded weight) and fold constants.
 2. ``sparse``: find convolutions and linear layers with pattern- or block-sparse constant weights
    and rewrite them to calls of the ``schedules`` kernels (``relay_passes.route_sparse``).
-3. ``legalize``: TVM's per-target library dispatch, ``LegalizeOps`` and operator fusion.
+3. ``legalize``: TVM's per-target library dispatch, ``LegalizeOps`` and operator fusion (on GPU
+   targets one-term reductions are first written as the products they are:
+   ``relay_passes.one_term_reductions``).
 4. ``pack``: lay out the dense remainder's weights for the CPU schedule rules (tuning stops here).
 5. ``schedule``: apply tuned schedules, then the dense rules (TVM's ``dlight`` rules on GPU targets).
 6. ``lower``: TVM's dataflow lowering and finalisation for the Relax virtual machine.
@@ -17,6 +19,7 @@ from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 from tvm.relax.backend.gpu_generic import pipeline as gpu_generic
 
+from relay_passes.one_term_reductions import ExpandOneTermReductions
 from relay_passes.schedule_dense import pack_dense_passes, schedule_dense_passes
 
 #: The phases, in the order they run.
@@ -38,6 +41,12 @@ def prepare_phase():
         relax.transform.FoldConstant(),
         relax.transform.DeadCodeElimination(),
     ]
+
+
+def legalize_phase(target, backend):
+    """TVM's library dispatch and legalization for ``target`` (GPU: after ``ExpandOneTermReductions``)."""
+    guards = [ExpandOneTermReductions()] if target.kind.name in GPU_KINDS else []
+    return guards + backend.library_dispatch_passes(target) + backend.legalize_passes(target)
 
 
 def pack_phase(target):
@@ -79,7 +88,7 @@ def pipeline_phases(target, sparse_passes=()):
     return (
         Phase("prepare", tuple(prepare_phase())),
         Phase("sparse", tuple(sparse_passes) + (relax.transform.DeadCodeElimination(),)),
-        Phase("legalize", tuple(backend.library_dispatch_passes(target) + backend.legalize_passes(target))),
+        Phase("legalize", tuple(legalize_phase(target, backend))),
         Phase("pack", tuple(pack_phase(target))),
         Phase("schedule", tuple(schedule_phase(target))),
         Phase("lower", tuple(backend.dataflow_lower_passes(target) + backend.finalize_passes(target))),

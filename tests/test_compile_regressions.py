@@ -52,3 +52,11 @@ def test_empty_or_unknown_params_are_refused(params, message):
     mod, _ = tvm_sparse.from_torch(nn.Sequential(nn.Conv2d(4, 4, 3)).eval(), torch.randn(1, 4, 8, 8))
     with pytest.raises(ParamsError, match=message):
         tvm_sparse.compile(mod, params, target="llvm")
+
+
+def test_a_model_without_weights_compiles_with_its_empty_params():
+    class Scaled(nn.Module):
+        def forward(self, x):
+            return torch.relu(x) * 2.0
+
+    _compiled_matches_torch(Scaled().eval(), torch.randn(2, 3, 4, 4))

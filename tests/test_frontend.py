@@ -36,3 +36,24 @@ def test_training_mode_is_warned_about(caplog):
 def test_not_a_model_is_rejected():
     with pytest.raises(TypeError, match="torch.nn.Module"):
         tvm_sparse.from_torch(lambda x: x, torch.randn(1))
+
+
+def test_an_operator_the_frontend_cannot_import_is_named():
+    from tvm_sparse.checks import ModelError
+
+    class AMax(torch.nn.Module):
+        def forward(self, x):
+            return x.amax(dim=1)
+
+    with pytest.raises(ModelError, match="amax"):
+        tvm_sparse.from_torch(AMax().eval(), torch.randn(2, 3))
+
+
+def test_a_saved_program_is_imported_from_its_path(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2)).eval()
+    example = torch.randn(1, 3)
+    torch.export.save(torch.export.export(model, (example,)), tmp_path / "model.pt2")
+    _, params = tvm_sparse.from_torch(tmp_path / "model.pt2", example)
+    assert set(params) == {"0.weight", "0.bias"}
+    with pytest.raises(FileNotFoundError, match="missing.pt2"):
+        tvm_sparse.from_torch(tmp_path / "missing.pt2", example)

@@ -10,17 +10,19 @@ class ParamsError(ModelError):
 
 
 def check_params(mod, params):
-    """Raise :class:`ParamsError` when ``params`` is empty or names a parameter ``mod["main"]`` lacks.
+    """Raise :class:`ParamsError` when ``params`` is empty for a model with weights or names one it lacks.
 
     ``None`` leaves every weight a runtime input on purpose; an empty dict or a misspelt name
     almost always means the weights were lost on the way, which would otherwise compile silently.
     """
     if params is None:
         return
-    if not params:
+    main = mod["main"]
+    num_inputs = int(main.attrs["num_input"]) if main.attrs is not None and "num_input" in main.attrs else None
+    if not params and (num_inputs is None or len(main.params) > num_inputs):
         raise ParamsError("params is empty: pass the weights from tvm_sparse.from_torch, or None to keep "
                           "every weight a runtime input")
-    known = {param.name for param in mod["main"].params}
+    known = {param.name for param in main.params}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ParamsError(f"params names {len(unknown)} tensor(s) the model does not take: {unknown[:5]}")

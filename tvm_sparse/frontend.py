@@ -1,6 +1,7 @@
 """Import a PyTorch model into a Relax module whose weights keep their ``state_dict`` names."""
 
 import logging
+import os
 import warnings
 
 import torch
@@ -8,6 +9,8 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 from tvm import relax
 from tvm.relax.frontend.torch import from_exported_program
+
+from tvm_sparse.checks import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -17,9 +20,10 @@ def from_torch(model, example_inputs):
 
     Parameters
     ----------
-    model : torch.nn.Module or torch.export.ExportedProgram
+    model : torch.nn.Module, torch.export.ExportedProgram or path
         The model, in the mode it should be compiled in (call ``model.eval()`` first for
-        inference: a model in training mode is exported as it is, with a warning).
+        inference: a model in training mode is exported as it is, with a warning), or the path
+        of a program saved with ``torch.export.save`` (``.pt2``).
     example_inputs : torch.Tensor or tuple of torch.Tensor
         Inputs whose shapes and dtypes the compiled model will take.
 
@@ -30,14 +34,25 @@ def from_torch(model, example_inputs):
         and buffer, each named by its ``state_dict`` key (``"layer1.0.conv1.weight"``).
     params : dict[str, tvm.runtime.Tensor]
         The weights and buffers by ``state_dict`` key, in the order of ``main``'s parameters.
+
+    Raises
+    ------
+    tvm_sparse.checks.ModelError
+        The model uses an operator TVM's PyTorch frontend cannot import (the message names it).
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
+    if isinstance(model, (str, os.PathLike)):
+        if not os.path.isfile(model):
+            raise FileNotFoundError(f"no saved model at {os.fspath(model)!r} (from_torch takes a path saved with "
+                                    "torch.export.save, a torch.nn.Module or an ExportedProgram)")
+        model = torch.export.load(model)
     if isinstance(model, ExportedProgram):
         exported = model
     else:
         if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"from_torch takes a torch.nn.Module or ExportedProgram, not {type(model).__name__}")
+            raise TypeError("from_torch takes a torch.nn.Module, an ExportedProgram or the path of one saved "
+                            f"with torch.export.save, not {type(model).__name__}")
         if model.training:
             logger.warning("%s is in training mode; call model.eval() to compile it for inference",
                            type(model).__name__)
@@ -46,7 +61,13 @@ def from_torch(model, example_inputs):
     with warnings.catch_warnings():
         # torch 2.13 deprecates a pytree API that TVM 0.27's frontend still calls.
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        mod = from_exported_program(exported, keep_params_as_input=True)
+        try:
+            mod = from_exported_program(exported, keep_params_as_input=True)
+        except AssertionError as error:  # the frontend asserts on operators it has no conversion for
+            if "Unsupported function types" not in str(error):
+                raise
+            raise ModelError(f"TVM's PyTorch frontend cannot import this model: {error}; rewrite those operators "
+                             "with ones the frontend converts") from None
     mod, detached = relax.frontend.detach_params(mod)
     return _rename_params(mod, detached.get("main", []), _state_dict_names(exported))
 

@@ -18,15 +18,10 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 
 import tvm_sparse
-from relay_passes import pipeline
-from relay_passes.layer_chains import weight_names
-from relay_passes.route_sparse import RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from tests.fuzz.random_models import build, model_specs
 from tests.schedules import pocl
 from tvm_sparse.checks import ModelError
-from tvm_sparse.relax_utils import bind_params
-from tvm_sparse.target import parse_target
 
 CI_CASES = {"llvm": 40, "phone": 4, "opencl": 4}
 SLOW_CASES = int(os.environ.get("TVM_SPARSE_FUZZ_CASES", "1000"))
@@ -119,30 +114,13 @@ def test_random_models_on_the_emulated_phone_full_profile(spec, phone_session):
 
 
 def _check_on_pocl(spec, opencl_context):
-    """The model through the pipeline up to ``schedule`` for a Mali GPU, its kernels run on PoCL.
-
-    PoCL runs the scheduled ``call_tir`` kernels one by one (the wheel's runtime has no OpenCL);
-    models whose Relax ``main`` keeps other bindings at that phase are checked for building only.
-    """
+    """The model's kernels for a Mali GPU, run on PoCL (see ``tests.schedules.pocl.run_torch_model``)."""
     model, example, plan = build(spec)
-    target = parse_target({"kind": "opencl", "device": "mali"})
-    mod, params = tvm_sparse.from_torch(model, example)
-    try:
-        tvm_sparse.compile(mod, params, target=target, rules=ALL_SPARSE, plan=plan if spec.with_plan else None)
-    except ModelError:
-        return
-    router = RouteSparseLayers(target, ALL_SPARSE, plan if spec.with_plan else None, weight_names(mod["main"]))
-    scheduled = pipeline.build_pipeline(target, [router], until="schedule")(bind_params(mod, params))
-    try:
-        actual = pocl.run_module(opencl_context, scheduled, target.with_host("llvm"), example.numpy())
-    except NotImplementedError:
-        return
-    if isinstance(actual, tuple):
-        (actual,) = actual
-    _assert_matches_torch(actual, model, example)
+    actual = pocl.run_torch_model(opencl_context, model, example, rules=ALL_SPARSE, plan=plan if spec.with_plan else None)
+    if actual is not None:
+        _assert_matches_torch(actual, model, example)
 
 
-@pytest.mark.slow  # its first sample finds a wrong answer on OpenCL not fixed yet (issue 21); CI runs it once fixed
 @given(spec=model_specs(max_convs=2))
 @_profile(CI_CASES["opencl"])
 def test_random_models_on_pocl(spec, opencl_context):

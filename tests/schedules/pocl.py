@@ -131,3 +131,35 @@ def run_module(opencl_context, mod, target, *inputs):
             arrays = dict(zip(names, (value_of(arg) for arg in call.args[1].fields)))
             values[binding.var] = run_primfunc(opencl_context, func, arrays, target)[names[-1]]
     return values[main.body.body]
+
+
+def run_torch_model(opencl_context, model, example, *, rules, plan=None, device="mali"):
+    """``model`` through ``tvm_sparse``'s pipeline up to ``schedule`` for an OpenCL GPU, run on PoCL.
+
+    Returns the output array, or None when ``tvm_sparse.compile`` refuses the model with a
+    ``ModelError`` or its Relax ``main`` keeps bindings other than ``call_tir`` at that phase
+    (such models are checked for compiling only).
+    """
+    import tvm_sparse
+    from relay_passes import pipeline
+    from relay_passes.layer_chains import weight_names
+    from relay_passes.route_sparse import RouteSparseLayers
+    from tvm_sparse.checks import ModelError
+    from tvm_sparse.relax_utils import bind_params
+    from tvm_sparse.target import parse_target
+
+    target = parse_target({"kind": "opencl", "device": device})
+    mod, params = tvm_sparse.from_torch(model, example)
+    try:
+        tvm_sparse.compile(mod, params, target=target, rules=rules, plan=plan)
+    except ModelError:
+        return None
+    router = RouteSparseLayers(target, rules, plan, weight_names(mod["main"]))
+    scheduled = pipeline.build_pipeline(target, [router], until="schedule")(bind_params(mod, params))
+    try:
+        actual = run_module(opencl_context, scheduled, target.with_host("llvm"), example.numpy())
+    except NotImplementedError:
+        return None
+    if isinstance(actual, tuple):
+        (actual,) = actual
+    return actual
