@@ -36,7 +36,8 @@ class Epilogue:
 
         if self.activation is None:
             return value
-        value = tirx.max(value, constant(0.0))
+        # comparisons, not max/min: a NaN stays NaN, as in PyTorch
+        value = tirx.Select(value < constant(0.0), constant(0.0), value)
         if self.activation == "relu6":
-            value = tirx.min(value, constant(6.0))
+            value = tirx.Select(value > constant(6.0), constant(6.0), value)
         return value
