@@ -28,6 +28,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from schedules.dense.conv2d import conv2d_weight_packing
 from schedules.dense.space import dense_schedule_rules
+from tvm_sparse.relax_utils import workload_module
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,16 @@ class ApplyTunedSchedules:
     """
 
     def transform_module(self, mod, _ctx):
-        if ms.database.Database.current() is None:
+        database = ms.database.Database.current()
+        if database is None:
             return mod
+        functions = [func for func in mod.functions.values()
+                     if isinstance(func, tvm.tirx.PrimFunc) and not (func.attrs and func.attrs.get("tirx.is_scheduled"))]
+        if len(database) and functions and not any(database.has_workload(workload_module(func)) for func in functions):
+            logger.warning("the tuning logs hold none of this model's dense functions (logs of another model or "
+                           "input shape?); they get untuned schedules")
         return relax.transform.MetaScheduleApplyDatabase()(mod)
+
 
 
 def _call_sites(mod):

@@ -60,3 +60,38 @@ def test_a_model_without_weights_compiles_with_its_empty_params():
             return torch.relu(x) * 2.0
 
     _compiled_matches_torch(Scaled().eval(), torch.randn(2, 3, 4, 4))
+
+
+def _conv_and_params():
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1)).eval()
+    return tvm_sparse.from_torch(model, torch.randn(1, 8, 6, 6))
+
+
+@pytest.mark.parametrize("plan, message", [
+    ([("0.weight", "bsr")], "a plan is a dict"),
+    ({"0.weight": {"scheme": "bsr"}}, "is not a scheme"),
+    ("/nonexistent/plan.json", "no plan file"),
+])
+def test_a_plan_of_the_wrong_kind_is_refused_by_name(plan, message):
+    from tvm_sparse.plan import PlanError
+
+    mod, params = _conv_and_params()
+    with pytest.raises(PlanError, match=message):
+        tvm_sparse.compile(mod, params, target="llvm", plan=plan)
+
+
+def test_a_plan_without_its_weights_is_refused():
+    from tvm_sparse.plan import BlockPunchedScheme, PlanError
+
+    mod, _ = _conv_and_params()
+    with pytest.raises(PlanError, match="needs the weights"):
+        tvm_sparse.compile(mod, None, target="llvm", plan={"0.weight": BlockPunchedScheme(block=(4, 1))})
+
+
+def test_a_plan_file_is_read_from_its_path(tmp_path):
+    from tvm_sparse.plan import BlockPunchedScheme, save_plan
+
+    mod, params = _conv_and_params()
+    save_plan({"0.weight": BlockPunchedScheme(block=(4, 1))}, tmp_path / "plan.json")
+    compiled = tvm_sparse.compile(mod, params, target="llvm", plan=tmp_path / "plan.json")
+    assert [d.kernel for d in compiled.report] == ["block_punched_conv2d"]

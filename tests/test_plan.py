@@ -117,6 +117,15 @@ def test_plan_json_and_file_round_trip(tmp_path):
         ('{"a.weight": {"scheme": "bsr", "blocks": [4, 4]}}', r"a.weight: bsr: unknown field\(s\) \['blocks'\]"),
         ('{"a.weight": {"sparsity": 0.5}}', "a.weight: a scheme config must be a dict with a 'scheme' key"),
         ('{"a.weight": {"scheme": "pattern", "entries": 7}}', "a.weight: pattern: entries"),
+        ('{"a.weight": {"scheme": "bsr", "block": 4, "sparsity": 0.5}}', "a.weight: bsr: block must be two positive integers, got 4"),
+        ('{"a.weight": {"scheme": "bsr", "block": null, "sparsity": 0.5}}', "a.weight: bsr: block must be two positive integers, got None"),
+        ('{"a.weight": {"scheme": "block_punched", "block": "4x1"}}', "block must be two positive integers, got '4x1'"),
+        ('{"a.weight": {"scheme": "block_punched", "block": [4.0, 1]}}', r"block must be two positive integers, got \[4.0, 1\]"),
+        ('{"a.weight": {"scheme": "block_punched", "sparsity": NaN}}', "a.weight: block_punched: sparsity must be a number in \\[0, 1\\), got nan"),
+        ('{"a.weight": {"scheme": "block_punched", "sparsity": "0.5"}}', "sparsity must be a number"),
+        ('{"a.weight": {"scheme": "pattern", "connectivity": Infinity}}', "connectivity must be a number in"),
+        ('{"a.weight": {"scheme": ["bsr"]}}', r"a.weight: unknown scheme \['bsr'\]"),
+        ('{"a.weight": "bsr"}', "a scheme config must be a dict"),
     ],
 )
 def test_malformed_plans_raise(text, message):

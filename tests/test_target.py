@@ -73,6 +73,7 @@ def test_this_machine_gets_its_own_cpu_unless_told_otherwise():
         ("", "empty"),
         ("lvm -mtriple=aarch64", "'lvm'"),
         ("llvm -mtriple=aarch64 -mcpu=cortex-zz", "-mcpu=cortex-zz"),
+        ("llvm -mcpu=foo", "for this machine's triple x86_64"),
         ("llvm -bogus=1", "-bogus"),
         ("llvm -num-cores=four", "-num-cores=four"),
         ("llvm mtriple=aarch64", "'mtriple=aarch64'"),

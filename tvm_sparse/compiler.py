@@ -16,9 +16,8 @@ from relay_passes.layer_chains import weight_names
 from relay_passes.route_sparse import RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from schedules.sparse_cpu.direct_conv import BUILD_CONFIG as SPARSE_KERNEL_BUILD_CONFIG
-from tvm_sparse.checks import check_params
-from tvm_sparse.plan import verify_plan
-from tvm_sparse.relax_utils import bind_params, to_numpy, unpack_outputs
+from tvm_sparse.checks import check_params, checked_plan
+from tvm_sparse.relax_utils import bind_params, unpack_outputs
 from tvm_sparse.target import AARCH64_LINUX_CXX, default_cross_compiler, is_aarch64, parse_target
 
 logger = logging.getLogger(__name__)
@@ -179,8 +178,9 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
         Host of a GPU target (default for Mali/Adreno: aarch64 Linux).
     sparse : bool
         Run the sparse passes (default); ``False`` compiles every layer dense.
-    plan : dict[str, scheme], optional
-        A pruning plan (:mod:`tvm_sparse.plan`) keyed by weight name. It is verified against
+    plan : dict[str, scheme] or str or os.PathLike, optional
+        A pruning plan (:mod:`tvm_sparse.plan`) keyed by weight name, or a plan file written by
+        :func:`tvm_sparse.plan.save_plan`. It is verified against
         ``params`` first (a mismatch raises ``PlanError`` naming the layer); the layers it names
         get their scheme's kernel whatever the rules' thresholds.
     rules : relay_passes.sparse_rules.SparseRules, optional
@@ -196,13 +196,12 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
     """
     target = parse_target(target, host)
     check_params(mod, params)
-    if plan:
-        verify_plan(plan, {name: to_numpy(value) for name, value in (params or {}).items()})
+    plan = checked_plan(plan, params) if plan is not None else None
     names = weight_names(mod["main"])
     if params:
         mod = bind_params(mod, params)
     inputs = [TensorSpec(p.name, tuple(int(d) for d in p.ty.shape), str(p.ty.dtype)) for p in mod["main"].params]
-    logs = _load_tuning_logs(tuning_logs)
+    logs = _load_tuning_logs(tuning_logs, target)
     router = RouteSparseLayers(target, rules or SparseRules(), plan, names,
                                kernel_configs=logs.kernel_config if logs else None) if sparse else None
     logger.info("compiling for %s", target)
@@ -214,12 +213,12 @@ def compile(mod, params=None, target="llvm", host=None, *, sparse=True, plan=Non
     return CompiledModel(executable, target, inputs, list(router.report) if router else [])
 
 
-def _load_tuning_logs(path):
+def _load_tuning_logs(path, target):
     if path is None:
         return None
     from tvm_sparse.tuning import load_tuning_logs  # noqa: PLC0415 - MetaSchedule only when asked for
 
-    return load_tuning_logs(path)
+    return load_tuning_logs(path, target)
 
 
 def _compile_context():

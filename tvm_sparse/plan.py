@@ -44,12 +44,10 @@ def _check_fraction(scheme, name, value):
 
 def _checked_block(scheme, block):
     """``block`` as a tuple of two positive ints, else SchemeError."""
-    try:
-        block = tuple(block)
-    except TypeError:
-        block = (block,)
+    given = block
+    block = tuple(block) if isinstance(block, (tuple, list)) else (block,)
     if len(block) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block):
-        raise SchemeError(f"{scheme}: block must be two positive integers, got {block!r}")
+        raise SchemeError(f"{scheme}: block must be two positive integers, got {given!r}")
     return block
 
 
@@ -259,15 +257,13 @@ def scheme_from_dict(config):
         raise SchemeError(f"a scheme config must be a dict with a 'scheme' key, got {config!r}")
     fields = dict(config)
     name = fields.pop("scheme")
-    if name not in SCHEMES:
+    if not isinstance(name, str) or name not in SCHEMES:
         raise SchemeError(f"unknown scheme {name!r}; known: {sorted(SCHEMES)}")
     cls = SCHEMES[name]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise SchemeError(f"{name}: unknown field(s) {unknown}; known: {sorted(known)}")
-    if "block" in fields:
-        fields["block"] = tuple(fields["block"])
     return cls(**fields)
 
 

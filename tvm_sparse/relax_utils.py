@@ -59,3 +59,8 @@ def bind_params(mod, params):
                              f"but main expects {expected.dtype}{list(shape)}")
         arrays[name] = tvm.runtime.tensor(array)
     return relax.transform.BindParams("main", arrays)(mod)
+
+
+def workload_module(func):
+    """A PrimFunc as the one-function module MetaSchedule keys its tuning records by."""
+    return tvm.IRModule({"main": func.with_attr("global_symbol", "main")})

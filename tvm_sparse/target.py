@@ -161,7 +161,7 @@ def _convert(name, value, type_name, text):
 def _check_cpu(cpu_target, original):
     mcpu = cpu_target.attrs.get("mcpu")
     if mcpu and mcpu not in codegen.llvm_get_cpu_archlist(cpu_target):
-        triple = cpu_target.attrs.get("mtriple")
+        triple = cpu_target.attrs.get("mtriple") or f"this machine's triple {codegen.llvm_get_system_triple()}"
         raise TargetError(f"-mcpu={mcpu} in {_describe(original)} is not a CPU LLVM knows for {triple}")
 
 

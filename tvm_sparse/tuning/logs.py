@@ -97,13 +97,20 @@ class SparseRecords:
     Parameters
     ----------
     path : str
+    target : str, optional
+        The slug of the target measured on (:func:`tvm_sparse.target.target_slug`), stored in the
+        file; a file of another target raises :class:`TuningLogError`.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, target=None):
         self.path = path
+        self.target = target
         self.records = []
         if os.path.exists(path):
-            self.records = _load_sparse_records(path)
+            self.target, self.records = _load_sparse_records(path)
+            if target is not None and self.target not in (None, target):
+                raise TuningLogError(f"{path} was tuned for {self.target}, not {target}")
+            self.target = self.target or target
 
     def measured(self, key, config):
         """Whether a valid measurement of ``config`` for layer ``key`` is recorded."""
@@ -116,7 +123,7 @@ class SparseRecords:
                              "seconds": seconds, "error": error})
         folder = os.path.dirname(self.path) or "."
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
-            json.dump({"format": 1, "records": self.records}, handle, indent=1)
+            json.dump({"format": 1, "target": self.target, "records": self.records}, handle, indent=1)
         os.chmod(handle.name, 0o644)
         os.replace(handle.name, self.path)
 
@@ -142,6 +149,7 @@ def _load_sparse_records(path):
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
         records = data["records"]
+        target = data.get("target")  # absent in files written before it was recorded
         for record in records:
             _config_from_json(record["config"])
             if record["error"] is None:
@@ -149,7 +157,7 @@ def _load_sparse_records(path):
             str(record["layer"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TuningLogError(f"{path} is not a readable sparse-kernel log: {type(error).__name__}: {error}") from error
-    return records
+    return target, records
 
 
 @dataclass
@@ -175,20 +183,47 @@ class TuningLogs:
         return self.database if self.database is not None else contextlib.nullcontext()
 
 
-def load_tuning_logs(path):
+def records_for_target(database, target):
+    """``database`` restricted to the records tuned for ``target`` (a MemoryDatabase), and the other targets' slugs.
+
+    MetaSchedule looks a function up by workload alone, so a folder holding records of another
+    target would hand that target's schedules to this one.
+    """
+    from tvm_sparse.target import target_slug  # noqa: PLC0415
+
+    wanted = target_slug(target)
+    records = database.get_all_tuning_records()
+    foreign = sorted({target_slug(r.target) for r in records} - {wanted})
+    if not foreign:
+        return database, []
+    kept = ms.database.MemoryDatabase()
+    for record in records:
+        if target_slug(record.target) == wanted:
+            workload = kept.commit_workload(record.workload.mod)
+            kept.commit_tuning_record(ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target,
+                                                               record.args_info))
+    return kept, foreign
+
+
+def load_tuning_logs(path, target=None):
     """Read a log folder for ``compile``; never raises for bad logs.
 
-    A missing folder or files, or unreadable ones, are logged as a warning naming the problem and
-    give empty logs (untuned schedules); a readable part is still used.
+    A missing folder or files, unreadable ones, or records tuned for another target than
+    ``target`` are logged as a warning naming the problem and left out (untuned schedules); a
+    readable part is still used.
 
     Parameters
     ----------
     path : str or os.PathLike
+    target : tvm.target.Target, optional
+        The target compiled for; records of other targets are ignored.
 
     Returns
     -------
     TuningLogs
     """
+    from tvm_sparse.target import target_slug  # noqa: PLC0415
+
     path = os.fspath(path)
     logs = TuningLogs()
     if not os.path.isdir(path):
@@ -200,10 +235,15 @@ def load_tuning_logs(path):
             logs.database = open_database(path, allow_missing=False)
         except TuningLogError as error:
             logger.warning("tuning logs: %s; dense functions get untuned schedules", error)
+    if logs.database is not None and target is not None:
+        logs.database, foreign = records_for_target(logs.database, target)
+        if foreign:
+            logger.warning("tuning logs %s: records tuned for %s are ignored when compiling for %s",
+                           path, ", ".join(foreign), target_slug(target))
     sparse_path = os.path.join(path, SPARSE_FILE)
     if os.path.exists(sparse_path):
         try:
-            logs.sparse_configs = SparseRecords(sparse_path).best()
+            logs.sparse_configs = SparseRecords(sparse_path, target_slug(target) if target is not None else None).best()
         except TuningLogError as error:
             logger.warning("tuning logs: %s; sparse kernels get their default knobs", error)
     if logs.database is None and not logs.sparse_configs:

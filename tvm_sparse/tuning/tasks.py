@@ -17,7 +17,7 @@ from relay_passes.layer_chains import weight_names
 from relay_passes.route_sparse import KernelCall, RouteSparseLayers
 from relay_passes.sparse_rules import SparseRules
 from schedules.dense.space import dense_schedule
-from tvm_sparse.relax_utils import bind_params
+from tvm_sparse.relax_utils import bind_params, workload_module
 from tvm_sparse.tuning.logs import layer_key
 
 
@@ -83,7 +83,7 @@ def dense_tasks(mod, target):
     for gvar, func in mod.functions_items():
         if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled"):
             continue
-        task_mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        task_mod = workload_module(func)
         if not has_knobs(task_mod["main"], target):
             continue
         digest = structural_hash(task_mod)

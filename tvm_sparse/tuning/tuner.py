@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from tvm.s_tir import meta_schedule as ms
 
 from tvm_sparse.runtime_threads import default_thread_count
-from tvm_sparse.target import default_cross_compiler, parse_target
+from tvm_sparse.target import default_cross_compiler, parse_target, target_slug
 from tvm_sparse.tuning.finalists import confirm_dense
-from tvm_sparse.tuning.logs import SPARSE_FILE, SparseRecords, is_valid, open_database
+from tvm_sparse.tuning.logs import SPARSE_FILE, SparseRecords, TuningLogError, is_valid, open_database, records_for_target
 from tvm_sparse.tuning.progress import TuningProgress
 from tvm_sparse.tuning.runners import MeasureRunners, build_function, export_with
 from tvm_sparse.tuning.search import tune_dense
@@ -105,7 +105,11 @@ def tune(mod, params, target="llvm", *, log_dir, trials=64, sparse_trials=3, rpc
     log_dir = os.fspath(log_dir)
     os.makedirs(log_dir, exist_ok=True)
     database = open_database(log_dir)
-    records = SparseRecords(os.path.join(log_dir, SPARSE_FILE))
+    _, foreign = records_for_target(database, target)
+    if foreign:
+        raise TuningLogError(f"{log_dir} holds records tuned for {', '.join(foreign)}; tune for "
+                             f"{target_slug(target)} into another folder")
+    records = SparseRecords(os.path.join(log_dir, SPARSE_FILE), target_slug(target))
     dense_tasks, sparse_tasks = extract_tasks(mod, params, target, plan=plan, rules=rules, sparse=sparse)
     logger.info("tuning %d dense functions and %d sparse layers for %s", len(dense_tasks), len(sparse_tasks), target)
 
