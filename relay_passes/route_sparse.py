@@ -11,6 +11,7 @@ A layer it cannot accelerate is left to TVM's dense path with the reason logged;
 a :class:`LayerDecision` in ``report``.
 """
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
 from schedules import registry
 from schedules.epilogue import Epilogue
 from schedules.kernel_table import table_argument
+from schedules.sparse_cpu.space import within_code_ceiling
 from schedules.target_info import target_family
 from tvm_sparse.formats import PatternWeight
 
@@ -176,6 +178,10 @@ class _Router(PyExprMutator):
         kernel_call = kernel_func = None
         if kernel is not None:
             kernel_call = self._kernel_call(chain, op, structure, kernel)
+            if kernel_call.config is not None and not within_code_ceiling(kernel_call.config, structure.sparse,
+                                                                          self.options.target):
+                kernel_call = dataclasses.replace(kernel_call, config=None)
+                reason = f"{reason}; its tuned knobs ignored (literal code beyond the target's code ceiling)"
             try:
                 kernel_func = kernel_call.prim_func(self.options.target, kernel_call.config, name=_kernel_name(chain))
             except (ValueError, NotImplementedError, RuntimeError) as error:

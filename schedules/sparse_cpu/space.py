@@ -273,3 +273,16 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
     aligned = lambda c: c.tap_copies or c.im2col or c.register_shifts  # noqa: E731
     return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen != "specialized", not aligned(c),
                                                           -c.filters * c.rows * c.vectors))[:11]
+
+
+def within_code_ceiling(config, weight, target):
+    """Whether ``config``'s code for ``weight`` stays under the target profile's ``code_budget_ceiling``.
+
+    Only literal-weight code (``codegen="specialized"``) grows with the weights; a config a
+    tuning log hands over beyond the ceiling would compile for minutes.
+    """
+    if getattr(config, "codegen", None) != "specialized":
+        return True
+    size = estimated_code_size(stored_terms(weight), config.rows, config.vectors)
+    return size <= profile_for(as_target(target)).code_budget_ceiling
+

@@ -1,5 +1,7 @@
 """RouteSparseLayers: which calls are rewritten, numerics against PyTorch, fallbacks with reasons, plans."""
 
+import dataclasses
+
 import pytest
 import torch
 import tvm
@@ -188,3 +190,22 @@ def test_a_layer_whose_kernel_cannot_be_generated_is_declined_and_stays_dense(mo
         expected = model(example).numpy()
     compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), "llvm", rules=LOOSE)
     assert relative_error(compiled.run(example), expected) < 1e-5
+
+
+def test_tuned_knobs_beyond_the_code_ceiling_are_ignored_with_the_reason(monkeypatch):
+    """A tuning log's literal-code config too large to compile quickly gives way to the kernel's default."""
+    from schedules import profiles
+    from schedules.sparse_cpu.config import SpecializedConvConfig
+
+    model, example = sparse_residual_block()
+    mod, params = tvm_sparse.from_torch(model, example)
+    target = parse_target("llvm")
+    profile = profiles.profile_for(target)
+    monkeypatch.setattr("schedules.sparse_cpu.space.profile_for",
+                        lambda _target: dataclasses.replace(profile, code_budget_default=1, code_budget_tuning=1,
+                                                                code_budget_ceiling=1))
+    huge = SpecializedConvConfig(lanes=4, vectors=2, rows=4, codegen="specialized")
+    router = RouteSparseLayers(target, LOOSE, None, weight_names(mod["main"]), kernel_configs=lambda *args: huge)
+    build_pipeline(target, [router], until="sparse")(bind_params(mod, params))
+    sparse = [d for d in router.report if d.decision == "sparse"]
+    assert sparse and all("tuned knobs ignored" in d.reason and d.call.config is None for d in sparse)
