@@ -166,6 +166,9 @@ class _Router(PyExprMutator):
             weight = weight_expr.value.numpy()
             if op == "linear":
                 weight = weight.T  # matmul(x, W^T): back to the [out, in] layout of the formats
+            if not np.isfinite(weight).all():
+                problem = "the weight holds NaN or infinity (the sparse formats store finite values; dense propagates them as PyTorch)"
+        if problem is None:
             structure = self._structure(chain.name, weight)
             out_shape = static_shape(chain.var)
             macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))

@@ -46,6 +46,10 @@ def test_wrong_inputs_are_named(compiled_resnet18):
         compiled_resnet18(np.zeros((1, 3, 32, 32), "float64"))
     with pytest.raises(ValueError, match="takes 1 input"):
         compiled_resnet18()
+    with pytest.raises(ValueError, match="'x' is a meta tensor"):
+        compiled_resnet18(torch.randn(1, 3, 32, 32, device="meta"))
+    channels_last = torch.randn(1, 3, 32, 32).to(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(compiled_resnet18(channels_last), compiled_resnet18(channels_last.contiguous()))
 
 
 def test_wrong_params_are_named(resnet18_relax):

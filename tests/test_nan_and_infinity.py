@@ -3,7 +3,7 @@
 A dense layer (and ReLU, ReLU6, hard-swish, max and average pooling) propagates them exactly as
 PyTorch does. A sparse kernel computes only the weights it keeps: where PyTorch evaluates
 ``0 * inf = nan`` for a pruned weight, the kernel has no product at all, so its reference is the
-convolution over the kept weights only.
+convolution over the kept weights only. A weight holding NaN or infinity is never sparse.
 """
 
 import numpy as np
@@ -80,4 +80,27 @@ def test_a_sparse_kernel_propagates_through_its_kept_weights(kernel, activation,
     compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, x), target="llvm", rules=SparseRules(min_macs=0))
     assert compiled.report[0].kernel != "tvm dense", "the layer ran on a sparse kernel"
     expected = _kept_weights_only(conv, activation, x)
+    np.testing.assert_allclose(compiled(x), expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def _block_sparse_conv(seed):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.mul_((torch.rand(2, 16, 3, 3) > 0.75).float().repeat_interleave(8, 0))
+    return conv
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_sparse_layer_with_a_non_finite_weight_stays_dense_and_propagates_it(value):
+    conv = _block_sparse_conv(4)
+    with torch.no_grad():
+        conv.weight[tuple(conv.weight.nonzero()[0])] = value
+    model = nn.Sequential(conv, nn.ReLU()).eval()
+    x = torch.randn(1, 16, 6, 6)
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, x), target="llvm", rules=SparseRules(min_macs=0))
+    (decision,) = compiled.report
+    assert decision.kernel == "tvm dense" and "holds NaN or infinity" in decision.reason
+    expected = model(x).detach().numpy()
+    assert not np.isfinite(expected).all()
     np.testing.assert_allclose(compiled(x), expected, rtol=1e-5, atol=1e-5, equal_nan=True)

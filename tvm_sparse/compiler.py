@@ -65,7 +65,7 @@ class CompiledModel:
 
         Parameters
         ----------
-        inputs : sequence of array-like (numpy arrays or torch tensors)
+        inputs : sequence of array-like (numpy arrays or torch tensors; those on another device are copied)
 
         Returns
         -------
@@ -81,6 +81,8 @@ class CompiledModel:
             raise ValueError(f"the model takes {len(self.inputs)} input(s) ({names}), got {len(inputs)}")
         arrays = []
         for value, spec in zip(inputs, self.inputs):
+            if getattr(value, "is_meta", False):
+                raise ValueError(f"input {spec.name!r} is a meta tensor: it has no data to run on")
             array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
             if tuple(array.shape) != spec.shape:
                 raise ValueError(f"input {spec.name!r} must have shape {spec.shape}, got {tuple(array.shape)}")
