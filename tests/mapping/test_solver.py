@@ -1,0 +1,51 @@
+"""The knapsack solver finds the brute-force optimum on small random instances, and names an infeasible budget."""
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tvm_sparse.mapping.solver import InfeasibleBudget, solve
+
+
+def _brute_force(groups, budget):
+    best = None
+    for choice in itertools.product(*(range(len(options)) for options in groups)):
+        cost = sum(groups[g][k][0] for g, k in enumerate(choice))
+        weight = sum(groups[g][k][1] for g, k in enumerate(choice))
+        if weight <= budget and (best is None or cost < best - 1e-9):
+            best = cost
+    return best
+
+
+options = st.lists(st.tuples(st.floats(0, 100, allow_nan=False), st.integers(0, 50)), min_size=1, max_size=4)
+
+
+@given(groups=st.lists(options, min_size=1, max_size=5), slack=st.integers(0, 120))
+@settings(max_examples=200, deadline=None)
+def test_integer_weights_give_the_brute_force_optimum(groups, slack):
+    budget = sum(min(w for _, w in group) for group in groups) + slack
+    solution = solve(groups, budget)
+    assert solution.weight <= budget
+    assert solution.cost == pytest.approx(_brute_force(groups, budget), abs=1e-6)
+
+
+real_options = st.lists(st.tuples(st.floats(0, 100, allow_nan=False), st.floats(0, 5, allow_nan=False)), min_size=1,
+                        max_size=4)
+
+
+@given(groups=st.lists(real_options, min_size=1, max_size=4), slack=st.floats(0.5, 10))
+@settings(max_examples=100, deadline=None)
+def test_real_weights_stay_within_the_budget_and_near_the_optimum(groups, slack):
+    budget = sum(min(w for _, w in group) for group in groups) + slack
+    solution = solve(groups, budget, buckets=100000)
+    assert solution.weight <= budget + 1e-9
+    # rounding weights up loses at most choices within one step per group of the budget's edge
+    assert solution.cost >= _brute_force(groups, budget) - 1e-6
+    assert solution.cost <= _brute_force(groups, budget - len(groups) * budget / 100000) + 1e-6
+
+
+def test_an_infeasible_budget_is_refused_with_the_least_weight():
+    with pytest.raises(InfeasibleBudget, match="least total weight possible, 7"):
+        solve([[(1.0, 3), (2.0, 5)], [(0.0, 4)]], budget=6)

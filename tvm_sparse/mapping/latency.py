@@ -1,0 +1,219 @@
+"""The latency table: each distinct (layer signature, candidate) compiled by ``compile`` and timed on the target.
+
+A candidate's layer is the model's own layer alone (its weight pruned to the candidate by
+magnitude, its bias), compiled with the candidate as its plan, so the router builds the very
+kernel ``compile`` would; the dense candidate is the layer unpruned. The whole dense model is
+timed once, and what its layers do not explain is the *remainder* (pooling, element-wise tails,
+the VM): a mapped model is predicted at the remainder plus its layers' entries.
+
+The table is a JSON file (``tuning_logs/<model>/<target>/latency_table.json`` by convention),
+written after each measurement: a run that stops (a lost device) resumes where it stopped and
+never measures an entry twice.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from tvm_sparse.mapping.keys import candidate_key
+from tvm_sparse.pruning.masks import compute_mask
+
+TABLE_FILE = "latency_table.json"
+
+
+class LatencyTableError(ValueError):
+    """A latency table file that cannot be used (unreadable, or measured on another target)."""
+
+
+def signature_key(layer):
+    """A layer signature as a JSON string, the table's row key."""
+    return json.dumps([list(part) if isinstance(part, tuple) else part for part in layer.signature])
+
+
+@dataclass
+class LatencyTable:
+    """Milliseconds per (layer signature, candidate) on one target, and the whole dense model's.
+
+    Attributes
+    ----------
+    target : str
+        The target's slug (:func:`tvm_sparse.target.target_slug`).
+    entries : dict[str, dict[str, float]]
+        ``{signature_key: {candidate_key: milliseconds}}``.
+    dense_model_ms : float or None
+    path : str or None
+        Where the table is saved after each measurement (None: kept in memory).
+    """
+
+    target: str
+    entries: dict = field(default_factory=dict)
+    dense_model_ms: float = None
+    path: str = None
+
+    @classmethod
+    def open(cls, path, target):
+        """The table at ``path`` (a file or a folder holding :data:`TABLE_FILE`), or a new one for ``target``."""
+        from tvm_sparse.target import target_slug  # noqa: PLC0415
+
+        path = os.fspath(path)
+        if os.path.isdir(path) or not path.endswith(".json"):
+            path = os.path.join(path, TABLE_FILE)
+        slug = target_slug(target)
+        if not os.path.exists(path):
+            return cls(slug, path=path)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            table = cls(data["target"], {row: {k: float(v) for k, v in cells.items()}
+                                         for row, cells in data["entries"].items()},
+                        data.get("dense_model_ms"), path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise LatencyTableError(f"{path} is not a readable latency table: {type(error).__name__}: {error}") from error
+        if table.target != slug:
+            raise LatencyTableError(f"{path} was measured on {table.target}, not {slug}")
+        return table
+
+    def get(self, layer, scheme):
+        """The entry of ``layer``'s signature with ``scheme`` (None: dense), or None when not measured."""
+        return self.entries.get(signature_key(layer), {}).get(candidate_key(scheme))
+
+    def put(self, layer, scheme, milliseconds):
+        self.entries.setdefault(signature_key(layer), {})[candidate_key(scheme)] = float(milliseconds)
+        self.save()
+
+    def remainder_ms(self, layers):
+        """What the dense model's time leaves once its layers' dense entries are taken out."""
+        return self.dense_model_ms - sum(self.get(layer, None) for layer in layers)
+
+    def predict_ms(self, layers, schemes):
+        """The predicted latency of the model whose layers take ``schemes`` (a dict by layer name)."""
+        return self.remainder_ms(layers) + sum(self.get(layer, schemes.get(layer.name)) for layer in layers)
+
+    def save(self):
+        if self.path is None:
+            return
+        folder = os.path.dirname(self.path) or "."
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
+            json.dump({"format": 1, "target": self.target, "dense_model_ms": self.dense_model_ms,
+                       "entries": self.entries}, handle, indent=1, sort_keys=True)
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, self.path)
+
+
+def layer_module(model, layer, scheme):
+    """``layer`` of ``model`` alone as a module (its weight pruned to ``scheme`` by magnitude), and its plan."""
+    module = model.get_submodule(layer.name.rsplit(".", 1)[0])
+    if layer.op == "conv2d":
+        alone = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                          module.dilation, module.groups, module.bias is not None)
+    else:
+        alone = nn.Linear(module.in_features, module.out_features, module.bias is not None)
+    alone.load_state_dict(module.state_dict())
+    plan = {}
+    if scheme is not None:
+        with torch.no_grad():
+            mask, scheme = compute_mask(scheme, alone.weight.detach() ** 2)
+            alone.weight.mul_(mask)
+        plan = {"weight": scheme}
+    return alone.eval(), plan
+
+
+class Timer:
+    """Times a compiled model here (``time_evaluator`` on this CPU) or on a device behind a tracker.
+
+    Parameters
+    ----------
+    rpc : tuple (tracker address, key) or None
+        A device behind an RPC tracker (``(("host", 9190), "emu-aarch64")``); None: this machine.
+    number, repeat : int
+        Runs per measurement and measurements; the median of the repeats is the entry.
+    min_repeat_ms : int
+        Here, each measurement runs at least this long (more runs for a fast layer).
+    """
+
+    def __init__(self, rpc=None, number=5, repeat=7, min_repeat_ms=20):
+        self.rpc = rpc
+        self.number = number
+        self.repeat = repeat
+        self.min_repeat_ms = min_repeat_ms
+
+    def milliseconds(self, compiled, example):
+        if self.rpc is not None:
+            from tvm_sparse.rpc import RemoteModel, request_device  # noqa: PLC0415
+
+            tracker, key = self.rpc
+            return float(np.median(RemoteModel(compiled, request_device(tracker, key)).time(
+                example, number=self.number, repeat=self.repeat)))
+        import tvm  # noqa: PLC0415
+
+        vm = compiled.virtual_machine()
+        device = tvm.cpu()
+        inputs = [tvm.runtime.tensor(array, device) for array in compiled.check_inputs((example,))]
+        vm["main"](*inputs)  # warm-up: the first run pays for the thread pool and cold caches
+        evaluator = vm.time_evaluator("main", device, number=self.number, repeat=self.repeat,
+                                      min_repeat_ms=self.min_repeat_ms)
+        return float(np.median(evaluator(*inputs).results)) * 1e3
+
+
+def _compiled(module, example, target, plan):
+    import tvm_sparse  # noqa: PLC0415
+    from relay_passes.sparse_rules import SparseRules  # noqa: PLC0415
+
+    mod, params = tvm_sparse.from_torch(module, example)
+    return tvm_sparse.compile(mod, params, target=target, plan=plan or None, rules=SparseRules(min_macs=0))
+
+
+def measure_table(model, example, layers, candidates, target, table, timer=None, progress=None):
+    """Fill ``table`` with every (distinct signature, candidate) it lacks, and the dense model's time.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The dense model (the layers' weights are pruned on copies).
+    example : torch.Tensor
+    layers : sequence of tvm_sparse.mapping.layers.Layer
+    candidates : dict[str, list]
+        Candidates per layer name (:func:`tvm_sparse.mapping.candidates.candidates_for`).
+    target : tvm.target.Target
+    table : LatencyTable
+    timer : Timer, optional
+    progress : callable, optional
+        ``progress(done, total)`` after each entry (measured or found in the table).
+
+    Returns
+    -------
+    int
+        Entries measured in this call (entries already in the table are not measured again).
+    """
+    timer = timer or Timer()
+    firsts = {}
+    for layer in layers:
+        firsts.setdefault(layer.signature, layer)
+    work = [(layer, scheme) for layer in firsts.values() for scheme in candidates[layer.name]]
+    total = len(work) + 1
+    measured = 0
+    for done, (layer, scheme) in enumerate(work, 1):
+        if table.get(layer, scheme) is None:
+            module, plan = layer_module(model, layer, scheme)
+            table.put(layer, scheme, timer.milliseconds(_compiled(module, _input_of(layer), target, plan),
+                                                        _input_of(layer)))
+            measured += 1
+        if progress:
+            progress(done, total)
+    if table.dense_model_ms is None:
+        table.dense_model_ms = timer.milliseconds(_compiled(model, example, target, None), example)
+        table.save()
+        measured += 1
+    if progress:
+        progress(total, total)
+    return measured
+
+
+def _input_of(layer):
+    return torch.randn(*layer.input_shape, generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,87 @@
+"""How much accuracy each candidate costs each layer: the loss increase when only that layer is pruned.
+
+For every layer and candidate the layer's weight is pruned by magnitude to the candidate (the
+others stay dense), the loss on a few calibration batches is measured, and the weight restored;
+the sensitivity is the increase over the dense model's loss (never below 0). Summed over layers
+it is the search's accuracy cost: additive, as the knapsack needs, and cheap (one forward pass
+per batch and candidate). ``method="first_order"`` instead sums ``(w * dL/dw)**2`` over the
+weights a candidate removes (the importance ClickTrain prunes by): one backward pass in all.
+"""
+
+import torch
+
+from tvm_sparse.mapping.keys import candidate_key
+from tvm_sparse.pruning.masks import compute_mask
+
+METHODS = ("loss", "first_order")
+
+
+def _loss(model, batches, loss_fn):
+    with torch.no_grad():
+        return sum(float(loss_fn(model(x), y)) for x, y in batches) / len(batches)
+
+
+def sensitivities(model, layers, candidates, batches, method="loss", loss_fn=None):
+    """``{layer name: {candidate key: accuracy cost}}`` of every candidate of every layer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The dense model, in eval mode; its weights are restored after each trial.
+    layers : sequence of tvm_sparse.mapping.layers.Layer
+    candidates : dict[str, list]
+        Candidates per layer name.
+    batches : sequence of (torch.Tensor, torch.Tensor)
+        Calibration inputs and labels (a few batches of the user's data).
+    method : str
+        ``"loss"`` (loss increase, one forward pass per batch and candidate) or ``"first_order"``.
+    loss_fn : callable, optional
+        ``loss_fn(logits, labels)``; cross entropy by default.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown sensitivity method {method!r}; choose one of {METHODS}")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("sensitivities need at least one calibration batch")
+    loss_fn = loss_fn or torch.nn.functional.cross_entropy
+    parameters = dict(model.named_parameters())
+    if method == "first_order":
+        return _first_order(model, layers, candidates, batches, loss_fn, parameters)
+    base = _loss(model, batches, loss_fn)
+    result = {}
+    for layer in layers:
+        weight = parameters[layer.name]
+        saved = weight.detach().clone()
+        costs = {}
+        for scheme in candidates[layer.name]:
+            if scheme is None:
+                costs[candidate_key(None)] = 0.0
+                continue
+            mask, _ = compute_mask(scheme, saved ** 2)
+            with torch.no_grad():
+                weight.copy_(saved * mask)
+            costs[candidate_key(scheme)] = max(0.0, _loss(model, batches, loss_fn) - base)
+        with torch.no_grad():
+            weight.copy_(saved)
+        result[layer.name] = costs
+    return result
+
+
+def _first_order(model, layers, candidates, batches, loss_fn, parameters):
+    model.zero_grad()
+    for x, y in batches:
+        (loss_fn(model(x), y) / len(batches)).backward()
+    result = {}
+    for layer in layers:
+        weight = parameters[layer.name].detach()
+        importance = (weight * parameters[layer.name].grad.detach()) ** 2
+        costs = {}
+        for scheme in candidates[layer.name]:
+            if scheme is None:
+                costs[candidate_key(None)] = 0.0
+                continue
+            mask, _ = compute_mask(scheme, weight ** 2)
+            costs[candidate_key(scheme)] = float((importance * (1 - mask)).sum())
+        result[layer.name] = costs
+    model.zero_grad()
+    return result
