@@ -135,19 +135,24 @@ class Timer:
         Runs per measurement and measurements; the median of the repeats is the entry.
     min_repeat_ms : int
         Here, each measurement runs at least this long (more runs for a fast layer).
+    wait_s : float
+        Longest wait for a free device before a measurement fails (``TimeoutError``).
     """
 
-    def __init__(self, rpc=None, number=5, repeat=7, min_repeat_ms=20):
+    def __init__(self, rpc=None, number=5, repeat=7, min_repeat_ms=20, wait_s=60):
         self.rpc = rpc
+        self.wait_s = wait_s
         self.number = number
         self.repeat = repeat
         self.min_repeat_ms = min_repeat_ms
 
     def milliseconds(self, compiled, example):
         if self.rpc is not None:
-            from tvm_sparse.rpc import RemoteModel, request_device  # noqa: PLC0415
+            from tvm_sparse.rpc import RemoteModel, parse_address, request_device, wait_for_device  # noqa: PLC0415
 
             tracker, key = self.rpc
+            tracker = parse_address(tracker) if isinstance(tracker, str) else tuple(tracker)
+            wait_for_device(tracker, key, self.wait_s)
             return float(np.median(RemoteModel(compiled, request_device(tracker, key)).time(
                 example, number=self.number, repeat=self.repeat)))
         import tvm  # noqa: PLC0415

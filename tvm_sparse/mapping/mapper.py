@@ -10,6 +10,7 @@ from tvm_sparse.mapping.layers import find_layers
 from tvm_sparse.mapping.rules import map_by_rules
 from tvm_sparse.mapping.search import OBJECTIVES, layer_options, search
 from tvm_sparse.mapping.sensitivity import sensitivities
+from tvm_sparse.mapping.solver import InfeasibleBudget
 
 METHODS = ("rules", "search")
 
@@ -122,6 +123,8 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     if objective != "compression" and data is None:
         raise ValueError(f"{objective} is a budget on accuracy: pass calibration batches as data=")
     candidate_sets = {layer.name: (candidates or candidates_for)(layer, target) for layer in layers}
+    if objective == "compression":
+        _check_reachable(layers, candidate_sets, compression)
     if not isinstance(table, LatencyTable):
         table = LatencyTable.open(table, target) if table is not None else LatencyTable(_slug(target))
     measure_table(model, example, layers, candidate_sets, target, table, Timer(rpc), progress)
@@ -142,6 +145,15 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     plan = {name: option.scheme for name, option in chosen.items() if option.scheme is not None}
     predicted = remainder + sum(option.milliseconds for option in chosen.values())
     return Mapping(plan, tuple(report), predicted)
+
+
+def _check_reachable(layers, candidate_sets, compression):
+    """Refuse, before measuring anything, a compression no choice of candidates reaches."""
+    total = sum(layer.parameters for layer in layers)
+    least = sum(min(round(layer.parameters * density(s)) for s in candidate_sets[layer.name]) for layer in layers)
+    if total / least < compression:
+        raise InfeasibleBudget(f"compression {compression:g} is out of reach: the candidates keep at least "
+                               f"{least} of {total} weights ({total / least:.2f}x at most)")
 
 
 def _slug(target):

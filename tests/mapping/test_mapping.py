@@ -1,0 +1,176 @@
+"""Per-layer scheme mapping: the rules' decisions, the latency table (here, over RPC, resumed), and
+map -> prune -> compile giving PyTorch's output."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tvm_sparse
+from tvm_sparse.mapping.candidates import candidates_for
+from tvm_sparse.mapping.latency import LatencyTable, LatencyTableError, Timer, measure_table
+from tvm_sparse.mapping.layers import find_layers
+from tvm_sparse.mapping.mapper import map_schemes
+from tvm_sparse.mapping.solver import InfeasibleBudget
+from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, verify_plan
+from tvm_sparse.pruning.sparsifier import MagnitudeSparsifier
+
+
+class EveryKind(nn.Module):
+    """A stem, wide and narrow 3x3 layers, a 3x3 on a small map, 1x1, 5x5, depthwise, dilated, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.wide = nn.Conv2d(16, 32, 3, padding=1)
+        self.pointwise = nn.Conv2d(32, 32, 1)
+        self.five = nn.Conv2d(32, 32, 5, padding=2)
+        self.depthwise = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.dilated = nn.Conv2d(32, 32, 3, padding=2, dilation=2)
+        self.down = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+        self.small_map = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+        self.head = nn.Linear(64, 2048)
+        self.tiny_head = nn.Linear(2048, 10)
+
+    def forward(self, x):
+        for layer in (self.stem, self.wide, self.pointwise, self.five, self.depthwise, self.dilated, self.down,
+                      self.small_map):
+            x = torch.relu(layer(x))
+        return self.tiny_head(self.head(x.mean(dim=(2, 3))))
+
+
+@pytest.fixture(scope="module")
+def every_kind():
+    torch.manual_seed(0)
+    return EveryKind().eval(), torch.randn(1, 3, 16, 16)
+
+
+def test_rules_follow_the_documented_table(every_kind):
+    model, example = every_kind
+    mapping = map_schemes(model, example, "llvm -mcpu=rocketlake", "rules", compression=4)
+    rules = {row.name: row.reason.split(":")[0] for row in mapping.report}
+    assert rules == {"stem.weight": "R1", "wide.weight": "R4", "pointwise.weight": "R5", "five.weight": "R6",
+                     "depthwise.weight": "R1", "dilated.weight": "R1", "down.weight": "R4",
+                     "small_map.weight": "R3", "head.weight": "R5", "tiny_head.weight": "R2"}
+    assert isinstance(mapping.plan["wide.weight"], PatternScheme)
+    assert isinstance(mapping.plan["small_map.weight"], BlockPunchedScheme)
+    assert set(mapping.plan) == {name for name, rule in rules.items() if rule not in ("R1", "R2")}
+    layers = find_layers(model, example)
+    kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
+    assert sum(layer.parameters for layer in layers) / kept == pytest.approx(4, rel=0.02)
+
+
+def test_rules_refuse_a_compression_the_dense_layers_forbid(every_kind):
+    model, example = every_kind
+    with pytest.raises(ValueError, match="out of reach"):
+        map_schemes(model, example, "llvm", "rules", compression=1000)
+
+
+def _few(layer, target):
+    return candidates_for(layer, target, blocks=[(8, 1)], sparsities=(0.75,), patterns=((4, 0.5),))
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.body = nn.Conv2d(16, 16, 3, padding=1)
+        self.again = nn.Conv2d(16, 16, 3, padding=1)  # the same signature as body: measured once
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.again(torch.relu(self.body(torch.relu(self.stem(x))))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(1)
+    return Small().eval(), torch.randn(1, 3, 12, 12)
+
+
+def test_map_prune_compile_matches_pytorch(small, tmp_path):
+    model, example = small
+    data = [(torch.randn(4, 3, 12, 12), torch.randint(0, 10, (4,)))]
+    mapping = map_schemes(model, example, "llvm", "search", compression=2.5, candidates=_few, data=data,
+                          table=tmp_path)
+    layers = find_layers(model, example)
+    assert [row.name for row in mapping.report] == [layer.name for layer in layers]
+    assert mapping.predicted_ms > 0 and all(row.predicted_ms > 0 for row in mapping.report)
+    assert mapping.report[0].choice == "dense" and "stem" in mapping.report[0].reason
+    kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
+    assert sum(layer.parameters for layer in layers) / kept >= 2.5
+    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"))
+    assert len(table.entries) == 3  # stem, body = again, head
+    pruned = Small().eval()
+    pruned.load_state_dict(model.state_dict())
+    sparsifier = MagnitudeSparsifier()
+    sparsifier.prepare(pruned, mapping.plan)
+    sparsifier.step()
+    plan = sparsifier.plan()
+    sparsifier.squash_mask()
+    verify_plan(plan, {name: value.detach().numpy() for name, value in pruned.state_dict().items()})
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(pruned, example), "llvm", plan=plan)
+    assert {d.name for d in compiled.report if d.decision == "sparse"} == set(plan)
+    with torch.no_grad():
+        np.testing.assert_allclose(compiled(example), pruned(example).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_search_refuses_an_infeasible_budget_and_a_missing_objective(small, tmp_path):
+    model, example = small
+    with pytest.raises(ValueError, match="exactly one of"):
+        map_schemes(model, example, "llvm", "search", candidates=_few)
+    with pytest.raises(InfeasibleBudget, match="compression 50 is out of reach"):
+        map_schemes(model, example, "llvm", "search", compression=50, candidates=_few, table=tmp_path)
+    assert not (tmp_path / "latency_table.json").exists(), "refused before measuring"
+
+
+def test_a_table_of_another_target_is_refused(small, tmp_path):
+    table = LatencyTable("llvm-aarch64-linux-gnu", path=str(tmp_path / "latency_table.json"))
+    table.dense_model_ms = 1.0
+    table.save()
+    with pytest.raises(LatencyTableError, match="measured on llvm-aarch64-linux-gnu"):
+        LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"))
+
+
+def test_the_table_is_measured_over_rpc_and_resumed_after_the_device_is_lost(small, tracker, tmp_path):
+    from tvm_sparse.rpc import local_server
+
+    model, example = small
+    target = tvm_sparse.parse_target("llvm")
+    layers = find_layers(model, example)
+    candidates = {layer.name: _few(layer, target) for layer in layers}
+    table = LatencyTable.open(tmp_path, target)
+    timer = Timer((tracker, "map-lost"), number=1, repeat=2, wait_s=3)
+    with local_server(tracker, "map-lost") as server:
+        def pull_the_plug(done, _total):
+            if done == 2:
+                server.terminate()
+
+        with pytest.raises(TimeoutError):
+            measure_table(model, example, layers, candidates, target, table, timer, pull_the_plug)
+    measured = sum(len(cells) for cells in LatencyTable.open(tmp_path, target).entries.values())
+    assert measured == 2
+    with local_server(tracker, "map-lost"):
+        again = measure_table(model, example, layers, candidates, target, LatencyTable.open(tmp_path, target), timer)
+    total = sum(len(candidates[name]) for name in ("stem.weight", "body.weight", "head.weight"))
+    assert again == total - measured + 1  # the rest and the dense model, nothing twice
+
+
+@pytest.mark.phone
+def test_a_mapping_measured_on_the_emulated_phone(small, tracker, tmp_path):
+    from tvm_sparse.rpc.phone import EmulatedPhone
+
+    model, example = small
+    phone_target = "llvm -mtriple=aarch64-linux-gnu -mattr=+neon"
+
+    def fewer(layer, target):
+        return candidates_for(layer, target, blocks=[(8, 1)], sparsities=(0.75,), patterns=())
+
+    with EmulatedPhone(tracker, key="map-phone") as phone:
+        mapping = map_schemes(model, example, phone_target, "search", compression=1.5, candidates=fewer,
+                              rpc=(phone.tracker, phone.key), table=tmp_path)
+    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target(phone_target))
+    assert table.target == "llvm-aarch64-linux-gnu" and table.dense_model_ms > 0
+    assert all(row.predicted_ms > 0 for row in mapping.report)
+    assert set(mapping.plan) <= {"body.weight", "again.weight", "head.weight"}
