@@ -4,9 +4,10 @@
 #   bash scripts/setup.sh          # runtime dependencies
 #   bash scripts/setup.sh test     # plus the test dependencies, PoCL and the emulated phone
 #
-# `test` also installs what the OpenCL tests (PoCL: scripts/install-pocl.sh) and the `phone` tests
+# `test` also installs Fashion-MNIST (scripts/install-fashion-mnist.sh), what the OpenCL tests (PoCL:
+# scripts/install-pocl.sh) and the `phone` tests
 # (qemu-user, the aarch64 cross compiler, the phone's arm64 root: `tvm-sparse phone-emulator
-# --prepare-only`) need; both use apt-get the first time (root, as in CI) and return at once when
+# --prepare-only`) need; they use apt-get the first time (root, as in CI) and return at once when
 # already done. Where they cannot be installed, CI (CI=true) stops here; elsewhere a warning says
 # so and those tests skip, naming this command.
 #
@@ -45,5 +46,6 @@ tier() {
 
 if [ "$extras" = test ]; then
     tier bash "$root/scripts/install-pocl.sh"
+    tier bash "$root/scripts/install-fashion-mnist.sh"
     tier "$venv/bin/tvm-sparse" phone-emulator --prepare-only
 fi

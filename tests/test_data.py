@@ -77,3 +77,60 @@ def test_cifar10_errors_name_the_problem(cifar_folder, tmp_path):
     _write_batch(folder / "test_batch", np.zeros((2, 3072), dtype=np.uint8), [0, 12])
     with pytest.raises(DataError, match="labels must be 0..9"):
         load_cifar10(folder)
+
+
+def _write_idx(path, array):
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fashion_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (30, 28, 28)))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 30))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (10, 28, 28)))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 10))
+    return tmp_path
+
+
+def test_fashion_mnist_reads_idx_files_and_pads(fashion_folder):
+    from tvm_sparse.data import load_fashion_mnist
+
+    data = load_fashion_mnist(fashion_folder, size=32, train_limit=20)
+    assert data.x_train.shape == (20, 1, 32, 32) and data.x_test.shape == (10, 1, 32, 32)
+    assert data.y_train.dtype == np.int64 and data.num_classes == 10
+    assert abs(float(data.x_train.mean())) < 1e-5
+    border = load_fashion_mnist(fashion_folder, size=32).x_test[:, :, :2]
+    assert np.allclose(border, border.flat[0]), "the padding is one constant (zero before normalising)"
+
+
+def test_fashion_mnist_errors_name_the_problem(fashion_folder, tmp_path_factory):
+    from tvm_sparse.data import load_fashion_mnist
+
+    with pytest.raises(DataError, match="install-fashion-mnist.sh"):
+        load_fashion_mnist(tmp_path_factory.mktemp("empty"))
+    raw = (fashion_folder / "t10k-labels-idx1-ubyte.gz")
+    import gzip
+
+    with gzip.open(raw, "rb") as handle:
+        content = handle.read()
+    with gzip.open(raw, "wb") as handle:
+        handle.write(content[:-3])
+    with pytest.raises(DataError, match="truncated"):
+        load_fashion_mnist(fashion_folder)
+
+
+def test_the_installed_fashion_mnist():
+    from tests.conftest import require
+    from tvm_sparse.data import FASHION_MNIST_FOLDER, load_fashion_mnist
+
+    try:
+        data = load_fashion_mnist(train_limit=1000)
+    except DataError:
+        require(f"Fashion-MNIST in {FASHION_MNIST_FOLDER}")
+    assert data.x_train.shape == (1000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
+    assert sorted(set(data.y_test.tolist())) == list(range(10))

@@ -1,6 +1,6 @@
-"""Image classification data: scikit-learn's shipped digits, and CIFAR-10 from a folder the user gives.
+"""Image classification data: scikit-learn's shipped digits, Fashion-MNIST from Debian's package, and CIFAR-10 from a folder.
 
-Both return :class:`ImageData` with numpy arrays (``float32`` images ``[N, C, H, W]``, normalised
+All return :class:`ImageData` with numpy arrays (``float32`` images ``[N, C, H, W]``, normalised
 per channel with the training set's statistics, and ``int64`` labels), so that this module needs
 neither torch nor a network connection.
 """
@@ -135,3 +135,71 @@ def load_cifar10(folder, train_limit=None):
         x_train, y_train = x_train[:train_limit], y_train[:train_limit]
     x_train, x_test = _normalised(x_train.astype(np.float32) / 255.0, x_test.astype(np.float32) / 255.0)
     return ImageData(x_train, y_train, x_test, y_test, num_classes=10, name="cifar10")
+
+
+#: Where Debian's ``dataset-fashion-mnist`` (``scripts/install-fashion-mnist.sh``) puts the IDX files.
+FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+                       "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+
+
+def _read_idx(path):
+    """An IDX file (``.gz`` or not) as a numpy array: the format of (Fashion-)MNIST."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path} cannot be read: {err}") from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path}: the header says {shape} but the file holds {data.size} values (truncated?)")
+    return data.reshape(shape)
+
+
+def load_fashion_mnist(folder=FASHION_MNIST_FOLDER, size=28, train_limit=None):
+    """Fashion-MNIST (60,000 + 10,000 28x28 grey images, 10 classes) from its IDX files (no download).
+
+    Parameters
+    ----------
+    folder : str or path
+        The folder of the four IDX files (``train-images-idx3-ubyte[.gz]``, ...); by default
+        where ``scripts/install-fashion-mnist.sh`` installs them.
+    size : int
+        Image side: 28, or larger to pad with zeros around (32 for CIFAR-shaped networks).
+    train_limit : int, optional
+        Keep only the first ``train_limit`` training images (quick runs).
+
+    Raises
+    ------
+    DataError
+        If a file is missing (naming the install script) or not an IDX file.
+    """
+    folder = Path(folder).expanduser()
+    if size < 28:
+        raise DataError(f"Fashion-MNIST size must be at least 28, got {size}")
+    arrays = {}
+    for key, name in FASHION_MNIST_FILES.items():
+        candidates = [folder / f"{name}.gz", folder / name]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise DataError(f"Fashion-MNIST: no {name}[.gz] in {folder}; install it with "
+                            "`sudo bash scripts/install-fashion-mnist.sh` or pass the folder of its IDX files")
+        arrays[key] = _read_idx(path)
+    if train_limit is not None:
+        arrays["x_train"], arrays["y_train"] = arrays["x_train"][:train_limit], arrays["y_train"][:train_limit]
+    pad = (size - 28) // 2
+
+    def images(x):
+        x = x[:, None].astype(np.float32) / 255.0
+        return np.pad(x, ((0, 0), (0, 0), (pad, size - 28 - pad), (pad, size - 28 - pad)))
+
+    x_train, x_test = _normalised(images(arrays["x_train"]), images(arrays["x_test"]))
+    return ImageData(x_train, arrays["y_train"].astype(np.int64), x_test, arrays["y_test"].astype(np.int64),
+                     num_classes=10, name="fashion-mnist")
