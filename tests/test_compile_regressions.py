@@ -95,3 +95,11 @@ def test_a_plan_file_is_read_from_its_path(tmp_path):
     save_plan({"0.weight": BlockPunchedScheme(block=(4, 1))}, tmp_path / "plan.json")
     compiled = tvm_sparse.compile(mod, params, target="llvm", plan=tmp_path / "plan.json")
     assert [d.kernel for d in compiled.report] == ["block_punched_conv2d"]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_a_pointwise_convolution_of_one_input_channel(batch):
+    """Its reduction has one term: the dense register-tile rules leave it to the fallback rule."""
+    torch.manual_seed(batch)
+    model = nn.Sequential(nn.Conv2d(1, 2, 1, padding=3, dilation=2), nn.BatchNorm2d(2), nn.Conv2d(2, 1, 1, bias=False))
+    _compiled_matches_torch(model.eval(), torch.randn(batch, 1, 10, 9))

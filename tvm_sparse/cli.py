@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "tvm_sparse.commands.bench",
     "tvm_sparse.commands.compile",
     "tvm_sparse.commands.demo",
+    "tvm_sparse.commands.map",
     "tvm_sparse.commands.phone_emulator",
     "tvm_sparse.commands.prune_report",
     "tvm_sparse.commands.tune",

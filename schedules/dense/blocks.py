@@ -161,6 +161,15 @@ def share_parallel_launch(sch, stage, tiles):
     sch.annotate(launch, "pragma_parallel_launch_point", 1)
 
 
+def sums_several_terms(sch, block):
+    """Whether ``block`` reduces over more than one term (a 1x1 convolution of one input channel does not).
+
+    The register tile splits the reduction loops; a block whose reduction extents are all 1 has
+    none left once normalised, and the fallback rule schedules it.
+    """
+    return any(int(var.iter_type) != SPATIAL and int(var.dom.extent) > 1 for var in sch.get(block).iter_vars)
+
+
 def try_schedule(func, steps):
     """Run ``steps(sch)`` on a new schedule of ``func``; None when a primitive refuses the function.
 
@@ -209,7 +218,7 @@ class RegisterTileRule(ScheduleRule):
             return None
         probe = s_tir.Schedule(func)
         block = find_block(probe, (self.block_name,))
-        if block is None or not self.accepts(probe, block, target):
+        if block is None or not sums_several_terms(probe, block) or not self.accepts(probe, block, target):
             return None
 
         def steps(sch):

@@ -30,7 +30,8 @@ def register(subparsers):
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers when pruning (default 8)")
     add_scheme_arguments(parser)
-    parser.add_argument("--plan", help="a plan JSON (tvm_sparse.plan) to verify and follow")
+    parser.add_argument("--plan", help="a plan JSON (tvm_sparse.plan) to verify and follow; with --prune magnitude, "
+                                       "the model is pruned to it first (e.g. a plan of `tvm-sparse map`)")
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off")
     # Thresholds not given are the target's (schedules.profiles; docs/sparse-kernels.md).
     parser.add_argument("--pattern-max-density", type=float,
@@ -66,7 +67,7 @@ def run(args):
                             block_max_density=args.block_max_density, min_macs=args.min_macs,
                             max_kernel_terms=args.max_kernel_terms)
         if args.prune == "magnitude":
-            plan = prune_as_asked(model, args)
+            plan = prune_as_asked(model, args, plan)
         mod, params = tvm_sparse.from_torch(model, example)
         with console.status(f"compiling {args.model} for {args.target}"):
             compiled = tvm_sparse.compile(mod, params, target=args.target, sparse=not args.dense, plan=plan,

@@ -31,8 +31,8 @@ def add_scheme_arguments(parser):
                              "layers exactly 8x)")
 
 
-def prune_as_asked(model, args):
-    """Prune ``model`` in place one-shot by magnitude as ``--compression``, ``--scheme-3x3`` and ``--block`` say.
+def prune_as_asked(model, args, plan=None):
+    """Prune ``model`` in place one-shot by magnitude to ``plan``, or as ``--compression``, ``--scheme-3x3`` and ``--block`` say.
 
     Returns
     -------
@@ -44,9 +44,10 @@ def prune_as_asked(model, args):
     ValueError
         When ``model`` is a ``torch.export`` program (a ``.pt2`` file) rather than a module.
     """
-    from tvm_sparse.pruning.one_shot import magnitude_prune  # noqa: PLC0415
+    from tvm_sparse.pruning.one_shot import magnitude_prune, prune_by_plan  # noqa: PLC0415
 
     if not hasattr(model, "named_modules"):
         raise ValueError("--prune works on built-in models; prune a .pt2 program before exporting it")
-
+    if plan:
+        return prune_by_plan(model, plan)
     return magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)

@@ -83,12 +83,7 @@ def magnitude_prune(model, **options):
         raise ValueError(
             "the model has no layer to prune one-shot: it prunes 3x3 and 1x1 convolutions (groups 1, no "
             f"dilation) and linear layers with at least {min_in_channels} input channels or features")
-    sparsifier = MagnitudeSparsifier()
-    sparsifier.prepare(model, config)
-    sparsifier.step()
-    plan = sparsifier.plan()
-    sparsifier.squash_mask()
-    return plan
+    return prune_by_plan(model, config)
 
 
 def weight_sparsity(model, names):
@@ -115,3 +110,19 @@ def magnitude_prune_unstructured(model, sparsity):
     plan = sparsifier.plan()
     sparsifier.squash_mask()
     return plan
+
+
+def prune_by_plan(model, plan):
+    """Prune ``model`` in place by magnitude to the schemes of ``plan`` (each layer its own, e.g. a mapping's).
+
+    Returns
+    -------
+    dict
+        The plan of what was pruned: pattern schemes carry the library generated from the weights.
+    """
+    sparsifier = MagnitudeSparsifier()
+    sparsifier.prepare(model, plan)
+    sparsifier.step()
+    pruned = sparsifier.plan()
+    sparsifier.squash_mask()
+    return pruned
