@@ -14,6 +14,7 @@ from tvm_sparse.mapping.mapper import map_schemes
 from tvm_sparse.mapping.solver import InfeasibleBudget
 from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, verify_plan
 from tvm_sparse.pruning.sparsifier import MagnitudeSparsifier
+from tvm_sparse.runtime_threads import default_thread_count
 
 
 class EveryKind(nn.Module):
@@ -100,7 +101,7 @@ def test_map_prune_compile_matches_pytorch(small, tmp_path):
     assert mapping.report[0].choice == "dense" and "stem" in mapping.report[0].reason
     kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
     assert sum(layer.parameters for layer in layers) / kept >= 2.5
-    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"))
+    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
     assert len(table.entries) == 3  # stem, body = again, head
     pruned = Small().eval()
     pruned.load_state_dict(model.state_dict())
@@ -131,6 +132,8 @@ def test_a_table_of_another_target_is_refused(small, tmp_path):
     table.save()
     with pytest.raises(LatencyTableError, match="measured on llvm-aarch64-linux-gnu"):
         LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"))
+    with pytest.raises(LatencyTableError, match="measured with None threads, not 2"):
+        LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm -mtriple=aarch64-linux-gnu"), 2)
 
 
 def test_the_table_is_measured_over_rpc_and_resumed_after_the_device_is_lost(small, tracker, tmp_path):

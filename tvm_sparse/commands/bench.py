@@ -21,6 +21,7 @@ def register(subparsers):
     _register_models(benchmarks)
     _register_kernels(benchmarks)
     _register_model(benchmarks)
+    _register_mapping(benchmarks)
 
 
 def _register_models(benchmarks):
@@ -226,3 +227,42 @@ def run_model(args):
         console.print(f"[red]{t.model} ({t.threads} threads): {r} disagrees with PyTorch "
                       f"(max rel err {t.max_rel_err[r]:.1e})")
     return 1 if disagreeing else 0
+
+
+def _register_mapping(benchmarks):
+    parser = benchmarks.add_parser(
+        "mapping",
+        help="per-layer mapped plans (rules, search) vs the uniform one-shot plans, end to end",
+        description="Prune a CIFAR-10 model with the uniform one-shot plans (3x3 layers all pattern or all "
+                    "block-punched 8x4) and with the plans `tvm-sparse map` finds by rules and by search at the same "
+                    "global compression; compile all four and time them side by side (medians of interleaved "
+                    "rounds, one process per thread count), with the search's predicted latency.",
+    )
+    parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
+                        help="model to run (repeatable; default: resnet18)")
+    parser.add_argument("--compression", type=float, default=8.0,
+                        help="compression of the uniform plans' 3x3 layers (default 8)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    parser.add_argument("--workdir", help="keep the latency tables here (default: a temporary folder)")
+    parser.set_defaults(func=run_mapping)
+
+
+def run_mapping(args):
+    """Run the mapping benchmark and print one block per model and thread count."""
+    import os
+    import tempfile
+
+    from tvm_sparse.bench.mapping import format_rows, run_benchmark
+
+    console = wide_console(160)
+    os.environ["TVM_SPARSE_BENCH_COMPRESSION"] = str(args.compression)
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = args.workdir or scratch
+        os.makedirs(workdir, exist_ok=True)
+        with console.status("mapping, pruning, compiling and timing"):
+            rows = run_benchmark(args.models or ["resnet18"], args.threads, args.rounds, workdir)
+    for line in format_rows(rows):
+        console.print(line, highlight=False)
+    console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
+    return 0

@@ -43,6 +43,8 @@ class LatencyTable:
     ----------
     target : str
         The target's slug (:func:`tvm_sparse.target.target_slug`).
+    threads : int or None
+        The threads the entries ran with here (None: on a device over RPC, with its own).
     entries : dict[str, dict[str, float]]
         ``{signature_key: {candidate_key: milliseconds}}``.
     dense_model_ms : float or None
@@ -51,13 +53,20 @@ class LatencyTable:
     """
 
     target: str
+    threads: int = None
     entries: dict = field(default_factory=dict)
     dense_model_ms: float = None
     path: str = None
 
     @classmethod
-    def open(cls, path, target):
-        """The table at ``path`` (a file or a folder holding :data:`TABLE_FILE`), or a new one for ``target``."""
+    def open(cls, path, target, threads=None):
+        """The table at ``path`` (a file or a folder holding :data:`TABLE_FILE`), or a new one for ``target``.
+
+        Raises
+        ------
+        LatencyTableError
+            If the file cannot be read, or was measured on another target or with other ``threads``.
+        """
         from tvm_sparse.target import target_slug  # noqa: PLC0415
 
         path = os.fspath(path)
@@ -65,17 +74,19 @@ class LatencyTable:
             path = os.path.join(path, TABLE_FILE)
         slug = target_slug(target)
         if not os.path.exists(path):
-            return cls(slug, path=path)
+            return cls(slug, threads, path=path)
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
-            table = cls(data["target"], {row: {k: float(v) for k, v in cells.items()}
-                                         for row, cells in data["entries"].items()},
+            table = cls(data["target"], data.get("threads"), {row: {k: float(v) for k, v in cells.items()}
+                                                              for row, cells in data["entries"].items()},
                         data.get("dense_model_ms"), path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise LatencyTableError(f"{path} is not a readable latency table: {type(error).__name__}: {error}") from error
         if table.target != slug:
             raise LatencyTableError(f"{path} was measured on {table.target}, not {slug}")
+        if table.threads != threads:
+            raise LatencyTableError(f"{path} was measured with {table.threads} threads, not {threads}")
         return table
 
     def get(self, layer, scheme):
@@ -100,7 +111,7 @@ class LatencyTable:
         folder = os.path.dirname(self.path) or "."
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
-            json.dump({"format": 1, "target": self.target, "dense_model_ms": self.dense_model_ms,
+            json.dump({"format": 1, "target": self.target, "threads": self.threads, "dense_model_ms": self.dense_model_ms,
                        "entries": self.entries}, handle, indent=1, sort_keys=True)
         os.chmod(handle.name, 0o644)
         os.replace(handle.name, self.path)

@@ -11,6 +11,7 @@ from tvm_sparse.mapping.rules import map_by_rules
 from tvm_sparse.mapping.search import OBJECTIVES, layer_options, search
 from tvm_sparse.mapping.sensitivity import sensitivities
 from tvm_sparse.mapping.solver import InfeasibleBudget
+from tvm_sparse.runtime_threads import default_thread_count
 
 METHODS = ("rules", "search")
 
@@ -88,6 +89,7 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
         ``"loss"`` or ``"first_order"`` (:func:`tvm_sparse.mapping.sensitivity.sensitivities`).
     table : str or os.PathLike or LatencyTable, optional
         Where the latency table is kept and resumed (a JSON file or a folder); in memory if None.
+        A table measured here records the thread count, and is reused only with the same one.
     rpc : tuple (tracker address, key), optional
         Measure on the device behind this tracker instead of this machine.
     candidates : callable, optional
@@ -126,7 +128,8 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     if objective == "compression":
         _check_reachable(layers, candidate_sets, compression)
     if not isinstance(table, LatencyTable):
-        table = LatencyTable.open(table, target) if table is not None else LatencyTable(_slug(target))
+        threads = None if rpc is not None else default_thread_count()
+        table = LatencyTable.open(table, target, threads) if table is not None else LatencyTable(_slug(target), threads)
     measure_table(model, example, layers, candidate_sets, target, table, Timer(rpc), progress)
     costs = sensitivities(model, layers, candidate_sets, data, method=sensitivity) if data is not None else None
     options = layer_options(layers, candidate_sets, table, costs)
