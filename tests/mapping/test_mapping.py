@@ -177,3 +177,42 @@ def test_a_mapping_measured_on_the_emulated_phone(small, tracker, tmp_path):
     assert table.target == "llvm-aarch64-linux-gnu" and table.dense_model_ms > 0
     assert all(row.predicted_ms > 0 for row in mapping.report)
     assert set(mapping.plan) <= {"body.weight", "again.weight", "head.weight"}
+
+
+@pytest.mark.parametrize("sparsifier", ["clicktrain", "admm"])
+def test_a_mapped_plan_drives_training_time_pruning(sparsifier):
+    """ClickTrain and ADMM prune to a mapping's mixed per-layer schemes; the result verifies and compiles."""
+    import torch.nn.functional as F
+
+    from tvm_sparse.pruning.admm import ADMMSparsifier
+    from tvm_sparse.pruning.clicktrain import ClickTrainSchedule, ClickTrainSparsifier
+    from tvm_sparse.pruning.small_cnn import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(width=16).eval()
+    example = torch.randn(1, 1, 16, 16)
+    mapping = map_schemes(model, example, "llvm", "rules", compression=3)
+    assert len({type(scheme) for scheme in mapping.plan.values()}) >= 2, "a mixed plan"
+    pruner = (ClickTrainSparsifier(ClickTrainSchedule(prune_start=2, prune_end=6, stages=2, lasso_steps=2,
+                                                      update_every=1))
+              if sparsifier == "clicktrain" else ADMMSparsifier(update_every=2))
+    model.train()
+    pruner.prepare(model, mapping.plan)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(8):
+        x, y = torch.randn(8, 1, 16, 16, generator=generator), torch.randint(0, 10, (8,), generator=generator)
+        F.cross_entropy(model(x), y).backward()
+        pruner.step()
+        optimizer.step()
+        optimizer.zero_grad()
+    if sparsifier == "admm":
+        pruner.hard_prune()
+    plan = pruner.plan()
+    pruner.squash_mask()
+    model.eval()
+    verify_plan(plan, {name: value.detach().numpy() for name, value in model.state_dict().items()})
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), "llvm", plan=plan)
+    assert {d.name for d in compiled.report if d.decision == "sparse"} == set(plan)
+    with torch.no_grad():
+        np.testing.assert_allclose(compiled(example), model(example).numpy(), rtol=1e-5, atol=1e-5)
