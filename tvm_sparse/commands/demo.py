@@ -8,7 +8,7 @@ import torch
 from rich.table import Table
 
 from tvm_sparse.commands.console import status_step, wide_console
-from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
+from tvm_sparse.commands.pruning_options import add_mapping_argument, add_scheme_arguments, mapped_plan, prune_as_asked
 from tvm_sparse.models import MODELS
 
 
@@ -27,6 +27,7 @@ def register(subparsers):
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8); 0 keeps the model dense")
     add_scheme_arguments(parser)
+    add_mapping_argument(parser)
     parser.add_argument("--threads", type=int, default=1, help="threads for TVM and PyTorch (default 1)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7)")
     parser.add_argument("--target", default="llvm", help="target string (default llvm: this CPU)")
@@ -53,10 +54,13 @@ def run(args):
     dense_model = benchmark_model(args.model)
     model = copy.deepcopy(dense_model)
     plan = None
-    if args.compression:
+    example = example_input()
+    if args.compression and args.mapping:
+        with status_step(console, f"mapping {args.model}'s layers ({args.mapping}), pruning {args.compression:g}x overall"):
+            plan = prune_as_asked(model, args, mapped_plan(dense_model, example, args.target, args))
+    elif args.compression:
         with status_step(console, f"pruning {args.model} {args.compression:g}x on 3x3 layers ({args.scheme_3x3})"):
             plan = prune_as_asked(model, args)
-    example = example_input()
     with status_step(console, f"importing {args.model} into TVM (torch.export)"):
         mod, params = tvm_sparse.from_torch(model, example)
     machines, compile_seconds = {}, {}
@@ -92,6 +96,8 @@ def run(args):
         with status_step(console, f"timing, {args.rounds} interleaved rounds"):
             timings = interleaved_medians(candidates, rounds=args.rounds)
     pruning = f"pruned {args.compression:g}x on 3x3 layers ({args.scheme_3x3})" if plan else "unpruned"
+    if plan and args.mapping:
+        pruning = f"pruned {args.compression:g}x overall, a scheme per layer ({args.mapping})"
     title = (f"{args.model} {pruning}, batch 1, {args.threads} thread(s), "
              f"median of {args.rounds} interleaved rounds")
     table = Table(title=title)

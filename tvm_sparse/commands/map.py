@@ -103,6 +103,6 @@ def run(args):
         print(f"tvm-sparse map: {error}", file=sys.stderr)
         return 1
     for line in mapping.table():
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"wrote {args.output}")
     return 0

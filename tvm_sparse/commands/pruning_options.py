@@ -51,3 +51,21 @@ def prune_as_asked(model, args, plan=None):
     if plan:
         return prune_by_plan(model, plan)
     return magnitude_prune(model, compression=args.compression, scheme_3x3=args.scheme_3x3, block=args.block)
+
+
+def add_mapping_argument(parser):
+    """Add ``--mapping rules|search``: a scheme per layer (:mod:`tvm_sparse.mapping`) instead of the uniform plan."""
+    parser.add_argument("--mapping", choices=("rules", "search"),
+                        help="choose each layer's scheme by the mapping's rules or by its search over latencies "
+                             "measured here (docs/mapping.md); --compression is then the global compression of all "
+                             "layers (default: the uniform one-shot plan)")
+
+
+def mapped_plan(model, example, target, args):
+    """The plan ``--mapping`` asks for, at ``--compression`` over all layers (None without ``--mapping``)."""
+    if not getattr(args, "mapping", None):
+        return None
+    from tvm_sparse.mapping.mapper import map_schemes  # noqa: PLC0415
+
+    return map_schemes(model, example, target, args.mapping, compression=args.compression).plan
+

@@ -134,4 +134,9 @@ def map_by_rules(layers, target, compression):
         else:
             scheme, rule = _sparse_rule(layer, profile, blocks, kept)
             decisions.append(RuleDecision(layer.name, scheme, f"{rule}, keeping {1 / scheme.compression:.3f}"))
+    reached = total / sum(layer.parameters / (d.scheme.compression if d.scheme else 1.0)
+                          for layer, d in zip(layers, decisions))
+    if reached < compression * 0.99:
+        raise ValueError(f"compression {compression:g} is out of reach of the rules' schemes: they reach "
+                         f"{reached:.1f}x (a pattern keeps at least 5% of its kernels, a block one column)")
     return decisions
