@@ -12,21 +12,11 @@ import tvm_sparse
 from relay_passes.sparse_rules import SparseRules
 from schedules.dense.space import dense_schedule
 from tests.conftest import relative_error
-from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.tuning import RECORD_FILE, SPARSE_FILE, TuningLogError, extract_tasks, open_database, tune
 from tvm_sparse.tuning.logs import records_for_target
 
 RULES = SparseRules(min_macs=0)
 PHONE = "llvm -mtriple=aarch64-linux-gnu -mattr=+neon"
-
-
-@pytest.fixture(scope="module")
-def block():
-    """A small model with one dense layer (conv1) and three sparse ones."""
-    model, example = sparse_residual_block(seed=3)
-    torch.manual_seed(0)
-    torch.nn.init.normal_(model.conv1.weight, std=0.1)
-    return (model, example, *tvm_sparse.from_torch(model, example))
 
 
 def _plant(log_dir, mod, params, record_target):

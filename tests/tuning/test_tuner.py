@@ -24,7 +24,6 @@ from tvm.s_tir import meta_schedule as ms
 from relay_passes.sparse_rules import SparseRules
 from schedules.dense.space import dense_schedule
 from tests.conftest import relative_error
-from tests.relay_passes.sparse_models import sparse_residual_block
 from tvm_sparse.rpc import local_server
 from tvm_sparse.tuning import (FAILED_SECONDS, RECORD_FILE, SPARSE_FILE, WORKLOAD_FILE, RPCDevice, TuningLogError,
                                extract_tasks, load_tuning_logs, open_database, tune)
@@ -39,15 +38,6 @@ RULES = SparseRules(min_macs=0)
 
 #: A measurement planted in a log, about 1 ms (a power of two: the same in float32 and float64).
 PLANTED_SECONDS = 2.0 ** -10
-
-
-@pytest.fixture(scope="module")
-def block():
-    """``(model, example, mod, params)``: a small model with one dense and three sparse layers."""
-    model, example = sparse_residual_block(seed=3)
-    torch.manual_seed(0)
-    torch.nn.init.normal_(model.conv1.weight, std=0.1)
-    return (model, example, *tvm_sparse.from_torch(model, example))
 
 
 def _expected(model, example):
