@@ -97,11 +97,12 @@ def test_map_prune_compile_matches_pytorch(small, tmp_path):
                           table=tmp_path)
     layers = find_layers(model, example)
     assert [row.name for row in mapping.report] == [layer.name for layer in layers]
-    assert mapping.predicted_ms > 0 and all(row.predicted_ms > 0 for row in mapping.report)
+    assert all(row.predicted_ms > 0 and row.dense_ms > 0 for row in mapping.report)
+    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
+    assert mapping.predicted_ms == pytest.approx(table.remainder + sum(row.predicted_ms for row in mapping.report))
     assert mapping.report[0].choice == "dense" and "stem" in mapping.report[0].reason
     kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
     assert sum(layer.parameters for layer in layers) / kept >= 2.5
-    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
     assert len(table.entries) == 3  # stem, body = again, head
     pruned = Small().eval()
     pruned.load_state_dict(model.state_dict())

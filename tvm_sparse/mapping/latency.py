@@ -2,9 +2,10 @@
 
 A candidate's layer is the model's own layer alone (its weight pruned to the candidate by
 magnitude, its bias), compiled with the candidate as its plan, so the router builds the very
-kernel ``compile`` would; the dense candidate is the layer unpruned. The whole dense model is
-timed once, and what its layers do not explain is the *remainder* (pooling, element-wise tails,
-the VM): a mapped model is predicted at the remainder plus its layers' entries.
+kernel ``compile`` would; the dense candidate is the layer unpruned. A signature's candidates are
+timed together, in interleaved rounds. The whole dense model is timed once, together with its
+dense layers, and what they do not explain is the *remainder* (pooling, element-wise tails, the
+VM): a mapped model is predicted at the remainder plus its layers' entries.
 
 The table is a JSON file (``tuning_logs/<model>/<target>/latency_table.json`` by convention),
 written after each measurement: a run that stops (a lost device) resumes where it stopped and
@@ -48,6 +49,8 @@ class LatencyTable:
     entries : dict[str, dict[str, float]]
         ``{signature_key: {candidate_key: milliseconds}}``.
     dense_model_ms : float or None
+    remainder : float or None
+        The dense model's time less its layers' dense times (measured together).
     path : str or None
         Where the table is saved after each measurement (None: kept in memory).
     """
@@ -56,6 +59,7 @@ class LatencyTable:
     threads: int = None
     entries: dict = field(default_factory=dict)
     dense_model_ms: float = None
+    remainder: float = None
     path: str = None
 
     @classmethod
@@ -80,7 +84,7 @@ class LatencyTable:
                 data = json.load(handle)
             table = cls(data["target"], data.get("threads"), {row: {k: float(v) for k, v in cells.items()}
                                                               for row, cells in data["entries"].items()},
-                        data.get("dense_model_ms"), path)
+                        data.get("dense_model_ms"), data.get("remainder_ms"), path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise LatencyTableError(f"{path} is not a readable latency table: {type(error).__name__}: {error}") from error
         if table.target != slug:
@@ -97,13 +101,9 @@ class LatencyTable:
         self.entries.setdefault(signature_key(layer), {})[candidate_key(scheme)] = float(milliseconds)
         self.save()
 
-    def remainder_ms(self, layers):
-        """What the dense model's time leaves once its layers' dense entries are taken out."""
-        return self.dense_model_ms - sum(self.get(layer, None) for layer in layers)
-
     def predict_ms(self, layers, schemes):
         """The predicted latency of the model whose layers take ``schemes`` (a dict by layer name)."""
-        return self.remainder_ms(layers) + sum(self.get(layer, schemes.get(layer.name)) for layer in layers)
+        return self.remainder + sum(self.get(layer, schemes.get(layer.name)) for layer in layers)
 
     def save(self):
         if self.path is None:
@@ -112,6 +112,7 @@ class LatencyTable:
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
             json.dump({"format": 1, "target": self.target, "threads": self.threads, "dense_model_ms": self.dense_model_ms,
+                       "remainder_ms": self.remainder,
                        "entries": self.entries}, handle, indent=1, sort_keys=True)
         os.chmod(handle.name, 0o644)
         os.replace(handle.name, self.path)
@@ -157,6 +158,26 @@ class Timer:
         self.repeat = repeat
         self.min_repeat_ms = min_repeat_ms
 
+    def row(self, compiled, examples):
+        """Milliseconds of each compiled model (``{key: CompiledModel}``) on its example (``{key: tensor}``).
+
+        Here they are timed in interleaved rounds (medians), so that a busy spell of the machine
+        falls on all of them alike and their ratios hold; on a device, one after the other.
+        """
+        if self.rpc is not None or len(compiled) == 1:
+            return {key: self.milliseconds(model, examples[key]) for key, model in compiled.items()}
+        import tvm  # noqa: PLC0415
+
+        from tvm_sparse.bench.timing import interleaved_medians  # noqa: PLC0415
+
+        calls = {}
+        for key, model in compiled.items():
+            vm = model.virtual_machine()
+            inputs = [tvm.runtime.tensor(array, tvm.cpu()) for array in model.check_inputs((examples[key],))]
+            calls[key] = lambda vm=vm, inputs=inputs: vm["main"](*inputs)
+        timings = interleaved_medians(calls, rounds=self.repeat, min_round_s=self.min_repeat_ms / 1e3)
+        return {key: timing.median_ms for key, timing in timings.items()}
+
     def milliseconds(self, compiled, example):
         if self.rpc is not None:
             from tvm_sparse.rpc import RemoteModel, parse_address, request_device, wait_for_device  # noqa: PLC0415
@@ -186,7 +207,11 @@ def _compiled(module, example, target, plan):
 
 
 def measure_table(model, example, layers, candidates, target, table, timer=None, progress=None):
-    """Fill ``table`` with every (distinct signature, candidate) it lacks, and the dense model's time.
+    """Fill ``table`` with every (distinct signature, candidate) it lacks, and the dense model's remainder.
+
+    A signature's candidates are timed together (:meth:`Timer.row`); on a device each entry is
+    saved as soon as it is measured. The remainder is the dense model's time less its layers'
+    dense times, all timed together in one more row.
 
     Parameters
     ----------
@@ -211,24 +236,50 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
     firsts = {}
     for layer in layers:
         firsts.setdefault(layer.signature, layer)
-    work = [(layer, scheme) for layer in firsts.values() for scheme in candidates[layer.name]]
-    total = len(work) + 1
-    measured = 0
-    for done, (layer, scheme) in enumerate(work, 1):
-        if table.get(layer, scheme) is None:
+    total = sum(len(candidates[layer.name]) for layer in firsts.values()) + 1
+    done = measured = 0
+    for layer in firsts.values():
+        missing = [scheme for scheme in candidates[layer.name] if table.get(layer, scheme) is None]
+        done += len(candidates[layer.name]) - len(missing)
+        example_in = _input_of(layer)
+        if timer.rpc is not None:  # one at a time, each saved at once: a lost device loses one entry
+            for scheme in missing:
+                module, plan = layer_module(model, layer, scheme)
+                table.put(layer, scheme, timer.milliseconds(_compiled(module, example_in, target, plan), example_in))
+                measured, done = measured + 1, done + 1
+                if progress:
+                    progress(done, total)
+            continue
+        compiled = {}
+        for scheme in missing:
             module, plan = layer_module(model, layer, scheme)
-            table.put(layer, scheme, timer.milliseconds(_compiled(module, _input_of(layer), target, plan),
-                                                        _input_of(layer)))
-            measured += 1
+            compiled[candidate_key(scheme)] = (scheme, _compiled(module, example_in, target, plan))
+        times = timer.row({key: model_ for key, (_, model_) in compiled.items()}, dict.fromkeys(compiled, example_in))
+        for key, (scheme, _) in compiled.items():
+            table.put(layer, scheme, times[key])
+        measured, done = measured + len(missing), done + len(missing)
         if progress:
             progress(done, total)
-    if table.dense_model_ms is None:
-        table.dense_model_ms = timer.milliseconds(_compiled(model, example, target, None), example)
-        table.save()
+    if table.remainder is None:
+        _measure_remainder(model, example, list(firsts.values()), layers, target, table, timer)
         measured += 1
     if progress:
         progress(total, total)
     return measured
+
+
+def _measure_remainder(model, example, distinct, layers, target, table, timer):
+    """Time the dense model with its distinct dense layers in one row; keep the model's time and the remainder."""
+    compiled = {"model": _compiled(model, example, target, None)}
+    examples = {"model": example}
+    for index, layer in enumerate(distinct):
+        module, _ = layer_module(model, layer, None)
+        compiled[index], examples[index] = _compiled(module, _input_of(layer), target, None), _input_of(layer)
+    times = timer.row(compiled, examples)
+    index_of = {layer.signature: index for index, layer in enumerate(distinct)}
+    table.dense_model_ms = times["model"]
+    table.remainder = times["model"] - sum(times[index_of[layer.signature]] for layer in layers)
+    table.save()
 
 
 def _input_of(layer):

@@ -133,7 +133,7 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     measure_table(model, example, layers, candidate_sets, target, table, Timer(rpc), progress)
     costs = sensitivities(model, layers, candidate_sets, data, method=sensitivity) if data is not None else None
     options = layer_options(layers, candidate_sets, table, costs)
-    remainder = table.remainder_ms(layers)
+    remainder = table.remainder
     chosen = search(layers, options, objective, objectives[objective], remainder)
     report = []
     for layer in layers:
