@@ -43,7 +43,7 @@ class _Clamp(nn.Module):
 
 
 @pytest.mark.parametrize("tail", DENSE_TAILS)
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_dense_layers_propagate_nan_and_infinity_as_pytorch(tail, seed):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), DENSE_TAILS[tail]()).eval()

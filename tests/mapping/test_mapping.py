@@ -67,6 +67,10 @@ def test_rules_refuse_a_compression_the_dense_layers_forbid(every_kind):
         map_schemes(model, example, "llvm", "rules", compression=1000)
 
 
+#: Timing effort of the tests: their tables check plumbing, not speed.
+QUICK = Timer(number=1, repeat=2, min_repeat_ms=1)
+
+
 def _few(layer, target):
     return candidates_for(layer, target, blocks=[(8, 1)], sparsities=(0.75,), patterns=((4, 0.5),))
 
@@ -94,7 +98,7 @@ def test_map_prune_compile_matches_pytorch(small, tmp_path):
     model, example = small
     data = [(torch.randn(4, 3, 12, 12), torch.randint(0, 10, (4,)))]
     mapping = map_schemes(model, example, "llvm", "search", compression=2.5, candidates=_few, data=data,
-                          table=tmp_path)
+                          table=tmp_path, timer=QUICK)
     layers = find_layers(model, example)
     assert [row.name for row in mapping.report] == [layer.name for layer in layers]
     assert all(row.predicted_ms > 0 and row.dense_ms > 0 for row in mapping.report)
@@ -173,7 +177,7 @@ def test_a_mapping_measured_on_the_emulated_phone(small, tracker, tmp_path):
 
     with EmulatedPhone(tracker, key="map-phone") as phone:
         mapping = map_schemes(model, example, phone_target, "search", compression=1.5, candidates=fewer,
-                              rpc=(phone.tracker, phone.key), table=tmp_path)
+                              timer=Timer((phone.tracker, phone.key), number=1, repeat=2), table=tmp_path)
     table = LatencyTable.open(tmp_path, tvm_sparse.parse_target(phone_target))
     assert table.target == "llvm-aarch64-linux-gnu" and table.dense_model_ms > 0
     assert all(row.predicted_ms > 0 for row in mapping.report)

@@ -68,7 +68,7 @@ class Mapping:
 
 def map_schemes(model, example, target="llvm", method="rules", *, compression=None, latency_ms=None,
                 accuracy_budget=None, data=None, sensitivity="loss", table=None, rpc=None, candidates=None,
-                progress=None):
+                timer=None, progress=None):
     """Choose a pruning scheme, block and rate for every layer of ``model`` on ``target``.
 
     Parameters
@@ -95,6 +95,8 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     candidates : callable, optional
         ``candidates(layer, target)`` to narrow the candidate set (default
         :func:`tvm_sparse.mapping.candidates.candidates_for`).
+    timer : tvm_sparse.mapping.latency.Timer, optional
+        How long each entry is timed (default ``Timer(rpc)``); ``rpc`` is then the timer's.
     progress : callable, optional
         ``progress(done, total)`` while the table is measured.
 
@@ -128,9 +130,10 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     if objective == "compression":
         _check_reachable(layers, candidate_sets, compression)
     if not isinstance(table, LatencyTable):
-        threads = None if rpc is not None else default_thread_count()
+        remote = rpc is not None or (timer is not None and timer.rpc is not None)
+        threads = None if remote else default_thread_count()
         table = LatencyTable.open(table, target, threads) if table is not None else LatencyTable(_slug(target), threads)
-    measure_table(model, example, layers, candidate_sets, target, table, Timer(rpc), progress)
+    measure_table(model, example, layers, candidate_sets, target, table, timer or Timer(rpc), progress)
     costs = sensitivities(model, layers, candidate_sets, data, method=sensitivity) if data is not None else None
     options = layer_options(layers, candidate_sets, table, costs)
     remainder = table.remainder
