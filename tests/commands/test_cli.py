@@ -18,19 +18,6 @@ def _cli(*arguments, timeout=600):
                           timeout=timeout, env=env, check=False)
 
 
-@pytest.fixture
-def program(tmp_path):
-    """The pass tests' residual block saved with ``torch.export.save`` (a ``.pt2`` file)."""
-    import torch
-
-    from tests.relay_passes.sparse_models import sparse_residual_block
-
-    model, example = sparse_residual_block()
-    path = tmp_path / "block.pt2"
-    torch.export.save(torch.export.export(model, (example,)), path)
-    return path
-
-
 def _whole_cells(output):
     """True when no table cell was cut short to fit the console."""
     return "\u2026" not in output

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.commands.test_cli import _cli, program  # noqa: F401 - program is a fixture
+from tests.commands.test_cli import _cli
 from tvm_sparse.plan import load_plan
 
 
