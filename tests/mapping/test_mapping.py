@@ -221,3 +221,21 @@ def test_a_mapped_plan_drives_training_time_pruning(sparsifier):
     assert {d.name for d in compiled.report if d.decision == "sparse"} == set(plan)
     with torch.no_grad():
         np.testing.assert_allclose(compiled(example), model(example).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_second_search_reuses_the_table_without_measuring(small, tmp_path):
+    model, example = small
+    first = map_schemes(model, example, "llvm", "search", compression=1.5, candidates=_few, table=tmp_path,
+                        timer=QUICK)
+
+    class Refuses(Timer):
+        def row(self, compiled, examples):
+            assert not compiled, "nothing left to measure"
+            return {}
+
+    again = map_schemes(model, example, "llvm", "search", compression=2.5, candidates=_few, table=tmp_path,
+                        timer=Refuses())
+    layers = find_layers(model, example)
+    for mapping, compression in ((first, 1.5), (again, 2.5)):
+        kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
+        assert sum(layer.parameters for layer in layers) / kept >= compression

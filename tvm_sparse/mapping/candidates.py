@@ -57,9 +57,10 @@ def candidates_for(layer, target, blocks=None, sparsities=SPARSITIES, patterns=P
         found += [PatternScheme(entries=entries, library_size=8, connectivity=removed) for entries, removed in patterns]
     taps = layer.kernel_size[0] * layer.kernel_size[1]
     for block in blocks:
-        for sparsity in sparsities:
-            if kept_count(block[1] * taps, sparsity) >= 1:  # a block keeps at least one column
-                found.append(BlockPunchedScheme(block=tuple(block), sparsity=sparsity))
+        columns = block[1] * taps
+        # the rate a block's whole columns give (a block keeps at least one), each once
+        rates = sorted({kept_count(columns, sparsity) for sparsity in sparsities} - {0}, reverse=True)
+        found += [BlockPunchedScheme(block=tuple(block), sparsity=round(1.0 - kept / columns, 6)) for kept in rates]
     if layer.kernel_size == (1, 1):
         found += [BSRScheme(block=(4, 4), sparsity=sparsity) for sparsity in sparsities]
     return found

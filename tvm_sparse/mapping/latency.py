@@ -3,9 +3,11 @@
 A candidate's layer is the model's own layer alone (its weight pruned to the candidate by
 magnitude, its bias), compiled with the candidate as its plan, so the router builds the very
 kernel ``compile`` would; the dense candidate is the layer unpruned. A signature's candidates are
-timed together, in interleaved rounds. The whole dense model is timed once, together with its
-dense layers, and what they do not explain is the *remainder* (pooling, element-wise tails, the
-VM): a mapped model is predicted at the remainder plus its layers' entries.
+timed together, in interleaved rounds, with a model that only returns its input: the cost of a
+call, which each entry leaves out (a model pays it once, not once per layer). The whole dense
+model is timed once, together with its dense layers, and what they do not explain is the
+*remainder* (pooling, element-wise tails, the VM): a mapped model is predicted at the remainder
+plus its layers' entries.
 
 The table is a JSON file (``tuning_logs/<model>/<target>/latency_table.json`` by convention),
 written after each measurement: a run that stops (a lost device) resumes where it stopped and
@@ -25,6 +27,10 @@ from tvm_sparse.mapping.keys import candidate_key
 from tvm_sparse.pruning.masks import compute_mask
 
 TABLE_FILE = "latency_table.json"
+
+#: The row key of a model that only returns its input: what calling a compiled model costs, taken
+#: out of every entry (a model pays it once, not once per layer).
+CALL = "call"
 
 
 class LatencyTableError(ValueError):
@@ -164,7 +170,7 @@ class Timer:
         Here they are timed in interleaved rounds (medians), so that a busy spell of the machine
         falls on all of them alike and their ratios hold; on a device, one after the other.
         """
-        if self.rpc is not None or len(compiled) == 1:
+        if self.rpc is not None or len(compiled) <= 1:
             return {key: self.milliseconds(model, examples[key]) for key, model in compiled.items()}
         import tvm  # noqa: PLC0415
 
@@ -241,22 +247,28 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
     for layer in firsts.values():
         missing = [scheme for scheme in candidates[layer.name] if table.get(layer, scheme) is None]
         done += len(candidates[layer.name]) - len(missing)
+        if not missing:
+            continue
         example_in = _input_of(layer)
+        call = _compiled(nn.Identity().eval(), example_in, target, None)
         if timer.rpc is not None:  # one at a time, each saved at once: a lost device loses one entry
+            overhead = timer.milliseconds(call, example_in)
             for scheme in missing:
                 module, plan = layer_module(model, layer, scheme)
-                table.put(layer, scheme, timer.milliseconds(_compiled(module, example_in, target, plan), example_in))
+                elapsed = timer.milliseconds(_compiled(module, example_in, target, plan), example_in)
+                table.put(layer, scheme, max(0.0, elapsed - overhead))
                 measured, done = measured + 1, done + 1
                 if progress:
                     progress(done, total)
             continue
-        compiled = {}
+        compiled = {CALL: (None, call)}
         for scheme in missing:
             module, plan = layer_module(model, layer, scheme)
             compiled[candidate_key(scheme)] = (scheme, _compiled(module, example_in, target, plan))
         times = timer.row({key: model_ for key, (_, model_) in compiled.items()}, dict.fromkeys(compiled, example_in))
         for key, (scheme, _) in compiled.items():
-            table.put(layer, scheme, times[key])
+            if key != CALL:
+                table.put(layer, scheme, max(0.0, times[key] - times[CALL]))
         measured, done = measured + len(missing), done + len(missing)
         if progress:
             progress(done, total)
@@ -270,15 +282,15 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
 
 def _measure_remainder(model, example, distinct, layers, target, table, timer):
     """Time the dense model with its distinct dense layers in one row; keep the model's time and the remainder."""
-    compiled = {"model": _compiled(model, example, target, None)}
-    examples = {"model": example}
+    compiled = {"model": _compiled(model, example, target, None), CALL: _compiled(nn.Identity().eval(), example, target, None)}
+    examples = {"model": example, CALL: example}
     for index, layer in enumerate(distinct):
         module, _ = layer_module(model, layer, None)
         compiled[index], examples[index] = _compiled(module, _input_of(layer), target, None), _input_of(layer)
     times = timer.row(compiled, examples)
     index_of = {layer.signature: index for index, layer in enumerate(distinct)}
     table.dense_model_ms = times["model"]
-    table.remainder = times["model"] - sum(times[index_of[layer.signature]] for layer in layers)
+    table.remainder = times["model"] - sum(max(0.0, times[index_of[layer.signature]] - times[CALL]) for layer in layers)
     table.save()
 
 

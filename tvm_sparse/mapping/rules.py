@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from schedules.profiles import profile_for
 from schedules.target_info import as_target, target_family
-from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, kept_count
+from tvm_sparse.plan import BlockPunchedScheme, PatternScheme
 
 #: Block shapes of the rules per target family: ``wide`` for small 3x3 maps, ``narrow`` elsewhere.
 RULE_BLOCKS = {
@@ -71,15 +71,22 @@ def _pattern(kept):
 
 
 def _block_punched(block, kept, layer):
-    """Block-punched keeping ``kept``; the block widens (more input channels) until it has enough columns."""
+    """Block-punched keeping about ``kept``: a block keeps whole columns, so the narrowest block
+    (doubling its input channels) whose columns give the rate within 5% is taken, at the rate its
+    columns give exactly."""
     rows, channels = block
     taps = layer.kernel_size[0] * layer.kernel_size[1]
-    sparsity = round(min(max(0.0, 1.0 - kept), 0.99), 4)
-    while kept_count(channels * taps, sparsity) < 1 and channels < layer.in_channels:
-        channels *= 2  # a block keeps at least one of its columns
-    while sparsity > 0 and kept_count(channels * taps, sparsity) < 1:
-        sparsity = round(sparsity - 0.01, 4)
-    return BlockPunchedScheme(block=(rows, channels), sparsity=sparsity)
+
+    def achieved(columns):
+        return max(1, round(kept * columns)) / columns
+
+    widths = [channels]
+    while widths[-1] < layer.in_channels:
+        widths.append(widths[-1] * 2)
+    close = [w for w in widths if abs(achieved(w * taps) - kept) <= 0.05 * kept]
+    channels = close[0] if close else min(widths, key=lambda w: abs(achieved(w * taps) - kept))
+    columns = channels * taps
+    return BlockPunchedScheme(block=(rows, channels), sparsity=round(1.0 - achieved(columns), 6))
 
 
 def _sparse_rule(layer, profile, blocks, kept):
