@@ -8,8 +8,10 @@ Sub-commands:
 """
 
 import argparse
+from dataclasses import asdict
 
 from tvm_sparse.commands.console import wide_console
+from tvm_sparse.commands.result_files import add_result_file_arguments, write_result_files
 from tvm_sparse.models import MODELS
 
 
@@ -40,6 +42,7 @@ def _register_models(benchmarks):
     parser.add_argument("--tuning-logs", metavar="ROOT", default=None,
                         help="also time each model compiled with its logs ROOT/<model>/<target>/ "
                              "(from tvm-sparse tune MODEL --dense), where they exist")
+    add_result_file_arguments(parser)
     parser.set_defaults(func=run_models)
 
 
@@ -50,6 +53,7 @@ def run_models(args):
     from rich.table import Table
     from tvm.target import codegen
 
+    from tvm_sparse.bench import plots
     from tvm_sparse.bench.models import AGREEMENT, run_benchmark
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
@@ -71,6 +75,10 @@ def run_models(args):
     console.print(table)
     console.print("compile time: " + ", ".join(f"{m} {s:.0f} s" for m, s in compile_seconds.items()))
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
+    write_result_files(args, console, {"benchmark": "models", "target": target, "rounds": args.rounds,
+                                       "compile_seconds": compile_seconds, "timings": [asdict(t) for t in timings]},
+                       lambda data, path: plots.model_latencies(data["timings"], path,
+                                                                title=f"Dense models, batch 1; {target}"))
     disagreeing = [t for t in timings if t.max_rel_err > AGREEMENT]
     for t in disagreeing:
         console.print(f"[red]{t.model}: outputs disagree with PyTorch (max rel err {t.max_rel_err:.1e})")
@@ -105,6 +113,7 @@ def _register_kernels(benchmarks):
                              "kept), to see where the sparse kernel stops paying")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    add_result_file_arguments(parser)
     parser.set_defaults(func=run_kernels)
 
 
@@ -115,6 +124,7 @@ def run_kernels(args):
     from rich.table import Table
 
     from schedules.target_info import as_target
+    from tvm_sparse.bench import plots
     from tvm_sparse.bench.kernels import AGREEMENT, LAYERS, QUICK, layer_named, run_benchmark
 
     target = as_target(None)
@@ -148,6 +158,11 @@ def run_kernels(args):
     console.print("specialised: '-' where its code exceeds the compile-time budget (not built); "
                   "achieved / ideal: best dense / best sparse over the FLOP reduction")
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
+    rows = [dict(asdict(t), scheme=layer_named(t.layer).scheme, density=layer_named(t.layer).density,
+                 speedup=t.speedup, achieved_over_ideal=t.achieved_over_ideal) for t in timings]
+    write_result_files(args, console, {"benchmark": "kernels", "target": f"llvm -mcpu={target.attrs['mcpu']}",
+                                       "rounds": args.rounds, "compile_seconds": compile_seconds, "timings": rows},
+                       lambda data, path: plots.kernel_speedups(data["timings"], path))
     disagreeing = [t for t in timings if t.max_rel_err > AGREEMENT]
     for t in disagreeing:
         console.print(f"[red]{t.layer}: outputs disagree with PyTorch (max rel err {t.max_rel_err:.1e})")
@@ -176,6 +191,7 @@ def _register_model(benchmarks):
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
+    add_result_file_arguments(parser)
     parser.set_defaults(func=run_model)
 
 
@@ -186,6 +202,7 @@ def run_model(args):
     from rich.table import Table
     from tvm.target import codegen
 
+    from tvm_sparse.bench import plots
     from tvm_sparse.bench.pruned_model import AGREEMENT, RUNTIMES, TARGETS, run_benchmark
     from tvm_sparse.commands.pruning_options import block_text
 
@@ -219,6 +236,13 @@ def run_model(args):
     if "deepsparse" not in present:
         console.print("DeepSparse is not installed: `bash scripts/install-deepsparse.sh` adds it")
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
+    write_result_files(args, console, {"benchmark": "model", "target": target, "rounds": args.rounds,
+                                       "compression": args.compression, "scheme_3x3": args.scheme_3x3,
+                                       "prepared": [asdict(p) for p in prepared],
+                                       "timings": [asdict(t) for t in timings]},
+                       lambda data, path: plots.model_latencies(
+                           data["timings"], path, title=f"Pruned {args.compression:g}x ({args.scheme_3x3}), batch 1; "
+                                                        f"{target}"))
     # DeepSparse is a third-party engine: its error is shown, but only ours and the references gate.
     gated = ("tvm_sparse", "tvm_sparse dense", "onnxruntime")
     disagreeing = [(t, r) for t in timings for r in gated if t.max_rel_err.get(r, 0.0) > AGREEMENT]
