@@ -1,21 +1,17 @@
 """Figures of the benchmark commands and the notebooks (matplotlib), one function per figure.
 
 Each function takes the rows the commands write with ``--json`` (dataclasses as dicts), draws
-one figure, saves it when given a path and returns it. Matplotlib's file backend is used, so no
-display is needed.
+one figure, saves it when given a path and returns it. The figures are made without pyplot, so
+no display or GUI backend is involved (and nothing stays open).
 """
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+from matplotlib.figure import Figure
 
 #: Layers whose densities were varied are named ``LAYER@DENSITY`` (tvm_sparse.bench.kernels.layer_named).
 DENSITY_SEPARATOR = "@"
 
 
 def _save(figure, path):
-    figure.tight_layout()
     if path is not None:
         figure.savefig(path, dpi=110)
     return figure
@@ -51,14 +47,17 @@ def model_latencies(rows, path=None, title="Batch-1 latency"):
     groups = [f"{row['model']}\n{row['threads']} thread{'s' if row['threads'] > 1 else ''}" for row in rows]
     series = list(dict.fromkeys(runtime for row in rows for runtime in row["median_ms"]))
     values = {(group, runtime): ms for group, row in zip(groups, rows) for runtime, ms in row["median_ms"].items()}
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4))
+    figure = Figure(figsize=(max(6, 1.6 * len(groups) + 2), 4), layout="tight")
+    axes = figure.subplots()
     _grouped_bars(axes, groups, series, values, "ms (median)")
     axes.set_title(title)
     return _save(figure, path)
 
 
 def kernel_speedups(rows, path=None):
-    """Speed-up of our best sparse kernel over the best dense one vs density, per layer and thread count.
+    """Speed-up of our best sparse kernel over the best dense one, and its fraction of the ideal, vs density.
+
+    One line per layer and thread count; the ideal is the FLOP reduction (dense FLOPs / kept FLOPs).
 
     Parameters
     ----------
@@ -78,16 +77,22 @@ def kernel_speedups(rows, path=None):
         base = row["layer"].split(DENSITY_SEPARATOR)[0]
         dense = min(ms for runtime, ms in row["median_ms"].items() if runtime in DENSE_RUNTIMES)
         sparse = min(ms for runtime, ms in row["median_ms"].items() if runtime in SPARSE_RUNTIMES)
-        lines.setdefault((base, row["threads"]), []).append((1.0 / row["flop_reduction"], dense / sparse))
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+        lines.setdefault((base, row["threads"]), []).append(
+            (1.0 / row["flop_reduction"], dense / sparse, dense / sparse / row["flop_reduction"]))
+    figure = Figure(figsize=(12, 4.5), layout="tight")
+    speedup, ideal = figure.subplots(1, 2)
     for (base, threads), points in sorted(lines.items()):
         points.sort()
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{base}, {threads} thr")
-    axes.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-    axes.set_xlabel("density (kept weights)")
-    axes.set_ylabel("best dense / best sparse")
-    axes.set_title("Sparse kernel speed-up over the best dense implementation")
-    axes.legend(fontsize="x-small")
+        for axes, column in ((speedup, 1), (ideal, 2)):
+            axes.plot([p[0] for p in points], [p[column] for p in points], marker="o", label=f"{base}, {threads} thr")
+    speedup.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    speedup.set_ylabel("best dense / best sparse")
+    speedup.set_title("Speed-up over the best dense implementation")
+    ideal.set_ylabel("speed-up / FLOP reduction")
+    ideal.set_title("Fraction of the ideal (removed FLOPs) reached")
+    for axes in (speedup, ideal):
+        axes.set_xlabel("density (kept weights)")
+        axes.legend(fontsize="x-small")
     return _save(figure, path)
 
 
@@ -106,7 +111,8 @@ def pruning_report(datasets, path=None):
     matplotlib.figure.Figure
     """
     columns = 2 if any(data["schemes"] for data in datasets) else 1
-    figure, axes = plt.subplots(len(datasets), columns, figsize=(6 * columns, 3.8 * len(datasets)), squeeze=False)
+    figure = Figure(figsize=(6 * columns, 3.8 * len(datasets)), layout="tight")
+    axes = figure.subplots(len(datasets), columns, squeeze=False)
     for row_axes, data in zip(axes, datasets):
         recipes = list(data["cost"])
         cost = row_axes[0]
@@ -154,7 +160,8 @@ def layer_breakdown(profiles, path=None, top=8):
         for part, ms in parts.items():
             totals[part] = totals.get(part, 0.0) + ms
     shown = sorted(totals, key=totals.get, reverse=True)[:top]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(8, 4.5), layout="tight")
+    axes = figure.subplots()
     bottoms = [0.0] * len(profiles)
     for part in shown + ["other layers"]:
         heights = [parts.get(part, 0.0) if part != "other layers" else

@@ -125,7 +125,7 @@ def run_kernels(args):
 
     from schedules.target_info import as_target
     from tvm_sparse.bench import plots
-    from tvm_sparse.bench.kernels import AGREEMENT, LAYERS, QUICK, layer_named, run_benchmark
+    from tvm_sparse.bench.kernels import AGREEMENT, LAYERS, QUICK, layer_named, result_rows, run_benchmark
 
     target = as_target(None)
     names = args.layers or (list(QUICK) if args.quick else list(LAYERS))
@@ -158,10 +158,9 @@ def run_kernels(args):
     console.print("specialised: '-' where its code exceeds the compile-time budget (not built); "
                   "achieved / ideal: best dense / best sparse over the FLOP reduction")
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
-    rows = [dict(asdict(t), scheme=layer_named(t.layer).scheme, density=layer_named(t.layer).density,
-                 speedup=t.speedup, achieved_over_ideal=t.achieved_over_ideal) for t in timings]
     write_result_files(args, console, {"benchmark": "kernels", "target": f"llvm -mcpu={target.attrs['mcpu']}",
-                                       "rounds": args.rounds, "compile_seconds": compile_seconds, "timings": rows},
+                                       "rounds": args.rounds, "compile_seconds": compile_seconds,
+                                       "timings": result_rows(timings)},
                        lambda data, path: plots.kernel_speedups(data["timings"], path))
     disagreeing = [t for t in timings if t.max_rel_err > AGREEMENT]
     for t in disagreeing:
