@@ -25,7 +25,8 @@ for notebook in "$@"; do
     (cd "$(dirname "$notebook")" && "$venv/bin/jupyter-execute" --inplace --timeout=-1 "$(basename "$notebook")")
 done
 
-# Headline figures: the one named after its notebook (03_where_sparse_pays.png, ...).
+# Headline figures of a full-size run: the one named after its notebook (03_where_sparse_pays.png, ...).
+[ "$TVM_SPARSE_NOTEBOOK_SIZE" = full ] || exit 0
 mkdir -p "$root/docs/img"
 for notebook in "$@"; do
     headline="$figures/$(basename "$notebook" .ipynb).png"
