@@ -101,7 +101,7 @@ class Profile:
 
 
 @dataclass
-class KernelCall:
+class RecordedCall:
     """One call of a compiled kernel function: its name, a copy of its arguments, its time."""
 
     symbol: str
@@ -145,7 +145,7 @@ def record_calls(vm, library, tensors):
             if symbol not in is_kernel:
                 is_kernel[symbol] = library.implements_function(symbol)
             if is_kernel[symbol]:
-                calls.append(KernelCall(symbol, [_copy(arg) for arg in args]))
+                calls.append(RecordedCall(symbol, [_copy(arg) for arg in args]))
         return relax.VMInstrumentReturnKind.NO_OP
 
     vm.set_instrument(instrument)

@@ -48,6 +48,7 @@ def test_prune_report_writes_every_recipe_and_scheme(tmp_path):
     assert _is_png(png_path)
 
 
+@pytest.mark.slow
 def test_bench_models_writes_each_runtime(tmp_path):
     json_path, png_path, options = _outputs(tmp_path, "models")
     assert main(["bench", "models", "--model", "mobilenet_v2", "--threads", "1", "--rounds", "1", *options]) == 0
