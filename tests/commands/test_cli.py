@@ -190,3 +190,10 @@ def test_phone_emulator_turns_each_stop_signal_into_an_unwinding_exception(signu
             os.kill(os.getpid(), signum)
     assert stopped.value.signum == signum
     assert signal.getsignal(signum) is before
+
+
+def test_compile_profiles_each_layer(program):
+    result = _cli("compile", str(program), "--profile", "--min-macs", "0")
+    assert result.returncode == 0, result.stderr
+    for expected in ("conv1.weight", "sparse_conv1_weight", "fc.weight", "other kernels", "outside kernels"):
+        assert expected in result.stdout, result.stdout

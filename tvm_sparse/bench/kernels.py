@@ -151,6 +151,12 @@ class KernelTiming:
         return self.speedup / self.flop_reduction
 
 
+def result_rows(timings):
+    """The timings as JSON-able rows, each with its layer's scheme and nominal density, speed-up and fraction of the ideal."""
+    return [dict(asdict(t), scheme=layer_named(t.layer).scheme, density=layer_named(t.layer).density,
+                 speedup=t.speedup, achieved_over_ideal=t.achieved_over_ideal) for t in timings]
+
+
 def layer_weights(layer):
     """The layer's seeded sparse format object, its dense weight ``[K, C, R, S]`` and bias."""
     from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight

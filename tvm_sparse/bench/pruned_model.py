@@ -29,7 +29,6 @@ import torch
 
 from tvm_sparse.bench.models import benchmark_model, example_input
 from tvm_sparse.bench.workers import onnxruntime_session, run_workers, worker_main
-from tvm_sparse.models import MODELS
 
 #: The runtimes, in table order.
 RUNTIMES = ("tvm_sparse", "tvm_sparse dense", "pytorch", "onnxruntime", "deepsparse", "deepsparse dense")
@@ -71,14 +70,15 @@ def _paths(workdir, name):
              "dense.pt", "unstructured.pt")}
 
 
-def pruned_variants(name, compression, scheme_3x3="pattern", block=(8, 4)):
+def pruned_variants(name, compression, scheme_3x3="pattern", block=(8, 4), model=None):
     """The dense model, the pruned one with its plan, and the unstructured one at the same rates.
 
-    ``scheme_3x3`` and ``block`` are as in :func:`tvm_sparse.pruning.one_shot.one_shot_config`.
+    ``scheme_3x3`` and ``block`` are as in :func:`tvm_sparse.pruning.one_shot.one_shot_config`;
+    ``model`` (a CIFAR-10-shaped module, copied) replaces the built-in model ``name``.
     """
     from tvm_sparse.pruning.one_shot import magnitude_prune, magnitude_prune_unstructured, weight_sparsity
 
-    dense = benchmark_model(name)
+    dense = benchmark_model(name) if model is None else copy.deepcopy(model).eval()
     pruned = copy.deepcopy(dense)
     plan = magnitude_prune(pruned, compression=compression, scheme_3x3=scheme_3x3, block=block)
     unstructured = copy.deepcopy(dense)
@@ -92,8 +92,8 @@ def _export_onnx(model, example, path):
         torch.onnx.export(model, (example,), path, input_names=["x"], opset_version=17, dynamo=False)
 
 
-def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern", block=(8, 4)):
-    """Prune, compile (sparse and dense) and export one model into ``workdir``.
+def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern", block=(8, 4), model=None):
+    """Prune, compile (sparse and dense) and export one model into ``workdir`` (``model`` as in :func:`pruned_variants`).
 
     Returns
     -------
@@ -102,7 +102,7 @@ def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern"
     import tvm_sparse
 
     paths = _paths(workdir, name)
-    dense, pruned, plan, unstructured = pruned_variants(name, compression, scheme_3x3, block)
+    dense, pruned, plan, unstructured = pruned_variants(name, compression, scheme_3x3, block, model)
     example = example_input()
     np.save(paths["input.npy"], example.numpy())
     mod, params = tvm_sparse.from_torch(pruned, example)
@@ -192,8 +192,11 @@ def _relative_error(actual, expected):
     return float(np.abs(np.asarray(actual) - expected).max() / np.abs(expected).max())
 
 
-def run_benchmark(names, compression, thread_counts, rounds, target, rules=None, scheme_3x3="pattern", block=(8, 4)):
+def run_benchmark(names, compression, thread_counts, rounds, target, rules=None, scheme_3x3="pattern", block=(8, 4),
+                  models=None):
     """Prepare each model once, then measure them in one worker process per thread count.
+
+    ``models`` maps a name to a CIFAR-10-shaped module to use instead of the built-in model of that name.
 
     Returns
     -------
@@ -201,10 +204,11 @@ def run_benchmark(names, compression, thread_counts, rounds, target, rules=None,
     timings : list[PrunedModelTiming]
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_model_") as workdir:
-        prepared = [prepare(name, compression, target, workdir, rules, scheme_3x3, block) for name in names]
+        prepared = [prepare(name, compression, target, workdir, rules, scheme_3x3, block, (models or {}).get(name))
+                    for name in names]
         rows = run_workers("tvm_sparse.bench.pruned_model", workdir, thread_counts, rounds, names)
     return prepared, [PrunedModelTiming(**row) for row in rows]
 
 
 if __name__ == "__main__":
-    worker_main(measure, __doc__, choices=sorted(MODELS))
+    worker_main(measure, __doc__)  # the names of the models prepared in the work directory

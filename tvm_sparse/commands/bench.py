@@ -8,8 +8,10 @@ Sub-commands:
 """
 
 import argparse
+from dataclasses import asdict
 
 from tvm_sparse.commands.console import wide_console
+from tvm_sparse.commands.result_files import add_result_file_arguments, write_result_files
 from tvm_sparse.models import MODELS
 
 
@@ -41,6 +43,7 @@ def _register_models(benchmarks):
     parser.add_argument("--tuning-logs", metavar="ROOT", default=None,
                         help="also time each model compiled with its logs ROOT/<model>/<target>/ "
                              "(from tvm-sparse tune MODEL --dense), where they exist")
+    add_result_file_arguments(parser)
     parser.set_defaults(func=run_models)
 
 
@@ -51,6 +54,7 @@ def run_models(args):
     from rich.table import Table
     from tvm.target import codegen
 
+    from tvm_sparse.bench import plots
     from tvm_sparse.bench.models import AGREEMENT, run_benchmark
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
@@ -72,6 +76,10 @@ def run_models(args):
     console.print(table)
     console.print("compile time: " + ", ".join(f"{m} {s:.0f} s" for m, s in compile_seconds.items()))
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
+    write_result_files(args, console, {"benchmark": "models", "target": target, "rounds": args.rounds,
+                                       "compile_seconds": compile_seconds, "timings": [asdict(t) for t in timings]},
+                       lambda data, path: plots.model_latencies(data["timings"], path,
+                                                                title=f"Dense models, batch 1; {target}"))
     disagreeing = [t for t in timings if t.max_rel_err > AGREEMENT]
     for t in disagreeing:
         console.print(f"[red]{t.model}: outputs disagree with PyTorch (max rel err {t.max_rel_err:.1e})")
@@ -106,6 +114,7 @@ def _register_kernels(benchmarks):
                              "kept), to see where the sparse kernel stops paying")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    add_result_file_arguments(parser)
     parser.set_defaults(func=run_kernels)
 
 
@@ -116,7 +125,8 @@ def run_kernels(args):
     from rich.table import Table
 
     from schedules.target_info import as_target
-    from tvm_sparse.bench.kernels import AGREEMENT, LAYERS, QUICK, layer_named, run_benchmark
+    from tvm_sparse.bench import plots
+    from tvm_sparse.bench.kernels import AGREEMENT, LAYERS, QUICK, layer_named, result_rows, run_benchmark
 
     target = as_target(None)
     names = args.layers or (list(QUICK) if args.quick else list(LAYERS))
@@ -149,6 +159,10 @@ def run_kernels(args):
     console.print("specialised: '-' where its code exceeds the compile-time budget (not built); "
                   "achieved / ideal: best dense / best sparse over the FLOP reduction")
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
+    write_result_files(args, console, {"benchmark": "kernels", "target": f"llvm -mcpu={target.attrs['mcpu']}",
+                                       "rounds": args.rounds, "compile_seconds": compile_seconds,
+                                       "timings": result_rows(timings)},
+                       lambda data, path: plots.kernel_speedups(data["timings"], path))
     disagreeing = [t for t in timings if t.max_rel_err > AGREEMENT]
     for t in disagreeing:
         console.print(f"[red]{t.layer}: outputs disagree with PyTorch (max rel err {t.max_rel_err:.1e})")
@@ -177,6 +191,7 @@ def _register_model(benchmarks):
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
+    add_result_file_arguments(parser)
     parser.set_defaults(func=run_model)
 
 
@@ -187,6 +202,7 @@ def run_model(args):
     from rich.table import Table
     from tvm.target import codegen
 
+    from tvm_sparse.bench import plots
     from tvm_sparse.bench.pruned_model import AGREEMENT, RUNTIMES, TARGETS, run_benchmark
     from tvm_sparse.commands.pruning_options import block_text
 
@@ -220,6 +236,13 @@ def run_model(args):
     if "deepsparse" not in present:
         console.print("DeepSparse is not installed: `bash scripts/install-deepsparse.sh` adds it")
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
+    write_result_files(args, console, {"benchmark": "model", "target": target, "rounds": args.rounds,
+                                       "compression": args.compression, "scheme_3x3": args.scheme_3x3,
+                                       "prepared": [asdict(p) for p in prepared],
+                                       "timings": [asdict(t) for t in timings]},
+                       lambda data, path: plots.model_latencies(
+                           data["timings"], path, title=f"Pruned {args.compression:g}x ({args.scheme_3x3}), batch 1; "
+                                                        f"{target}"))
     # DeepSparse is a third-party engine: its error is shown, but only ours and the references gate.
     gated = ("tvm_sparse", "tvm_sparse dense", "onnxruntime")
     disagreeing = [(t, r) for t in timings for r in gated if t.max_rel_err.get(r, 0.0) > AGREEMENT]

@@ -46,6 +46,9 @@ def register(subparsers):
                         help="layers with more non-zero weights stay dense, for a shorter compile (default: no limit)")
     parser.add_argument("-o", "--output", help="write the compiled library here (.so)")
     parser.add_argument("--summary", action="store_true", help="print the per-layer report as a table")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the model on this CPU and print each layer's kernel time and share of the model "
+                             "(a target this machine runs)")
     parser.add_argument("--tuning-logs", metavar="DIR",
                         help="apply the tuned schedules and sparse-kernel knobs of this folder, written by "
                              "`tvm-sparse tune` for the same model and target, and say how many matched")
@@ -84,6 +87,15 @@ def run(args):
     if args.summary:
         console.print(report_table(compiled.report, f"{args.model} for {compiled.target.kind.name} "
                                                     f"{compiled.target.attrs.get('mtriple', '')}"))
+    if args.profile:
+        if not compiled.runs_here:
+            print(f"tvm-sparse compile: --profile runs the model here, and this machine cannot run {compiled.target}",
+                  file=sys.stderr)
+            return 1
+        with console.status("profiling"):
+            profile = compiled.profile(*example)
+        console.print(f"per-layer profile of {args.model} (each kernel timed alone; ms)", highlight=False)
+        console.print(profile.table(), highlight=False, soft_wrap=True)
     return 0
 
 

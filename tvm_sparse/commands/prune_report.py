@@ -17,7 +17,9 @@ digits, 8 and 6 left both baselines 2-3 points below dense, 16 and 12 about 1.4 
 
 import os
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+from tvm_sparse.commands.result_files import add_result_file_arguments, write_result_files
 
 DURING_VS_DENSE_TARGET = 1.2
 DURING_VS_AFTER_TARGET = 0.5
@@ -43,6 +45,7 @@ def register(subparsers):
     parser.add_argument("--admm-epochs", type=int, default=12, help="ADMM epochs before its hard prune (default 12)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
     parser.add_argument("--skip-schemes", action="store_true", help="print the cost table only")
+    add_result_file_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -212,11 +215,25 @@ def run(args):
         def progress(text):
             status.update(text)
 
+        results = []
         for data in datasets:
             costs = cost_table(data, settings, args.compression, args.repeats, progress)
             print_cost(console, data, costs, settings, args.repeats)
-            if not args.skip_schemes:
-                print_schemes(console, data, scheme_table(data, settings, args.compression, progress), args.compression)
+            schemes = {} if args.skip_schemes else scheme_table(data, settings, args.compression, progress)
+            if schemes:
+                print_schemes(console, data, schemes, args.compression)
+            results.append({"name": data.name, "cost": {name: asdict(m) for name, m in costs.items()},
+                            "schemes": {label: {method: asdict(m) for method, m in methods.items()}
+                                        for label, methods in schemes.items()}})
     load = os.getloadavg()
     console.print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    write_result_files(args, console, {"report": "prune-report", "compression": args.compression,
+                                       "repeats": args.repeats, "threads": args.threads, "datasets": results},
+                       _draw)
     return 0
+
+
+def _draw(data, path):
+    from tvm_sparse.bench.plots import pruning_report
+
+    pruning_report(data["datasets"], path)

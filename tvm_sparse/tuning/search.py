@@ -14,7 +14,7 @@ import types
 import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
-from tvm_ffi import structural_equal, structural_hash
+from tvm_ffi import get_global_func, register_global_func, structural_equal, structural_hash
 
 from schedules.dense.space import dense_search_space
 from tvm_sparse.tuning.logs import is_valid, records_of
@@ -186,6 +186,22 @@ class CountMeasurements(ms.measure_callback.PyMeasureCallback):
         self.advance(len(runner_results), errors)
 
 
+@contextlib.contextmanager
+def plain_text_tables():
+    """MetaSchedule's progress table as text, also in Jupyter.
+
+    In a Jupyter kernel MetaSchedule shows its table as a pandas DataFrame, and pandas is no
+    dependency of tvm_sparse: tuning from a notebook failed with "No module named 'pandas'".
+    """
+    name = "s_tir.meta_schedule.using_ipython"
+    previous = get_global_func(name)
+    register_global_func(name, lambda: False, override=True)
+    try:
+        yield
+    finally:
+        register_global_func(name, previous, override=True)
+
+
 def tune_dense(tasks, target, database, log_dir, trials, num_trials_per_iter, builder, runner, advance):
     """Run MetaSchedule on ``tasks`` for what is left of ``trials``.
 
@@ -207,9 +223,10 @@ def tune_dense(tasks, target, database, log_dir, trials, num_trials_per_iter, bu
         failed.append(errors)
         advance(n, errors)
 
-    ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in tasks], work_dir=log_dir,
-                  max_trials_global=remaining, num_trials_per_iter=min(num_trials_per_iter, remaining),
-                  builder=builder, runner=runner, database=database, cost_model="xgb",
-                  measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [CountMeasurements(count)],
-                  task_scheduler="gradient")
+    with plain_text_tables():
+        ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in tasks], work_dir=log_dir,
+                      max_trials_global=remaining, num_trials_per_iter=min(num_trials_per_iter, remaining),
+                      builder=builder, runner=runner, database=database, cost_model="xgb",
+                      measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [CountMeasurements(count)],
+                      task_scheduler="gradient")
     return sum(counted), sum(failed)
