@@ -29,3 +29,18 @@ def test_tiny_report_on_digits_and_a_fake_cifar_folder(tmp_path, capsys):
         assert title in out
     assert out.count("ClickTrain time / dense training") == 2
     assert "8.01x" in out  # measured compression of the pattern-pruned 3x3 convolutions
+
+
+@pytest.mark.slow
+def test_tiny_report_on_fashion_mnist(capsys):
+    from tests.conftest import require
+    from tvm_sparse.data import FASHION_MNIST_FOLDER, DataError, load_fashion_mnist
+
+    try:
+        load_fashion_mnist(train_limit=1)
+    except DataError:
+        require(f"Fashion-MNIST in {FASHION_MNIST_FOLDER}")
+    argv = ["prune-report", "--fashion-mnist", "--train-limit", "256", "--epochs", "1", "--finetune-epochs", "1",
+            "--admm-epochs", "1", "--repeats", "1", "--skip-schemes"]
+    assert main(argv) == 0
+    assert "fashion-mnist: cost of pruning" in capsys.readouterr().out

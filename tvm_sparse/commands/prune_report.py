@@ -1,6 +1,7 @@
 """``tvm-sparse prune-report``: accuracy vs compression per scheme, and the cost of pruning during vs after training.
 
-On digits (always) and CIFAR-10 (when ``--cifar10 DIR`` is given) it prints two tables:
+On digits (always), Fashion-MNIST (``--fashion-mnist``) and CIFAR-10 (``--cifar10 DIR``) it
+prints two tables:
 
 1. *Cost*: dense training, ClickTrain (pruning during training, same epochs as dense) and the two
    prune-after-training baselines (magnitude + fine-tune, ADMM + fine-tune; both include their
@@ -34,6 +35,11 @@ def register(subparsers):
         "with ClickTrain pruning during training, and with prune-after-training baselines (magnitude and "
         "ADMM, each followed by fine-tuning); print accuracy, measured compression and wall time.",
     )
+    parser.add_argument("--fashion-mnist", action="store_true",
+                        help="also Fashion-MNIST (scripts/install-fashion-mnist.sh installs it): real 28x28 images that "
+                             "tell the schemes apart, where digits barely can")
+    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
+                        help="train on the first N Fashion-MNIST images only (quicker runs)")
     parser.add_argument("--cifar10", metavar="DIR", help="folder of the CIFAR-10 python batches (no download)")
     parser.add_argument("--cifar10-train-limit", type=int, default=None, metavar="N",
                         help="train on the first N CIFAR-10 images only (quicker runs)")
@@ -189,22 +195,24 @@ def print_schemes(console, data, rows, compression):
 
 
 def run(args):
-    """Train, prune and print the tables; returns 2 when the CIFAR-10 folder is wrong."""
+    """Train, prune and print the tables; returns 2 when Fashion-MNIST or the CIFAR-10 folder is missing or wrong."""
     import torch
 
     from tvm_sparse.commands.console import wide_console
-    from tvm_sparse.data import DataError, load_cifar10, load_digits
+    from tvm_sparse.data import DataError, load_cifar10, load_digits, load_fashion_mnist
     from tvm_sparse.pruning.workflows import TrainSettings
 
     console = wide_console(150)
     torch.set_num_threads(args.threads)
     datasets = [load_digits()]
-    if args.cifar10:
-        try:
+    try:
+        if args.fashion_mnist:
+            datasets.append(load_fashion_mnist(train_limit=args.train_limit))
+        if args.cifar10:
             datasets.append(load_cifar10(args.cifar10, train_limit=args.cifar10_train_limit))
-        except DataError as err:
-            console.print(f"[red]error:[/red] {err}")
-            return 2
+    except DataError as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
     settings = TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, admm_epochs=args.admm_epochs)
     load = os.getloadavg()
     console.print(
