@@ -26,6 +26,12 @@ def register(subparsers):
     _register_mapping(benchmarks)
 
 
+def add_timing_arguments(parser):
+    """``--threads`` (one worker process per count) and ``--rounds`` (interleaved timing rounds)."""
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+
+
 def _register_models(benchmarks):
     parser = benchmarks.add_parser(
         "models",
@@ -36,8 +42,7 @@ def _register_models(benchmarks):
     )
     parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
                         help="model to run (repeatable; default: all)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    add_timing_arguments(parser)
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
     parser.add_argument("--tuning-logs", metavar="ROOT", default=None,
@@ -112,8 +117,7 @@ def _register_kernels(benchmarks):
                         help="run each layer at these densities instead of its own (pattern: fraction of 3x3 "
                              "kernels kept, on top of the 4-of-9 patterns; block formats: fraction of blocks "
                              "kept), to see where the sparse kernel stops paying")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    add_timing_arguments(parser)
     add_result_file_arguments(parser)
     parser.set_defaults(func=run_kernels)
 
@@ -187,8 +191,7 @@ def _register_model(benchmarks):
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8)")
     add_scheme_arguments(parser)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    add_timing_arguments(parser)
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
     add_result_file_arguments(parser)
@@ -265,8 +268,7 @@ def _register_mapping(benchmarks):
                         help="model to run (repeatable; default: resnet18)")
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the uniform plans' 3x3 layers (default 8)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    add_timing_arguments(parser)
     parser.add_argument("--workdir", help="keep the latency tables here (default: a temporary folder)")
     parser.set_defaults(func=run_mapping)
 
