@@ -201,16 +201,19 @@ class EmulatedPhone:
         The prepared phone (see :func:`prepare`); prepared on first use.
     startup_timeout : float
         Seconds to wait for the server to register (importing TVM under qemu takes a while).
+    log : file object, optional
+        Where the server's output goes (its log of every session); default: this process's output.
     """
 
     def __init__(self, tracker, key=DEFAULT_KEY, host="127.0.0.1", port=9300, directory=None,
-                 startup_timeout=300):
+                 startup_timeout=300, log=None):
         self.tracker = tracker
         self.key = key
         self.host = host
         self.port = port
         self.directory = directory
         self.startup_timeout = startup_timeout
+        self.log = log
         self.process = None
 
     def start(self):
@@ -220,7 +223,8 @@ class EmulatedPhone:
                    "--port-end", str(self.port + 100), "--tracker", f"{self.tracker[0]}:{self.tracker[1]}",
                    "--key", self.key]
         logger.info("starting the emulated phone: %s", " ".join(command))
-        self.process = subprocess.Popen(command, start_new_session=True)
+        self.process = subprocess.Popen(command, start_new_session=True, stdout=self.log,
+                                        stderr=None if self.log is None else subprocess.STDOUT)
         try:
             wait_for_device(self.tracker, self.key, self.startup_timeout, process=self.process)
         except BaseException:
