@@ -17,6 +17,7 @@ _LAZY = {
     "compile": "tvm_sparse.compiler",
     "CompiledModel": "tvm_sparse.compiler",
     "from_torch": "tvm_sparse.frontend",
+    "map_schemes": "tvm_sparse.mapping.mapper",
     "parse_target": "tvm_sparse.target",
     "tune": "tvm_sparse.tuning",
 }

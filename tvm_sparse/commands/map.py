@@ -80,7 +80,7 @@ def run(args):
         model, example = load_model(args.model)
         if not hasattr(model, "named_modules"):
             raise ValueError(f"{args.model}: a saved program has no layers to hook; map a torch.nn.Module "
-                             "through the Python API (tvm_sparse.mapping.mapper.map_schemes)")
+                             "through the Python API (tvm_sparse.map_schemes)")
         model.eval()
         batches = calibration_batches(args.data, tuple(example[0].shape[1:])) if args.data else None
         rpc = (parse_address(args.rpc_tracker), args.rpc_key) if args.rpc_tracker else None
