@@ -26,6 +26,12 @@ def register(subparsers):
     _register_mapping(benchmarks)
 
 
+def add_models_argument(parser, default):
+    """``--model`` (repeatable), a built-in model; ``default`` names what runs without it."""
+    parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
+                        help=f"model to run (repeatable; default: {default})")
+
+
 def add_timing_arguments(parser):
     """``--threads`` (one worker process per count) and ``--rounds`` (interleaved timing rounds)."""
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
@@ -40,8 +46,7 @@ def _register_models(benchmarks):
                     "export them to ONNX, and time tvm_sparse, PyTorch and ONNX Runtime side by side "
                     "(medians of interleaved rounds; one process per thread count).",
     )
-    parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
-                        help="model to run (repeatable; default: all)")
+    add_models_argument(parser, "all")
     add_timing_arguments(parser)
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
@@ -186,8 +191,7 @@ def _register_model(benchmarks):
                     "of interleaved rounds; one process per thread count). DeepSparse runs in its own environment: "
                     "install it with `bash scripts/install-deepsparse.sh`; without it its columns are left out.",
     )
-    parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
-                        help="model to run (repeatable; default: resnet18)")
+    add_models_argument(parser, "resnet18")
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8)")
     add_scheme_arguments(parser)
@@ -264,8 +268,7 @@ def _register_mapping(benchmarks):
                     "global compression; compile all four and time them side by side (medians of interleaved "
                     "rounds, one process per thread count), with the search's predicted latency.",
     )
-    parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
-                        help="model to run (repeatable; default: resnet18)")
+    add_models_argument(parser, "resnet18")
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the uniform plans' 3x3 layers (default 8)")
     add_timing_arguments(parser)
