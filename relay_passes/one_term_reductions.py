@@ -12,20 +12,11 @@ result is bit-identical, since ``0 + x * w == x * w``.
 import tvm
 from tvm import relax
 
+from relay_passes.layer_chains import static_shape
+
 _MATMUL = tvm.ir.Op.get("relax.matmul")
 _CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
 _REDUCTIONS = tuple(tvm.ir.Op.get(f"relax.{name}") for name in ("sum", "mean", "max", "min"))
-
-
-def _static_shape(expr):
-    """The shape of ``expr`` as a tuple of ints, or None when it is not a tensor of static shape."""
-    ty = expr.ty
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    dims = getattr(ty.shape, "values", None)
-    if dims is None or not all(isinstance(d, tvm.tirx.IntImm) for d in dims):
-        return None
-    return tuple(int(d) for d in dims)
 
 
 def _keeps_dtype(call, operand):
@@ -36,7 +27,7 @@ def _keeps_dtype(call, operand):
 def _one_term_matmul(call):
     """``x @ w`` with inner dimension 1 as the broadcast product ``x * w`` (both at least 2-D)."""
     x, w = call.args
-    x_shape, w_shape = _static_shape(x), _static_shape(w)
+    x_shape, w_shape = static_shape(x), static_shape(w)
     if x_shape is None or w_shape is None or len(x_shape) < 2 or len(w_shape) < 2:
         return None
     if x_shape[-1] != 1 or w_shape[-2] != 1 or not _keeps_dtype(call, x):
@@ -48,7 +39,7 @@ def _one_term_conv2d(call):
     """An NCHW 1x1 convolution with one input channel per group as pad, stride, repeat and multiply."""
     x, w = call.args
     attrs = call.attrs
-    x_shape, w_shape = _static_shape(x), _static_shape(w)
+    x_shape, w_shape = static_shape(x), static_shape(w)
     if x_shape is None or w_shape is None or not _keeps_dtype(call, x):
         return None
     if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NCHW", "OIHW", "NCHW"):
@@ -72,7 +63,7 @@ def _one_term_conv2d(call):
 def _one_term_reduction(call):
     """A sum, mean, max or min over axes of extent 1 as the reshape it is."""
     (x,) = call.args
-    shape, out_shape = _static_shape(x), _static_shape(call)
+    shape, out_shape = static_shape(x), static_shape(call)
     if shape is None or out_shape is None:
         return None
     axes = range(len(shape)) if call.attrs.axis is None else (int(axis) for axis in call.attrs.axis)

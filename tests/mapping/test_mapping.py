@@ -239,3 +239,24 @@ def test_a_second_search_reuses_the_table_without_measuring(small, tmp_path):
     for mapping, compression in ((first, 1.5), (again, 2.5)):
         kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
         assert sum(layer.parameters for layer in layers) / kept >= compression
+
+
+@pytest.mark.parametrize("method", ["loss", "first_order"])
+def test_sensitivities_grow_with_what_a_candidate_removes_and_leave_the_weights(small, method):
+    from tvm_sparse.mapping.keys import candidate_key
+    from tvm_sparse.mapping.sensitivity import sensitivities
+
+    model, example = small
+    layers = find_layers(model, example)
+    schemes = [None, BlockPunchedScheme(block=(8, 1), sparsity=0.5), BlockPunchedScheme(block=(8, 1), sparsity=0.875)]
+    candidates = {layer.name: schemes for layer in layers}
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(8, 3, 12, 12, generator=generator), torch.randint(0, 10, (8,), generator=generator))]
+    costs = sensitivities(model, layers, candidates, batches, method=method)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    for layer in layers:
+        row = costs[layer.name]
+        assert row["dense"] == 0.0 and all(cost >= 0.0 for cost in row.values())
+        if method == "first_order":  # the 0.875 mask removes every weight the 0.5 one does, and more
+            assert row[candidate_key(schemes[2])] >= row[candidate_key(schemes[1])] > 0.0

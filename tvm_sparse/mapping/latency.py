@@ -286,7 +286,8 @@ def _measure_remainder(model, example, distinct, layers, target, table, timer):
     examples = {"model": example, CALL: example}
     for index, layer in enumerate(distinct):
         module, _ = layer_module(model, layer, None)
-        compiled[index], examples[index] = _compiled(module, _input_of(layer), target, None), _input_of(layer)
+        examples[index] = _input_of(layer)
+        compiled[index] = _compiled(module, examples[index], target, None)
     times = timer.row(compiled, examples)
     index_of = {layer.signature: index for index, layer in enumerate(distinct)}
     table.dense_model_ms = times["model"]

@@ -45,43 +45,43 @@ def sensitivities(model, layers, candidates, batches, method="loss", loss_fn=Non
         raise ValueError("sensitivities need at least one calibration batch")
     loss_fn = loss_fn or torch.nn.functional.cross_entropy
     parameters = dict(model.named_parameters())
-    if method == "first_order":
-        return _first_order(model, layers, candidates, batches, loss_fn, parameters)
-    base = _loss(model, batches, loss_fn)
-    result = {}
-    for layer in layers:
-        weight = parameters[layer.name]
-        saved = weight.detach().clone()
-        costs = {}
-        for scheme in candidates[layer.name]:
-            if scheme is None:
-                costs[candidate_key(None)] = 0.0
-                continue
-            mask, _ = compute_mask(scheme, saved ** 2)
-            with torch.no_grad():
-                weight.copy_(saved * mask)
-            costs[candidate_key(scheme)] = max(0.0, _loss(model, batches, loss_fn) - base)
-        with torch.no_grad():
-            weight.copy_(saved)
-        result[layer.name] = costs
-    return result
-
-
-def _first_order(model, layers, candidates, batches, loss_fn, parameters):
-    model.zero_grad()
-    for x, y in batches:
-        (loss_fn(model(x), y) / len(batches)).backward()
+    cost_of = (_first_order_costs if method == "first_order" else _loss_costs)(model, batches, loss_fn, parameters)
     result = {}
     for layer in layers:
         weight = parameters[layer.name].detach()
-        importance = (weight * parameters[layer.name].grad.detach()) ** 2
-        costs = {}
-        for scheme in candidates[layer.name]:
-            if scheme is None:
-                costs[candidate_key(None)] = 0.0
-                continue
-            mask, _ = compute_mask(scheme, weight ** 2)
-            costs[candidate_key(scheme)] = float((importance * (1 - mask)).sum())
-        result[layer.name] = costs
-    model.zero_grad()
+        result[layer.name] = {candidate_key(scheme): 0.0 if scheme is None else
+                              cost_of(layer.name, compute_mask(scheme, weight ** 2)[0])
+                              for scheme in candidates[layer.name]}
     return result
+
+
+def _loss_costs(model, batches, loss_fn, parameters):
+    """``cost(name, mask)``: the loss increase with only that weight masked (restored after)."""
+    base = _loss(model, batches, loss_fn)
+
+    def cost(name, mask):
+        weight = parameters[name]
+        saved = weight.detach().clone()
+        with torch.no_grad():
+            weight.mul_(mask)
+        try:
+            return max(0.0, _loss(model, batches, loss_fn) - base)
+        finally:
+            with torch.no_grad():
+                weight.copy_(saved)
+
+    return cost
+
+
+def _first_order_costs(model, batches, loss_fn, parameters):
+    """``cost(name, mask)``: the summed ``(w * dL/dw)**2`` of the weights the mask removes."""
+    model.zero_grad()
+    for x, y in batches:
+        (loss_fn(model(x), y) / len(batches)).backward()
+    importance = {name: (p.detach() * p.grad.detach()) ** 2 for name, p in parameters.items() if p.grad is not None}
+    model.zero_grad()
+
+    def cost(name, mask):
+        return float((importance[name] * (1 - mask)).sum())
+
+    return cost
