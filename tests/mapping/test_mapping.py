@@ -101,7 +101,9 @@ def test_map_prune_compile_matches_pytorch(small, tmp_path):
                           table=tmp_path, timer=QUICK)
     layers = find_layers(model, example)
     assert [row.name for row in mapping.report] == [layer.name for layer in layers]
-    assert all(row.predicted_ms > 0 and row.dense_ms > 0 for row in mapping.report)
+    # entries leave out the cost of a call and are clamped at 0: a tiny layer may cost nothing more
+    assert all(row.predicted_ms >= 0 and row.dense_ms >= 0 for row in mapping.report)
+    assert sum(row.dense_ms for row in mapping.report) > 0
     table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
     assert mapping.predicted_ms == pytest.approx(table.remainder + sum(row.predicted_ms for row in mapping.report))
     assert mapping.report[0].choice == "dense" and "stem" in mapping.report[0].reason
@@ -180,7 +182,7 @@ def test_a_mapping_measured_on_the_emulated_phone(small, tracker, tmp_path):
                               timer=Timer((phone.tracker, phone.key), number=1, repeat=2), table=tmp_path)
     table = LatencyTable.open(tmp_path, tvm_sparse.parse_target(phone_target))
     assert table.target == "llvm-aarch64-linux-gnu" and table.dense_model_ms > 0
-    assert all(row.predicted_ms > 0 for row in mapping.report)
+    assert all(row.predicted_ms >= 0 for row in mapping.report)
     assert set(mapping.plan) <= {"body.weight", "again.weight", "head.weight"}
 
 
