@@ -54,6 +54,10 @@ class TargetProfile:
     pattern_max_density, small_map_pixels, small_map_pattern_max_density, block_max_density, min_macs
         The defaults of ``relay_passes.sparse_rules.SparseRules``: where a sparse layer is
         worth its kernel on this target.
+    pattern_3x3_min_pixels : int or None
+        The rule-based mapping (``tvm_sparse.mapping.rules``) gives a 3x3 layer a pattern when its
+        output map has more pixels than this, else block-punched; None: block-punched always
+        (pattern kernels were slower than block-punched ones of equal density on every 3x3 layer).
     """
 
     name: str
@@ -75,6 +79,7 @@ class TargetProfile:
     small_map_pattern_max_density: float
     block_max_density: float
     min_macs: int
+    pattern_3x3_min_pixels: int | None
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -113,6 +118,7 @@ ROCKET_LAKE = TargetProfile(
     small_map_pattern_max_density=0.25,
     block_max_density=0.6,
     min_macs=100_000,
+    pattern_3x3_min_pixels=16,
 )
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
@@ -123,7 +129,10 @@ ZEN5 = ROCKET_LAKE.derived(
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
 EMERALD_RAPIDS = ROCKET_LAKE.derived(
-    "emeraldrapids", "x86", "not measured; copied from Rocket Lake",
+    "emeraldrapids", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of "
+    "ResNet-18); the rest copied from Rocket Lake",
+    measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
+    pattern_3x3_min_pixels=None,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

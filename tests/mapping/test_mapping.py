@@ -61,6 +61,16 @@ def test_rules_follow_the_documented_table(every_kind):
     assert sum(layer.parameters for layer in layers) / kept == pytest.approx(4, rel=0.02)
 
 
+def test_a_profile_without_pattern_layers_gives_every_3x3_layer_blocks(every_kind):
+    """Emerald Rapids' profile (``pattern_3x3_min_pixels=None``): R3 takes every prunable 3x3 layer."""
+    model, example = every_kind
+    mapping = map_schemes(model, example, "llvm -mcpu=emeraldrapids", "rules", compression=4)
+    rows = {row.name: row for row in mapping.report}
+    for name in ("wide.weight", "down.weight", "small_map.weight"):
+        assert rows[name].reason.startswith("R3: 3x3, the emeraldrapids profile gives no 3x3 layer a pattern")
+        assert isinstance(mapping.plan[name], BlockPunchedScheme)
+
+
 def test_rules_refuse_a_compression_the_dense_layers_forbid(every_kind):
     model, example = every_kind
     with pytest.raises(ValueError, match="out of reach"):
@@ -105,7 +115,8 @@ def test_map_prune_compile_matches_pytorch(small, tmp_path):
     assert all(row.predicted_ms >= 0 and row.dense_ms >= 0 for row in mapping.report)
     assert sum(row.dense_ms for row in mapping.report) > 0
     table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
-    assert mapping.predicted_ms == pytest.approx(table.remainder + sum(row.predicted_ms for row in mapping.report))
+    assert mapping.predicted_ms == pytest.approx(table.calibration.predict_ms(sum(row.predicted_ms for row in mapping.report)))
+    assert table.calibration.dense_ms > 0 and table.calibration.scale > 0
     assert mapping.report[0].choice == "dense" and "stem" in mapping.report[0].reason
     kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
     assert sum(layer.parameters for layer in layers) / kept >= 2.5
@@ -135,7 +146,6 @@ def test_search_refuses_an_infeasible_budget_and_a_missing_objective(small, tmp_
 
 def test_a_table_of_another_target_is_refused(small, tmp_path):
     table = LatencyTable("llvm-aarch64-linux-gnu", path=str(tmp_path / "latency_table.json"))
-    table.dense_model_ms = 1.0
     table.save()
     with pytest.raises(LatencyTableError, match="measured on llvm-aarch64-linux-gnu"):
         LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"))
@@ -164,7 +174,7 @@ def test_the_table_is_measured_over_rpc_and_resumed_after_the_device_is_lost(sma
     with local_server(tracker, "map-lost"):
         again = measure_table(model, example, layers, candidates, target, LatencyTable.open(tmp_path, target), timer)
     total = sum(len(candidates[name]) for name in ("stem.weight", "body.weight", "head.weight"))
-    assert again == total - measured + 1  # the rest and the dense model, nothing twice
+    assert again == total - measured + 1  # the rest and the calibration, nothing twice
 
 
 @pytest.mark.phone
@@ -181,7 +191,7 @@ def test_a_mapping_measured_on_the_emulated_phone(small, tracker, tmp_path):
         mapping = map_schemes(model, example, phone_target, "search", compression=1.5, candidates=fewer,
                               timer=Timer((phone.tracker, phone.key), number=1, repeat=2), table=tmp_path)
     table = LatencyTable.open(tmp_path, tvm_sparse.parse_target(phone_target))
-    assert table.target == "llvm-aarch64-linux-gnu" and table.dense_model_ms > 0
+    assert table.target == "llvm-aarch64-linux-gnu" and table.calibration.dense_ms > 0
     assert all(row.predicted_ms >= 0 for row in mapping.report)
     assert set(mapping.plan) <= {"body.weight", "again.weight", "head.weight"}
 

@@ -4,10 +4,9 @@ A candidate's layer is the model's own layer alone (its weight pruned to the can
 magnitude, its bias), compiled with the candidate as its plan, so the router builds the very
 kernel ``compile`` would; the dense candidate is the layer unpruned. A signature's candidates are
 timed together, in interleaved rounds, with a model that only returns its input: the cost of a
-call, which each entry leaves out (a model pays it once, not once per layer). The whole dense
-model is timed once, together with its dense layers, and what they do not explain is the
-*remainder* (pooling, element-wise tails, the VM): a mapped model is predicted at the remainder
-plus its layers' entries.
+call, which each entry leaves out (a model pays it once, not once per layer). A model is predicted
+from the sum of its layers' entries by a line fitted on two whole models
+(:mod:`tvm_sparse.mapping.calibration`).
 
 The table is a JSON file (``tuning_logs/<model>/<target>/latency_table.json`` by convention),
 written after each measurement: a run that stops (a lost device) resumes where it stopped and
@@ -23,10 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from tvm_sparse.mapping.calibration import ModelCalibration, entries_sum_ms, measure_calibration
 from tvm_sparse.mapping.keys import candidate_key
 from tvm_sparse.pruning.masks import compute_mask
 
 TABLE_FILE = "latency_table.json"
+
+#: The table file's format; a file of an older one keeps its entries and is calibrated again.
+TABLE_FORMAT = 2
 
 #: The row key of a model that only returns its input: what calling a compiled model costs, taken
 #: out of every entry (a model pays it once, not once per layer).
@@ -44,7 +47,7 @@ def signature_key(layer):
 
 @dataclass
 class LatencyTable:
-    """Milliseconds per (layer signature, candidate) on one target, and the whole dense model's.
+    """Milliseconds per (layer signature, candidate) on one target, and how they add up to a model.
 
     Attributes
     ----------
@@ -54,9 +57,8 @@ class LatencyTable:
         The threads the entries ran with here (None: on a device over RPC, with its own).
     entries : dict[str, dict[str, float]]
         ``{signature_key: {candidate_key: milliseconds}}``.
-    dense_model_ms : float or None
-    remainder : float or None
-        The dense model's time less its layers' dense times (measured together).
+    calibration : tvm_sparse.mapping.calibration.ModelCalibration or None
+        From the sum of a model's entries to its latency (None: not measured yet).
     path : str or None
         Where the table is saved after each measurement (None: kept in memory).
     """
@@ -64,8 +66,7 @@ class LatencyTable:
     target: str
     threads: int = None
     entries: dict = field(default_factory=dict)
-    dense_model_ms: float = None
-    remainder: float = None
+    calibration: ModelCalibration = None
     path: str = None
 
     @classmethod
@@ -88,9 +89,10 @@ class LatencyTable:
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
+            calibration = data.get("calibration") if data.get("format") == TABLE_FORMAT else None
             table = cls(data["target"], data.get("threads"), {row: {k: float(v) for k, v in cells.items()}
                                                               for row, cells in data["entries"].items()},
-                        data.get("dense_model_ms"), data.get("remainder_ms"), path)
+                        ModelCalibration.from_dict(calibration) if calibration else None, path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise LatencyTableError(f"{path} is not a readable latency table: {type(error).__name__}: {error}") from error
         if table.target != slug:
@@ -109,7 +111,7 @@ class LatencyTable:
 
     def predict_ms(self, layers, schemes):
         """The predicted latency of the model whose layers take ``schemes`` (a dict by layer name)."""
-        return self.remainder + sum(self.get(layer, schemes.get(layer.name)) for layer in layers)
+        return self.calibration.predict_ms(entries_sum_ms(layers, self, schemes))
 
     def save(self):
         if self.path is None:
@@ -117,8 +119,8 @@ class LatencyTable:
         folder = os.path.dirname(self.path) or "."
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
-            json.dump({"format": 1, "target": self.target, "threads": self.threads, "dense_model_ms": self.dense_model_ms,
-                       "remainder_ms": self.remainder,
+            json.dump({"format": TABLE_FORMAT, "target": self.target, "threads": self.threads,
+                       "calibration": self.calibration.to_dict() if self.calibration else None,
                        "entries": self.entries}, handle, indent=1, sort_keys=True)
         os.chmod(handle.name, 0o644)
         os.replace(handle.name, self.path)
@@ -204,7 +206,9 @@ class Timer:
         return float(np.median(evaluator(*inputs).results)) * 1e3
 
 
-def _compiled(module, example, target, plan):
+def compile_module(module, example, target, plan):
+    """``module`` compiled for ``target`` with ``plan`` as ``compile`` builds it (no size threshold: a
+    planned layer gets its kernel, however small)."""
     import tvm_sparse  # noqa: PLC0415
     from relay_passes.sparse_rules import SparseRules  # noqa: PLC0415
 
@@ -213,11 +217,12 @@ def _compiled(module, example, target, plan):
 
 
 def measure_table(model, example, layers, candidates, target, table, timer=None, progress=None):
-    """Fill ``table`` with every (distinct signature, candidate) it lacks, and the dense model's remainder.
+    """Fill ``table`` with every (distinct signature, candidate) it lacks, and calibrate it.
 
     A signature's candidates are timed together (:meth:`Timer.row`); on a device each entry is
-    saved as soon as it is measured. The remainder is the dense model's time less its layers'
-    dense times, all timed together in one more row.
+    saved as soon as it is measured. The calibration (the dense model and the model of each
+    layer's fastest candidate, timed together in one more row) is measured again whenever an
+    entry was added.
 
     Parameters
     ----------
@@ -236,7 +241,8 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
     Returns
     -------
     int
-        Entries measured in this call (entries already in the table are not measured again).
+        Rows measured in this call: entries (those already in the table are not measured again)
+        and the calibration.
     """
     timer = timer or Timer()
     firsts = {}
@@ -250,12 +256,12 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
         if not missing:
             continue
         example_in = _input_of(layer)
-        call = _compiled(nn.Identity().eval(), example_in, target, None)
+        call = compile_module(nn.Identity().eval(), example_in, target, None)
         if timer.rpc is not None:  # one at a time, each saved at once: a lost device loses one entry
             overhead = timer.milliseconds(call, example_in)
             for scheme in missing:
                 module, plan = layer_module(model, layer, scheme)
-                elapsed = timer.milliseconds(_compiled(module, example_in, target, plan), example_in)
+                elapsed = timer.milliseconds(compile_module(module, example_in, target, plan), example_in)
                 table.put(layer, scheme, max(0.0, elapsed - overhead))
                 measured, done = measured + 1, done + 1
                 if progress:
@@ -264,7 +270,7 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
         compiled = {CALL: (None, call)}
         for scheme in missing:
             module, plan = layer_module(model, layer, scheme)
-            compiled[candidate_key(scheme)] = (scheme, _compiled(module, example_in, target, plan))
+            compiled[candidate_key(scheme)] = (scheme, compile_module(module, example_in, target, plan))
         times = timer.row({key: model_ for key, (_, model_) in compiled.items()}, dict.fromkeys(compiled, example_in))
         for key, (scheme, _) in compiled.items():
             if key != CALL:
@@ -272,27 +278,13 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
         measured, done = measured + len(missing), done + len(missing)
         if progress:
             progress(done, total)
-    if table.remainder is None:
-        _measure_remainder(model, example, list(firsts.values()), layers, target, table, timer)
+    if table.calibration is None or measured:
+        table.calibration = measure_calibration(model, example, layers, candidates, target, table, timer)
+        table.save()
         measured += 1
     if progress:
         progress(total, total)
     return measured
-
-
-def _measure_remainder(model, example, distinct, layers, target, table, timer):
-    """Time the dense model with its distinct dense layers in one row; keep the model's time and the remainder."""
-    compiled = {"model": _compiled(model, example, target, None), CALL: _compiled(nn.Identity().eval(), example, target, None)}
-    examples = {"model": example, CALL: example}
-    for index, layer in enumerate(distinct):
-        module, _ = layer_module(model, layer, None)
-        examples[index] = _input_of(layer)
-        compiled[index] = _compiled(module, examples[index], target, None)
-    times = timer.row(compiled, examples)
-    index_of = {layer.signature: index for index, layer in enumerate(distinct)}
-    table.dense_model_ms = times["model"]
-    table.remainder = times["model"] - sum(max(0.0, times[index_of[layer.signature]] - times[CALL]) for layer in layers)
-    table.save()
 
 
 def _input_of(layer):

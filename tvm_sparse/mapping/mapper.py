@@ -136,8 +136,7 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     measure_table(model, example, layers, candidate_sets, target, table, timer or Timer(rpc), progress)
     costs = sensitivities(model, layers, candidate_sets, data, method=sensitivity) if data is not None else None
     options = layer_options(layers, candidate_sets, table, costs)
-    remainder = table.remainder
-    chosen = search(layers, options, objective, objectives[objective], remainder)
+    chosen = search(layers, options, objective, objectives[objective], table.calibration)
     report = []
     for layer in layers:
         option = chosen[layer.name]
@@ -149,7 +148,7 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
         report.append(LayerChoice(layer.name, candidate_key(option.scheme), reason, density(option.scheme),
                                   option.milliseconds, dense, option.sensitivity if costs else None))
     plan = {name: option.scheme for name, option in chosen.items() if option.scheme is not None}
-    predicted = remainder + sum(option.milliseconds for option in chosen.values())
+    predicted = table.calibration.predict_ms(sum(option.milliseconds for option in chosen.values()))
     return Mapping(plan, tuple(report), predicted)
 
 

@@ -7,8 +7,8 @@ rule  layer                                                   scheme
 ====  =====================================================  ==========================================
 R1    grouped, depthwise or dilated; or the stem (< 8 inputs) dense: no sparse kernel takes it
 R2    fewer MACs than the target profile's ``min_macs``       dense: a kernel launch costs more than it saves
-R3    3x3 whose output map has at most ``small_map_pixels``   block-punched, the family's wide block: a
-                                                              pattern kernel has too few pixels to fill
+R3    3x3 whose output map has at most the profile's           block-punched, the family's wide block: a
+      ``pattern_3x3_min_pixels`` (any map when None)          pattern kernel has too few pixels to fill
                                                               its vectors, a block shares each load
 R4    other 3x3                                               pattern (4 entries, 5 when the rate keeps
                                                               more than 4 of 9) + connectivity
@@ -92,10 +92,13 @@ def _block_punched(block, kept, layer):
 def _sparse_rule(layer, profile, blocks, kept):
     if layer.kernel_size == (3, 3):
         pixels = _macs_and_pixels(layer)[1]
-        if pixels <= profile.small_map_pixels:
+        limit = profile.pattern_3x3_min_pixels
+        if limit is None or pixels <= limit:
             scheme = _block_punched(blocks["wide"], kept, layer)
-            return scheme, f"R3: 3x3 on a {pixels}-pixel map (<= {profile.small_map_pixels}): block-punched {scheme.block}"
-        return _pattern(kept), "R4: 3x3: pattern + connectivity"
+            where = ("the " + profile.name + " profile gives no 3x3 layer a pattern" if limit is None
+                     else f"a {pixels}-pixel map (<= {limit})")
+            return scheme, f"R3: 3x3, {where}: block-punched {scheme.block}"
+        return _pattern(kept), f"R4: 3x3 on a {pixels}-pixel map (> {limit}): pattern + connectivity"
     if layer.kernel_size == (1, 1):
         scheme = _block_punched(blocks["narrow"], kept, layer)
         return scheme, f"R5: 1x1 or linear: block-punched {scheme.block}"

@@ -46,8 +46,11 @@ def layer_options(layers, candidates, table, costs=None):
     return options
 
 
-def search(layers, options, objective, value, remainder_ms=0.0):
+def search(layers, options, objective, value, calibration=None):
     """The chosen :class:`Option` per layer name for ``objective`` at ``value``.
+
+    ``calibration`` (:class:`tvm_sparse.mapping.calibration.ModelCalibration`) turns a latency
+    target into a budget on the sum of entries; without it the target is that sum.
 
     Raises
     ------
@@ -67,6 +70,6 @@ def search(layers, options, objective, value, remainder_ms=0.0):
         budget = value
     else:
         groups = [[(o.sensitivity + 1e-9 * o.milliseconds, o.milliseconds) for o in row] for row in rows]
-        budget = value - remainder_ms
+        budget = value if calibration is None else calibration.entries_budget_ms(value)
     solution = solve(groups, budget)
     return {layer.name: row[index] for layer, row, index in zip(layers, rows, solution.choices)}
