@@ -5,11 +5,14 @@ Sub-commands:
 - ``models``: whole CIFAR-10 models compiled by ``tvm_sparse.compile`` vs PyTorch vs ONNX Runtime.
 - ``kernels``: single sparse layers, our kernels vs the best dense implementations.
 - ``model``: one pruned model, tvm_sparse (sparse and dense) vs PyTorch, ONNX Runtime and DeepSparse.
+- ``mapping``, ``mapping-accuracy``: mapped plans vs uniform ones (:mod:`tvm_sparse.commands.bench_mapping`).
 """
 
 import argparse
 from dataclasses import asdict
 
+from tvm_sparse.commands.bench_arguments import add_models_argument, add_timing_arguments
+from tvm_sparse.commands.bench_mapping import register_mapping_benchmarks
 from tvm_sparse.commands.console import wide_console
 from tvm_sparse.commands.result_files import add_result_file_arguments, write_result_files
 from tvm_sparse.models import MODELS
@@ -23,19 +26,7 @@ def register(subparsers):
     _register_models(benchmarks)
     _register_kernels(benchmarks)
     _register_model(benchmarks)
-    _register_mapping(benchmarks)
-
-
-def add_models_argument(parser, default):
-    """``--model`` (repeatable), a built-in model; ``default`` names what runs without it."""
-    parser.add_argument("--model", dest="models", action="append", choices=sorted(MODELS),
-                        help=f"model to run (repeatable; default: {default})")
-
-
-def add_timing_arguments(parser):
-    """``--threads`` (one worker process per count) and ``--rounds`` (interleaved timing rounds)."""
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    register_mapping_benchmarks(benchmarks)
 
 
 def _register_models(benchmarks):
@@ -257,40 +248,3 @@ def run_model(args):
         console.print(f"[red]{t.model} ({t.threads} threads): {r} disagrees with PyTorch "
                       f"(max rel err {t.max_rel_err[r]:.1e})")
     return 1 if disagreeing else 0
-
-
-def _register_mapping(benchmarks):
-    parser = benchmarks.add_parser(
-        "mapping",
-        help="per-layer mapped plans (rules, search) vs the uniform one-shot plans, end to end",
-        description="Prune a CIFAR-10 model with the uniform one-shot plans (3x3 layers all pattern or all "
-                    "block-punched 8x4) and with the plans `tvm-sparse map` finds by rules and by search at the same "
-                    "global compression; compile all four and time them side by side (medians of interleaved "
-                    "rounds, one process per thread count), with the search's predicted latency.",
-    )
-    add_models_argument(parser, "resnet18")
-    parser.add_argument("--compression", type=float, default=8.0,
-                        help="compression of the uniform plans' 3x3 layers (default 8)")
-    add_timing_arguments(parser)
-    parser.add_argument("--workdir", help="keep the latency tables here (default: a temporary folder)")
-    parser.set_defaults(func=run_mapping)
-
-
-def run_mapping(args):
-    """Run the mapping benchmark and print one block per model and thread count."""
-    import os
-    import tempfile
-
-    from tvm_sparse.bench.mapping import format_rows, run_benchmark
-
-    console = wide_console(160)
-    os.environ["TVM_SPARSE_BENCH_COMPRESSION"] = str(args.compression)
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = args.workdir or scratch
-        os.makedirs(workdir, exist_ok=True)
-        with console.status("mapping, pruning, compiling and timing"):
-            rows = run_benchmark(args.models or ["resnet18"], args.threads, args.rounds, workdir)
-    for line in format_rows(rows):
-        console.print(line, highlight=False)
-    console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
-    return 0

@@ -95,10 +95,10 @@ def evaluate(model, x, y, batch_size=512):
     return 100.0 * correct / len(x)
 
 
-def new_model(data, seed):
-    """A freshly initialised :class:`SmallCNN` for ``data`` (seeded)."""
+def new_model(data, seed, architecture=SmallCNN):
+    """A freshly initialised ``architecture`` (:class:`SmallCNN` by default) for ``data`` (seeded)."""
     torch.manual_seed(seed)
-    return SmallCNN(in_channels=data.image_shape[0], num_classes=data.num_classes)
+    return architecture(in_channels=data.image_shape[0], num_classes=data.num_classes)
 
 
 def conv3x3_config(model, scheme):
@@ -154,17 +154,18 @@ def _timed(recipe):
     return model, plan, time.perf_counter() - start
 
 
-def train_dense(data, settings):
-    """Dense training for ``settings.epochs``."""
-    model, plan, seconds = _timed(lambda: (train(new_model(data, settings.seed), data, settings.epochs, settings), {}))
+def train_dense(data, settings, architecture=SmallCNN):
+    """Dense training of a new ``architecture`` for ``settings.epochs``."""
+    model, plan, seconds = _timed(lambda: (train(new_model(data, settings.seed, architecture), data, settings.epochs,
+                                                 settings), {}))
     return PruneResult(model, plan, evaluate(model, data.x_test, data.y_test), seconds)
 
 
-def train_with_clicktrain(data, settings, make_config, schedule=None):
-    """Train from scratch for ``settings.epochs`` while ClickTrain prunes to ``make_config(model)``."""
+def train_with_clicktrain(data, settings, make_config, schedule=None, architecture=SmallCNN):
+    """Train a new ``architecture`` from scratch for ``settings.epochs`` while ClickTrain prunes to ``make_config(model)``."""
 
     def recipe():
-        model = new_model(data, settings.seed)
+        model = new_model(data, settings.seed, architecture)
         total = settings.epochs * settings.steps_per_epoch(len(data.x_train))
         sparsifier = ClickTrainSparsifier(schedule or ClickTrainSchedule.for_steps(total))
         sparsifier.prepare(model, make_config(model))
