@@ -3,19 +3,11 @@
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 
+from tests.commands.cli_process import run_cli
 from tvm_sparse.cli import build_parser
-
-
-def _cli(*arguments, timeout=600):
-    # Output to a pipe with no COLUMNS, as `tvm-sparse ... | tee log` runs: rich's 80 columns.
-    env = {name: value for name, value in os.environ.items() if name != "COLUMNS"}
-    return subprocess.run([sys.executable, "-m", "tvm_sparse.cli", *arguments], capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
 
 
 def _whole_cells(output):
@@ -24,7 +16,7 @@ def _whole_cells(output):
 
 
 def test_help_lists_the_commands():
-    result = _cli("--help")
+    result = run_cli("--help")
     assert result.returncode == 0
     for command in ("demo", "phone-emulator"):
         assert command in result.stdout
@@ -34,7 +26,7 @@ def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # pylint: disable=protected-access
     for name in commands:
-        result = _cli(name, "--help")
+        result = run_cli(name, "--help")
         assert result.returncode == 0, (name, result.stderr)
         assert "usage: tvm-sparse " + name in result.stdout
 
@@ -42,7 +34,7 @@ def test_every_command_has_help():
 def test_demo_checks_and_times_resnet18():
     # Unpruned, so that CI does not spend minutes compiling specialised kernels (the sparse
     # routing itself is tested in tests/relay_passes).
-    result = _cli("demo", "--compression", "0", "--rounds", "1")
+    result = run_cli("demo", "--compression", "0", "--rounds", "1")
     assert result.returncode == 0, result.stderr
     for row in ("tvm_sparse", "tvm_sparse, passes off", "PyTorch", "ONNX Runtime (dense model)"):
         assert row in result.stdout
@@ -56,14 +48,14 @@ def test_demo_checks_and_times_resnet18():
 
 
 def test_phone_emulator_rejects_a_bad_tracker_address():
-    result = _cli("phone-emulator", "--tracker", "localhost")
+    result = run_cli("phone-emulator", "--tracker", "localhost")
     assert result.returncode == 1
     assert "HOST:PORT" in result.stderr
 
 
 def test_compile_prints_the_per_layer_report(tmp_path, program):
     library = tmp_path / "block.so"
-    result = _cli("compile", str(program), "--summary", "-o", str(library), "--min-macs", "0")
+    result = run_cli("compile", str(program), "--summary", "-o", str(library), "--min-macs", "0")
     assert result.returncode == 0, result.stderr
     assert library.exists()
     for expected in ("conv1.weight", "pattern_conv2d", "project.weight", "block_punched_conv2d"):
@@ -74,12 +66,12 @@ def test_compile_prints_the_per_layer_report(tmp_path, program):
 @pytest.mark.tuning
 def test_tune_a_program_then_compile_it_with_the_logs(tmp_path, program):
     logs = tmp_path / "logs"
-    result = _cli("tune", str(program), "--trials", "2", "--sparse-trials", "1", "--threads", "1", "-o", str(logs))
+    result = run_cli("tune", str(program), "--trials", "2", "--sparse-trials", "1", "--threads", "1", "-o", str(logs))
     assert result.returncode == 0, result.stderr
     assert (logs / "COMMAND").read_text().startswith(f"tvm-sparse tune {program} ")
     applied = {}
     for folder in (logs, tmp_path / "no-logs"):
-        result = _cli("compile", str(program), "--tuning-logs", str(folder))
+        result = run_cli("compile", str(program), "--tuning-logs", str(folder))
         assert result.returncode == 0, result.stderr
         found = re.search(rf"tuning logs {re.escape(str(folder))}: applied tuned schedules to (\d+) of (\d+) dense "
                           "functions", " ".join(result.stdout.split()))
@@ -99,7 +91,7 @@ def test_a_program_is_tuned_into_a_folder_named_after_its_file():
 
 @pytest.mark.parametrize("command", ["compile", "tune"])
 def test_prune_refuses_a_program(tmp_path, program, command):
-    result = _cli(command, str(program), "--prune", "magnitude", "-o", str(tmp_path / "out"))
+    result = run_cli(command, str(program), "--prune", "magnitude", "-o", str(tmp_path / "out"))
     assert result.returncode == 1 and "--prune works on built-in models" in result.stderr
 
 
@@ -108,7 +100,7 @@ def test_help_names_the_targets_of_real_phones(command):
     from tvm_sparse.commands.target_argument import PHONE_CPU_TARGETS, PHONE_GPU_TARGETS
     from tvm_sparse.target import parse_target
 
-    result = _cli(command, "--help")
+    result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
     for _, target in PHONE_CPU_TARGETS + PHONE_GPU_TARGETS:
         assert target in result.stdout
@@ -119,7 +111,7 @@ def test_help_names_the_targets_of_real_phones(command):
 
 
 def test_compile_prunes_3x3_layers_block_punched():
-    result = _cli("compile", "resnet18", "--prune", "magnitude", "--scheme-3x3", "block_punched", "--summary")
+    result = run_cli("compile", "resnet18", "--prune", "magnitude", "--scheme-3x3", "block_punched", "--summary")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if ".conv" in line and "layer" in line]
     assert rows and all("block_punched_conv2d" in line for line in rows), "\n".join(rows)
@@ -139,16 +131,16 @@ def test_tune_keeps_each_pruning_in_its_own_log_folder(options, folder):
 
 
 def test_compile_names_a_bad_model_and_target():
-    result = _cli("compile", "resnet19")
+    result = run_cli("compile", "resnet19")
     assert result.returncode == 1 and "'resnet19' is neither a built-in model" in result.stderr
-    result = _cli("compile", "resnet18", "--target", "llvm -mcpu=potato")
+    result = run_cli("compile", "resnet18", "--target", "llvm -mcpu=potato")
     assert result.returncode == 1 and "-mcpu=potato" in result.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme_3x3", ["pattern", "block_punched"])
 def test_bench_model_times_every_runtime_and_checks_them(scheme_3x3):
-    result = _cli("bench", "model", "--threads", "1", "--rounds", "1", "--scheme-3x3", scheme_3x3, timeout=1800)
+    result = run_cli("bench", "model", "--threads", "1", "--rounds", "1", "--scheme-3x3", scheme_3x3, timeout=1800)
     assert result.returncode == 0, result.stderr
     for expected in ("tvm_sparse dense", "pytorch", "onnxruntime", "vs onnxruntime (target)", "routed to sparse kernels",
                      f"3x3 layers {scheme_3x3} at 8x"):
@@ -193,7 +185,7 @@ def test_phone_emulator_turns_each_stop_signal_into_an_unwinding_exception(signu
 
 
 def test_compile_profiles_each_layer(program):
-    result = _cli("compile", str(program), "--profile", "--min-macs", "0")
+    result = run_cli("compile", str(program), "--profile", "--min-macs", "0")
     assert result.returncode == 0, result.stderr
     for expected in ("conv1.weight", "sparse_conv1_weight", "fc.weight", "other kernels", "outside kernels"):
         assert expected in result.stdout, result.stdout

@@ -2,13 +2,13 @@
 
 import json
 
-from tests.commands.test_cli import _cli
+from tests.commands.cli_process import run_cli
 from tvm_sparse.plan import load_plan
 
 
 def test_map_by_rules_writes_the_plan_and_the_report(tmp_path):
     plan_path, report_path = tmp_path / "plan.json", tmp_path / "report.json"
-    result = _cli("map", "resnet18", "--compression", "8", "-o", str(plan_path), "--report-json", str(report_path))
+    result = run_cli("map", "resnet18", "--compression", "8", "-o", str(plan_path), "--report-json", str(report_path))
     assert result.returncode == 0, result.stderr
     plan = load_plan(plan_path)
     report = json.loads(report_path.read_text())["layers"]
@@ -25,5 +25,5 @@ def test_map_names_bad_requests(tmp_path, program):
         ((str(program), "-o", out), "a saved program has no layers"),
         (("resnet18", "--compression", "500", "-o", out), "out of reach"),
     ]:
-        result = _cli("map", *arguments)
+        result = run_cli("map", *arguments)
         assert result.returncode == 1 and message in result.stderr, (arguments, result.stderr)
