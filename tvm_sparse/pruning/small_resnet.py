@@ -3,23 +3,7 @@
 import torch
 from torch import nn
 
-
-class _Block(nn.Module):
-    """A basic residual block (two 3x3 convolutions, a strided 1x1 shortcut when the shape changes)."""
-
-    def __init__(self, in_channels, channels, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+from tvm_sparse.models import BasicBlock
 
 
 class SmallResNet(nn.Module):
@@ -42,7 +26,7 @@ class SmallResNet(nn.Module):
                                   nn.ReLU())
         stages, channels = [], widths[0]
         for index, width in enumerate(widths):
-            stages.append(_Block(channels, width, 1 if index == 0 else 2))
+            stages.append(BasicBlock(channels, width, 1 if index == 0 else 2))
             channels = width
         self.stages = nn.Sequential(*stages)
         self.head = nn.Linear(channels, num_classes)
