@@ -5,7 +5,9 @@ uniform one-shot plans (every 3x3 layer pattern, or every 3x3 layer block-punche
 linear block-punched 8x4 at 0.75) are pruned first; their larger global compression (dense over
 kept weights of all layers) is the target of the rule- and search-based mappings, whose plans
 are pruned the same way. All four are compiled and timed in interleaved rounds; the search's
-predicted latency is printed beside its measured one.
+predicted latency is printed beside its measured one. The table's calibration model (each
+layer's fastest candidate) is timed with them too: its time now against its time when the table
+was calibrated tells the machine's drift apart from the prediction's own error.
 """
 
 import copy
@@ -24,6 +26,9 @@ BENCH_BLOCKS = ((8, 1), (8, 4), (16, 4))
 BENCH_SPARSITIES = (0.75, 0.875, 0.95)
 BENCH_PATTERNS = ((4, 0.5), (4, 0.75), (5, 0.75))
 
+#: The label of the latency table's calibration model (each layer's fastest candidate).
+REFERENCE = "table's fastest per layer"
+
 
 @dataclass
 class MappingTiming:
@@ -37,6 +42,7 @@ class MappingTiming:
     predicted_ms: float
     mapping_seconds: dict
     errors: dict
+    reference_calibrated_ms: float = None
 
 
 def _global_compression(model):
@@ -59,6 +65,9 @@ def measure(names, threads, rounds, workdir):
     import tvm_sparse  # noqa: PLC0415
     from tvm_sparse.bench.models import benchmark_model, example_input  # noqa: PLC0415
     from tvm_sparse.bench.timing import configure_threads, interleaved_medians  # noqa: PLC0415
+    from tvm_sparse.mapping.calibration import fastest_plan  # noqa: PLC0415
+    from tvm_sparse.mapping.latency import LatencyTable  # noqa: PLC0415
+    from tvm_sparse.mapping.layers import find_layers  # noqa: PLC0415
     from tvm_sparse.mapping.mapper import map_schemes  # noqa: PLC0415
     from tvm_sparse.pruning.one_shot import magnitude_prune, prune_by_plan  # noqa: PLC0415
 
@@ -85,6 +94,12 @@ def measure(names, threads, rounds, workdir):
             plans[label] = prune_by_plan(pruned[label], mapping.plan)
             if method == "search":
                 predicted = mapping.predicted_ms
+        layers = find_layers(dense, example)
+        table = LatencyTable.open(os.path.join(workdir, f"{name}-{threads}threads.json"), tvm_sparse.parse_target("llvm"),
+                                  threads)
+        reference = fastest_plan(layers, {layer.name: _candidates(layer, "llvm") for layer in layers}, table)
+        pruned[REFERENCE] = copy.deepcopy(dense)
+        plans[REFERENCE] = prune_by_plan(pruned[REFERENCE], reference)
         compiled = {label: tvm_sparse.compile(*tvm_sparse.from_torch(model, example), "llvm", plan=plans[label])
                     for label, model in pruned.items()}
         errors = {}
@@ -100,7 +115,7 @@ def measure(names, threads, rounds, workdir):
         results.append(MappingTiming(name, threads, target_compression,
                                      {label: t.median_ms for label, t in timings.items()},
                                      {label: _global_compression(model) for label, model in pruned.items()},
-                                     predicted, seconds, errors))
+                                     predicted, seconds, errors, table.calibration.reference_ms))
     return results
 
 
@@ -125,6 +140,10 @@ def format_rows(rows):
         measured = row["milliseconds"]["mapped (search)"]
         lines.append(f"  search predicted {row['predicted_ms']:.3f} ms, measured {measured:.3f} ms "
                      f"({row['predicted_ms'] / measured - 1:+.1%})")
+        if row.get("reference_calibrated_ms"):
+            now = row["milliseconds"][REFERENCE]
+            lines.append(f"  {REFERENCE}: {row['reference_calibrated_ms']:.3f} ms when the table was calibrated, "
+                         f"{now:.3f} ms now ({row['reference_calibrated_ms'] / now - 1:+.1%}: the machine's drift)")
     return lines
 
 
