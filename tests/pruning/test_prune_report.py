@@ -41,6 +41,22 @@ def test_tiny_report_on_fashion_mnist(capsys):
     except DataError:
         require(f"Fashion-MNIST in {FASHION_MNIST_FOLDER}")
     argv = ["prune-report", "--fashion-mnist", "--train-limit", "256", "--epochs", "1", "--finetune-epochs", "1",
-            "--admm-epochs", "1", "--repeats", "1", "--skip-schemes"]
+            "--admm-epochs", "1", "--repeats", "1", "--skip-schemes", "--network", "small-resnet"]
     assert main(argv) == 0
-    assert "fashion-mnist: cost of pruning" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fashion-mnist: cost of pruning" in out and out.startswith("SmallResNet;")
+
+
+@pytest.mark.parametrize("network, expected", [("small-cnn", {"fc1.weight"}),
+                                               ("small-resnet", {"stages.1.shortcut.0.weight", "stages.2.shortcut.0.weight",
+                                                                 "stages.3.shortcut.0.weight"})])
+def test_the_bsr_row_prunes_the_1x1_and_hidden_linear_layers_of_either_network(network, expected):
+    import importlib
+
+    from tvm_sparse.commands.prune_report import NETWORKS, scheme_configs
+
+    module, name = NETWORKS[network]
+    model = getattr(importlib.import_module(module), name)()
+    configs = scheme_configs(model, 8)
+    assert set(configs["BSR 4x4 (1x1 convs, hidden linear)"]) == expected
+    assert all(name.endswith(".weight") for config in configs.values() for name in config)

@@ -25,6 +25,10 @@ from tvm_sparse.commands.result_files import add_result_file_arguments, write_re
 DURING_VS_DENSE_TARGET = 1.2
 DURING_VS_AFTER_TARGET = 0.5
 
+#: ``--network``: the networks trained, by name (module and class, imported when used).
+NETWORKS = {"small-cnn": ("tvm_sparse.pruning.small_cnn", "SmallCNN"),
+            "small-resnet": ("tvm_sparse.pruning.small_resnet", "SmallResNet")}
+
 
 def register(subparsers):
     """Add the ``prune-report`` sub-command."""
@@ -50,6 +54,9 @@ def register(subparsers):
     parser.add_argument("--finetune-epochs", type=int, default=16, help="fine-tuning after pruning (default 16)")
     parser.add_argument("--admm-epochs", type=int, default=12, help="ADMM epochs before its hard prune (default 12)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="small-cnn",
+                        help="the network trained: three 3x3 convolutions and two linear layers (small-cnn, default), "
+                             "or a ResNet-10-style network of basic blocks with 1x1 shortcuts (small-resnet)")
     parser.add_argument("--skip-schemes", action="store_true", help="print the cost table only")
     add_result_file_arguments(parser)
     parser.set_defaults(func=run)
@@ -66,16 +73,22 @@ class Measurement:
 
 def scheme_configs(model, compression):
     """``{label: config}``: every scheme at ``compression`` on the tensors it is made for."""
+    import torch
+
     from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, FilterScheme, UnstructuredScheme
     from tvm_sparse.pruning.workflows import conv3x3_config, pattern_for_compression
 
     sparsity = 1.0 - 1.0 / compression
+    linear = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    pointwise = [name for name, m in model.named_modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1]
+    bsr = BSRScheme(block=(4, 4), sparsity=sparsity)
     return {
         "pattern 4/9 + connectivity (3x3 convs)": conv3x3_config(model, pattern_for_compression(compression)),
         "block-punched 8x4 (3x3 convs)": conv3x3_config(model, BlockPunchedScheme(block=(8, 4), sparsity=sparsity)),
         "unstructured (3x3 convs)": conv3x3_config(model, UnstructuredScheme(sparsity=sparsity)),
         "filter (3x3 convs)": conv3x3_config(model, FilterScheme(sparsity=sparsity)),
-        "BSR 4x4 (fc1)": {"fc1.weight": BSRScheme(block=(4, 4), sparsity=sparsity)},
+        "BSR 4x4 (1x1 convs, hidden linear)": {f"{name}.weight": bsr for name in pointwise + linear[:-1]},
     }
 
 
@@ -92,7 +105,7 @@ def _measure(result):
     return result.accuracy, result.seconds, compression
 
 
-def cost_table(data, settings, compression, repeats, progress):
+def cost_table(data, settings, compression, repeats, progress, architecture=None):
     """Interleaved repeats of dense / during / after training with pattern pruning; medians per recipe."""
     from dataclasses import replace
 
@@ -104,10 +117,12 @@ def cost_table(data, settings, compression, repeats, progress):
         return scheme_configs(model, compression)[label]
 
     recipes = {
-        "dense training": lambda s: workflows.train_dense(data, s),
-        "ClickTrain (during training)": lambda s: workflows.train_with_clicktrain(data, s, make_config),
-        "magnitude + fine-tune (after)": lambda s: workflows.prune_after_training(data, s, make_config, "magnitude"),
-        "ADMM + fine-tune (after)": lambda s: workflows.prune_after_training(data, s, make_config, "admm"),
+        "dense training": lambda s: workflows.train_dense(data, s, architecture),
+        "ClickTrain (during training)": lambda s: workflows.train_with_clicktrain(data, s, make_config,
+                                                                                 architecture=architecture),
+        "magnitude + fine-tune (after)": lambda s: workflows.prune_after_training(data, s, make_config, "magnitude",
+                                                                                  architecture),
+        "ADMM + fine-tune (after)": lambda s: workflows.prune_after_training(data, s, make_config, "admm", architecture),
     }
     samples = {name: [] for name in recipes}
     for seed in range(repeats):
@@ -120,20 +135,21 @@ def cost_table(data, settings, compression, repeats, progress):
     }
 
 
-def scheme_table(data, settings, compression, progress):
+def scheme_table(data, settings, compression, progress, architecture=None):
     """Per scheme, ClickTrain and magnitude + fine-tune at ``compression`` (one seed)."""
     from tvm_sparse.pruning import workflows
 
     rows = {}
-    for label in scheme_configs(workflows.new_model(data, 0), compression):
+    for label in scheme_configs(workflows.new_model(data, 0, architecture), compression):
         def make_config(model, label=label):
             return scheme_configs(model, compression)[label]
 
         progress(f"{data.name}: {label}")
         rows[label] = {
-            "ClickTrain": Measurement(*_measure(workflows.train_with_clicktrain(data, settings, make_config))),
+            "ClickTrain": Measurement(*_measure(workflows.train_with_clicktrain(data, settings, make_config,
+                                                                                architecture=architecture))),
             "magnitude + fine-tune": Measurement(
-                *_measure(workflows.prune_after_training(data, settings, make_config, "magnitude"))
+                *_measure(workflows.prune_after_training(data, settings, make_config, "magnitude", architecture))
             ),
         }
     return rows
@@ -196,6 +212,8 @@ def print_schemes(console, data, rows, compression):
 
 def run(args):
     """Train, prune and print the tables; returns 2 when Fashion-MNIST or the CIFAR-10 folder is missing or wrong."""
+    import importlib
+
     import torch
 
     from tvm_sparse.commands.console import wide_console
@@ -214,9 +232,11 @@ def run(args):
         console.print(f"[red]error:[/red] {err}")
         return 2
     settings = TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, admm_epochs=args.admm_epochs)
+    module, name = NETWORKS[args.network]
+    architecture = getattr(importlib.import_module(module), name)
     load = os.getloadavg()
     console.print(
-        f"PyTorch {torch.__version__}, {args.threads} thread(s), Adam lr {settings.lr}, batch {settings.batch_size}; "
+        f"{name}; PyTorch {torch.__version__}, {args.threads} thread(s), Adam lr {settings.lr}, batch {settings.batch_size}; "
         f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     with console.status("training") as status:
@@ -225,9 +245,9 @@ def run(args):
 
         results = []
         for data in datasets:
-            costs = cost_table(data, settings, args.compression, args.repeats, progress)
+            costs = cost_table(data, settings, args.compression, args.repeats, progress, architecture)
             print_cost(console, data, costs, settings, args.repeats)
-            schemes = {} if args.skip_schemes else scheme_table(data, settings, args.compression, progress)
+            schemes = {} if args.skip_schemes else scheme_table(data, settings, args.compression, progress, architecture)
             if schemes:
                 print_schemes(console, data, schemes, args.compression)
             results.append({"name": data.name, "cost": {name: asdict(m) for name, m in costs.items()},
@@ -235,7 +255,7 @@ def run(args):
                                         for label, methods in schemes.items()}})
     load = os.getloadavg()
     console.print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    write_result_files(args, console, {"report": "prune-report", "compression": args.compression,
+    write_result_files(args, console, {"report": "prune-report", "network": args.network, "compression": args.compression,
                                        "repeats": args.repeats, "threads": args.threads, "datasets": results},
                        _draw)
     return 0

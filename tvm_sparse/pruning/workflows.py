@@ -95,10 +95,10 @@ def evaluate(model, x, y, batch_size=512):
     return 100.0 * correct / len(x)
 
 
-def new_model(data, seed, architecture=SmallCNN):
-    """A freshly initialised ``architecture`` (:class:`SmallCNN` by default) for ``data`` (seeded)."""
+def new_model(data, seed, architecture=None):
+    """A freshly initialised ``architecture`` (a class; None: :class:`SmallCNN`) for ``data`` (seeded)."""
     torch.manual_seed(seed)
-    return architecture(in_channels=data.image_shape[0], num_classes=data.num_classes)
+    return (architecture or SmallCNN)(in_channels=data.image_shape[0], num_classes=data.num_classes)
 
 
 def conv3x3_config(model, scheme):
@@ -154,14 +154,14 @@ def _timed(recipe):
     return model, plan, time.perf_counter() - start
 
 
-def train_dense(data, settings, architecture=SmallCNN):
+def train_dense(data, settings, architecture=None):
     """Dense training of a new ``architecture`` for ``settings.epochs``."""
     model, plan, seconds = _timed(lambda: (train(new_model(data, settings.seed, architecture), data, settings.epochs,
                                                  settings), {}))
     return PruneResult(model, plan, evaluate(model, data.x_test, data.y_test), seconds)
 
 
-def train_with_clicktrain(data, settings, make_config, schedule=None, architecture=SmallCNN):
+def train_with_clicktrain(data, settings, make_config, schedule=None, architecture=None):
     """Train a new ``architecture`` from scratch for ``settings.epochs`` while ClickTrain prunes to ``make_config(model)``."""
 
     def recipe():
@@ -176,8 +176,8 @@ def train_with_clicktrain(data, settings, make_config, schedule=None, architectu
     return PruneResult(model, plan, evaluate(model, data.x_test, data.y_test), seconds)
 
 
-def prune_after_training(data, settings, make_config, method="magnitude"):
-    """Train dense, then prune (``"magnitude"`` one-shot, or ``"admm"``) and fine-tune with the masks.
+def prune_after_training(data, settings, make_config, method="magnitude", architecture=None):
+    """Train a new ``architecture`` dense, then prune (``"magnitude"`` one-shot, or ``"admm"``) and fine-tune with the masks.
 
     The wall time includes the dense training, as a user starting from scratch pays it.
     """
@@ -185,7 +185,7 @@ def prune_after_training(data, settings, make_config, method="magnitude"):
         raise ValueError(f"method must be 'magnitude' or 'admm', got {method!r}")
 
     def recipe():
-        model = train(new_model(data, settings.seed), data, settings.epochs, settings)
+        model = train(new_model(data, settings.seed, architecture), data, settings.epochs, settings)
         config = make_config(model)
         if method == "magnitude":
             sparsifier = MagnitudeSparsifier()
