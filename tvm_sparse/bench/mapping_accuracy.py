@@ -3,8 +3,9 @@
 On Fashion-MNIST (padded to 32x32) a :class:`~tvm_sparse.pruning.small_resnet.SmallResNet` is
 first trained dense for a short while, which gives the sensitivities their meaning. Each uniform
 one-shot plan (every 3x3 layer block-punched 8x4, or pattern, at ``compression``; 1x1 and linear
-block-punched 8x4 at 0.75) sets a budget: its summed sensitivity. The search maps at that budget
-(the same estimated accuracy cost) for the least latency. Every plan is then trained from scratch
+block-punched 8x4 at 0.75) sets a budget for the search, which maps for the least latency: its
+summed sensitivity (``objective="accuracy_budget"``: the same estimated accuracy cost), or its
+global compression (``objective="compression"``: as many weights kept). Every plan is then trained from scratch
 with ClickTrain under the same seeds; the test accuracies are compared, and the models of the
 first seed are compiled and timed side by side (medians of interleaved rounds).
 """
@@ -18,6 +19,9 @@ import torch
 
 #: The uniform plans the mapped ones are compared with: label -> ``one_shot_config``'s ``scheme_3x3``.
 UNIFORM = {"uniform block-punched 8x4": "block_punched", "uniform pattern": "pattern"}
+
+#: The label of a mapped plan: its objective's words, then the uniform plan's label.
+MAPPED_AT = {"accuracy_budget": "mapped at the cost of ", "compression": "mapped at the compression of "}
 
 
 @dataclass
@@ -49,7 +53,7 @@ def _global_compression(model):
 
 
 def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_limit=6000, rounds=15,
-        target="llvm", table=None, progress=print):
+        target="llvm", table=None, objective="accuracy_budget", progress=print):
     """Map, train, compile and time; one :class:`PlanResult` per plan (uniform ones first).
 
     Parameters
@@ -67,6 +71,8 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
     target : str
     table : str, optional
         Where the latency table is kept (a folder or JSON file); in memory if None.
+    objective : str
+        The search's budget taken from each uniform plan: ``"accuracy_budget"`` or ``"compression"``.
     progress : callable
         ``progress(text)`` before each step.
     """
@@ -76,7 +82,7 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
     from tvm_sparse.bench.mapping import BENCH_BLOCKS, BENCH_PATTERNS, BENCH_SPARSITIES  # noqa: PLC0415
     from tvm_sparse.bench.timing import interleaved_medians  # noqa: PLC0415
     from tvm_sparse.data import load_fashion_mnist  # noqa: PLC0415
-    from tvm_sparse.mapping.candidates import candidates_for  # noqa: PLC0415
+    from tvm_sparse.mapping.candidates import candidates_for, density  # noqa: PLC0415
     from tvm_sparse.mapping.keys import candidate_key  # noqa: PLC0415
     from tvm_sparse.mapping.layers import find_layers  # noqa: PLC0415
     from tvm_sparse.mapping.mapper import map_schemes  # noqa: PLC0415
@@ -108,12 +114,19 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
     budgets = {label: sum(costs[layer.name][candidate_key(config.get(layer.name))] for layer in layers)
                for label, config in uniform.items()}
     plans = {label: (_without_library(config), budgets[label], None) for label, config in uniform.items()}
-    for label, budget in budgets.items():
-        progress(f"search at the accuracy cost of {label} ({budget:.4f})")
-        mapping = map_schemes(pretrained, example, target, "search", accuracy_budget=budget * (1 + 1e-9),
+    if objective not in MAPPED_AT:
+        raise ValueError(f"objective must be one of {sorted(MAPPED_AT)}, got {objective!r}")
+    total = sum(layer.parameters for layer in layers)
+    for label, config in uniform.items():
+        if objective == "accuracy_budget":
+            value = budgets[label] * (1 + 1e-9)
+        else:
+            value = total / sum(layer.parameters * density(config.get(layer.name)) for layer in layers) * (1 - 1e-9)
+        progress(f"search at the {objective} of {label} ({value:.4f})")
+        mapping = map_schemes(pretrained, example, target, "search", **{objective: value},
                               data=calibration, candidates=candidates, table=table)
         chosen = sum(row.sensitivity for row in mapping.report)
-        plans[f"mapped at the cost of {label}"] = (_without_library(mapping.plan), chosen, mapping.predicted_ms)
+        plans[MAPPED_AT[objective] + label] = (_without_library(mapping.plan), chosen, mapping.predicted_ms)
 
     trained = {}
     for seed in seeds:
@@ -150,8 +163,9 @@ def format_rows(results):
                 f"compression {r.compression:5.2f}x  estimated cost {r.estimated_cost:.4f}  "
                 f"max rel. error {r.max_error:.1e}")
         lines.append(line)
-        if r.label.startswith("mapped at the cost of "):
-            base = by_label[r.label.removeprefix("mapped at the cost of ")]
+        prefix = next((words for words in MAPPED_AT.values() if r.label.startswith(words)), None)
+        if prefix is not None:
+            base = by_label[r.label.removeprefix(prefix)]
             lines.append(f"    vs {base.label}: {base.milliseconds / r.milliseconds:.2f}x faster, accuracy "
                          f"{r.median_accuracy - base.median_accuracy:+.2f} points (median over seeds); "
                          f"predicted {r.predicted_ms:.3f} ms ({r.predicted_ms / r.milliseconds - 1:+.1%})")

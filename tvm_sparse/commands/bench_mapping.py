@@ -71,6 +71,9 @@ def _register_mapping_accuracy(benchmarks):
     parser.add_argument("--threads", type=int, default=1, help="TVM and PyTorch threads (default 1)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     parser.add_argument("--table", help="keep the latency table here (default: in memory)")
+    parser.add_argument("--objective", choices=("accuracy_budget", "compression"), default="accuracy_budget",
+                        help="what the search takes from each uniform plan as its budget: its summed sensitivity "
+                             "(default) or its global compression")
     parser.set_defaults(func=run_mapping_accuracy)
 
 
@@ -85,7 +88,7 @@ def run_mapping_accuracy(args):
     console = wide_console(200)
     with console.status("") as status:
         results = run(args.compression, tuple(range(args.seeds)), args.epochs, train_limit=args.train_limit or None,
-                      rounds=args.rounds, table=args.table, progress=status.update)
+                      rounds=args.rounds, table=args.table, objective=args.objective, progress=status.update)
     for line in format_rows(results):
         console.print(line, highlight=False)
     console.print(f"{args.threads} thread(s); load average (1, 5, 15 min): {os.getloadavg()}")
