@@ -10,13 +10,13 @@ of its square input image (``input_size``): :func:`example_input` makes one.
 import torch
 from torch import nn
 
-from .cifar import VGG16, ResNet18
-from .cifar import MobileNetV2 as CifarMobileNetV2
-from .mobilenet import MobileNetV2, MobileNetV3Large
+from .cifar import VGG16, MobileNetV2, ResNet18
+from .mobilenet import MobileNetV2 as ImageNetMobileNetV2
+from .mobilenet import MobileNetV3Large
 from .resnet50 import ResNet50
 
-MODELS = {"resnet18": ResNet18, "vgg16": VGG16, "mobilenet_v2": CifarMobileNetV2, "resnet50": ResNet50,
-          "mobilenet_v2_224": MobileNetV2, "mobilenet_v3_large": MobileNetV3Large}
+MODELS = {"resnet18": ResNet18, "vgg16": VGG16, "mobilenet_v2": MobileNetV2, "resnet50": ResNet50,
+          "mobilenet_v2_224": ImageNetMobileNetV2, "mobilenet_v3_large": MobileNetV3Large}
 
 #: The models of each input family (``bench models`` runs the CIFAR-10 ones by default).
 CIFAR_MODELS = ("resnet18", "vgg16", "mobilenet_v2")
@@ -86,4 +86,5 @@ def build_model(name, num_classes=None, seed=0):
     return model.eval()
 
 
-__all__ = ["CIFAR_INPUT_SIZE", "CIFAR_MODELS", "IMAGENET_MODELS", "MODELS", "build_model", "example_input", "input_shape"]
+__all__ = ["CIFAR_INPUT_SIZE", "CIFAR_MODELS", "IMAGENET_MODELS", "MODELS", "VGG16", "ImageNetMobileNetV2",
+           "MobileNetV2", "MobileNetV3Large", "ResNet18", "ResNet50", "build_model", "example_input", "input_shape"]
