@@ -13,7 +13,13 @@ import torch
 import tvm_sparse
 from relay_passes.sparse_rules import SparseRules
 from tests.conftest import relative_error
-from tvm_sparse.models import IMAGENET_MODELS, MODELS, build_model, example_input, input_shape
+from tvm_sparse.models import (
+    IMAGENET_MODELS,
+    MODELS,
+    build_model,
+    example_input,
+    input_shape,
+)
 from tvm_sparse.pruning.one_shot import magnitude_prune
 
 #: Rules under which only the layers of the plan go to sparse kernels (the plan forces them).
