@@ -1,10 +1,9 @@
 """The ImageNet-shaped models: torchvision's architectures, and compiled dense and pruned they match PyTorch.
 
-CI compiles ResNet-50 once, at 32x32 with 10 classes, pruned 8x block-punched with a
-representative subset of layers routed to sparse kernels and the rest compiled dense (the
-operators MobileNetV3 adds are in CI through a small model of the user's,
-``tests/test_frontend.py``); the ``slow`` cases compile MobileNetV3-Large the same way, all three
-models dense and with every pruned layer routed at 64x64, and ResNet-50 at 224x224.
+CI compiles ResNet-50 and MobileNetV3-Large once each, at 32x32 with 10 classes, with a
+representative subset of layers pruned 8x block-punched and routed to sparse kernels and the rest
+compiled dense; the ``slow`` cases compile all three models dense and fully pruned at 64x64, and
+ResNet-50 at 224x224.
 """
 
 import pytest
@@ -20,11 +19,7 @@ from tvm_sparse.models import (
     example_input,
     input_shape,
 )
-from tvm_sparse.pruning.one_shot import magnitude_prune
-
-#: Rules under which only the layers of the plan go to sparse kernels (the plan forces them).
-PLAN_ONLY = SparseRules(pattern_max_density=1e-6, small_map_pattern_max_density=1e-6, block_max_density=1e-6,
-                        max_kernel_terms=None)
+from tvm_sparse.pruning.one_shot import one_shot_config, prune_by_plan
 
 #: Per model, the layers routed in CI: each kind the model has (1x1 reduce and expand, 3x3 with
 #: stride 2, the strided 1x1 shortcut; squeeze-excite's 1x1 layers, the 1x1 before the head, the linear head).
@@ -62,20 +57,20 @@ def test_example_inputs_know_each_models_size():
 
 
 def compile_pruned(name, size, plan_layers=None):
-    """The model (10 classes) pruned 8x block-punched, compiled with the plan (restricted to ``plan_layers``)."""
+    """The model (10 classes) pruned 8x block-punched (only ``plan_layers`` if given, the rest stays
+    dense), compiled with every pruned layer routed to a sparse kernel; it must match PyTorch."""
     model, example = build_model(name, num_classes=10), example_input(name, size=size)
-    plan = magnitude_prune(model, compression=8.0, scheme_3x3="block_punched")
-    if plan_layers is not None:
-        plan = {layer: plan[layer] for layer in plan_layers}
-    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target="llvm", plan=plan, rules=PLAN_ONLY)
+    config = one_shot_config(model, compression=8.0, scheme_3x3="block_punched")
+    plan = prune_by_plan(model, {layer: config[layer] for layer in plan_layers or config})
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target="llvm", plan=plan,
+                                  rules=SparseRules(min_macs=0))
     routed = {d.name for d in compiled.report if d.decision == "sparse"}
     assert routed == set(plan), f"routed {sorted(routed)}, planned {sorted(plan)}"
     with torch.no_grad():
         assert relative_error(compiled(example), model(example).numpy()) <= 1e-4
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if name != "resnet50" else [])
-                                  for name in sorted(SUBSETS)])
+@pytest.mark.parametrize("name", sorted(SUBSETS))
 def test_pruned_model_with_dense_and_sparse_layers_matches_pytorch(name):
     compile_pruned(name, 32, SUBSETS[name])
 
