@@ -57,3 +57,59 @@ def test_a_saved_program_is_imported_from_its_path(tmp_path):
     assert set(params) == {"0.weight", "0.bias"}
     with pytest.raises(FileNotFoundError, match="missing.pt2"):
         tvm_sparse.from_torch(tmp_path / "missing.pt2", example)
+
+
+class _SqueezeExcite(torch.nn.Module):
+    def __init__(self, channels, squeezed):
+        super().__init__()
+        self.fc1 = torch.nn.Conv2d(channels, squeezed, 1)
+        self.fc2 = torch.nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x):
+        scale = torch.nn.functional.adaptive_avg_pool2d(x, 1)
+        return x * torch.nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(scale))))
+
+
+class _TorchvisionStyleNet(torch.nn.Module):
+    """A user's torchvision-style model: hard-swish stem, an inverted bottleneck with a 5x5
+    depthwise convolution and squeeze-excite, a residual, adaptive pooling and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(16),
+                                        torch.nn.Hardswish())
+        self.block = torch.nn.Sequential(
+            torch.nn.Conv2d(16, 64, 1, bias=False), torch.nn.BatchNorm2d(64), torch.nn.Hardswish(),
+            torch.nn.Conv2d(64, 64, 5, 1, 2, groups=64, bias=False), torch.nn.BatchNorm2d(64), torch.nn.Hardswish(),
+            _SqueezeExcite(64, 16),
+            torch.nn.Conv2d(64, 16, 1, bias=False), torch.nn.BatchNorm2d(16))
+        self.head = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        out = self.stem(x)
+        out = out + self.block(out)
+        return self.head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(out, 1), 1))
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_a_torchvision_style_model_of_the_users_compiles_and_matches_pytorch(pruned):
+    from relay_passes.sparse_rules import SparseRules
+    from tvm_sparse.pruning.one_shot import magnitude_prune
+
+    torch.manual_seed(0)
+    model = _TorchvisionStyleNet().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 1.5)
+    plan = magnitude_prune(model, compression=8.0, scheme_3x3="block_punched") if pruned else None
+    example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    # Rules that route every planned layer, however small (the plan forces them).
+    rules = SparseRules(block_max_density=1e-6, min_macs=0)
+    compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), "llvm", plan=plan, rules=rules)
+    routed = {d.name for d in compiled.report if d.decision == "sparse"}
+    assert routed == set(plan or ()), [(d.name, d.decision, d.reason) for d in compiled.report]
+    with torch.no_grad():
+        expected = model(example).numpy()
+    assert float(np.abs(compiled(example) - expected).max() / np.abs(expected).max()) <= 1e-4

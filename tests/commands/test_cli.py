@@ -143,7 +143,7 @@ def test_bench_model_times_every_runtime_and_checks_them(scheme_3x3):
     result = run_cli("bench", "model", "--threads", "1", "--rounds", "1", "--scheme-3x3", scheme_3x3, timeout=1800)
     assert result.returncode == 0, result.stderr
     for expected in ("tvm_sparse dense", "pytorch", "onnxruntime", "vs onnxruntime (target)", "routed to sparse kernels",
-                     f"3x3 layers {scheme_3x3} at 8x"):
+                     f"3x3 layers {scheme_3x3} at 8x", "ideal (FLOPs)", "of ideal"):
         assert expected in result.stdout
     assert _whole_cells(result.stdout), result.stdout
 

@@ -66,4 +66,7 @@ def test_bench_model_writes_each_runtime(tmp_path):
     (row,) = data["timings"]
     assert {"tvm_sparse", "tvm_sparse dense", "pytorch", "onnxruntime"} <= set(row["median_ms"])
     assert data["prepared"][0]["routed"] >= 1
+    (speedup,) = data["speedups"]
+    assert speedup["ideal_speedup"] == data["prepared"][0]["ideal_speedup"] > 1
+    assert speedup["fraction_of_ideal"] == pytest.approx(speedup["speedup"] / speedup["ideal_speedup"])
     assert _is_png(png_path)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tvm_sparse.bench.workers import run_workers, worker_main
-from tvm_sparse.models import MODELS
+from tvm_sparse.models import MODELS, example_input
 
 #: The candidate set of the benchmark's search (a narrower one than the default, for its run time).
 BENCH_BLOCKS = ((8, 1), (8, 4), (16, 4))
@@ -63,7 +63,7 @@ def measure(names, threads, rounds, workdir):
     import tvm  # noqa: PLC0415
 
     import tvm_sparse  # noqa: PLC0415
-    from tvm_sparse.bench.models import benchmark_model, example_input  # noqa: PLC0415
+    from tvm_sparse.bench.models import benchmark_model  # noqa: PLC0415
     from tvm_sparse.bench.timing import configure_threads, interleaved_medians  # noqa: PLC0415
     from tvm_sparse.mapping.calibration import fastest_plan  # noqa: PLC0415
     from tvm_sparse.mapping.latency import LatencyTable  # noqa: PLC0415
@@ -76,7 +76,7 @@ def measure(names, threads, rounds, workdir):
     results = []
     for name in names:
         dense = benchmark_model(name).eval()
-        example = example_input()
+        example = example_input(name)
         pruned, plans = {}, {}
         for label, scheme in (("uniform pattern", "pattern"), ("uniform block-punched 8x4", "block_punched")):
             pruned[label] = copy.deepcopy(dense)

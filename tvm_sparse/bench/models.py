@@ -1,11 +1,12 @@
 """Whole-model latency: tvm_sparse.compile vs PyTorch vs ONNX Runtime, side by side.
 
-Each model (CIFAR-10 shapes, batch 1, random weights with random BatchNorm statistics) is
-compiled once with ``tvm_sparse.compile`` (exported to a shared library; also with its tuning
-logs, ``<tuning root>/<model>/<target slug>/``, when a root is given and the folder exists) and
-exported once to ONNX. Then, per thread count, a fresh worker process (TVM's thread pool is sized once per
-process) loads the three, checks that their outputs agree, and times them in interleaved rounds
-(:func:`tvm_sparse.bench.timing.interleaved_medians`). The worker prints its results as JSON.
+Each model (batch 1, its own input size or a given one, random weights with random BatchNorm
+statistics) is compiled once with ``tvm_sparse.compile`` (exported to a shared library; also with
+its tuning logs, ``<tuning root>/<model>/<target slug>/``, when a root is given and the folder
+exists) and exported once to ONNX, with its example input. Then, per thread count, a fresh worker
+process (TVM's thread pool is sized once per process) loads the three, checks that their outputs
+agree, and times them in interleaved rounds (:func:`tvm_sparse.bench.timing.interleaved_medians`).
+The worker prints its results as JSON.
 """
 
 import os
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from tvm_sparse.bench.workers import onnxruntime_session, run_workers, worker_main
-from tvm_sparse.models import MODELS, build_model
+from tvm_sparse.models import MODELS, build_model, example_input
 
 #: The runtimes compared, in table order (``tvm_sparse tuned`` only for models with tuning logs).
 RUNTIMES = ("tvm_sparse", "tvm_sparse tuned", "pytorch", "onnxruntime")
@@ -33,11 +34,6 @@ class ModelTiming:
     threads: int
     median_ms: dict
     max_rel_err: float
-
-
-def example_input():
-    """The benchmark input: one CIFAR-10 image (seeded)."""
-    return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
 def benchmark_model(name):
@@ -65,8 +61,10 @@ def tuning_logs_of(name, target, tuning_root):
     return folder if os.path.isdir(folder) else None
 
 
-def prepare(models, target, workdir, tuning_root=None):
+def prepare(models, target, workdir, tuning_root=None, size=None):
     """Compile each model with tvm_sparse (and with its tuning logs, if any) and export it to ONNX, into ``workdir``.
+
+    ``size`` is the side of the input image (default: each model's own).
 
     Returns
     -------
@@ -79,7 +77,8 @@ def prepare(models, target, workdir, tuning_root=None):
 
     compile_seconds = {}
     for name in models:
-        model, example = benchmark_model(name), example_input()
+        model, example = benchmark_model(name), example_input(name, size=size)
+        np.save(os.path.join(workdir, f"{name}.input.npy"), example.numpy())
         start = time.perf_counter()
         mod, params = tvm_sparse.from_torch(model, example)
         tvm_sparse.compile(mod, params, target=target).export_library(os.path.join(workdir, f"{name}.so"))
@@ -109,8 +108,8 @@ def measure(models, threads, rounds, workdir):
     configure_threads(threads)
     results = []
     for name in models:
-        model, example = benchmark_model(name), example_input()
-        x_numpy = example.numpy()
+        model, x_numpy = benchmark_model(name), np.load(os.path.join(workdir, f"{name}.input.npy"))
+        example = torch.from_numpy(x_numpy)
         libraries = {"tvm_sparse": os.path.join(workdir, f"{name}.so"),
                      "tvm_sparse tuned": os.path.join(workdir, f"{name}-tuned.so")}
         vms = {runtime: relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
@@ -135,10 +134,11 @@ def _first(outputs):
     return outputs[0] if not hasattr(outputs, "numpy") else outputs
 
 
-def run_benchmark(models, thread_counts, rounds, target, tuning_root=None):
+def run_benchmark(models, thread_counts, rounds, target, tuning_root=None, size=None):
     """Prepare the models once, then measure them in one worker process per thread count.
 
-    ``tuning_root`` (e.g. ``"tuning_logs"``) adds ``tvm_sparse tuned`` for models with logs there.
+    ``tuning_root`` (e.g. ``"tuning_logs"``) adds ``tvm_sparse tuned`` for models with logs there;
+    ``size`` is the side of the input image (default: each model's own).
 
     Returns
     -------
@@ -146,7 +146,7 @@ def run_benchmark(models, thread_counts, rounds, target, tuning_root=None):
     timings : list[ModelTiming]
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_") as workdir:
-        compile_seconds = prepare(models, target, workdir, tuning_root)
+        compile_seconds = prepare(models, target, workdir, tuning_root, size)
         rows = run_workers("tvm_sparse.bench.models", workdir, thread_counts, rounds, models)
     return compile_seconds, [ModelTiming(**row) for row in rows]
 

@@ -1,6 +1,7 @@
 """One pruned model, every runtime side by side: ``tvm-sparse bench model``.
 
-The model (CIFAR-10 shapes, batch 1, seeded random weights and BatchNorm statistics) is pruned
+The model (batch 1, its own input size or a given one, seeded random weights and BatchNorm
+statistics) is pruned
 one-shot by magnitude (:func:`tvm_sparse.pruning.one_shot.magnitude_prune`: pattern + connectivity,
 or block-punched, on every 3x3 layer but the first, block-punched on 1x1 and linear layers).
 Compared:
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tvm_sparse.bench.models import benchmark_model, example_input
+from tvm_sparse.bench.models import benchmark_model
 from tvm_sparse.bench.workers import onnxruntime_session, run_workers, worker_main
+from tvm_sparse.models import example_input
 
 #: The runtimes, in table order.
 RUNTIMES = ("tvm_sparse", "tvm_sparse dense", "pytorch", "onnxruntime", "deepsparse", "deepsparse dense")
@@ -55,13 +57,25 @@ class PrunedModelTiming:
 
 @dataclass(frozen=True)
 class PreparedModel:
-    """What :func:`prepare` made for one model: compile times, pruning and routing facts."""
+    """What :func:`prepare` made for one model: compile times, pruning and routing facts.
+
+    ``ideal_speedup`` is the speed-up the removed FLOPs allow: the dense multiply-adds of the
+    convolution and linear layers over the ones their kept weights leave
+    (:func:`tvm_sparse.mapping.layers.model_macs`).
+    """
 
     model: str
     compile_seconds: dict
     compression: float
     routed: int
     layers: int
+    ideal_speedup: float = 1.0
+
+    def speedup_reached(self, timing):
+        """``(speed-up, fraction of the ideal)``: tvm_sparse dense over tvm_sparse on the same pruned
+        model, in ``timing`` (a :class:`PrunedModelTiming` of this model), and that over the ideal."""
+        speedup = timing.median_ms["tvm_sparse dense"] / timing.median_ms["tvm_sparse"]
+        return speedup, speedup / self.ideal_speedup
 
 
 def _paths(workdir, name):
@@ -74,7 +88,7 @@ def pruned_variants(name, compression, scheme_3x3="pattern", block=(8, 4), model
     """The dense model, the pruned one with its plan, and the unstructured one at the same rates.
 
     ``scheme_3x3`` and ``block`` are as in :func:`tvm_sparse.pruning.one_shot.one_shot_config`;
-    ``model`` (a CIFAR-10-shaped module, copied) replaces the built-in model ``name``.
+    ``model`` (a module, copied) replaces the built-in model ``name``.
     """
     from tvm_sparse.pruning.one_shot import magnitude_prune, magnitude_prune_unstructured, weight_sparsity
 
@@ -92,18 +106,22 @@ def _export_onnx(model, example, path):
         torch.onnx.export(model, (example,), path, input_names=["x"], opset_version=17, dynamo=False)
 
 
-def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern", block=(8, 4), model=None):
+def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern", block=(8, 4), model=None,
+            size=None):
     """Prune, compile (sparse and dense) and export one model into ``workdir`` (``model`` as in :func:`pruned_variants`).
+
+    ``size`` is the side of the input image (default: the built-in model's own; 32 for ``model``).
 
     Returns
     -------
     PreparedModel
     """
     import tvm_sparse
+    from tvm_sparse.mapping.layers import model_macs
 
     paths = _paths(workdir, name)
     dense, pruned, plan, unstructured = pruned_variants(name, compression, scheme_3x3, block, model)
-    example = example_input()
+    example = example_input(name if model is None else None, size=size)
     np.save(paths["input.npy"], example.numpy())
     mod, params = tvm_sparse.from_torch(pruned, example)
     compile_seconds, routed = {}, 0
@@ -121,7 +139,8 @@ def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern"
     _export_onnx(unstructured, example, paths["unstructured.onnx"])
     kept = sum(int(torch.count_nonzero(p)) for n, p in pruned.named_parameters() if n in plan)
     total = sum(p.numel() for n, p in pruned.named_parameters() if n in plan)
-    return PreparedModel(name, compile_seconds, total / kept, routed, layers)
+    dense_macs, kept_macs = model_macs(pruned, example)
+    return PreparedModel(name, compile_seconds, total / kept, routed, layers, dense_macs / kept_macs)
 
 
 def measure(names, threads, rounds, workdir):
@@ -193,10 +212,11 @@ def _relative_error(actual, expected):
 
 
 def run_benchmark(names, compression, thread_counts, rounds, target, rules=None, scheme_3x3="pattern", block=(8, 4),
-                  models=None):
+                  models=None, size=None):
     """Prepare each model once, then measure them in one worker process per thread count.
 
-    ``models`` maps a name to a CIFAR-10-shaped module to use instead of the built-in model of that name.
+    ``models`` maps a name to a module to use instead of the built-in model of that name (it takes
+    a CIFAR-10-shaped image unless ``size`` is given); ``size`` is the side of the input image.
 
     Returns
     -------
@@ -204,8 +224,8 @@ def run_benchmark(names, compression, thread_counts, rounds, target, rules=None,
     timings : list[PrunedModelTiming]
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_model_") as workdir:
-        prepared = [prepare(name, compression, target, workdir, rules, scheme_3x3, block, (models or {}).get(name))
-                    for name in names]
+        prepared = [prepare(name, compression, target, workdir, rules, scheme_3x3, block, (models or {}).get(name),
+                            size) for name in names]
         rows = run_workers("tvm_sparse.bench.pruned_model", workdir, thread_counts, rounds, names)
     return prepared, [PrunedModelTiming(**row) for row in rows]
 

@@ -34,10 +34,10 @@ def prepare(model_name, compression, sparse_logs, dense_logs, target, workdir):
     import torch  # noqa: PLC0415
 
     import tvm_sparse  # noqa: PLC0415
-    from tvm_sparse.models import build_model  # noqa: PLC0415
+    from tvm_sparse.models import build_model, example_input  # noqa: PLC0415
     from tvm_sparse.pruning.one_shot import magnitude_prune  # noqa: PLC0415
 
-    example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    example = example_input(model_name)
     dense_model = build_model(model_name)
     pruned_model = build_model(model_name)
     plan = magnitude_prune(pruned_model, compression=compression)

@@ -2,7 +2,7 @@
 
 Sub-commands:
 
-- ``models``: whole CIFAR-10 models compiled by ``tvm_sparse.compile`` vs PyTorch vs ONNX Runtime.
+- ``models``: whole dense models compiled by ``tvm_sparse.compile`` vs PyTorch vs ONNX Runtime.
 - ``kernels``: single sparse layers, our kernels vs the best dense implementations.
 - ``model``: one pruned model, tvm_sparse (sparse and dense) vs PyTorch, ONNX Runtime and DeepSparse.
 - ``mapping``, ``mapping-accuracy``: mapped plans vs uniform ones (:mod:`tvm_sparse.commands.bench_mapping`).
@@ -14,8 +14,9 @@ from dataclasses import asdict
 from tvm_sparse.commands.bench_arguments import add_models_argument, add_timing_arguments
 from tvm_sparse.commands.bench_mapping import register_mapping_benchmarks
 from tvm_sparse.commands.console import wide_console
+from tvm_sparse.commands.model_argument import add_input_size_argument
 from tvm_sparse.commands.result_files import add_result_file_arguments, write_result_files
-from tvm_sparse.models import MODELS
+from tvm_sparse.models import CIFAR_MODELS, MODELS
 
 
 def register(subparsers):
@@ -33,11 +34,12 @@ def _register_models(benchmarks):
     parser = benchmarks.add_parser(
         "models",
         help="dense models: tvm_sparse.compile vs PyTorch vs ONNX Runtime",
-        description="Compile dense CIFAR-10 models (batch 1, random weights) with tvm_sparse.compile, "
+        description="Compile dense built-in models (batch 1, random weights) with tvm_sparse.compile, "
                     "export them to ONNX, and time tvm_sparse, PyTorch and ONNX Runtime side by side "
                     "(medians of interleaved rounds; one process per thread count).",
     )
-    add_models_argument(parser, "all")
+    add_models_argument(parser, "the CIFAR-10 ones")
+    add_input_size_argument(parser)
     add_timing_arguments(parser)
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
@@ -59,10 +61,11 @@ def run_models(args):
     from tvm_sparse.bench.models import AGREEMENT, run_benchmark
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
-    models = args.models or sorted(MODELS)
+    models = args.models or sorted(CIFAR_MODELS)
     console = wide_console(150)
     with console.status(f"compiling {', '.join(models)} for {target} and timing"):
-        compile_seconds, timings = run_benchmark(models, args.threads, args.rounds, target, args.tuning_logs)
+        compile_seconds, timings = run_benchmark(models, args.threads, args.rounds, target, args.tuning_logs,
+                                                 args.input_size)
     table = Table(title=f"Batch-1 latency, median of {args.rounds} interleaved rounds (ms); target {target}")
     for column in ("model", "threads", "tvm_sparse", "tuned", "PyTorch", "ONNX Runtime",
                    "PyTorch / tvm_sparse", "tvm_sparse / ORT", "tuned / ORT", "max rel err"):
@@ -175,7 +178,7 @@ def _register_model(benchmarks):
     parser = benchmarks.add_parser(
         "model",
         help="a pruned model: tvm_sparse sparse and dense vs PyTorch, ONNX Runtime and DeepSparse",
-        description="Prune a CIFAR-10 model one-shot (pattern + connectivity, or block-punched, on every 3x3 layer "
+        description="Prune a built-in model one-shot (pattern + connectivity, or block-punched, on every 3x3 layer "
                     "but the first, block-punched on 1x1 and linear layers), compile it with tvm_sparse with and "
                     "without the sparse passes, and time it side by side with PyTorch, ONNX Runtime on the dense "
                     "model and DeepSparse 1.8.0 on the model pruned unstructured to the same rate per layer (medians "
@@ -183,6 +186,7 @@ def _register_model(benchmarks):
                     "install it with `bash scripts/install-deepsparse.sh`; without it its columns are left out.",
     )
     add_models_argument(parser, "resnet18")
+    add_input_size_argument(parser)
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8)")
     add_scheme_arguments(parser)
@@ -209,7 +213,7 @@ def run_model(args):
     console = wide_console(160)
     with console.status(f"pruning and compiling {', '.join(models)} for {target}, then timing"):
         prepared, timings = run_benchmark(models, args.compression, args.threads, args.rounds, target,
-                                          scheme_3x3=args.scheme_3x3, block=args.block)
+                                          scheme_3x3=args.scheme_3x3, block=args.block, size=args.input_size)
     for p in prepared:
         console.print(f"{p.model}: 3x3 layers {args.scheme_3x3} at {args.compression:g}x (block-punched blocks "
                       f"{block_text(args.block)}), pruned layers {p.compression:.1f}x overall; "
@@ -217,13 +221,22 @@ def run_model(args):
                       + ", ".join(f"{runtime} {s:.0f} s" for runtime, s in p.compile_seconds.items()))
     present = [r for r in RUNTIMES if any(r in t.median_ms for t in timings)]
     table = Table(title=f"Batch-1 latency (ms), median of {args.rounds} interleaved rounds; target {target}")
-    for column in ("model", "threads", *present, *(f"vs {r} (target)" for r in TARGETS if r in present)):
+    for column in ("model", "threads", *present, *(f"vs {r} (target)" for r in TARGETS if r in present),
+                   "vs tvm_sparse dense", "ideal (FLOPs)", "of ideal"):
         table.add_column(column, justify="left" if column == "model" else "right")
+    by_model = {p.model: p for p in prepared}
+    speedups = []
     for t in timings:
         ms = t.median_ms
         ratios = [f"{ms[r] / ms['tvm_sparse']:.2f}x (>= {goal:g}x)" for r, goal in TARGETS.items() if r in present]
-        table.add_row(t.model, str(t.threads), *(f"{ms[r]:.2f}" if r in ms else "-" for r in present), *ratios)
+        speedup, fraction = by_model[t.model].speedup_reached(t)
+        speedups.append({"model": t.model, "threads": t.threads, "speedup": speedup,
+                         "ideal_speedup": by_model[t.model].ideal_speedup, "fraction_of_ideal": fraction})
+        table.add_row(t.model, str(t.threads), *(f"{ms[r]:.2f}" if r in ms else "-" for r in present), *ratios,
+                      f"{speedup:.2f}x", f"{by_model[t.model].ideal_speedup:.2f}x", f"{fraction:.0%}")
     console.print(table)
+    console.print("ideal (FLOPs): dense over kept multiply-adds of the convolution and linear layers; "
+                  "of ideal: the speed-up over tvm_sparse dense as a fraction of it")
     errors = Table(title="Max relative error vs PyTorch on the same weights")
     for column in ("model", "threads", *present):
         errors.add_column(column, justify="left" if column == "model" else "right")
@@ -237,7 +250,7 @@ def run_model(args):
     write_result_files(args, console, {"benchmark": "model", "target": target, "rounds": args.rounds,
                                        "compression": args.compression, "scheme_3x3": args.scheme_3x3,
                                        "prepared": [asdict(p) for p in prepared],
-                                       "timings": [asdict(t) for t in timings]},
+                                       "timings": [asdict(t) for t in timings], "speedups": speedups},
                        lambda data, path: plots.model_latencies(
                            data["timings"], path, title=f"Pruned {args.compression:g}x ({args.scheme_3x3}), batch 1; "
                                                         f"{target}"))

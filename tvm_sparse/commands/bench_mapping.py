@@ -20,7 +20,7 @@ def _register_mapping(benchmarks):
     parser = benchmarks.add_parser(
         "mapping",
         help="per-layer mapped plans (rules, search) vs the uniform one-shot plans, end to end",
-        description="Prune a CIFAR-10 model with the uniform one-shot plans (3x3 layers all pattern or all "
+        description="Prune a built-in model with the uniform one-shot plans (3x3 layers all pattern or all "
                     "block-punched 8x4) and with the plans `tvm-sparse map` finds by rules and by search at the same "
                     "global compression; compile all four and time them side by side (medians of interleaved "
                     "rounds, one process per thread count), with the search's predicted latency.",

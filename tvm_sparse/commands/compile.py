@@ -18,7 +18,7 @@ def register(subparsers):
         "compile",
         help="compile a model with the sparse passes and export it",
         **phone_target_help(
-            "Compile a built-in CIFAR-10 model (optionally pruned one-shot by magnitude) or a torch.export "
+            "Compile a built-in model (CIFAR-10 or ImageNet shapes; optionally pruned one-shot by magnitude) or a torch.export "
             "program saved with torch.export.save (.pt2) for a target, optionally with the logs of "
             "`tvm-sparse tune`, export the library, and print what the sparse passes decided for each layer."),
     )
@@ -63,7 +63,7 @@ def run(args):
 
     console = wide_console(150)
     try:
-        model, example = load_model(args.model)
+        model, example = load_model(args.model, args.input_size)
         plan = load_plan(args.plan) if args.plan else None
         rules = SparseRules(pattern_max_density=args.pattern_max_density,
                             small_map_pattern_max_density=args.small_map_pattern_max_density,

@@ -1,4 +1,4 @@
-"""``tvm-sparse demo``: prune a CIFAR-10 model, compile it with and without the sparse passes, compare."""
+"""``tvm-sparse demo``: prune a built-in model, compile it with and without the sparse passes, compare."""
 
 import copy
 import time
@@ -8,22 +8,24 @@ import torch
 from rich.table import Table
 
 from tvm_sparse.commands.console import status_step, wide_console
+from tvm_sparse.commands.model_argument import add_input_size_argument
 from tvm_sparse.commands.pruning_options import add_mapping_argument, add_scheme_arguments, mapped_plan, prune_as_asked
-from tvm_sparse.models import MODELS
+from tvm_sparse.models import MODELS, example_input
 
 
 def register(subparsers):
     """Add the ``demo`` sub-command."""
     parser = subparsers.add_parser(
         "demo",
-        help="prune a CIFAR-10 model, compile it for this CPU, compare with PyTorch",
-        description="Prune a model defined in tvm_sparse (CIFAR-10 shapes, random weights, nothing downloaded) "
+        help="prune a built-in model, compile it for this CPU, compare with PyTorch",
+        description="Prune a model defined in tvm_sparse (CIFAR-10 or ImageNet shapes, random weights, nothing downloaded) "
                     "one-shot by magnitude (pattern + connectivity, or block-punched, on 3x3 layers, block-punched "
                     "on 1x1 and linear layers), compile it with tvm_sparse.compile with and without the sparse "
                     "passes, check both against PyTorch and print the latencies side by side with PyTorch and "
                     "ONNX Runtime on the dense model (medians of interleaved rounds).",
     )
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
+    add_input_size_argument(parser)
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8); 0 keeps the model dense")
     add_scheme_arguments(parser)
@@ -43,7 +45,7 @@ def run(args):
     import tvm
 
     import tvm_sparse
-    from tvm_sparse.bench.models import benchmark_model, example_input
+    from tvm_sparse.bench.models import benchmark_model
     from tvm_sparse.bench.timing import configure_threads, interleaved_medians
     from tvm_sparse.bench.workers import onnxruntime_session
     from tvm_sparse.commands.compile import report_table
@@ -54,7 +56,7 @@ def run(args):
     dense_model = benchmark_model(args.model)
     model = copy.deepcopy(dense_model)
     plan = None
-    example = example_input()
+    example = example_input(args.model, size=args.input_size)
     if args.compression and args.mapping:
         with status_step(console, f"mapping {args.model}'s layers ({args.mapping}), pruning {args.compression:g}x overall"):
             plan = prune_as_asked(model, args, mapped_plan(dense_model, example, args.target, args))

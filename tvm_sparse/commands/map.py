@@ -77,7 +77,7 @@ def run(args):
     try:
         if (args.rpc_tracker is None) != (args.rpc_key is None):
             raise ValueError("--rpc-tracker and --rpc-key go together")
-        model, example = load_model(args.model)
+        model, example = load_model(args.model, args.input_size)
         if not hasattr(model, "named_modules"):
             raise ValueError(f"{args.model}: a saved program has no layers to hook; map a torch.nn.Module "
                              "through the Python API (tvm_sparse.map_schemes)")

@@ -20,7 +20,7 @@ def register(subparsers):
         "tune",
         help="tune a model's dense schedules and sparse-kernel knobs with MetaSchedule",
         **phone_target_help(
-            "Tune a built-in CIFAR-10 model (optionally pruned one-shot by magnitude, as "
+            "Tune a built-in model (CIFAR-10 or ImageNet shapes; optionally pruned one-shot by magnitude, as "
             "`tvm-sparse compile --prune magnitude`) or a torch.export program saved with torch.export.save (.pt2) "
             "for a target: MetaSchedule trials for the dense functions and measured knob settings for each sparse "
             "kernel, on this machine or on a device behind an RPC tracker. Rerunning the same command resumes: "
@@ -82,7 +82,7 @@ def run(args):
               file=sys.stderr)
         return 2
     try:
-        model, example = load_model(args.model)
+        model, example = load_model(args.model, args.input_size)
         plan = prune_as_asked(model, args) if args.prune == "magnitude" else None
         mod, params = tvm_sparse.from_torch(model, example)
         log_dir = args.output or default_log_dir(args, tvm_sparse.parse_target(args.target))

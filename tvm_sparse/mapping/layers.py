@@ -63,6 +63,20 @@ class Layer:
             count *= dim
         return count
 
+    @property
+    def output_pixels(self):
+        """Pixels of one output map (1 for a linear layer)."""
+        if self.op == "linear":
+            return 1
+        sides = [(size + 2 * pad - dil * (kernel - 1) - 1) // stride + 1 for size, pad, dil, kernel, stride in
+                 zip(self.input_shape[2:], self.padding, self.dilation, self.kernel_size, self.stride)]
+        return sides[0] * sides[1]
+
+    @property
+    def macs(self):
+        """Multiply-adds of the dense layer on its input (every weight once per output pixel and image)."""
+        return self.input_shape[0] * self.output_pixels * self.parameters
+
     def dense_reason(self):
         """Why no sparse kernel takes this layer, or None when one can."""
         if self.groups != 1:
@@ -114,6 +128,26 @@ def find_layers(model, example):
             handle.remove()
     seen = set()
     return [layer for layer in found if not (layer.name in seen or seen.add(layer.name))]
+
+
+def model_macs(model, example):
+    """Multiply-adds of the convolution and linear layers of ``model`` on ``example``: dense and kept.
+
+    A layer's kept multiply-adds are its dense ones times the fraction of its weights that are not
+    zero, so ``dense / kept`` is the speed-up that removing the zeros' FLOPs allows (the ideal).
+
+    Returns
+    -------
+    (int, float)
+        Dense and kept multiply-adds.
+    """
+    weights = dict(model.named_parameters())
+    dense = kept = 0
+    for layer in find_layers(model, example):
+        weight = weights[layer.name]
+        dense += layer.macs
+        kept += layer.macs * int(torch.count_nonzero(weight)) / weight.numel()
+    return dense, kept
 
 
 def _padding(conv):

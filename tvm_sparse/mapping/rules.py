@@ -44,21 +44,11 @@ class RuleDecision:
     rule: str
 
 
-def _macs_and_pixels(layer):
-    """Multiply-adds of ``layer`` and the pixels of its output map (1 for a linear layer)."""
-    if layer.op == "linear":
-        return layer.input_shape[0] * layer.parameters, 1
-    batch, _, height, width = layer.input_shape
-    out_h = (height + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1
-    out_w = (width + 2 * layer.padding[1] - layer.kernel_size[1]) // layer.stride[1] + 1
-    return batch * out_h * out_w * layer.parameters, out_h * out_w
-
-
 def _dense_rule(layer, profile):
     reason = layer.dense_reason()
     if reason is not None:
         return f"R1: {reason}"
-    macs = _macs_and_pixels(layer)[0]
+    macs = layer.macs
     if macs < profile.min_macs:
         return f"R2: {macs} MACs, below the {profile.name} profile's min_macs {profile.min_macs}"
     return None
@@ -91,7 +81,7 @@ def _block_punched(block, kept, layer):
 
 def _sparse_rule(layer, profile, blocks, kept):
     if layer.kernel_size == (3, 3):
-        pixels = _macs_and_pixels(layer)[1]
+        pixels = layer.output_pixels
         limit = profile.pattern_3x3_min_pixels
         if limit is None or pixels <= limit:
             scheme = _block_punched(blocks["wide"], kept, layer)

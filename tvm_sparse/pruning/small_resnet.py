@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from tvm_sparse.models import BasicBlock
+from tvm_sparse.models.cifar import BasicBlock
 
 
 class SmallResNet(nn.Module):

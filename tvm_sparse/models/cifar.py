@@ -35,6 +35,8 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 for 32x32 inputs."""
 
+    input_size = 32
+
     def __init__(self, num_classes=10):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
@@ -63,6 +65,8 @@ VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
 
 class VGG16(nn.Module):
     """VGG-16 with BatchNorm for 32x32 inputs (13 convolutions, one linear classifier)."""
+
+    input_size = 32
 
     def __init__(self, num_classes=10):
         super().__init__()
@@ -112,6 +116,8 @@ MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2
 class MobileNetV2(nn.Module):
     """MobileNetV2 for 32x32 inputs."""
 
+    input_size = 32
+
     def __init__(self, num_classes=10):
         super().__init__()
         layers = [nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True)]
@@ -128,40 +134,3 @@ class MobileNetV2(nn.Module):
     def forward(self, x):
         out = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
         return self.classifier(torch.flatten(out, 1))
-
-
-MODELS = {"resnet18": ResNet18, "vgg16": VGG16, "mobilenet_v2": MobileNetV2}
-
-
-def build_model(name, num_classes=10, seed=0):
-    """Build a reference model in evaluation mode with deterministic, non-trivial BatchNorm statistics.
-
-    Parameters
-    ----------
-    name : str
-        One of ``MODELS``: ``"resnet18"``, ``"vgg16"``, ``"mobilenet_v2"``.
-    num_classes : int
-        Size of the classifier output.
-    seed : int
-        Seed of the weight initialisation and of the BatchNorm statistics.
-
-    Returns
-    -------
-    torch.nn.Module
-        The model, in ``eval()`` mode. Its BatchNorm running statistics and affine parameters are
-        drawn at random (not the identity), so that folding them is actually exercised.
-    """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = MODELS[name](num_classes)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                shape = module.running_mean.shape
-                module.running_mean.copy_(0.1 * torch.randn(shape, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(shape, generator=generator))
-                module.weight.copy_(0.5 + torch.rand(shape, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(shape, generator=generator))
-    return model.eval()

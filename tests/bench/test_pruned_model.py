@@ -1,0 +1,31 @@
+"""``bench model``'s ideal speed-up (dense over kept multiply-adds) and the fraction of it reached."""
+
+import pytest
+import torch
+from torch import nn
+
+from tvm_sparse.bench.pruned_model import PreparedModel, PrunedModelTiming
+from tvm_sparse.mapping.layers import model_macs
+
+
+def _tiny_model():
+    """3x3 conv (half its weights zero), depthwise 3x3 (dense), strided 1x1 (3/4 zero), linear (dense)."""
+    model = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1, groups=4),
+                          nn.Conv2d(4, 4, 1, stride=2), nn.Flatten(), nn.Linear(36, 2))
+    with torch.no_grad():
+        model[0].weight[:2] = 0
+        model[2].weight[1:] = 0
+    return model
+
+
+def test_macs_count_each_layers_weights_once_per_output_pixel_and_only_the_kept_ones():
+    dense, kept = model_macs(_tiny_model(), torch.randn(2, 8, 6, 6))
+    conv3x3, depthwise, pointwise, linear = 36 * (4 * 8 * 9), 36 * (4 * 9), 9 * (4 * 4), 36 * 2
+    assert dense == 2 * (conv3x3 + depthwise + pointwise + linear)
+    assert kept == pytest.approx(2 * (conv3x3 / 2 + depthwise + pointwise / 4 + linear))
+
+
+def test_the_speed_up_reached_is_dense_over_sparse_and_its_fraction_of_the_ideal():
+    prepared = PreparedModel("tiny", {}, compression=8.0, routed=2, layers=4, ideal_speedup=4.0)
+    timing = PrunedModelTiming("tiny", 1, {"tvm_sparse": 10.0, "tvm_sparse dense": 30.0, "onnxruntime": 5.0}, {})
+    assert prepared.speedup_reached(timing) == pytest.approx((3.0, 0.75))
