@@ -29,3 +29,22 @@ def test_the_speed_up_reached_is_dense_over_sparse_and_its_fraction_of_the_ideal
     prepared = PreparedModel("tiny", {}, compression=8.0, routed=2, layers=4, ideal_speedup=4.0)
     timing = PrunedModelTiming("tiny", 1, {"tvm_sparse": 10.0, "tvm_sparse dense": 30.0, "onnxruntime": 5.0}, {})
     assert prepared.speedup_reached(timing) == pytest.approx((3.0, 0.75))
+
+
+def test_a_mapped_plan_replaces_the_one_shot_plan_at_its_global_compression():
+    from tvm_sparse.bench.pruned_model import pruned_variants
+    from tvm_sparse.plan import BlockPunchedScheme, PatternScheme
+    from tvm_sparse.pruning.one_shot import global_compression
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 64, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(64, 64, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)).eval()
+    example = torch.randn(1, 3, 16, 16)
+    _, one_shot, one_shot_plan, _ = pruned_variants("tiny", 8, model=model)
+    dense, mapped, plan, unstructured = pruned_variants("tiny", 8, model=model, mapping="rules", example=example,
+                                                        target="llvm -mcpu=emeraldrapids")
+    assert all(isinstance(plan[name], BlockPunchedScheme) for name in plan), "Emerald Rapids' rules: blocks only"
+    assert any(isinstance(s, PatternScheme) for s in one_shot_plan.values()), "the one-shot plan had patterns"
+    assert global_compression(mapped) >= 0.99 * global_compression(one_shot)
+    for name in plan:  # the unstructured twin keeps each layer's rate
+        assert torch.count_nonzero(unstructured.get_parameter(name)) == torch.count_nonzero(mapped.get_parameter(name))

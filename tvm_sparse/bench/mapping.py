@@ -45,13 +45,6 @@ class MappingTiming:
     reference_calibrated_ms: float = None
 
 
-def _global_compression(model):
-    """Dense over kept weights of all convolutions and linear layers."""
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    total = sum(m.weight.numel() for m in layers)
-    return total / sum(int(torch.count_nonzero(m.weight)) for m in layers)
-
-
 def _candidates(layer, target):
     from tvm_sparse.mapping.candidates import candidates_for  # noqa: PLC0415
 
@@ -69,7 +62,7 @@ def measure(names, threads, rounds, workdir):
     from tvm_sparse.mapping.latency import LatencyTable  # noqa: PLC0415
     from tvm_sparse.mapping.layers import find_layers  # noqa: PLC0415
     from tvm_sparse.mapping.mapper import map_schemes  # noqa: PLC0415
-    from tvm_sparse.pruning.one_shot import magnitude_prune, prune_by_plan  # noqa: PLC0415
+    from tvm_sparse.pruning.one_shot import global_compression, magnitude_prune, prune_by_plan  # noqa: PLC0415
 
     configure_threads(threads)
     compression = float(os.environ.get("TVM_SPARSE_BENCH_COMPRESSION", "8"))
@@ -81,7 +74,7 @@ def measure(names, threads, rounds, workdir):
         for label, scheme in (("uniform pattern", "pattern"), ("uniform block-punched 8x4", "block_punched")):
             pruned[label] = copy.deepcopy(dense)
             plans[label] = magnitude_prune(pruned[label], compression=compression, scheme_3x3=scheme, block=(8, 4))
-        target_compression = max(_global_compression(model) for model in pruned.values())
+        target_compression = max(global_compression(model) for model in pruned.values())
         seconds = {}
         for method in ("rules", "search"):
             start = time.perf_counter()
@@ -114,7 +107,7 @@ def measure(names, threads, rounds, workdir):
                                       rounds=rounds)
         results.append(MappingTiming(name, threads, target_compression,
                                      {label: t.median_ms for label, t in timings.items()},
-                                     {label: _global_compression(model) for label, model in pruned.items()},
+                                     {label: global_compression(model) for label, model in pruned.items()},
                                      predicted, seconds, errors, table.calibration.reference_ms))
     return results
 

@@ -47,11 +47,6 @@ def _without_library(config):
             for name, scheme in config.items()}
 
 
-def _global_compression(model):
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    return sum(m.weight.numel() for m in layers) / sum(int(torch.count_nonzero(m.weight)) for m in layers)
-
-
 def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_limit=6000, rounds=15,
         target="llvm", table=None, objective="accuracy_budget", progress=print):
     """Map, train, compile and time; one :class:`PlanResult` per plan (uniform ones first).
@@ -87,7 +82,7 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
     from tvm_sparse.mapping.layers import find_layers  # noqa: PLC0415
     from tvm_sparse.mapping.mapper import map_schemes  # noqa: PLC0415
     from tvm_sparse.mapping.sensitivity import sensitivities  # noqa: PLC0415
-    from tvm_sparse.pruning.one_shot import one_shot_config  # noqa: PLC0415
+    from tvm_sparse.pruning.one_shot import global_compression, one_shot_config  # noqa: PLC0415
     from tvm_sparse.pruning.small_resnet import SmallResNet  # noqa: PLC0415
     from tvm_sparse.pruning.workflows import TrainSettings, train_dense, train_with_clicktrain  # noqa: PLC0415
 
@@ -149,7 +144,7 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
     timings = interleaved_medians({label: (lambda vm=vm: vm["main"](x)) for label, vm in machines.items()},
                                   rounds=rounds)
     return [PlanResult(label, [r.accuracy for r in trained[label]], timings[label].median_ms,
-                       _global_compression(trained[label][0].model), cost, predicted, errors[label])
+                       global_compression(trained[label][0].model), cost, predicted, errors[label])
             for label, (_, cost, predicted) in plans.items()]
 
 

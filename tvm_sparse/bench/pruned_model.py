@@ -84,17 +84,27 @@ def _paths(workdir, name):
              "dense.pt", "unstructured.pt")}
 
 
-def pruned_variants(name, compression, scheme_3x3="pattern", block=(8, 4), model=None):
+def pruned_variants(name, compression, scheme_3x3="pattern", block=(8, 4), model=None, mapping=None,
+                    example=None, target="llvm"):
     """The dense model, the pruned one with its plan, and the unstructured one at the same rates.
 
     ``scheme_3x3`` and ``block`` are as in :func:`tvm_sparse.pruning.one_shot.one_shot_config`;
-    ``model`` (a module, copied) replaces the built-in model ``name``.
+    ``model`` (a module, copied) replaces the built-in model ``name``. With ``mapping``
+    (``"rules"`` or ``"search"``) the plan is :func:`tvm_sparse.map_schemes`'s for ``target`` on
+    ``example``, at the global compression the one-shot plan reaches (the search measures its
+    latency table here, with this process's threads).
     """
-    from tvm_sparse.pruning.one_shot import magnitude_prune, magnitude_prune_unstructured, weight_sparsity
+    from tvm_sparse.mapping.mapper import map_schemes
+    from tvm_sparse.pruning.one_shot import (global_compression, magnitude_prune, magnitude_prune_unstructured,
+                                             prune_by_plan, weight_sparsity)
 
     dense = benchmark_model(name) if model is None else copy.deepcopy(model).eval()
     pruned = copy.deepcopy(dense)
     plan = magnitude_prune(pruned, compression=compression, scheme_3x3=scheme_3x3, block=block)
+    if mapping is not None:
+        mapped = map_schemes(dense, example, target, mapping, compression=global_compression(pruned))
+        pruned = copy.deepcopy(dense)
+        plan = prune_by_plan(pruned, mapped.plan)
     unstructured = copy.deepcopy(dense)
     magnitude_prune_unstructured(unstructured, weight_sparsity(pruned, plan))
     return dense, pruned, plan, unstructured
@@ -107,8 +117,9 @@ def _export_onnx(model, example, path):
 
 
 def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern", block=(8, 4), model=None,
-            size=None):
-    """Prune, compile (sparse and dense) and export one model into ``workdir`` (``model`` as in :func:`pruned_variants`).
+            size=None, mapping=None):
+    """Prune, compile (sparse and dense) and export one model into ``workdir`` (``model`` and
+    ``mapping`` as in :func:`pruned_variants`).
 
     ``size`` is the side of the input image (default: the built-in model's own; 32 for ``model``).
 
@@ -120,8 +131,9 @@ def prepare(name, compression, target, workdir, rules=None, scheme_3x3="pattern"
     from tvm_sparse.mapping.layers import model_macs
 
     paths = _paths(workdir, name)
-    dense, pruned, plan, unstructured = pruned_variants(name, compression, scheme_3x3, block, model)
     example = example_input(name if model is None else None, size=size)
+    dense, pruned, plan, unstructured = pruned_variants(name, compression, scheme_3x3, block, model, mapping, example,
+                                                        target)
     np.save(paths["input.npy"], example.numpy())
     mod, params = tvm_sparse.from_torch(pruned, example)
     compile_seconds, routed = {}, 0
@@ -212,11 +224,12 @@ def _relative_error(actual, expected):
 
 
 def run_benchmark(names, compression, thread_counts, rounds, target, rules=None, scheme_3x3="pattern", block=(8, 4),
-                  models=None, size=None):
+                  models=None, size=None, mapping=None):
     """Prepare each model once, then measure them in one worker process per thread count.
 
     ``models`` maps a name to a module to use instead of the built-in model of that name (it takes
-    a CIFAR-10-shaped image unless ``size`` is given); ``size`` is the side of the input image.
+    a CIFAR-10-shaped image unless ``size`` is given); ``size`` is the side of the input image;
+    ``mapping`` as in :func:`pruned_variants`.
 
     Returns
     -------
@@ -225,7 +238,7 @@ def run_benchmark(names, compression, thread_counts, rounds, target, rules=None,
     """
     with tempfile.TemporaryDirectory(prefix="tvm_sparse_bench_model_") as workdir:
         prepared = [prepare(name, compression, target, workdir, rules, scheme_3x3, block, (models or {}).get(name),
-                            size) for name in names]
+                            size, mapping) for name in names]
         rows = run_workers("tvm_sparse.bench.pruned_model", workdir, thread_counts, rounds, names)
     return prepared, [PrunedModelTiming(**row) for row in rows]
 

@@ -16,7 +16,7 @@ from tvm_sparse.commands.bench_mapping import register_mapping_benchmarks
 from tvm_sparse.commands.console import wide_console
 from tvm_sparse.commands.model_argument import add_input_size_argument
 from tvm_sparse.commands.result_files import add_result_file_arguments, write_result_files
-from tvm_sparse.models import CIFAR_MODELS, MODELS
+from tvm_sparse.models import CIFAR_MODELS
 
 
 def register(subparsers):
@@ -190,6 +190,9 @@ def _register_model(benchmarks):
     parser.add_argument("--compression", type=float, default=8.0,
                         help="compression of the 3x3 layers (default 8)")
     add_scheme_arguments(parser)
+    parser.add_argument("--mapping", choices=("rules", "search"),
+                        help="prune to a per-layer plan of `tvm-sparse map` (rules, or a search over latencies measured "
+                             "here) at the global compression the one-shot plan reaches, instead of the one-shot plan")
     add_timing_arguments(parser)
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
@@ -213,10 +216,13 @@ def run_model(args):
     console = wide_console(160)
     with console.status(f"pruning and compiling {', '.join(models)} for {target}, then timing"):
         prepared, timings = run_benchmark(models, args.compression, args.threads, args.rounds, target,
-                                          scheme_3x3=args.scheme_3x3, block=args.block, size=args.input_size)
+                                          scheme_3x3=args.scheme_3x3, block=args.block, size=args.input_size,
+                                          mapping=args.mapping)
     for p in prepared:
-        console.print(f"{p.model}: 3x3 layers {args.scheme_3x3} at {args.compression:g}x (block-punched blocks "
-                      f"{block_text(args.block)}), pruned layers {p.compression:.1f}x overall; "
+        plan = (f"mapped by {args.mapping} at the global compression of 3x3 layers {args.scheme_3x3} at "
+                f"{args.compression:g}x" if args.mapping else
+                f"3x3 layers {args.scheme_3x3} at {args.compression:g}x (block-punched blocks {block_text(args.block)})")
+        console.print(f"{p.model}: {plan}, pruned layers {p.compression:.1f}x overall; "
                       f"{p.routed} of {p.layers} layers routed to sparse kernels; compile "
                       + ", ".join(f"{runtime} {s:.0f} s" for runtime, s in p.compile_seconds.items()))
     present = [r for r in RUNTIMES if any(r in t.median_ms for t in timings)]
@@ -249,11 +255,11 @@ def run_model(args):
     console.print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
     write_result_files(args, console, {"benchmark": "model", "target": target, "rounds": args.rounds,
                                        "compression": args.compression, "scheme_3x3": args.scheme_3x3,
-                                       "prepared": [asdict(p) for p in prepared],
+                                       "mapping": args.mapping, "prepared": [asdict(p) for p in prepared],
                                        "timings": [asdict(t) for t in timings], "speedups": speedups},
                        lambda data, path: plots.model_latencies(
-                           data["timings"], path, title=f"Pruned {args.compression:g}x ({args.scheme_3x3}), batch 1; "
-                                                        f"{target}"))
+                           data["timings"], path, title=f"Pruned {args.compression:g}x "
+                                                        f"({args.mapping or args.scheme_3x3}), batch 1; {target}"))
     # DeepSparse is a third-party engine: its error is shown, but only ours and the references gate.
     gated = ("tvm_sparse", "tvm_sparse dense", "onnxruntime")
     disagreeing = [(t, r) for t in timings for r in gated if t.max_rel_err.get(r, 0.0) > AGREEMENT]

@@ -86,6 +86,15 @@ def magnitude_prune(model, **options):
     return prune_by_plan(model, config)
 
 
+def global_compression(model):
+    """Dense over kept weights of all convolutions and linear layers of ``model`` (the dense ones count whole).
+
+    The compression a mapping is asked for (``map_schemes(compression=...)``) is of this kind.
+    """
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    return sum(m.weight.numel() for m in layers) / max(1, sum(int(torch.count_nonzero(m.weight)) for m in layers))
+
+
 def weight_sparsity(model, names):
     """``{tensor_fqn: fraction of zero weights}`` of the named weights of ``model``."""
     parameters = dict(model.named_parameters())
