@@ -49,3 +49,24 @@ def test_real_weights_stay_within_the_budget_and_near_the_optimum(groups, slack)
 def test_an_infeasible_budget_is_refused_with_the_least_weight():
     with pytest.raises(InfeasibleBudget, match="least total weight possible, 7"):
         solve([[(1.0, 3), (2.0, 5)], [(0.0, 4)]], budget=6)
+
+
+def _brute_force_window(groups, floor, budget):
+    totals = {}
+    for choice in itertools.product(*(range(len(options)) for options in groups)):
+        weight = sum(groups[g][k][1] for g, k in enumerate(choice))
+        if weight <= budget:
+            cost = sum(groups[g][k][0] for g, k in enumerate(choice))
+            totals[weight] = min(cost, totals.get(weight, float("inf")))
+    window = [cost for weight, cost in totals.items() if weight >= floor]
+    return min(window) if window else totals[max(totals)]  # else: the heaviest total under the budget
+
+
+@given(groups=st.lists(options, min_size=1, max_size=5), slack=st.integers(0, 120), window=st.integers(0, 60))
+@settings(max_examples=200, deadline=None)
+def test_a_floor_keeps_the_total_weight_in_its_window_or_takes_the_heaviest_total(groups, slack, window):
+    budget = sum(min(w for _, w in group) for group in groups) + slack
+    floor = max(0, budget - window)
+    solution = solve(groups, budget, floor=floor)
+    assert solution.weight <= budget
+    assert solution.cost == pytest.approx(_brute_force_window(groups, floor, budget), abs=1e-6)

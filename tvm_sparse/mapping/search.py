@@ -2,7 +2,10 @@
 
 Three objectives, one knapsack each (:mod:`tvm_sparse.mapping.solver`):
 
-* ``compression``: least latency whose kept weights are at most ``total / compression``;
+* ``compression``: least latency whose kept weights are at most ``total / compression`` and at
+  least :data:`COMPRESSION_WINDOW` of that, or as close as the candidates come (a compression
+  target is met, not overshot: pruning beyond it would buy speed with the accuracy the target
+  stands for);
 * ``accuracy_budget``: least latency whose summed sensitivity is at most the budget;
 * ``latency_ms``: least summed sensitivity whose predicted latency is at most the target.
 
@@ -18,6 +21,9 @@ from tvm_sparse.mapping.keys import candidate_key
 from tvm_sparse.mapping.solver import solve
 
 OBJECTIVES = ("compression", "accuracy_budget", "latency_ms")
+
+#: The least fraction of ``total / compression`` a plan of the compression objective keeps.
+COMPRESSION_WINDOW = 0.95
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,13 @@ def search(layers, options, objective, value, calibration=None):
         total = sum(layer.parameters for layer in layers)
         groups = [[(o.milliseconds + 1e-9 * o.sensitivity, o.kept) for o in row] for row in rows]
         budget = math.floor(total / value)  # kept weights are whole numbers
+        floor = COMPRESSION_WINDOW * total / value
     elif objective == "accuracy_budget":
         groups = [[(o.milliseconds, o.sensitivity) for o in row] for row in rows]
-        budget = value
+        budget, floor = value, None
     else:
         groups = [[(o.sensitivity + 1e-9 * o.milliseconds, o.milliseconds) for o in row] for row in rows]
         budget = value if calibration is None else calibration.entries_budget_ms(value)
-    solution = solve(groups, budget)
+        floor = None
+    solution = solve(groups, budget, floor=floor)
     return {layer.name: row[index] for layer, row, index in zip(layers, rows, solution.choices)}

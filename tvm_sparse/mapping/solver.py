@@ -41,8 +41,9 @@ def _integer_steps(groups, budget, buckets):
     return [[int(w) // step for _, w in options] for options in groups], int(budget) // step
 
 
-def solve(groups, budget, buckets=20000):
-    """Choose one option per group with the least total cost whose total weight is at most ``budget``.
+def solve(groups, budget, buckets=20000, floor=None):
+    """Choose one option per group with the least total cost whose total weight is at most ``budget``
+    (and at least ``floor``, when given).
 
     Parameters
     ----------
@@ -51,6 +52,10 @@ def solve(groups, budget, buckets=20000):
     budget : float
     buckets : int
         Steps of the budget when the weights are not exact integers (resolution of the rounding).
+    floor : float, optional
+        The least total weight wanted; when no choice's total lies between it and the budget, the
+        choices of the heaviest total under the budget are taken. When weights are rounded it
+        bounds the rounded total (the true one may be up to a step per group lower).
 
     Returns
     -------
@@ -70,6 +75,7 @@ def solve(groups, budget, buckets=20000):
     exact = _integer_steps(groups, budget, buckets)
     if exact is not None:
         steps, capacity = exact
+        unit = budget / capacity if capacity else 1.0
     else:
         unit = budget / buckets if budget > 0 else 1.0
         steps = [[math.ceil(w / unit - 1e-9) for _, w in options] for options in groups]
@@ -90,10 +96,12 @@ def solve(groups, budget, buckets=20000):
             pick[better] = index
         best = merged
         picks.append(pick)
-    end = int(np.argmin(best))
-    if not np.isfinite(best[end]):
+    reachable = np.flatnonzero(np.isfinite(best))
+    if reachable.size == 0:
         raise InfeasibleBudget(f"no choice fits the budget {budget:g} once the weights are rounded up to "
                                f"{buckets} steps; raise the budget or the number of steps")
+    lowest = 0 if floor is None else min(int(reachable[-1]), max(0, math.ceil(floor / unit - 1e-9)))
+    end = lowest + int(np.argmin(best[lowest:]))
     choices = []
     for pick, weights in zip(reversed(picks), reversed(steps)):
         index = int(pick[end])
