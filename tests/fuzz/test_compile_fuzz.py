@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 import tvm_sparse
 from relay_passes.sparse_rules import SparseRules
+from tests.conftest import hand_back
 from tests.fuzz.random_models import build, model_specs
 from tests.schedules import pocl
 from tvm_sparse.checks import ModelError
@@ -80,12 +81,13 @@ def test_random_models_on_llvm_full_profile(spec):
 
 
 @pytest.fixture(scope="module")
-def phone_session(tracker):
+def phone_session(emulated_phone):
+    """A new session on the shared phone per call (hypothesis examples share a module-scoped fixture)."""
     from tvm_sparse.rpc import request_device
-    from tvm_sparse.rpc.phone import EmulatedPhone
 
-    with EmulatedPhone(tracker, key="emu-aarch64-fuzz") as phone:
-        yield lambda: request_device(phone.tracker, phone.key, session_timeout=600)
+    hand_back(emulated_phone)
+    yield lambda: request_device(emulated_phone.tracker, emulated_phone.key, session_timeout=600)
+    hand_back(emulated_phone)
 
 
 def _check_on_phone(spec, phone_session):

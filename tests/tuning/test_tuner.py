@@ -221,21 +221,20 @@ def test_tune_refuses_a_corrupt_log(block, tmp_path):
 
 
 @pytest.mark.phone
-def test_tune_on_the_emulated_phone_then_run_there(tracker, block, tmp_path):
+def test_tune_on_the_emulated_phone_then_run_there(phone, block, tmp_path):
     from tvm_sparse.rpc import RemoteModel, request_device
-    from tvm_sparse.rpc.phone import EmulatedPhone
 
     model, example, mod, params = block
     target = "llvm -mtriple=aarch64-linux-gnu -mattr=+neon"
-    with EmulatedPhone(tracker, key="tune-phone") as phone:
-        device = RPCDevice(f"{tracker[0]}:{tracker[1]}", phone.key, session_timeout=300)
-        result = tune(mod, params, target, log_dir=tmp_path, trials=2, sparse_trials=1, rpc=device, rules=RULES,
-                      num_trials_per_iter=2)
-        assert (result.dense_trials, result.sparse_trials) == (2, 3)
-        assert (result.dense_errors, result.sparse_errors) == (0, 0)
-        compiled = tvm_sparse.compile(mod, params, target, rules=RULES, tuning_logs=tmp_path)
-        session = request_device(phone.tracker, phone.key, session_timeout=600)
-        assert relative_error(RemoteModel(compiled, session).run(example), _expected(model, example)) <= 1e-5
+    tracker = phone.tracker
+    device = RPCDevice(f"{tracker[0]}:{tracker[1]}", phone.key, session_timeout=300)
+    result = tune(mod, params, target, log_dir=tmp_path, trials=2, sparse_trials=1, rpc=device, rules=RULES,
+                  num_trials_per_iter=2)
+    assert (result.dense_trials, result.sparse_trials) == (2, 3)
+    assert (result.dense_errors, result.sparse_errors) == (0, 0)
+    compiled = tvm_sparse.compile(mod, params, target, rules=RULES, tuning_logs=tmp_path)
+    session = request_device(phone.tracker, phone.key, session_timeout=600)
+    assert relative_error(RemoteModel(compiled, session).run(example), _expected(model, example)) <= 1e-5
 
 
 def _runtime_threads():
