@@ -19,6 +19,7 @@ from tests.conftest import relative_error
 pytestmark = pytest.mark.phone
 
 
+@pytest.mark.slow  # in CI, the pruned ResNet-18 (tests/relay_passes/test_whole_models.py) runs there, its dense layers too
 def test_resnet18_on_the_emulated_phone_matches_pytorch(phone, resnet18, resnet18_relax):
     model, example = resnet18
     compiled = tvm_sparse.compile(*resnet18_relax, target="llvm -mtriple=aarch64-linux-gnu -mattr=+neon")

@@ -28,7 +28,7 @@ from tvm_sparse.rpc import local_server
 from tvm_sparse.tuning import (FAILED_SECONDS, RECORD_FILE, SPARSE_FILE, WORKLOAD_FILE, RPCDevice, TuningLogError,
                                extract_tasks, load_tuning_logs, open_database, tune)
 from tvm_sparse.tuning.finalists import confirm_dense
-from tvm_sparse.tuning.runners import build_function
+from tvm_sparse.tuning.runners import build_function, session_on_a_registered_device
 from tvm_sparse.tuning.search import TENSOR_INTRIN_MODULE, dense_tune_context, scheduled, space_size
 from tvm_sparse.runtime_threads import use_threads
 
@@ -140,6 +140,14 @@ def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_i
     assert sum(r["error"] is None for r in _sparse_records(tmp_path)) == 3
     compiled = tvm_sparse.compile(mod, params, "llvm", rules=RULES, tuning_logs=tmp_path)
     assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
+
+
+def test_a_measurement_on_a_device_no_server_registered_fails_instead_of_queueing(tracker):
+    """The tracker would queue the request forever; a lost device fails each measurement at once."""
+    config = ms.runner.RPCConfig(tracker_host=tracker[0], tracker_port=tracker[1], tracker_key="lost-phone",
+                                 session_timeout_sec=600)
+    with pytest.raises(RuntimeError, match="no device with key 'lost-phone' is registered"):
+        session_on_a_registered_device(config)
 
 
 @pytest.mark.parametrize("measured_since", [True, False], ids=["failed-then-measured", "failed-only"])
