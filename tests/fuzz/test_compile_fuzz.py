@@ -82,11 +82,15 @@ def test_random_models_on_llvm_full_profile(spec):
 
 @pytest.fixture(scope="module")
 def phone_session(emulated_phone):
-    """A new session on the shared phone per call (hypothesis examples share a module-scoped fixture)."""
+    """A new session on the shared phone per call, on a free phone (hypothesis examples cannot take the
+    function-scoped ``phone``; a failing example's traceback, replayed by hypothesis, holds its session)."""
     from tvm_sparse.rpc import request_device
 
-    hand_back(emulated_phone)
-    yield lambda: request_device(emulated_phone.tracker, emulated_phone.key, session_timeout=600)
+    def session():
+        hand_back(emulated_phone)
+        return request_device(emulated_phone.tracker, emulated_phone.key, session_timeout=600)
+
+    yield session
     hand_back(emulated_phone)
 
 
