@@ -2,6 +2,7 @@
 
 import gc
 import os
+import shutil
 
 import pytest
 import torch
@@ -99,6 +100,12 @@ def require(what, install=SETUP_COMMAND):
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message} (CI runs every test tier)", pytrace=False)
     pytest.skip(message)
+
+
+def require_aarch64_linker():
+    """Stop a test that links an aarch64 library without the cross compiler (see :func:`require`)."""
+    if shutil.which("aarch64-linux-gnu-g++") is None:
+        require("the aarch64 cross compiler (aarch64-linux-gnu-g++)")
 
 
 def pytest_runtest_setup(item):
