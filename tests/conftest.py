@@ -1,6 +1,8 @@
 """Fixtures shared by the test suite."""
 
+import gc
 import os
+import shutil
 
 import pytest
 import torch
@@ -32,8 +34,60 @@ def tracker():
         yield address
 
 
+@pytest.fixture(scope="session")
+def emulated_phone(tracker):
+    """One emulated aarch64 phone (``tvm_sparse.rpc.phone.EmulatedPhone``) for every test that runs code on it.
+
+    Starting one takes about half a minute under qemu, so the tests share it; a test that stops or
+    kills its device starts its own. Tests take it through :func:`phone` (or, for a module of
+    hypothesis examples, hand it back like :func:`phone` does), which makes sure that each test
+    finds it free.
+    """
+    from tvm_sparse.rpc.phone import EmulatedPhone, is_prepared
+
+    if not is_prepared():
+        require(PHONE_TIER)
+    with EmulatedPhone(tracker, key="emu-aarch64-shared") as running:
+        yield running
+
+
+#: Seconds a released session may take until its device is free in the tracker again.
+RELEASE_TIMEOUT_S = 30
+
+
+def hand_back(phone, timeout=RELEASE_TIMEOUT_S):
+    """Make sure the shared ``phone`` is free for the next test: restart it if a session still holds it.
+
+    The server serves one session at a time and the tracker hands it out again only once the client
+    has dropped every reference to its ``RPCSession`` (remote modules and tensors hold one too). A
+    test that failed keeps its locals, and so its session, alive in the traceback; the next request
+    would wait for it forever. So: collect garbage, wait ``timeout`` seconds for the device to be
+    free again, and otherwise restart the server, which ends every session it holds.
+    """
+    from tvm_sparse.rpc import wait_for_device
+
+    gc.collect()
+    try:
+        wait_for_device(phone.tracker, phone.key, timeout, process=phone.process)
+    except (TimeoutError, RuntimeError):
+        phone.stop()
+        phone.start()
+
+
+@pytest.fixture
+def phone(emulated_phone):
+    """The shared emulated phone, free at the start of the test and handed back free after it."""
+    hand_back(emulated_phone)
+    yield emulated_phone
+    hand_back(emulated_phone)
+
+
 #: The command that installs what the ``phone`` and OpenCL tiers need (apt-get: run it as root).
 SETUP_COMMAND = "bash scripts/setup.sh test"
+
+
+#: What the ``phone`` tier needs.
+PHONE_TIER = "the emulated aarch64 phone (qemu-user, the aarch64 cross compiler, the phone's root)"
 
 
 def require(what, install=SETUP_COMMAND):
@@ -48,6 +102,12 @@ def require(what, install=SETUP_COMMAND):
     pytest.skip(message)
 
 
+def require_aarch64_linker():
+    """Stop a test that links an aarch64 library without the cross compiler (see :func:`require`)."""
+    if shutil.which("aarch64-linux-gnu-g++") is None:
+        require("the aarch64 cross compiler (aarch64-linux-gnu-g++)")
+
+
 def pytest_runtest_setup(item):
     """Tests marked ``phone`` need the emulated phone prepared (``tvm_sparse.rpc.phone.prepare``)."""
     if item.get_closest_marker("phone") is None:
@@ -55,7 +115,7 @@ def pytest_runtest_setup(item):
     from tvm_sparse.rpc.phone import is_prepared
 
     if not is_prepared():
-        require("the emulated aarch64 phone (qemu-user, the aarch64 cross compiler, the phone's root)")
+        require(PHONE_TIER)
 
 
 @pytest.fixture(scope="session")

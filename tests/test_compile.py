@@ -12,7 +12,7 @@ from tvm import relax
 import tvm_sparse
 from relay_passes.pipeline import prepare_phase
 from tvm_sparse.relax_utils import bind_params
-from tests.conftest import relative_error
+from tests.conftest import relative_error, require_aarch64_linker
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,7 @@ def _constants(func):
 
 
 def test_aarch64_export_is_an_aarch64_library(tmp_path):
+    require_aarch64_linker()
     model, _ = _conv_bn_relu()
     example = torch.randn(1, 4, 8, 8)
     compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target="llvm -mtriple=aarch64")

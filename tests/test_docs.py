@@ -10,7 +10,6 @@ without a change here.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import require_aarch64_linker
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -88,8 +87,8 @@ SHELL_BLOCKS = [b for b in BLOCKS if b.language in SHELL and b.not_run is None]
 
 
 def _require_tools(code):
-    if "export_library" in code and shutil.which("aarch64-linux-gnu-g++") is None:
-        require("the aarch64 cross compiler (aarch64-linux-gnu-g++)")
+    if "export_library" in code:
+        require_aarch64_linker()
 
 
 @pytest.mark.parametrize("path", PYTHON_FILES, ids=lambda path: path.name)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 import tvm_sparse
 from relay_passes.sparse_rules import SparseRules
+from tests.conftest import hand_back
 from tests.fuzz.random_models import build, model_specs
 from tests.schedules import pocl
 from tvm_sparse.checks import ModelError
@@ -80,12 +81,17 @@ def test_random_models_on_llvm_full_profile(spec):
 
 
 @pytest.fixture(scope="module")
-def phone_session(tracker):
+def phone_session(emulated_phone):
+    """A new session on the shared phone per call, on a free phone (hypothesis examples cannot take the
+    function-scoped ``phone``; a failing example's traceback, replayed by hypothesis, holds its session)."""
     from tvm_sparse.rpc import request_device
-    from tvm_sparse.rpc.phone import EmulatedPhone
 
-    with EmulatedPhone(tracker, key="emu-aarch64-fuzz") as phone:
-        yield lambda: request_device(phone.tracker, phone.key, session_timeout=600)
+    def session():
+        hand_back(emulated_phone)
+        return request_device(emulated_phone.tracker, emulated_phone.key, session_timeout=600)
+
+    yield session
+    hand_back(emulated_phone)
 
 
 def _check_on_phone(spec, phone_session):

@@ -178,18 +178,15 @@ def test_the_table_is_measured_over_rpc_and_resumed_after_the_device_is_lost(sma
 
 
 @pytest.mark.phone
-def test_a_mapping_measured_on_the_emulated_phone(small, tracker, tmp_path):
-    from tvm_sparse.rpc.phone import EmulatedPhone
-
+def test_a_mapping_measured_on_the_emulated_phone(small, phone, tmp_path):
     model, example = small
     phone_target = "llvm -mtriple=aarch64-linux-gnu -mattr=+neon"
 
     def fewer(layer, target):
         return candidates_for(layer, target, blocks=[(8, 1)], sparsities=(0.75,), patterns=())
 
-    with EmulatedPhone(tracker, key="map-phone") as phone:
-        mapping = map_schemes(model, example, phone_target, "search", compression=1.5, candidates=fewer,
-                              timer=Timer((phone.tracker, phone.key), number=1, repeat=2), table=tmp_path)
+    mapping = map_schemes(model, example, phone_target, "search", compression=1.5, candidates=fewer,
+                          timer=Timer((phone.tracker, phone.key), number=1, repeat=2), table=tmp_path)
     table = LatencyTable.open(tmp_path, tvm_sparse.parse_target(phone_target))
     assert table.target == "llvm-aarch64-linux-gnu" and table.calibration.dense_ms > 0
     assert all(row.predicted_ms >= 0 for row in mapping.report)

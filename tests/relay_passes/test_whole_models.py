@@ -74,13 +74,11 @@ def test_pruned_model_with_every_layer_routed_matches_pytorch(name):
 
 
 @pytest.mark.phone
-def test_pruned_resnet18_on_the_emulated_phone_matches_pytorch(tracker):
+def test_pruned_resnet18_on_the_emulated_phone_matches_pytorch(phone):
     from tvm_sparse.rpc import RemoteModel, request_device
-    from tvm_sparse.rpc.phone import EmulatedPhone
 
     layers = ("layer2.0.conv1.weight", "layer3.0.shortcut.0.weight", "linear.weight")
     model, example, compiled = compile_and_check("resnet18", layers, target="llvm -mtriple=aarch64-linux-gnu -mattr=+neon")
-    with EmulatedPhone(tracker, key="emu-aarch64-whole-model") as phone:
-        session = request_device(phone.tracker, phone.key, session_timeout=900)
-        with torch.no_grad():
-            assert relative_error(RemoteModel(compiled, session).run(example), model(example).numpy()) <= 1e-4
+    session = request_device(phone.tracker, phone.key, session_timeout=900)
+    with torch.no_grad():
+        assert relative_error(RemoteModel(compiled, session).run(example), model(example).numpy()) <= 1e-4

@@ -14,18 +14,12 @@ import torch
 
 import tvm_sparse
 from tvm_sparse.rpc import RemoteModel, request_device, wait_for_device
-from tvm_sparse.rpc.phone import EmulatedPhone
 from tests.conftest import relative_error
 
 pytestmark = pytest.mark.phone
 
 
-@pytest.fixture(scope="module")
-def phone(tracker):
-    with EmulatedPhone(tracker, key="emu-aarch64-test") as running:
-        yield running
-
-
+@pytest.mark.slow  # in CI, the pruned ResNet-18 (tests/relay_passes/test_whole_models.py) runs there, its dense layers too
 def test_resnet18_on_the_emulated_phone_matches_pytorch(phone, resnet18, resnet18_relax):
     model, example = resnet18
     compiled = tvm_sparse.compile(*resnet18_relax, target="llvm -mtriple=aarch64-linux-gnu -mattr=+neon")
@@ -57,10 +51,12 @@ def _still_running(process):
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda signum: signum.name)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=lambda signum: signum.name)
 def test_a_stop_signal_ends_the_phone_emulators_whole_process_tree(tracker, tmp_path, signum):
-    # What `kill`, systemd, a CI runner or a container stop send, and Ctrl-C. SIGHUP takes the same
-    # path (tests/commands/test_cli.py); each signal here costs a phone start-up (about 30 s under qemu).
+    # What `kill`, systemd, a CI runner or a container stop send, and Ctrl-C. Each signal here costs
+    # a phone of its own (about 30 s to start under qemu): CI sends SIGTERM; SIGINT and SIGHUP take
+    # the same path (one handler turns each into StopSignal, tests/commands/test_cli.py).
     key = f"emu-aarch64-{signum.name.lower()}"
     log = tmp_path / "phone-emulator.log"
     with open(log, "w", encoding="utf-8") as output:

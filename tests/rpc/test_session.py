@@ -6,7 +6,7 @@ import torch
 import tvm_sparse
 from tvm_sparse.rpc import (RemoteModel, local_server, parse_address, request_device, run_remote,
                             wait_for_device)
-from tests.conftest import relative_error
+from tests.conftest import hand_back, relative_error
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +48,38 @@ def test_missing_device_times_out_with_its_key(tracker):
 def test_tracker_address_must_be_host_and_port(bad):
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address(bad)
+
+
+class _LocalDevice:
+    """What ``tests.conftest.hand_back`` uses of an ``EmulatedPhone``, served by a local x86 server."""
+
+    def __init__(self, tracker, key):
+        self.tracker, self.key, self.process, self.starts = tracker, key, None, 0
+        self._server = None
+
+    def start(self):
+        self._server = local_server(self.tracker, self.key)
+        self._server.__enter__()
+        self.starts += 1
+        return self
+
+    def stop(self):
+        self._server.__exit__(None, None, None)
+
+
+def test_hand_back_frees_a_shared_device_whose_session_a_test_still_holds(tracker):
+    device = _LocalDevice(tracker, "shared-x86").start()
+    try:
+        session = request_device(tracker, device.key)
+        assert session.cpu().exist
+        del session  # released: the device is free again, no restart
+        hand_back(device, timeout=10)
+        assert device.starts == 1
+        held = request_device(tracker, device.key)  # what a failed test's traceback keeps alive
+        hand_back(device, timeout=2)
+        assert device.starts == 2
+        wait_for_device(tracker, device.key, timeout=10)  # the next test is not queued behind ``held``
+        assert request_device(tracker, device.key).cpu().exist
+        del held
+    finally:
+        device.stop()

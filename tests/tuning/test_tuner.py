@@ -28,7 +28,7 @@ from tvm_sparse.rpc import local_server
 from tvm_sparse.tuning import (FAILED_SECONDS, RECORD_FILE, SPARSE_FILE, WORKLOAD_FILE, RPCDevice, TuningLogError,
                                extract_tasks, load_tuning_logs, open_database, tune)
 from tvm_sparse.tuning.finalists import confirm_dense
-from tvm_sparse.tuning.runners import build_function
+from tvm_sparse.tuning.runners import build_function, session_on_a_registered_device
 from tvm_sparse.tuning.search import TENSOR_INTRIN_MODULE, dense_tune_context, scheduled, space_size
 from tvm_sparse.runtime_threads import use_threads
 
@@ -142,6 +142,14 @@ def test_a_device_lost_mid_tuning_leaves_errors_and_a_rerun_measures_only_what_i
     assert relative_error(compiled.run(example), _expected(model, example)) <= 1e-5
 
 
+def test_a_measurement_on_a_device_no_server_registered_fails_instead_of_queueing(tracker):
+    """The tracker would queue the request forever; a lost device fails each measurement at once."""
+    config = ms.runner.RPCConfig(tracker_host=tracker[0], tracker_port=tracker[1], tracker_key="lost-phone",
+                                 session_timeout_sec=600)
+    with pytest.raises(RuntimeError, match="no device with key 'lost-phone' is registered"):
+        session_on_a_registered_device(config)
+
+
 @pytest.mark.parametrize("measured_since", [True, False], ids=["failed-then-measured", "failed-only"])
 def test_a_failed_record_of_a_schedule_measured_again_leaves_one_valid_record(block, tmp_path, measured_since):
     """A device lost mid-run leaves failed records; a rerun measures their schedules again. The
@@ -221,21 +229,20 @@ def test_tune_refuses_a_corrupt_log(block, tmp_path):
 
 
 @pytest.mark.phone
-def test_tune_on_the_emulated_phone_then_run_there(tracker, block, tmp_path):
+def test_tune_on_the_emulated_phone_then_run_there(phone, block, tmp_path):
     from tvm_sparse.rpc import RemoteModel, request_device
-    from tvm_sparse.rpc.phone import EmulatedPhone
 
     model, example, mod, params = block
     target = "llvm -mtriple=aarch64-linux-gnu -mattr=+neon"
-    with EmulatedPhone(tracker, key="tune-phone") as phone:
-        device = RPCDevice(f"{tracker[0]}:{tracker[1]}", phone.key, session_timeout=300)
-        result = tune(mod, params, target, log_dir=tmp_path, trials=2, sparse_trials=1, rpc=device, rules=RULES,
-                      num_trials_per_iter=2)
-        assert (result.dense_trials, result.sparse_trials) == (2, 3)
-        assert (result.dense_errors, result.sparse_errors) == (0, 0)
-        compiled = tvm_sparse.compile(mod, params, target, rules=RULES, tuning_logs=tmp_path)
-        session = request_device(phone.tracker, phone.key, session_timeout=600)
-        assert relative_error(RemoteModel(compiled, session).run(example), _expected(model, example)) <= 1e-5
+    tracker = phone.tracker
+    device = RPCDevice(f"{tracker[0]}:{tracker[1]}", phone.key, session_timeout=300)
+    result = tune(mod, params, target, log_dir=tmp_path, trials=2, sparse_trials=1, rpc=device, rules=RULES,
+                  num_trials_per_iter=2)
+    assert (result.dense_trials, result.sparse_trials) == (2, 3)
+    assert (result.dense_errors, result.sparse_errors) == (0, 0)
+    compiled = tvm_sparse.compile(mod, params, target, rules=RULES, tuning_logs=tmp_path)
+    session = request_device(phone.tracker, phone.key, session_timeout=600)
+    assert relative_error(RemoteModel(compiled, session).run(example), _expected(model, example)) <= 1e-5
 
 
 def _runtime_threads():

@@ -46,7 +46,21 @@ class RPCDevice:
         config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=self.key,
                                      session_timeout_sec=self.session_timeout)
         return DeadlineRPCRunner(config, evaluator_config=evaluator, max_workers=1,
+                                 f_create_session=session_on_a_registered_device,
                                  f_alloc_argument=host_random_arguments)
+
+
+def session_on_a_registered_device(rpc_config):
+    """MetaSchedule ``f_create_session``: a session, or an error at once when no device is registered.
+
+    A tracker queues a request for a key that no server has registered forever, so each measurement
+    after the device is lost would wait its whole session timeout; a busy device stays registered
+    and is waited for as usual.
+    """
+    if rpc_config.count_num_servers(allow_missing=True) == 0:
+        raise RuntimeError(f"no device with key {rpc_config.tracker_key!r} is registered with the tracker at "
+                           f"{rpc_config.tracker_host}:{rpc_config.tracker_port} (lost?)")
+    return rpc_config.connect_server()
 
 
 def host_random_arguments(session, device, args_info, alloc_repeat):

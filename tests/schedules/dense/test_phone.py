@@ -8,7 +8,6 @@ from torch import nn
 import tvm_sparse
 from tests.conftest import relative_error
 from tvm_sparse.rpc import RemoteModel, request_device
-from tvm_sparse.rpc.phone import EmulatedPhone
 
 pytestmark = pytest.mark.phone
 
@@ -28,13 +27,12 @@ class _DenseLayers(nn.Module):
         return self.linear(x.mean((2, 3)))
 
 
-def test_dense_layers_on_the_emulated_phone_match_pytorch(tracker):
+def test_dense_layers_on_the_emulated_phone_match_pytorch(phone):
     torch.manual_seed(0)
     model, example = _DenseLayers().eval(), torch.randn(1, 3, 16, 16)
     compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, example),
                                   target="llvm -mtriple=aarch64-linux-gnu -mattr=+neon")
-    with EmulatedPhone(tracker, key="emu-aarch64-dense") as phone:
-        session = request_device(phone.tracker, phone.key, session_timeout=600)
-        with torch.no_grad():
-            expected = model(example).numpy()
-        assert relative_error(RemoteModel(compiled, session).run(example), expected) <= 1e-4
+    session = request_device(phone.tracker, phone.key, session_timeout=600)
+    with torch.no_grad():
+        expected = model(example).numpy()
+    assert relative_error(RemoteModel(compiled, session).run(example), expected) <= 1e-4

@@ -64,30 +64,28 @@ def test_arm_target_gets_neon_vectors():
 
 
 @pytest.mark.phone
-def test_kernels_on_the_emulated_phone(tracker):
+def test_kernels_on_the_emulated_phone(phone):
     from tvm_sparse.target import AARCH64_LINUX_CXX
     from tvm_sparse.rpc import request_device
-    from tvm_sparse.rpc.phone import EmulatedPhone
 
     rng = np.random.default_rng(1)
-    with EmulatedPhone(tracker, key="emu-aarch64-kernels") as phone:
-        session = request_device(phone.tracker, phone.key, session_timeout=600)
-        dev = session.cpu()
-        for index, (kernel, fmt, dense, stride, padding, shape, choice) in enumerate(_layers(rng)):
-            x = rng.standard_normal(shape).astype("float32")
-            bias = rng.standard_normal(dense.shape[0]).astype("float32")
-            expected = torch.clamp(
-                F.conv2d(torch.from_numpy(x), torch.from_numpy(dense), torch.from_numpy(bias), stride, padding), 0, 6
-            ).numpy()
-            executable, table = _build(kernel, fmt, shape, stride, padding, choice)
-            with tempfile.TemporaryDirectory() as folder:
-                path = os.path.join(folder, f"sparse_kernel_{index}.so")
-                executable.export_library(
-                    path, fcompile=tvm.support.cc.cross_compiler(AARCH64_LINUX_CXX)
-                )
-                session.upload(path)
-            function = session.load_module(os.path.basename(path))["sparse_layer"]
-            out = tvm.runtime.tensor(np.zeros(expected.shape, "float32"), dev)
-            tables = [] if table is None else [tvm.runtime.tensor(table, dev)]
-            function(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(bias, dev), *tables, out)
-            np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
+    session = request_device(phone.tracker, phone.key, session_timeout=600)
+    dev = session.cpu()
+    for index, (kernel, fmt, dense, stride, padding, shape, choice) in enumerate(_layers(rng)):
+        x = rng.standard_normal(shape).astype("float32")
+        bias = rng.standard_normal(dense.shape[0]).astype("float32")
+        expected = torch.clamp(
+            F.conv2d(torch.from_numpy(x), torch.from_numpy(dense), torch.from_numpy(bias), stride, padding), 0, 6
+        ).numpy()
+        executable, table = _build(kernel, fmt, shape, stride, padding, choice)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, f"sparse_kernel_{index}.so")
+            executable.export_library(
+                path, fcompile=tvm.support.cc.cross_compiler(AARCH64_LINUX_CXX)
+            )
+            session.upload(path)
+        function = session.load_module(os.path.basename(path))["sparse_layer"]
+        out = tvm.runtime.tensor(np.zeros(expected.shape, "float32"), dev)
+        tables = [] if table is None else [tvm.runtime.tensor(table, dev)]
+        function(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(bias, dev), *tables, out)
+        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
