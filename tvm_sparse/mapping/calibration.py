@@ -13,7 +13,6 @@ model whose every layer takes its fastest candidate in the table (a mapped model
 the two, mostly close to the reference).
 """
 
-import copy
 from dataclasses import asdict, dataclass
 
 #: The two models of the fit must differ by at least this fraction of their entries' sums; closer,
@@ -87,18 +86,3 @@ def fastest_plan(layers, candidates, table):
 def entries_sum_ms(layers, table, plan):
     """The sum of the table's entries of ``layers`` under ``plan`` (a layer not in it: dense)."""
     return sum(table.get(layer, plan.get(layer.name)) for layer in layers)
-
-
-def measure_calibration(model, example, layers, candidates, target, table, timer):
-    """Time the dense and the reference model in one row and fit :class:`ModelCalibration` to them."""
-    from tvm_sparse.mapping.latency import compile_module  # noqa: PLC0415
-    from tvm_sparse.pruning.one_shot import prune_by_plan  # noqa: PLC0415
-
-    reference_plan = fastest_plan(layers, candidates, table)
-    reference = copy.deepcopy(model)
-    pruned_plan = prune_by_plan(reference, reference_plan) if reference_plan else {}
-    compiled = {"dense": compile_module(model, example, target, None),
-                "reference": compile_module(reference, example, target, pruned_plan)}
-    times = timer.row(compiled, dict.fromkeys(compiled, example))
-    return ModelCalibration.fit(times["dense"], entries_sum_ms(layers, table, {}),
-                                times["reference"], entries_sum_ms(layers, table, reference_plan))

@@ -13,6 +13,7 @@ written after each measurement: a run that stops (a lost device) resumes where i
 never measures an entry twice.
 """
 
+import copy
 import json
 import os
 import tempfile
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tvm_sparse.mapping.calibration import ModelCalibration, entries_sum_ms, measure_calibration
+from tvm_sparse.mapping.calibration import ModelCalibration, entries_sum_ms, fastest_plan
 from tvm_sparse.mapping.keys import candidate_key
 from tvm_sparse.pruning.masks import compute_mask
 
@@ -285,6 +286,21 @@ def measure_table(model, example, layers, candidates, target, table, timer=None,
     if progress:
         progress(total, total)
     return measured
+
+
+def measure_calibration(model, example, layers, candidates, target, table, timer):
+    """Time the dense model and the model of each layer's fastest candidate in one row; fit the
+    table's :class:`~tvm_sparse.mapping.calibration.ModelCalibration` to them."""
+    from tvm_sparse.pruning.one_shot import prune_by_plan  # noqa: PLC0415
+
+    reference_plan = fastest_plan(layers, candidates, table)
+    reference = copy.deepcopy(model)
+    pruned_plan = prune_by_plan(reference, reference_plan) if reference_plan else {}
+    compiled = {"dense": compile_module(model, example, target, None),
+                "reference": compile_module(reference, example, target, pruned_plan)}
+    times = timer.row(compiled, dict.fromkeys(compiled, example))
+    return ModelCalibration.fit(times["dense"], entries_sum_ms(layers, table, {}),
+                                times["reference"], entries_sum_ms(layers, table, reference_plan))
 
 
 def _input_of(layer):
