@@ -53,11 +53,10 @@ def _candidates(layer, target):
 
 def measure(names, threads, rounds, workdir):
     """Map, prune, compile and time the plans of each model with ``threads`` threads (a fresh process)."""
-    import tvm  # noqa: PLC0415
 
     import tvm_sparse  # noqa: PLC0415
     from tvm_sparse.bench.models import benchmark_model  # noqa: PLC0415
-    from tvm_sparse.bench.timing import configure_threads, interleaved_medians  # noqa: PLC0415
+    from tvm_sparse.bench.timing import configure_threads  # noqa: PLC0415
     from tvm_sparse.mapping.calibration import fastest_plan  # noqa: PLC0415
     from tvm_sparse.mapping.latency import LatencyTable  # noqa: PLC0415
     from tvm_sparse.mapping.layers import find_layers  # noqa: PLC0415
@@ -93,23 +92,39 @@ def measure(names, threads, rounds, workdir):
         reference = fastest_plan(layers, {layer.name: _candidates(layer, "llvm") for layer in layers}, table)
         pruned[REFERENCE] = copy.deepcopy(dense)
         plans[REFERENCE] = prune_by_plan(pruned[REFERENCE], reference)
-        compiled = {label: tvm_sparse.compile(*tvm_sparse.from_torch(model, example), "llvm", plan=plans[label])
-                    for label, model in pruned.items()}
-        errors = {}
-        for label, model in compiled.items():
-            with torch.no_grad():
-                expected = pruned[label](example).numpy()
-            errors[label] = float(np.abs(model(example) - expected).max() / max(np.abs(expected).max(), 1e-6))
-        device = tvm.cpu()
-        x = tvm.runtime.tensor(example.numpy(), device)
-        machines = {label: model.virtual_machine() for label, model in compiled.items()}
-        timings = interleaved_medians({label: (lambda vm=vm: vm["main"](x)) for label, vm in machines.items()},
-                                      rounds=rounds)
+        milliseconds, errors = time_side_by_side(pruned, plans, example, "llvm", rounds)
         results.append(MappingTiming(name, threads, target_compression,
-                                     {label: t.median_ms for label, t in timings.items()},
+                                     milliseconds,
                                      {label: global_compression(model) for label, model in pruned.items()},
                                      predicted, seconds, errors, table.calibration.reference_ms))
     return results
+
+
+def time_side_by_side(models, plans, example, target, rounds):
+    """Compile each PyTorch model with its plan, check it against PyTorch and time all in interleaved rounds.
+
+    Returns
+    -------
+    (dict, dict)
+        Median milliseconds and largest relative error against PyTorch, by label.
+    """
+    import tvm  # noqa: PLC0415
+
+    import tvm_sparse  # noqa: PLC0415
+    from tvm_sparse.bench.timing import interleaved_medians  # noqa: PLC0415
+
+    compiled = {label: tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target, plan=plans[label])
+                for label, model in models.items()}
+    errors = {}
+    for label, model in compiled.items():
+        with torch.no_grad():
+            expected = models[label](example).numpy()
+        errors[label] = float(np.abs(model(example) - expected).max() / max(np.abs(expected).max(), 1e-6))
+    x = tvm.runtime.tensor(example.numpy(), tvm.cpu())
+    machines = {label: model.virtual_machine() for label, model in compiled.items()}
+    timings = interleaved_medians({label: (lambda vm=vm: vm["main"](x)) for label, vm in machines.items()},
+                                  rounds=rounds)
+    return {label: t.median_ms for label, t in timings.items()}, errors
 
 
 def run_benchmark(names, thread_counts, rounds, workdir):

@@ -14,7 +14,6 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 #: The uniform plans the mapped ones are compared with: label -> ``one_shot_config``'s ``scheme_3x3``.
@@ -71,11 +70,7 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
     progress : callable
         ``progress(text)`` before each step.
     """
-    import tvm  # noqa: PLC0415
-
-    import tvm_sparse  # noqa: PLC0415
-    from tvm_sparse.bench.mapping import BENCH_BLOCKS, BENCH_PATTERNS, BENCH_SPARSITIES  # noqa: PLC0415
-    from tvm_sparse.bench.timing import interleaved_medians  # noqa: PLC0415
+    from tvm_sparse.bench.mapping import BENCH_BLOCKS, BENCH_PATTERNS, BENCH_SPARSITIES, time_side_by_side  # noqa: PLC0415
     from tvm_sparse.data import load_fashion_mnist  # noqa: PLC0415
     from tvm_sparse.mapping.candidates import candidates_for, density  # noqa: PLC0415
     from tvm_sparse.mapping.keys import candidate_key  # noqa: PLC0415
@@ -132,18 +127,10 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
             trained.setdefault(label, []).append(result)
 
     progress("compile and time the first seed's models")
-    compiled, errors = {}, {}
-    for label, results in trained.items():
-        model = results[0].model.eval()
-        compiled[label] = tvm_sparse.compile(*tvm_sparse.from_torch(model, example), target, plan=results[0].plan)
-        with torch.no_grad():
-            expected = model(example).numpy()
-        errors[label] = float(np.abs(compiled[label](example) - expected).max() / max(np.abs(expected).max(), 1e-6))
-    x = tvm.runtime.tensor(example.numpy(), tvm.cpu())
-    machines = {label: model.virtual_machine() for label, model in compiled.items()}
-    timings = interleaved_medians({label: (lambda vm=vm: vm["main"](x)) for label, vm in machines.items()},
-                                  rounds=rounds)
-    return [PlanResult(label, [r.accuracy for r in trained[label]], timings[label].median_ms,
+    first = {label: results[0] for label, results in trained.items()}
+    milliseconds, errors = time_side_by_side({label: r.model.eval() for label, r in first.items()},
+                                             {label: r.plan for label, r in first.items()}, example, target, rounds)
+    return [PlanResult(label, [r.accuracy for r in trained[label]], milliseconds[label],
                        global_compression(trained[label][0].model), cost, predicted, errors[label])
             for label, (_, cost, predicted) in plans.items()]
 
