@@ -6,16 +6,11 @@ there is enough work to pay for waking the threads), and a block that is data-pa
 throughout gets vector-width inner steps.
 """
 
-import math
-
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.s_tir.dlight.analysis import get_root_block
 
 from ..target_info import vector_lanes
-from .blocks import SPATIAL, is_unscheduled_cpu_func, try_schedule
-
-#: Fewer loop iterations than this run on one thread.
-MIN_PARALLEL_WORK = 16384
+from .blocks import MIN_PARALLEL_WORK, is_unscheduled_cpu_func, parallelize_block, try_schedule
 
 
 class ParallelFallback(ScheduleRule):
@@ -24,24 +19,9 @@ class ParallelFallback(ScheduleRule):
     def apply(self, func, target, tunable):
         if not is_unscheduled_cpu_func(func, target):
             return None
-        return try_schedule(func, lambda sch: self._schedule(sch, vector_lanes(target)))
 
-    @staticmethod
-    def _schedule(sch, lanes):
-        for block in sch.get_child_blocks(get_root_block(sch)):
-            loops = sch.get_loops(block)
-            iter_vars = sch.get(block).iter_vars
-            if len(loops) != len(iter_vars):
-                continue
-            extents = [int(sch.get(loop).extent) for loop in loops]
-            leading = 0
-            while leading < len(iter_vars) and int(iter_vars[leading].iter_type) == SPATIAL:
-                leading += 1
-            if leading == 0 or math.prod(extents) < MIN_PARALLEL_WORK:
-                continue
-            fused = sch.fuse(*loops[:leading])
-            if leading == len(loops) and math.prod(extents) % lanes == 0:
-                fused, vector = sch.split(fused, [None, lanes])
-                sch.vectorize(vector)
-            sch.parallel(fused)
+        def steps(sch):
+            for block in sch.get_child_blocks(get_root_block(sch)):
+                parallelize_block(sch, block, vector_lanes(target), MIN_PARALLEL_WORK)
 
+        return try_schedule(func, steps)
