@@ -23,6 +23,9 @@ from ..target_info import vector_lanes
 #: Iterator type of a data-parallel (spatial) block iterator in ``tirx.IterVar.iter_type``.
 SPATIAL = 0
 
+#: Names of the padding blocks that ``LegalizeOps`` gives convolutions (``pad_temp``) and pooling (``pad``).
+PADDING_BLOCKS = ("pad_temp", "pad")
+
 #: Fewer loop iterations than this run on one thread (waking the thread pool costs more).
 MIN_PARALLEL_WORK = 16384
 
@@ -58,7 +61,7 @@ def column_stride(sch, conv):
 
 
 def schedule_padding(sch, layout=None):
-    """Inline a padding block (``pad_temp``) that only copies, else give it the layout it is filled in.
+    """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else give it the layout it is filled in.
 
     Parameters
     ----------
@@ -73,7 +76,7 @@ def schedule_padding(sch, layout=None):
     SBlockRV or None
         The padding block when it stays a stage of its own (for :func:`schedule_register_tile`).
     """
-    block = find_block(sch, ("pad_temp",))
+    block = find_block(sch, PADDING_BLOCKS)
     if block is None:
         return None
     pad = sch.get(block)

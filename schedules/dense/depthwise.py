@@ -13,12 +13,15 @@ BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
 from ..target_info import vector_lanes
-from .blocks import (RegisterTileRule, column_stride, extents, find_block, schedule_padding,
+from .blocks import (PADDING_BLOCKS, RegisterTileRule, column_stride, extents, find_block, schedule_padding,
                      schedule_register_tile)
 from .tiling import accumulator_budget, largest_divisor, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives an NCHW ``conv2d`` with groups > 1.
 GROUP_CONV_BLOCK = "group_conv2d_nchw"
+
+#: Name of the reduction block that ``LegalizeOps`` gives an NCHW ``max_pool2d``.
+MAX_POOL_BLOCK = "max_pool2d"
 
 
 class DepthwiseConv2dNCHW(RegisterTileRule):
@@ -50,10 +53,21 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
         stride = column_stride(sch, block)
-        pad = find_block(sch, ("pad_temp",))
+        pad = find_block(sch, PADDING_BLOCKS)
         split_columns = None
         if pad is not None and stride > 1 and extents(sch.get(pad).writes[0].source)[-1] % stride == 0:
             def split_columns(n, c, y, x):
                 return n, c, y, x % stride, x // stride
         padding = schedule_padding(sch, layout=split_columns)
         schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding)
+
+
+class MaxPool2dNCHW(DepthwiseConv2dNCHW):
+    """Schedule rule for NCHW max pooling: a depthwise window reduction whose sum is a maximum.
+
+    The register tile, the split of strided columns and the shared parallel launch of the padding
+    are those of :class:`DepthwiseConv2dNCHW`; the NaN-propagating maximum of
+    ``relay_passes.nan_propagation`` is the reduction's body, unchanged.
+    """
+
+    block_name = MAX_POOL_BLOCK

@@ -10,7 +10,7 @@ schedules differ from the untuned ones only in those decisions. Tune the functio
 from tvm.s_tir import meta_schedule as ms
 
 from .conv2d import DenseConv2dNCHW
-from .depthwise import DepthwiseConv2dNCHW
+from .depthwise import DepthwiseConv2dNCHW, MaxPool2dNCHW
 from .fallback import ParallelFallback
 from .matmul import DenseMatmul
 from .pointwise import PointwiseConv2dRows
@@ -18,7 +18,7 @@ from .pointwise import PointwiseConv2dRows
 
 def dense_schedule_rules():
     """The schedule rules for dense CPU functions, most specific first."""
-    return [DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), DenseMatmul(), ParallelFallback()]
+    return [DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), MaxPool2dNCHW(), DenseMatmul(), ParallelFallback()]
 
 
 def dense_schedule(func, target, tunable):
