@@ -4,8 +4,9 @@ After ``LegalizeOps`` + ``FuseOps`` + ``FuseTIR`` every layer that no sparse pas
 PrimFunc with TVM's naive loop nest. Three passes make them fast (the first is the ``pack``
 phase, where tuning takes its tasks):
 
-1. :class:`PackDenseWeights` packs the constant weight of each dense convolution into the
-   layout its register-tiled kernel reads (``schedules.dense.conv2d.WeightPacking``): the
+1. :class:`PackDenseWeights` packs the constant weight of each dense convolution and matmul into
+   the layout its register-tiled kernel reads (``schedules.dense.conv2d.WeightPacking``,
+   ``schedules.dense.matmul.MatmulWeightPacking``): the
    PrimFunc's weight parameter changes layout and every call site gets the packed constant,
    computed once at compile time.
 2. :class:`ApplyTunedSchedules` takes the tuned schedules of a MetaSchedule database in
@@ -27,6 +28,7 @@ from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 
 from schedules.dense.conv2d import conv2d_weight_packing
+from schedules.dense.matmul import matmul_weight_packing
 from schedules.dense.space import dense_schedule_rules
 from tvm_sparse.relax_utils import workload_module
 
@@ -123,9 +125,9 @@ class _CallPackedFunctions(relax.PyExprMutator):
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_sparse.PackDenseWeights")
 class PackDenseWeights:
-    """Pack the constant weights of dense convolutions into the layout of their CPU kernel.
+    """Pack the constant weights of dense convolutions and matmuls into the layout of their CPU kernel.
 
-    A convolution PrimFunc is packed only if every call passes a constant weight; otherwise it
+    A PrimFunc is packed only if every call passes a constant weight; otherwise it
     keeps its layout (and is scheduled by the fallback rule), and the reason is logged.
 
     Parameters
@@ -140,7 +142,7 @@ class PackDenseWeights:
         sites = _call_sites(mod)
         packed = {}
         for gvar, func in mod.functions.items():
-            packing = conv2d_weight_packing(func, self.target)
+            packing = conv2d_weight_packing(func, self.target) or matmul_weight_packing(func, self.target)
             if packing is None:
                 continue
             calls = sites.get(gvar, [])

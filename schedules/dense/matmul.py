@@ -2,16 +2,86 @@
 
 The register tile is ``mt`` rows x ``nt`` columns of the output, the columns along the vector
 lanes; each step of the reduction loads a row segment of the weight and broadcasts one input
-value per row. With batch 1 (a GEMV, the classifier of a CNN) the tile is one row of up to two
-vectors, and tiles of columns run in parallel.
+value per row. With batch 1 (a GEMV, the classifier of a CNN) the tile is one row, tiles of
+columns run in parallel, and the time is that of streaming the weight from memory: a constant
+weight is therefore packed at compile time to ``[N / nt, K, nt]``
+(:class:`MatmulWeightPacking`, applied by ``relay_passes.schedule_dense.PackDenseWeights``), so
+that each tile reads one contiguous stream instead of ``K`` short rows ``N`` floats apart.
 """
 
-from ..target_info import vector_lanes
-from .blocks import RegisterTileRule, extents, schedule_register_tile
-from .tiling import accumulator_budget, largest_divisor, sample_divisor
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import s_tir
+
+from ..target_info import as_target, vector_lanes
+from .blocks import (RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
+                     schedule_register_tile)
+from .tiling import accumulator_budget, divisors, largest_divisor, sample_divisor
 
 #: Name of the block that ``LegalizeOps`` gives ``relax.matmul``.
 MATMUL_BLOCK = "matmul"
+
+
+@dataclass(frozen=True)
+class MatmulWeightPacking:
+    """The compile-time layout change of a matmul weight: ``[K, N]`` -> ``[N / nt, K, nt]``.
+
+    Attributes
+    ----------
+    param : int
+        Position of the weight among the PrimFunc's parameters.
+    columns_per_block : int
+        ``nt``, the output columns of one register tile.
+    """
+
+    param: int
+    columns_per_block: int
+
+    def index_map(self, k, n):
+        """The new indices of weight element ``[k, n]``."""
+        return n // self.columns_per_block, k, n % self.columns_per_block
+
+    def pack(self, weight):
+        """Pack a ``[K, N]`` numpy weight the way :meth:`apply` changed the function."""
+        k, n = weight.shape
+        nt = self.columns_per_block
+        return np.ascontiguousarray(weight.reshape(k, n // nt, nt).transpose(1, 0, 2))
+
+    def apply(self, func):
+        """``func`` with its weight parameter in the packed layout."""
+        sch = s_tir.Schedule(func)
+        sch.transform_layout(find_block(sch, (MATMUL_BLOCK,)), ("read", 1), self.index_map)
+        return sch.mod["main"]
+
+
+def column_block(columns, target):
+    """Output columns per register tile: up to two vectors, whole vectors (or half ones) when they divide."""
+    lanes = vector_lanes(target)
+    for step in (lanes, max(1, lanes // 2)):
+        fitting = [d for d in divisors(columns, 2 * lanes) if d % step == 0]
+        if fitting:
+            return fitting[0]
+    return largest_divisor(columns, 2 * lanes)
+
+
+def matmul_weight_packing(func, target):
+    """The weight packing that :class:`DenseMatmul` reads for ``func``, or None.
+
+    None unless ``func`` holds a 2-D ``matmul`` whose second operand is an unpacked 2-D parameter
+    (the constant weight of a ``linear``) and the target is a CPU.
+    """
+    if not is_unscheduled_cpu_func(func, as_target(target)):
+        return None
+    sch = s_tir.Schedule(func)
+    block = find_block(sch, (MATMUL_BLOCK,))
+    if block is None or len(sch.get(block).writes[0].source.shape) != 2:
+        return None
+    weight = sch.get(block).reads[1].source
+    index = param_index(func, weight)
+    if index is None or len(weight.shape) != 2:
+        return None
+    return MatmulWeightPacking(index, column_block(extents(weight)[1], target))
 
 
 class DenseMatmul(RegisterTileRule):
@@ -24,7 +94,7 @@ class DenseMatmul(RegisterTileRule):
 
     @staticmethod
     def default_tile(target, rows, cols):
-        """Rows and columns of the untuned register tile."""
+        """Rows and columns of the untuned register tile (of an unpacked weight)."""
         lanes = vector_lanes(target)
         nt = largest_divisor(cols, 2 * lanes)
         mt = largest_divisor(rows, max(1, accumulator_budget(target) // -(-nt // lanes)))
@@ -32,8 +102,13 @@ class DenseMatmul(RegisterTileRule):
 
     def schedule_block(self, sch, block, target, tunable):
         rows, cols = extents(sch.get(block).writes[0].source)
+        weight = extents(sch.get(block).reads[1].source)
         mt, nt = self.default_tile(target, rows, cols)
+        if len(weight) == 3:  # packed: the tile's columns are the packed block
+            nt = weight[2]
+            mt = largest_divisor(rows, max(1, accumulator_budget(target) // -(-nt // vector_lanes(target))))
         if tunable:
             mt = sample_divisor(sch, rows, 16, mt)
-            nt = sample_divisor(sch, cols, 4 * vector_lanes(target), nt)
+            if len(weight) == 2:
+                nt = sample_divisor(sch, cols, 4 * vector_lanes(target), nt)
         schedule_register_tile(sch, block, [mt, nt], accumulator_order=[0, 1])
