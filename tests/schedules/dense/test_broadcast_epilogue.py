@@ -8,14 +8,22 @@ PyTorch.
 """
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import tvm
 from tvm import relax, s_tir
+
+from schedules.dense.conv2d import WeightPacking
 
 from tests.conftest import relative_error
 from tests.schedules.dense.harness import host_target, primfuncs, run, scheduled_module
+from tests.schedules.threaded_run import THREAD_COUNTS
 
 # (squeezed channels, channels, height and width of the scaled map)
 CASES = [(32, 128, 14, 14), (24, 72, 28, 28), (8, 20, 5, 7), (240, 960, 7, 7)]
@@ -62,3 +70,42 @@ def test_squeeze_excite_computes_its_convolution_once(case):
                                                                             torch.from_numpy(bias)))
         expected = (torch.from_numpy(x) * scale).numpy()
     assert relative_error(run(scheduled, target, s, x), expected) <= 1e-5
+
+
+@pytest.mark.parametrize("case", CASES[:2], ids=lambda c: f"C{c[0]}-K{c[1]}-{c[2]}x{c[3]}")
+def test_squeeze_excite_matches_pytorch_at_any_thread_count(case, tmp_path):
+    """The broadcasting tail runs in its own parallel loop after the tiles: right at 1, 2 and 3 threads.
+
+    The kernel runs in a fresh process (``tests.schedules.threaded_run``), each thread count right
+    after a run on other inputs, so a tail that read the per-channel results before every tile
+    was written would find the earlier run's values.
+    """
+    squeezed, channels, height, width = case
+    rng = np.random.default_rng(1)
+    s = rng.standard_normal((1, squeezed, 1, 1)).astype("float32")
+    x = rng.standard_normal((1, channels, height, width)).astype("float32")
+    w = rng.standard_normal((channels, squeezed, 1, 1)).astype("float32")
+    bias = rng.standard_normal(channels).astype("float32")
+    target = host_target()
+    scheduled = scheduled_module(_squeeze_excite_module(s.shape, w, bias, x.shape), target)
+    (conv,) = [f for f in primfuncs(scheduled).values() if "conv2d_nchw" in f.script()]
+    packed = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(w)
+    with torch.no_grad():
+        scale = torch.nn.functional.hardsigmoid(torch.nn.functional.conv2d(torch.from_numpy(s), torch.from_numpy(w),
+                                                                            torch.from_numpy(bias)))
+        expected = (torch.from_numpy(x) * scale).numpy()
+    # the fused function's parameters: the squeezed map, the packed weight, the bias, the scaled map, the output
+    arrays = [s, packed, bias.reshape(1, -1, 1, 1), x, np.zeros(expected.shape, "float32")]
+    assert [tuple(int(d) for d in p.shape) for p in conv.params] == [a.shape for a in arrays]
+
+    library = tvm.tirx.build(tvm.IRModule({"main": conv.with_attr("global_symbol", "main")}), target=target)
+    library.export_library(tmp_path / "kernel.so")
+    np.savez(tmp_path / "args.npz", name="main", **{f"arg{i}": a for i, a in enumerate(arrays)})
+    subprocess.run(
+        [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
+         tmp_path / "out.npz"],
+        check=True, cwd=Path(__file__).resolve().parents[3], env=dict(os.environ, TVM_NUM_THREADS="3"),
+    )
+    outputs = np.load(tmp_path / "out.npz")
+    for threads in THREAD_COUNTS:
+        assert relative_error(outputs[f"threads{threads}"], expected) <= 1e-5, f"{threads} threads"
