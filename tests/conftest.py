@@ -1,13 +1,77 @@
-"""Fixtures shared by the test suite."""
+"""Fixtures shared by the test suite, and how the suite is spread over pytest-xdist workers."""
 
 import gc
 import os
 import shutil
 
-import pytest
-import torch
+#: Most workers ``-n auto`` starts: the suite's longest tests (the emulated phone's, one worker)
+#: set its wall time well before more workers would help, and each worker holds its own TVM and PyTorch.
+MAX_AUTO_WORKERS = 4
 
-from tvm_sparse.models import build_model
+
+def _share_the_cpus_between_workers():
+    """In a pytest-xdist worker, give TVM's and PyTorch's thread pools this worker's share of the CPUs.
+
+    Each runtime otherwise sizes its pool for the whole machine, and two workers' pools on the same
+    cores wait for each other's descheduled threads at every parallel loop. It runs before the
+    first import of torch or tvm_sparse (which read the variables once); a thread count that the
+    user set is kept.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "TVM_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        os.environ["TVM_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = threads
+
+
+_share_the_cpus_between_workers()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tvm_sparse.models import build_model  # noqa: E402
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (the default in pyproject.toml): one worker per CPU, at most :data:`MAX_AUTO_WORKERS`."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
+
+
+#: The pytest-xdist group of every test that uses the emulated phone, so that one worker starts it.
+PHONE_GROUP = "phone"
+
+
+def _uses_a_module_fixture(item):
+    """Whether ``item`` uses a fixture of module scope (directly or through another fixture)."""
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info is None:
+        return False
+    return any(definitions[-1].scope == "module" for definitions in fixture_info.name2fixturedefs.values())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests that share an expensive fixture on one pytest-xdist worker (``--dist loadgroup``).
+
+    The tests that use the emulated phone form one ``xdist_group``: the phone is a session fixture,
+    so each worker that ran one of them would start its own (half a minute under qemu, and a second
+    qemu competing for the cores). The tests of a module that use one of its module fixtures (a
+    compiled model, most often) form a group per module, so that it is built once. Every other test
+    goes to whichever worker is free.
+
+    The workers hand out the groups in the order of the items (``--no-loadscope-reorder``): the
+    phone's group, the longest, comes first, so that the other workers' tests run beside it
+    instead of after it.
+    """
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    on_the_phone = []
+    for item in items:
+        if "emulated_phone" in getattr(item, "fixturenames", ()) or item.get_closest_marker("phone") is not None:
+            item.add_marker(pytest.mark.xdist_group(PHONE_GROUP))
+            on_the_phone.append(item)
+        elif _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items[:] = on_the_phone + [item for item in items if item not in on_the_phone]
 
 
 @pytest.fixture(scope="session")
