@@ -199,22 +199,6 @@ def opencl_context():
     return cl, context, cl.CommandQueue(context)
 
 
-def _config_for(codegen, kernel, fmt, data_shape, stride, padding):
-    """None (the entry point's default) for ``"default"``, else the first candidate config with that codegen."""
-    from schedules import registry
-
-    if codegen == "default":
-        return None
-    candidates = registry.kernel(kernel).candidates(fmt, data_shape, stride=stride, padding=padding)
-    return next(c for c in candidates if c.codegen == codegen)
-
-
-@pytest.fixture(scope="session")
-def config_for():
-    """``config_for(codegen, kernel_name, fmt, data_shape, stride, padding) -> SpecializedConvConfig or None``."""
-    return _config_for
-
-
 def relative_error(actual, expected):
     """max |actual - expected| / max |expected|."""
     return float(abs(actual - expected).max() / abs(expected).max())
