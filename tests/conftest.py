@@ -48,6 +48,7 @@ def _uses_a_module_fixture(item):
     return any(definitions[-1].scope == "module" for definitions in fixture_info.name2fixturedefs.values())
 
 
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
     """Keep the tests that share an expensive fixture on one pytest-xdist worker (``--dist loadgroup``).
 
@@ -59,10 +60,11 @@ def pytest_collection_modifyitems(config, items):
 
     The workers hand out the groups in the order of the items (``--no-loadscope-reorder``): the
     phone's group, the longest, comes first, so that the other workers' tests run beside it
-    instead of after it.
+    instead of after it. The groups are marked before pytest-xdist's own hook reads them (this
+    hook wraps it), and :func:`_name_the_groups` makes sure that they reach the scheduler.
     """
     if not config.pluginmanager.hasplugin("xdist"):
-        return
+        return (yield)
     on_the_phone = []
     for item in items:
         if "emulated_phone" in getattr(item, "fixturenames", ()) or item.get_closest_marker("phone") is not None:
@@ -72,6 +74,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items[:] = on_the_phone + [item for item in items if item not in on_the_phone]
+    result = yield
+    if getattr(config.option, "loadgroup", False):
+        _name_the_groups(items)
+    return result
+
+
+def _name_the_groups(items):
+    """Append ``@GROUP`` to the node id of each item in an ``xdist_group``, where pytest-xdist did not.
+
+    The scheduler of ``--dist loadgroup`` reads an item's group from that suffix of its node id.
+    pytest-xdist 3.8 writes it to ``item._nodeid``, which pytest 9.2 no longer reads (its node ids
+    are structured, ``item._id``), so every group would be split over the workers
+    (pytest-dev/pytest-xdist#1386). Where the suffix is already there this does nothing.
+    """
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid.rpartition("]")[2] and hasattr(item, "_id"):
+            item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @pytest.fixture(scope="session")
