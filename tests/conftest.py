@@ -59,21 +59,25 @@ def pytest_collection_modifyitems(config, items):
     goes to whichever worker is free.
 
     The workers hand out the groups in the order of the items (``--no-loadscope-reorder``): the
-    phone's group, the longest, comes first, so that the other workers' tests run beside it
-    instead of after it. The groups are marked before pytest-xdist's own hook reads them (this
+    phone's group, the longest, comes first, then the module groups, then the single tests, so
+    that the short tests at the end fill the gaps instead of a long group running on one worker
+    while the others wait. The groups are marked before pytest-xdist's own hook reads them (this
     hook wraps it), and :func:`_name_the_groups` makes sure that they reach the scheduler.
     """
     if not config.pluginmanager.hasplugin("xdist"):
         return (yield)
-    on_the_phone = []
+    order = {}
     for item in items:
         if "emulated_phone" in getattr(item, "fixturenames", ()) or item.get_closest_marker("phone") is not None:
             item.add_marker(pytest.mark.xdist_group(PHONE_GROUP))
-            on_the_phone.append(item)
+            order[item] = 0
         elif _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            order[item] = 1
+        else:
+            order[item] = 2
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items[:] = on_the_phone + [item for item in items if item not in on_the_phone]
+        items.sort(key=order.__getitem__)  # stable: collection order inside each kind
     result = yield
     if getattr(config.option, "loadgroup", False):
         _name_the_groups(items)
