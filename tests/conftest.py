@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from tvm_sparse.models import build_model  # noqa: E402
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which -p no:xdist leaves out
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the default in pyproject.toml): one worker per CPU, at most :data:`MAX_AUTO_WORKERS`."""
     return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
