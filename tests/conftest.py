@@ -1,13 +1,103 @@
-"""Fixtures shared by the test suite."""
+"""Fixtures shared by the test suite, and how the suite is spread over pytest-xdist workers."""
 
 import gc
 import os
 import shutil
 
-import pytest
-import torch
+#: Most workers ``-n auto`` starts: the suite's longest tests (the emulated phone's, one worker)
+#: set its wall time well before more workers would help, and each worker holds its own TVM and PyTorch.
+MAX_AUTO_WORKERS = 4
 
-from tvm_sparse.models import build_model
+
+def _share_the_cpus_between_workers():
+    """In a pytest-xdist worker, give TVM's and PyTorch's thread pools this worker's share of the CPUs.
+
+    Each runtime otherwise sizes its pool for the whole machine, and two workers' pools on the same
+    cores wait for each other's descheduled threads at every parallel loop. It runs before the
+    first import of torch or tvm_sparse (which read the variables once); a thread count that the
+    user set is kept.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "TVM_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        os.environ["TVM_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = threads
+
+
+_share_the_cpus_between_workers()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tvm_sparse.models import build_model  # noqa: E402
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which -p no:xdist leaves out
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (the default in pyproject.toml): one worker per CPU, at most :data:`MAX_AUTO_WORKERS`."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
+
+
+#: The pytest-xdist group of every test that uses the emulated phone, so that one worker starts it.
+PHONE_GROUP = "phone"
+
+
+def _uses_a_module_fixture(item):
+    """Whether ``item`` uses a fixture of module scope (directly or through another fixture)."""
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info is None:
+        return False
+    return any(definitions[-1].scope == "module" for definitions in fixture_info.name2fixturedefs.values())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests that share an expensive fixture on one pytest-xdist worker (``--dist loadgroup``).
+
+    The tests that use the emulated phone form one ``xdist_group``: the phone is a session fixture,
+    so each worker that ran one of them would start its own (half a minute under qemu, and a second
+    qemu competing for the cores). The tests of a module that use one of its module fixtures (a
+    compiled model, most often) form a group per module, so that it is built once. Every other test
+    goes to whichever worker is free.
+
+    The workers hand out the groups in the order of the items (``--no-loadscope-reorder``): the
+    phone's group, the longest, comes first, then the module groups, then the single tests, so
+    that the short tests at the end fill the gaps instead of a long group running on one worker
+    while the others wait. The groups are marked before pytest-xdist's own hook reads them (this
+    hook wraps it), and :func:`_name_the_groups` makes sure that they reach the scheduler.
+    """
+    if not config.pluginmanager.hasplugin("xdist"):
+        return (yield)
+    order = {}
+    for item in items:
+        if "emulated_phone" in getattr(item, "fixturenames", ()) or item.get_closest_marker("phone") is not None:
+            item.add_marker(pytest.mark.xdist_group(PHONE_GROUP))
+            order[item] = 0
+        elif _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            order[item] = 1
+        else:
+            order[item] = 2
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=order.__getitem__)  # stable: collection order inside each kind
+    result = yield
+    if getattr(config.option, "loadgroup", False):
+        _name_the_groups(items)
+    return result
+
+
+def _name_the_groups(items):
+    """Append ``@GROUP`` to the node id of each item in an ``xdist_group``, where pytest-xdist did not.
+
+    The scheduler of ``--dist loadgroup`` reads an item's group from that suffix of its node id.
+    pytest-xdist 3.8 writes it to ``item._nodeid``, which pytest 9.2 no longer reads (its node ids
+    are structured, ``item._id``), so every group would be split over the workers
+    (pytest-dev/pytest-xdist#1386). Where the suffix is already there this does nothing.
+    """
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid.rpartition("]")[2] and hasattr(item, "_id"):
+            item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @pytest.fixture(scope="session")
@@ -133,22 +223,6 @@ def opencl_context():
         require("PoCL, OpenCL on this CPU (scripts/install-pocl.sh)")
     context = cl.Context(devices=platforms[0].get_devices())
     return cl, context, cl.CommandQueue(context)
-
-
-def _config_for(codegen, kernel, fmt, data_shape, stride, padding):
-    """None (the entry point's default) for ``"default"``, else the first candidate config with that codegen."""
-    from schedules import registry
-
-    if codegen == "default":
-        return None
-    candidates = registry.kernel(kernel).candidates(fmt, data_shape, stride=stride, padding=padding)
-    return next(c for c in candidates if c.codegen == codegen)
-
-
-@pytest.fixture(scope="session")
-def config_for():
-    """``config_for(codegen, kernel_name, fmt, data_shape, stride, padding) -> SpecializedConvConfig or None``."""
-    return _config_for
 
 
 def relative_error(actual, expected):

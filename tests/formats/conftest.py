@@ -1,4 +1,4 @@
-"""Numpy twins that the formats' reference convolutions are checked against."""
+"""The numpy twin that the formats' reference convolutions are checked against."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,15 @@ def _dense_conv2d(x, weight, stride=1, padding=0):
     return np.einsum("nchwrs,kcrs->nkhw", windows, weight.astype(np.float64))
 
 
+def _reference_conv_matches_dense_twin(fmt, weight, x, stride, padding, bias=None, tolerance=1e-5):
+    """Assert that the format's reference convolution ``fmt.conv2d`` gives the dense twin's output for ``weight``."""
+    expected = _dense_conv2d(x, weight, stride, padding)
+    if bias is not None:
+        expected = expected + bias[None, :, None, None]
+    np.testing.assert_allclose(fmt.conv2d(x, bias, stride, padding), expected, rtol=tolerance, atol=tolerance)
+
+
 @pytest.fixture(scope="session")
-def dense_conv2d():
-    """The dense twin convolution ``(x, weight, stride, padding) -> [N, K, out_h, out_w]``."""
-    return _dense_conv2d
+def reference_conv_matches_dense_twin():
+    """``reference_conv_matches_dense_twin(fmt, weight, x, stride, padding, bias=None, tolerance=1e-5)``: assert it."""
+    return _reference_conv_matches_dense_twin

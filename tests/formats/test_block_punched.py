@@ -38,14 +38,12 @@ def test_round_trip_and_scipy_twin(case):
 
 @settings(max_examples=40, deadline=None)
 @given(block_cases(), st.tuples(st.integers(1, 2), st.integers(1, 2)), st.tuples(*[st.integers(0, 3)] * 4))
-def test_reference_conv_matches_dense_twin(dense_conv2d, case, stride, padding):
+def test_reference_conv_matches_dense_twin(reference_conv_matches_dense_twin, case, stride, padding):
     rng, block, weight = case
     kernel = weight.shape[2]
     x = rng.standard_normal((2, weight.shape[1], kernel + int(rng.integers(0, 5)), kernel + int(rng.integers(0, 6))))
     bias = rng.standard_normal(weight.shape[0])
-    fmt = BlockPunchedWeight.from_dense(weight, block)
-    expected = dense_conv2d(x, weight, stride, padding) + bias[None, :, None, None]
-    np.testing.assert_allclose(fmt.conv2d(x, bias, stride, padding), expected, rtol=1e-5, atol=1e-5)
+    reference_conv_matches_dense_twin(BlockPunchedWeight.from_dense(weight, block), weight, x, stride, padding, bias)
 
 
 def test_linear_weight_is_one_by_one():

@@ -46,12 +46,11 @@ def test_padding_when_blocks_do_not_divide(seed, rows, cols, bh, bw):
 
 @settings(max_examples=30, deadline=None)
 @given(bsr_cases(), st.integers(1, 2), st.integers(0, 1))
-def test_reference_conv_matches_dense_twin(dense_conv2d, case, stride, padding):
+def test_reference_conv_matches_dense_twin(reference_conv_matches_dense_twin, case, stride, padding):
     rng, block, weight = case
     weight4 = weight.reshape(weight.shape[:2] + (1, 1))
     x = rng.standard_normal((2, weight.shape[1], 5, 6))
-    fmt = BSRWeight.from_dense(weight4, block)
-    np.testing.assert_allclose(fmt.conv2d(x, None, stride, padding), dense_conv2d(x, weight4, stride, padding), rtol=1e-6, atol=1e-6)
+    reference_conv_matches_dense_twin(BSRWeight.from_dense(weight4, block), weight4, x, stride, padding, tolerance=1e-6)
 
 
 def test_density_counts_whole_blocks():

@@ -35,13 +35,11 @@ def test_round_trip(case, give_library):
 
 @settings(max_examples=40, deadline=None)
 @given(pattern_cases(), st.integers(1, 2), st.tuples(*[st.integers(0, 2)] * 4), st.integers(1, 2))
-def test_reference_conv_matches_dense_twin(dense_conv2d, case, stride, padding, batch):
+def test_reference_conv_matches_dense_twin(reference_conv_matches_dense_twin, case, stride, padding, batch):
     rng, library, weight = case
     x = rng.standard_normal((batch, weight.shape[1], 5 + int(rng.integers(0, 6)), 4 + int(rng.integers(0, 7))))
     bias = rng.standard_normal(weight.shape[0])
-    fmt = PatternWeight.from_dense(weight, library)
-    expected = dense_conv2d(x, weight, stride, padding) + bias[None, :, None, None]
-    np.testing.assert_allclose(fmt.conv2d(x, bias, stride, padding), expected, rtol=1e-5, atol=1e-5)
+    reference_conv_matches_dense_twin(PatternWeight.from_dense(weight, library), weight, x, stride, padding, bias)
 
 
 def test_fkw_order():

@@ -21,42 +21,19 @@ NEON = "llvm -mtriple=aarch64-linux-gnu -mattr=+neon"
 
 
 @I.ir_module
-class Before:
-    """A 3x3 convolution of 8 filters as ``LegalizeOps`` leaves it."""
-
-    @T.prim_func(private=True, s_tir=True)
-    def conv2d(x: T.Buffer((T.int64(1), T.int64(2), T.int64(4), T.int64(4)), "float32"),
-               w: T.Buffer((T.int64(8), T.int64(2), T.int64(3), T.int64(3)), "float32"),
-               conv2d_nchw: T.Buffer((T.int64(1), T.int64(8), T.int64(4), T.int64(4)), "float32")):
-        T.func_attr({"tirx.noalias": True})
-        pad_temp = T.sblock_alloc_buffer((T.int64(1), T.int64(2), T.int64(6), T.int64(6)))
-        for i0, i1, i2, i3 in T.grid(T.int64(1), T.int64(2), T.int64(6), T.int64(6)):
-            with T.sblock("pad_temp"):
-                v_i0, v_i1, v_i2, v_i3 = T.axis.remap("SSSS", [i0, i1, i2, i3])
-                T.reads(x[v_i0, v_i1, v_i2 - T.int64(1), v_i3 - T.int64(1)])
-                T.writes(pad_temp[v_i0, v_i1, v_i2, v_i3])
-                pad_temp[v_i0, v_i1, v_i2, v_i3] = T.if_then_else(
-                    T.int64(1) <= v_i2 and v_i2 < T.int64(5) and T.int64(1) <= v_i3 and v_i3 < T.int64(5),
-                    x[v_i0, v_i1, v_i2 - T.int64(1), v_i3 - T.int64(1)], T.float32(0.0))
-        for nn, ff, yy, xx, rc, ry, rx in T.grid(T.int64(1), T.int64(8), T.int64(4), T.int64(4), T.int64(2),
-                                                T.int64(3), T.int64(3)):
-            with T.sblock("conv2d_nchw"):
-                v_nn, v_ff, v_yy, v_xx, v_rc, v_ry, v_rx = T.axis.remap("SSSSRRR", [nn, ff, yy, xx, rc, ry, rx])
-                T.reads(pad_temp[v_nn, v_rc, v_yy + v_ry, v_xx + v_rx], w[v_ff, v_rc, v_ry, v_rx])
-                T.writes(conv2d_nchw[v_nn, v_ff, v_yy, v_xx])
-                with T.init():
-                    conv2d_nchw[v_nn, v_ff, v_yy, v_xx] = T.float32(0.0)
-                conv2d_nchw[v_nn, v_ff, v_yy, v_xx] = (conv2d_nchw[v_nn, v_ff, v_yy, v_xx]
-                                                       + pad_temp[v_nn, v_rc, v_yy + v_ry, v_xx + v_rx]
-                                                       * w[v_ff, v_rc, v_ry, v_rx])
+class Conv2d:
+    """A 3x3 convolution of 8 filters."""
 
     @R.function
     def main(x: R.Tensor((1, 2, 4, 4), "float32"), w: R.Tensor((8, 2, 3, 3), "float32")):
-        cls = Before
         with R.dataflow():
-            y = R.call_tir(cls.conv2d, (x, w), out_ty=R.Tensor((1, 8, 4, 4), "float32"))
+            y = R.nn.conv2d(x, w, padding=1)
             R.output(y)
         return y
+
+
+#: The convolution as ``LegalizeOps`` leaves it: a PrimFunc ``conv2d`` reading ``w[k, c, r, s]``.
+Before = relax.transform.LegalizeOps()(Conv2d)
 
 
 @I.ir_module

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import tvm
+from schedules import registry
 from schedules.kernel_table import table_argument
 from schedules.sparse_cpu.direct_conv import compile_kernel
 from schedules.target_info import as_target
@@ -65,3 +66,26 @@ def epilogue_case():
     """``epilogue_case(rng, x, weight, stride, padding, epilogue) -> (extras, expected)``."""
     return _epilogue_case
 
+
+def _config_for(codegen, kernel, fmt, data_shape, stride, padding):
+    """None (the entry point's default) for ``"default"``, else the first candidate config with that codegen."""
+    if codegen == "default":
+        return None
+    candidates = registry.kernel(kernel).candidates(fmt, data_shape, stride=stride, padding=padding)
+    return next(c for c in candidates if c.codegen == codegen)
+
+
+def _kernel_matches_torch(kernel, fmt, weight, x, rng, stride, padding, epilogue, codegen):
+    """Build ``kernel`` (an entry point of ``schedules.registry``, such as ``bsr_conv2d``) for ``fmt``
+    with the first candidate config of ``codegen`` (or none for ``"default"``), run it on ``x`` and
+    the epilogue's random inputs, and assert that it gives PyTorch's output for the dense ``weight``."""
+    extras, expected = _epilogue_case(rng, x, weight, stride, padding, epilogue)
+    config = _config_for(codegen, kernel.__name__, fmt, x.shape, stride, padding)
+    func = kernel(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=config)
+    np.testing.assert_allclose(_run(func, [x, *extras.values()], expected.shape), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="session")
+def kernel_matches_torch():
+    """``kernel_matches_torch(kernel, fmt, weight, x, rng, stride, padding, epilogue, codegen)``: assert it."""
+    return _kernel_matches_torch

@@ -21,9 +21,7 @@ interleaved rounds (:func:`tvm_sparse.bench.timing.interleaved_medians`). The wo
 results as JSON.
 """
 
-import argparse
 import functools
-import json
 import os
 import tempfile
 import time
@@ -32,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from tvm_sparse.bench.workers import onnxruntime_session, run_workers
+from tvm_sparse.bench.workers import onnxruntime_session, run_workers, worker_main
 
 #: Our sparse kernel variants (their codegen names) and the dense implementations, in table order.
 SPARSE_RUNTIMES = ("compact", "specialized")
@@ -354,17 +352,5 @@ def run_benchmark(layers, thread_counts, rounds, target):
     return compile_seconds, [KernelTiming(**row) for row in rows]
 
 
-def _worker(argv=None):
-    """Entry point of a worker process: measure and print the results as one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--rounds", type=int, required=True)
-    parser.add_argument("layers", nargs="+", type=layer_named)
-    args = parser.parse_args(argv)
-    results = measure(args.layers, args.threads, args.rounds, args.workdir)
-    print(json.dumps([asdict(r) for r in results]))
-
-
 if __name__ == "__main__":
-    _worker()
+    worker_main(measure, __doc__, name_type=layer_named)

@@ -35,14 +35,18 @@ def run_workers(module, workdir, thread_counts, rounds, names):
     return rows
 
 
-def worker_main(measure, description, choices=None, argv=None):
+def worker_main(measure, description, choices=None, argv=None, name_type=str):
     """The body of a worker's ``__main__``: parse the arguments, call
-    ``measure(names, threads, rounds, workdir)`` and print its dataclass results as one JSON line."""
+    ``measure(names, threads, rounds, workdir)`` and print its dataclass results as one JSON line.
+
+    ``name_type`` turns each name into what ``measure`` takes (argparse's ``type``; a ValueError
+    it raises is a usage error).
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--rounds", type=int, required=True)
-    parser.add_argument("names", nargs="+", choices=choices)
+    parser.add_argument("names", nargs="+", choices=choices, type=name_type)
     args = parser.parse_args(argv)
     results = measure(args.names, args.threads, args.rounds, args.workdir)
     print(json.dumps([asdict(r) for r in results]))

@@ -8,7 +8,7 @@ from rich.table import Table
 from relay_passes.sparse_rules import SparseRules
 from tvm_sparse.commands.console import wide_console
 from tvm_sparse.commands.model_argument import add_model_argument, load_model
-from tvm_sparse.commands.pruning_options import add_scheme_arguments, prune_as_asked
+from tvm_sparse.commands.pruning_options import add_prune_arguments, prune_as_asked
 from tvm_sparse.commands.target_argument import add_target_argument, phone_target_help
 
 
@@ -24,12 +24,7 @@ def register(subparsers):
     )
     add_model_argument(parser)
     add_target_argument(parser)
-    parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
-                        help="prune a built-in model first: 3x3 layers as --scheme-3x3 says, block-punched "
-                             "1x1/linear (default none)")
-    parser.add_argument("--compression", type=float, default=8.0,
-                        help="compression of the 3x3 layers when pruning (default 8)")
-    add_scheme_arguments(parser)
+    add_prune_arguments(parser)
     parser.add_argument("--plan", help="a plan JSON (tvm_sparse.plan) to verify and follow; with --prune magnitude, "
                                        "the model is pruned to it first (e.g. a plan of `tvm-sparse map`)")
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off")

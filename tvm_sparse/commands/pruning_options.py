@@ -31,6 +31,16 @@ def add_scheme_arguments(parser):
                              "layers exactly 8x)")
 
 
+def add_prune_arguments(parser):
+    """Add ``--prune``, ``--compression`` and the scheme arguments (:func:`add_scheme_arguments`) that :func:`prune_as_asked` reads."""
+    parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
+                        help="prune a built-in model first: 3x3 layers as --scheme-3x3 says, block-punched "
+                             "1x1/linear (default none)")
+    parser.add_argument("--compression", type=float, default=8.0,
+                        help="compression of the 3x3 layers when pruning (default 8)")
+    add_scheme_arguments(parser)
+
+
 def prune_as_asked(model, args, plan=None):
     """Prune ``model`` in place one-shot by magnitude to ``plan``, or as ``--compression``, ``--scheme-3x3`` and ``--block`` say.
 

@@ -6,7 +6,7 @@ import sys
 import time
 
 from tvm_sparse.commands.model_argument import add_model_argument, load_model, model_label
-from tvm_sparse.commands.pruning_options import add_scheme_arguments, block_text, prune_as_asked
+from tvm_sparse.commands.pruning_options import add_prune_arguments, block_text, prune_as_asked
 from tvm_sparse.commands.target_argument import add_target_argument, phone_target_help
 from tvm_sparse.runtime_threads import default_thread_count
 
@@ -32,12 +32,7 @@ def register(subparsers):
     parser.add_argument("--trials", type=int, default=64, help="MetaSchedule trials over the dense functions")
     parser.add_argument("--sparse-trials", type=int, default=3,
                         help="knob settings measured per sparse layer, the default first (default %(default)s)")
-    parser.add_argument("--prune", choices=("none", "magnitude"), default="none",
-                        help="prune the model first: 3x3 layers as --scheme-3x3 says, block-punched 1x1/linear "
-                             "(default none)")
-    parser.add_argument("--compression", type=float, default=8.0,
-                        help="compression of the 3x3 layers when pruning (default 8)")
-    add_scheme_arguments(parser)
+    add_prune_arguments(parser)
     parser.add_argument("--dense", action="store_true", help="turn the sparse passes off (tune a dense model)")
     parser.add_argument("--threads", type=int,
                         help="threads of TVM's runtime while measuring on this machine: the count the model will "

@@ -1,4 +1,4 @@
-"""Shape helpers shared by the formats and their slow reference convolutions (numpy only)."""
+"""Shape helpers shared by the formats, and their slow reference convolution (numpy only)."""
 
 import numpy as np
 
@@ -78,6 +78,39 @@ def add_bias(out, bias):
             raise FormatError(f"bias must have shape ({out.shape[1]},), got {bias.shape}")
         out += bias.reshape(1, -1, 1, 1).astype(out.dtype)
     return out
+
+
+class ReferenceConv:
+    """The slow reference convolution of a sparse format, straight from its stored weights (no densify).
+
+    A format has ``shape`` (``(K, C, R, S)``; ``(K, C)`` is a 1x1 kernel) and ``default_padding``,
+    and implements ``_accumulate(x_padded, strides, out_size)``: the output ``[N, K, out_h, out_w]``
+    before the bias, from the padded input (:func:`pad_input`).
+    """
+
+    default_padding = 0
+
+    def conv2d(self, x, bias=None, stride=1, padding=None):
+        """Slow reference convolution, as ``torch.nn.functional.conv2d`` with the dense weight.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Input ``[N, C, H, W]``.
+        bias : numpy.ndarray or None
+            ``[K]``.
+        stride : int or (int, int)
+        padding : int, (pad_h, pad_w) or (top, left, bottom, right), optional
+            Default: the format's ``default_padding``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[N, K, out_h, out_w]``.
+        """
+        padding = self.default_padding if padding is None else padding
+        x_padded, strides, out_size = pad_input(x, self.shape[1], tuple(self.shape[2:]) or (1, 1), stride, padding)
+        return add_bias(self._accumulate(x_padded, strides, out_size), bias)
 
 
 def check_finite(weight, what):

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._conv import add_bias, check_block, check_finite, pad_input, window
+from ._conv import ReferenceConv, check_block, check_finite, window
 from .errors import FormatError
 
 
 @dataclass(eq=False)
-class BlockPunchedWeight:
+class BlockPunchedWeight(ReferenceConv):
     """A block-punched convolution weight ``[K, C, R, S]``.
 
     Attributes
@@ -164,25 +164,9 @@ class BlockPunchedWeight:
         gemm[rows, self.columns[None, :]] = self.values
         return gemm[: self.shape[0]].reshape(self.shape)
 
-    def conv2d(self, x, bias=None, stride=1, padding=0):
-        """Slow reference convolution, block by block from the stored tiles (no densify).
-
-        Parameters
-        ----------
-        x : numpy.ndarray
-            Input ``[N, C, H, W]``.
-        bias : numpy.ndarray or None
-            ``[K]``.
-        stride : int or (int, int)
-        padding : int, (pad_h, pad_w) or (top, left, bottom, right)
-
-        Returns
-        -------
-        numpy.ndarray
-            ``[N, K, out_h, out_w]``, as ``torch.nn.functional.conv2d`` with the dense weight.
-        """
-        n_filters, n_channels, kh, kw = self.shape
-        x_padded, strides, out_size = pad_input(x, n_channels, (kh, kw), stride, padding)
+    def _accumulate(self, x_padded, strides, out_size):
+        """The reference convolution before the bias (:class:`ReferenceConv`), block by block from the stored tiles."""
+        n_filters, _, kh, kw = self.shape
         bk = self.block[0]
         n_kb, n_cb = self.grid
         out = np.zeros((x_padded.shape[0], n_kb * bk) + out_size, dtype=np.result_type(x_padded, self.values))
@@ -197,4 +181,4 @@ class BlockPunchedWeight:
                     axis=1,
                 )
                 out[:, kb * bk : (kb + 1) * bk] += np.einsum("kj,njhw->nkhw", tile, inputs)
-        return add_bias(out[:, :n_filters], bias)
+        return out[:, :n_filters]

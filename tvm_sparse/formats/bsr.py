@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._conv import add_bias, check_block, check_finite, pad_input, window
+from ._conv import ReferenceConv, check_block, check_finite, window
 from .errors import FormatError
 
 
 @dataclass(eq=False)
-class BSRWeight:
+class BSRWeight(ReferenceConv):
     """A block-sparse 1x1 convolution or linear weight.
 
     Attributes
@@ -164,11 +164,10 @@ class BSRWeight:
         out = self.matmul(x.T).T
         return out if bias is None else out + np.asarray(bias)
 
-    def conv2d(self, x, bias=None, stride=1, padding=0):
-        """Reference 1x1 convolution ``[N, C, H, W] -> [N, K, out_h, out_w]``."""
-        x_padded, strides, out_size = pad_input(x, self.shape[1], (1, 1), stride, padding)
+    def _accumulate(self, x_padded, strides, out_size):
+        """The reference 1x1 convolution before the bias (:class:`ReferenceConv`)."""
         inputs = window(x_padded, 0, 0, strides, out_size)
         n = inputs.shape[0]
         columns = inputs.transpose(1, 0, 2, 3).reshape(self.shape[1], -1)
         out = self.matmul(columns).reshape((self.shape[0], n) + out_size).transpose(1, 0, 2, 3)
-        return add_bias(np.ascontiguousarray(out), bias)
+        return np.ascontiguousarray(out)

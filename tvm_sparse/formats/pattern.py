@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._conv import add_bias, check_finite, pad_input, window
+from ._conv import ReferenceConv, check_finite, window
 from .errors import FormatError
 
 #: Pattern kernels keep at most this many of their 9 weights (4 is the norm, 5 is allowed).
@@ -84,7 +84,7 @@ def _assign_patterns(masks, library, where):
 
 
 @dataclass(eq=False)
-class PatternWeight:
+class PatternWeight(ReferenceConv):
     """A pattern-pruned 3x3 convolution weight ``[K, C, 3, 3]`` in FKW order.
 
     Attributes
@@ -112,6 +112,9 @@ class PatternWeight:
     channels: np.ndarray
     pattern_ids: np.ndarray
     values: np.ndarray
+
+    #: The reference convolution's padding when none is given: a 3x3 kernel keeps the map's size.
+    default_padding = 1
 
     @classmethod
     def from_dense(cls, weight, library=None, *, max_entries=MAX_ENTRIES, max_patterns=MAX_INFERRED_PATTERNS):
@@ -243,24 +246,8 @@ class PatternWeight:
         dense[self.kernel_filters()[:, None], self.channels[:, None], taps[self.pattern_ids]] = self.values
         return dense.reshape(self.shape)
 
-    def conv2d(self, x, bias=None, stride=1, padding=1):
-        """Slow reference convolution straight from the stored kernels (no densify).
-
-        Parameters
-        ----------
-        x : numpy.ndarray
-            Input ``[N, C, H, W]``.
-        bias : numpy.ndarray or None
-            ``[K]``.
-        stride : int or (int, int)
-        padding : int, (pad_h, pad_w) or (top, left, bottom, right)
-
-        Returns
-        -------
-        numpy.ndarray
-            ``[N, K, out_h, out_w]``, as ``torch.nn.functional.conv2d`` with the dense weight.
-        """
-        x_padded, strides, out_size = pad_input(x, self.shape[1], (3, 3), stride, padding)
+    def _accumulate(self, x_padded, strides, out_size):
+        """The reference convolution before the bias (:class:`ReferenceConv`), straight from the stored kernels."""
         out = np.zeros((x_padded.shape[0], self.shape[0]) + out_size, dtype=np.result_type(x_padded, self.values))
         filters, taps = self.kernel_filters(), self.taps
         for pattern in range(len(self.library)):
@@ -268,4 +255,4 @@ class PatternWeight:
             for entry, (r, s) in enumerate(taps[pattern]):
                 inputs = window(x_padded, r, s, strides, out_size)[:, self.channels[rows]]
                 np.add.at(out, (slice(None), filters[rows]), inputs * self.values[rows, entry][None, :, None, None])
-        return add_bias(out, bias)
+        return out

@@ -21,17 +21,13 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"c{c[1]}k{c[2]}r{c[3]}_{c[4]}x{c[5]}_s{c[6]}b{c[8][0]}x{c[8][1]}")
 @pytest.mark.parametrize("codegen", ["default", "compact"])
-def test_matches_torch(case, codegen, run_kernel, epilogue_case, config_for):
+def test_matches_torch(case, codegen, kernel_matches_torch):
     batch, channels, filters, kernel, height, width, stride, padding, block, density, epilogue = case
     rng = np.random.default_rng(zlib.crc32(str(case).encode()))
     weight = block_punched(rng, (filters, channels, kernel, kernel), block, density)
-    fmt = BlockPunchedWeight.from_dense(weight, block)
     x = rng.standard_normal((batch, channels, height, width)).astype("float32")
-    extras, expected = epilogue_case(rng, x, weight, stride, padding, epilogue)
-    config = config_for(codegen, "block_punched_conv2d", fmt, x.shape, stride, padding)
-    func = block_punched_conv2d(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=config)
-    inputs = [x, *extras.values()]
-    np.testing.assert_allclose(run_kernel(func, inputs, expected.shape), expected, rtol=1e-4, atol=1e-4)
+    kernel_matches_torch(block_punched_conv2d, BlockPunchedWeight.from_dense(weight, block), weight, x, rng, stride,
+                         padding, epilogue, codegen)
 
 
 def test_rejects_other_formats():

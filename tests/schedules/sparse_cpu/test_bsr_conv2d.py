@@ -22,17 +22,13 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}k{c[2]}_{c[3]}x{c[4]}_s{c[5]}p{c[6]}")
 @pytest.mark.parametrize("codegen", ["default", "compact"])
-def test_matches_torch(case, codegen, run_kernel, epilogue_case, config_for):
+def test_matches_torch(case, codegen, kernel_matches_torch):
     batch, channels, filters, height, width, stride, padding, block, density, epilogue = case
     rng = np.random.default_rng(zlib.crc32(str(case).encode()))
     weight = block_sparse(rng, (filters, channels, 1, 1), block, density)
-    fmt = BSRWeight.from_dense(weight, block)
     x = rng.standard_normal((batch, channels, height, width)).astype("float32")
-    extras, expected = epilogue_case(rng, x, weight, stride, padding, epilogue)
-    config = config_for(codegen, "bsr_conv2d", fmt, x.shape, stride, padding)
-    func = bsr_conv2d(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=config)
-    inputs = [x, *extras.values()]
-    np.testing.assert_allclose(run_kernel(func, inputs, expected.shape), expected, rtol=1e-4, atol=1e-4)
+    kernel_matches_torch(bsr_conv2d, BSRWeight.from_dense(weight, block), weight, x, rng, stride, padding, epilogue,
+                         codegen)
 
 
 def test_linear_weight_as_one_by_one(run_kernel):

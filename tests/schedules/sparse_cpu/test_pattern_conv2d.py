@@ -33,16 +33,12 @@ def _case_arrays(rng, batch, channels, filters, height, width, density, entries=
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}k{c[2]}_{c[3]}x{c[4]}_s{c[5]}p{c[6]}")
 @pytest.mark.parametrize("codegen", ["default", "compact"])
-def test_matches_torch(case, codegen, run_kernel, epilogue_case, config_for):
+def test_matches_torch(case, codegen, kernel_matches_torch):
     batch, channels, filters, height, width, stride, padding, density, epilogue = case
     rng = np.random.default_rng(zlib.crc32(str(case).encode()))
     library, weight, x = _case_arrays(rng, batch, channels, filters, height, width, density)
-    fmt = PatternWeight.from_dense(weight, library)
-    extras, expected = epilogue_case(rng, x, weight, stride, padding, epilogue)
-    config = config_for(codegen, "pattern_conv2d", fmt, x.shape, stride, padding)
-    func = pattern_conv2d(fmt, x.shape, stride=stride, padding=padding, epilogue=epilogue, config=config)
-    inputs = [x, *extras.values()]
-    np.testing.assert_allclose(run_kernel(func, inputs, expected.shape), expected, rtol=1e-4, atol=1e-4)
+    kernel_matches_torch(pattern_conv2d, PatternWeight.from_dense(weight, library), weight, x, rng, stride, padding,
+                         epilogue, codegen)
 
 
 @pytest.mark.parametrize(
