@@ -12,6 +12,7 @@ thread pool once. At 2 threads that saved 0.5-0.7 us on most of MobileNetV2's de
 """
 
 import math
+from dataclasses import dataclass
 
 from tvm import s_tir, tirx
 from tvm.sym.pattern import detect_linear_equation
@@ -36,6 +37,39 @@ def find_block(sch, names):
         if sch.get(block).name_hint in names:
             return block
     return None
+
+
+@dataclass(frozen=True)
+class ConstantWeightPacking:
+    """Base of the compile-time layout changes of a kernel's constant weight (its block's second read).
+
+    ``relay_passes.schedule_dense.PackDenseWeights`` applies :meth:`apply` to the PrimFunc and
+    :meth:`pack` to the constant at every call site; a subclass names the block (``block_name``)
+    and gives the layout as :meth:`index_map` and its numpy twin :meth:`pack`.
+
+    Attributes
+    ----------
+    param : int
+        Position of the weight among the PrimFunc's parameters.
+    """
+
+    param: int
+
+    block_name = None
+
+    def index_map(self, *indices):
+        """The new indices of the weight element at ``indices``."""
+        raise NotImplementedError
+
+    def pack(self, weight):
+        """The numpy ``weight`` in the layout :meth:`apply` gives the function."""
+        raise NotImplementedError
+
+    def apply(self, func):
+        """``func`` with its weight parameter in the packed layout."""
+        sch = s_tir.Schedule(func)
+        sch.transform_layout(find_block(sch, (self.block_name,)), ("read", 1), self.index_map)
+        return sch.mod["main"]
 
 
 def param_index(func, buffer):

@@ -20,7 +20,7 @@ import numpy as np
 from tvm import s_tir
 
 from ..target_info import as_target, vector_lanes
-from .blocks import (RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
+from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
                      schedule_padding, schedule_register_tile)
 from .pointwise import is_pointwise_rows
 from .tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
@@ -30,20 +30,19 @@ CONV_BLOCK = "conv2d_nchw"
 
 
 @dataclass(frozen=True)
-class WeightPacking:
+class WeightPacking(ConstantWeightPacking):
     """The compile-time layout change of a convolution weight: ``[K, C, R, S]`` -> ``[K/kb, C, R, S, kb]``.
 
     Attributes
     ----------
-    param : int
-        Position of the weight among the PrimFunc's parameters.
     channels_per_block : int
         ``kb``, the output channels of one register tile (a multiple of the vector width when
         the channel count allows).
     """
 
-    param: int
     channels_per_block: int
+
+    block_name = CONV_BLOCK
 
     def index_map(self, k, c, r, s):
         """The new indices of weight element ``[k, c, r, s]``."""
@@ -55,12 +54,6 @@ class WeightPacking:
         k, c, r, s = weight.shape
         kb = self.channels_per_block
         return np.ascontiguousarray(weight.reshape(k // kb, kb, c, r, s).transpose(0, 2, 3, 4, 1))
-
-    def apply(self, func):
-        """``func`` with its weight parameter in the packed layout."""
-        sch = s_tir.Schedule(func)
-        sch.transform_layout(find_block(sch, (CONV_BLOCK,)), ("read", 1), self.index_map)
-        return sch.mod["main"]
 
 
 def conv2d_weight_packing(func, target):

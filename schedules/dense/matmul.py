@@ -15,7 +15,7 @@ import numpy as np
 from tvm import s_tir
 
 from ..target_info import as_target, vector_lanes
-from .blocks import (RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
+from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
                      schedule_register_tile)
 from .tiling import accumulator_budget, divisors, largest_divisor, sample_divisor
 
@@ -24,19 +24,18 @@ MATMUL_BLOCK = "matmul"
 
 
 @dataclass(frozen=True)
-class MatmulWeightPacking:
+class MatmulWeightPacking(ConstantWeightPacking):
     """The compile-time layout change of a matmul weight: ``[K, N]`` -> ``[N / nt, K, nt]``.
 
     Attributes
     ----------
-    param : int
-        Position of the weight among the PrimFunc's parameters.
     columns_per_block : int
         ``nt``, the output columns of one register tile.
     """
 
-    param: int
     columns_per_block: int
+
+    block_name = MATMUL_BLOCK
 
     def index_map(self, k, n):
         """The new indices of weight element ``[k, n]``."""
@@ -47,12 +46,6 @@ class MatmulWeightPacking:
         k, n = weight.shape
         nt = self.columns_per_block
         return np.ascontiguousarray(weight.reshape(k, n // nt, nt).transpose(1, 0, 2))
-
-    def apply(self, func):
-        """``func`` with its weight parameter in the packed layout."""
-        sch = s_tir.Schedule(func)
-        sch.transform_layout(find_block(sch, (MATMUL_BLOCK,)), ("read", 1), self.index_map)
-        return sch.mod["main"]
 
 
 def column_block(columns, target):

@@ -8,22 +8,17 @@ PyTorch.
 """
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import tvm
 from tvm import relax, s_tir
 
 from schedules.dense.conv2d import WeightPacking
 
 from tests.conftest import relative_error
 from tests.schedules.dense.harness import host_target, primfuncs, run, scheduled_module
-from tests.schedules.threaded_run import THREAD_COUNTS
+from tests.schedules.threaded_run import outputs_at_thread_counts
 
 # (squeezed channels, channels, height and width of the scaled map)
 CASES = [(32, 128, 14, 14), (24, 72, 28, 28), (8, 20, 5, 7), (240, 960, 7, 7)]
@@ -45,6 +40,20 @@ def _squeeze_excite_module(squeezed_shape, w, bias, scaled_shape):
     return bb.get()
 
 
+def _case_arrays(case, seed):
+    """The squeezed map, the scaled map, the weight, the bias, and PyTorch's result for ``case``."""
+    squeezed, channels, height, width = case
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal((1, squeezed, 1, 1)).astype("float32")
+    x = rng.standard_normal((1, channels, height, width)).astype("float32")
+    w = rng.standard_normal((channels, squeezed, 1, 1)).astype("float32")
+    bias = rng.standard_normal(channels).astype("float32")
+    with torch.no_grad():
+        scale = torch.nn.functional.hardsigmoid(
+            torch.nn.functional.conv2d(torch.from_numpy(s), torch.from_numpy(w), torch.from_numpy(bias)))
+    return s, x, w, bias, (torch.from_numpy(x) * scale).numpy()
+
+
 def _executions(func, block_name):
     """How often the block ``block_name`` of ``func`` runs: the product of its loops' extents."""
     sch = s_tir.Schedule(func)
@@ -53,22 +62,13 @@ def _executions(func, block_name):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"C{c[0]}-K{c[1]}-{c[2]}x{c[3]}")
 def test_squeeze_excite_computes_its_convolution_once(case):
-    squeezed, channels, height, width = case
-    rng = np.random.default_rng(0)
-    s = rng.standard_normal((1, squeezed, 1, 1)).astype("float32")
-    x = rng.standard_normal((1, channels, height, width)).astype("float32")
-    w = rng.standard_normal((channels, squeezed, 1, 1)).astype("float32")
-    bias = rng.standard_normal(channels).astype("float32")
+    s, x, w, bias, expected = _case_arrays(case, seed=0)
     target = host_target()
     scheduled = scheduled_module(_squeeze_excite_module(s.shape, w, bias, x.shape), target)
     convs = [f for f in primfuncs(scheduled).values() if "conv2d_nchw" in f.script()]
     assert len(convs) == 1
     # once per output and input channel, not once more per pixel of the scaled map
-    assert _executions(convs[0], "conv2d_nchw_update") == channels * squeezed
-    with torch.no_grad():
-        scale = torch.nn.functional.hardsigmoid(torch.nn.functional.conv2d(torch.from_numpy(s), torch.from_numpy(w),
-                                                                            torch.from_numpy(bias)))
-        expected = (torch.from_numpy(x) * scale).numpy()
+    assert _executions(convs[0], "conv2d_nchw_update") == case[0] * case[1]
     assert relative_error(run(scheduled, target, s, x), expected) <= 1e-5
 
 
@@ -80,32 +80,14 @@ def test_squeeze_excite_matches_pytorch_at_any_thread_count(case, tmp_path):
     after a run on other inputs, so a tail that read the per-channel results before every tile
     was written would find the earlier run's values.
     """
-    squeezed, channels, height, width = case
-    rng = np.random.default_rng(1)
-    s = rng.standard_normal((1, squeezed, 1, 1)).astype("float32")
-    x = rng.standard_normal((1, channels, height, width)).astype("float32")
-    w = rng.standard_normal((channels, squeezed, 1, 1)).astype("float32")
-    bias = rng.standard_normal(channels).astype("float32")
+    s, x, w, bias, expected = _case_arrays(case, seed=1)
     target = host_target()
     scheduled = scheduled_module(_squeeze_excite_module(s.shape, w, bias, x.shape), target)
     (conv,) = [f for f in primfuncs(scheduled).values() if "conv2d_nchw" in f.script()]
     packed = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(w)
-    with torch.no_grad():
-        scale = torch.nn.functional.hardsigmoid(torch.nn.functional.conv2d(torch.from_numpy(s), torch.from_numpy(w),
-                                                                            torch.from_numpy(bias)))
-        expected = (torch.from_numpy(x) * scale).numpy()
     # the fused function's parameters: the squeezed map, the packed weight, the bias, the scaled map, the output
     arrays = [s, packed, bias.reshape(1, -1, 1, 1), x, np.zeros(expected.shape, "float32")]
     assert [tuple(int(d) for d in p.shape) for p in conv.params] == [a.shape for a in arrays]
 
-    library = tvm.tirx.build(tvm.IRModule({"main": conv.with_attr("global_symbol", "main")}), target=target)
-    library.export_library(tmp_path / "kernel.so")
-    np.savez(tmp_path / "args.npz", name="main", **{f"arg{i}": a for i, a in enumerate(arrays)})
-    subprocess.run(
-        [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
-         tmp_path / "out.npz"],
-        check=True, cwd=Path(__file__).resolve().parents[3], env=dict(os.environ, TVM_NUM_THREADS="3"),
-    )
-    outputs = np.load(tmp_path / "out.npz")
-    for threads in THREAD_COUNTS:
-        assert relative_error(outputs[f"threads{threads}"], expected) <= 1e-5, f"{threads} threads"
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"

@@ -5,10 +5,6 @@ schedule phase packed the weight and scheduled every function (no naive loop nes
 compares the compiled result with ``torch.nn.functional.conv2d``.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +13,7 @@ import tvm
 from schedules.dense.conv2d import WeightPacking
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
-from tests.schedules.threaded_run import THREAD_COUNTS
+from tests.schedules.threaded_run import outputs_at_thread_counts
 from tests.schedules.dense.harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
 
@@ -152,18 +148,9 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
 
     if groups == 1:
         weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
-    library = tvm.tirx.build(tvm.IRModule({"main": conv.with_attr("global_symbol", "main")}), target=target)
-    library.export_library(tmp_path / "kernel.so")
     arrays = [x, weight, bias.reshape(1, k, 1, 1), np.zeros(expected.shape, "float32")]
-    np.savez(tmp_path / "args.npz", name="main", **{f"arg{i}": a for i, a in enumerate(arrays)})
-    subprocess.run(
-        [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
-         tmp_path / "out.npz"],
-        check=True, cwd=Path(__file__).resolve().parents[3], env=dict(os.environ, TVM_NUM_THREADS="3"),
-    )
-    outputs = np.load(tmp_path / "out.npz")
-    for threads in THREAD_COUNTS:
-        assert relative_error(outputs[f"threads{threads}"], expected) <= 1e-5, f"{threads} threads"
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
 
 @pytest.mark.parametrize("channels, filters, on_stack", [(24, 144, True), (576, 96, False)])

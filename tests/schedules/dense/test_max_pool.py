@@ -6,20 +6,15 @@ so a missing barrier would show as values of the previous run. NaN in the input 
 PyTorch.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import tvm
 from tvm import relax
 
 from tests.conftest import relative_error
 from tests.schedules.dense.harness import host_target, primfuncs, run, scheduled_module
-from tests.schedules.threaded_run import THREAD_COUNTS
+from tests.schedules.threaded_run import outputs_at_thread_counts
 
 # (channels, height, width, kernel, stride, padding)
 CASES = [
@@ -63,17 +58,9 @@ def test_max_pool_is_register_tiled_and_matches_pytorch_at_any_thread_count(case
     assert 'T.sblock("max_pool2d_init")' in script and "T.vectorized(" in script and "T.parallel(" in script
     expected = _expected(x, kernel, stride, padding)
 
-    library = tvm.tirx.build(tvm.IRModule({"main": pool.with_attr("global_symbol", "main")}), target=target)
-    library.export_library(tmp_path / "kernel.so")
-    np.savez(tmp_path / "args.npz", name="main", arg0=x, arg1=np.zeros(expected.shape, "float32"))
-    subprocess.run(
-        [sys.executable, "-m", "tests.schedules.threaded_run", tmp_path / "kernel.so", tmp_path / "args.npz",
-         tmp_path / "out.npz"],
-        check=True, cwd=Path(__file__).resolve().parents[3], env=dict(os.environ, TVM_NUM_THREADS="3"),
-    )
-    outputs = np.load(tmp_path / "out.npz")
-    for threads in THREAD_COUNTS:
-        assert relative_error(outputs[f"threads{threads}"], expected) == 0.0, f"{threads} threads"
+    arrays = [x, np.zeros(expected.shape, "float32")]
+    for threads, output in outputs_at_thread_counts(pool, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) == 0.0, f"{threads} threads"
 
 
 def test_max_pool_propagates_nan_as_pytorch_does():
