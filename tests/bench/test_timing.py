@@ -7,8 +7,8 @@ readings for the machine, so the tests assert the same on 2 cores as on 16.
 import pytest
 
 from tvm_sparse.bench import timing
-from tvm_sparse.bench.timing import (CALIBRATION_CALLS, idle_cores, interleaved_medians, parse_cpu_times,
-                                     wait_until_idle)
+from tvm_sparse.bench.timing import (CALIBRATION_CALLS, UNTIMED_CALLS_PER_TURN, idle_cores, interleaved_medians,
+                                     parse_cpu_times, wait_until_idle)
 
 #: A tick is 10 ms (USER_HZ = 100); one window of ``wait_until_idle`` is 2 ticks per CPU.
 TICKS_PER_WINDOW = 2
@@ -146,7 +146,8 @@ def test_interleaved_medians_times_every_candidate_every_round(idle_machine, clo
     timings = interleaved_medians({"fast": candidate("fast", 0.001), "slow": candidate("slow", 0.004)},
                                   rounds=3, calls_per_round=2, warmup=1)
     assert {name: t.rounds for name, t in timings.items()} == {"fast": 3, "slow": 3}
-    assert calls == {"fast": 1 + CALIBRATION_CALLS + 3 * 2, "slow": 1 + CALIBRATION_CALLS + 3 * 2}
+    per_candidate = 1 + CALIBRATION_CALLS + 3 * (UNTIMED_CALLS_PER_TURN + 2)
+    assert calls == {"fast": per_candidate, "slow": per_candidate}
     assert timings["fast"].median_ms == pytest.approx(1.0) and timings["slow"].median_ms == pytest.approx(4.0)
 
 
@@ -156,8 +157,9 @@ def test_each_candidate_starts_some_rounds(idle_machine, clock):
     names = ["a", "b", "c"]
     interleaved_medians({name: (lambda name=name: order.append(name)) for name in names},
                         rounds=6, calls_per_round=1, warmup=0)
-    timed = order[len(names) * CALIBRATION_CALLS:]
-    rounds = [timed[i:i + len(names)] for i in range(0, len(timed), len(names))]
+    turns = order[len(names) * CALIBRATION_CALLS:]
+    per_turn = UNTIMED_CALLS_PER_TURN + 1
+    rounds = [turns[i:i + per_turn * len(names):per_turn] for i in range(0, len(turns), per_turn * len(names))]
     assert all(sorted(r) == names for r in rounds)
     assert [r[0] for r in rounds] == ["a", "b", "c", "a", "b", "c"]
 
@@ -173,3 +175,21 @@ def test_one_slow_call_does_not_set_the_calls_per_round(idle_machine, clock):
     interleaved_medians({"slow start": wakes_up_slowly}, rounds=1, warmup=0, min_round_s=0.04)
     # the calibration calls, then one round of 0.04 s / 1 ms calls (not 0.04 s / 0.04 s = 1)
     assert calls["n"] - CALIBRATION_CALLS >= 10
+
+
+def test_the_first_call_of_each_turn_is_not_timed(idle_machine, clock, monkeypatch):
+    """A turn starts after the cores went idle, its thread pool asleep: that slow call is not timed."""
+    calls_this_turn = {"n": 0}
+    wait = timing.wait_until_idle
+
+    def wait_for_the_next_turn(*args, **kwargs):
+        calls_this_turn["n"] = 0
+        return wait(*args, **kwargs)
+
+    def slow_after_idle():
+        calls_this_turn["n"] += 1
+        clock.sleep(0.05 if calls_this_turn["n"] == 1 else 0.001)
+
+    monkeypatch.setattr(timing, "wait_until_idle", wait_for_the_next_turn)
+    timings = interleaved_medians({"pool": slow_after_idle}, rounds=3, calls_per_round=3, warmup=0)
+    assert timings["pool"].max_ms == pytest.approx(1.0)

@@ -7,7 +7,10 @@ Each runtime keeps its own default threading, and each turn starts on an idle ma
 than one thread, a runtime's idle workers spin for a while after a call (measured here at 2
 threads: TVM's pool about 120 ms of CPU, PyTorch's OpenMP about 10 ms, ONNX Runtime none), and
 that spinning would take a core from whichever runtime comes next. So before each turn
-:func:`wait_until_idle` waits until the cores the benchmark runs on are idle.
+:func:`wait_until_idle` waits until the cores the benchmark runs on are idle. That wait lets the
+turn's own runtime's workers fall asleep too, and the other runtimes' turns evict its weights
+from the caches; so each turn's first call is untimed (:data:`UNTIMED_CALLS_PER_TURN`), and the
+turn times the steady state that a model serving requests runs in.
 """
 
 import statistics
@@ -32,6 +35,10 @@ class Timing:
 
 #: Timed calls whose median sets a candidate's calls per round.
 CALIBRATION_CALLS = 5
+
+#: Calls at the start of each turn that are not timed (they wake the runtime's thread pool and
+#: bring its weights back into the caches).
+UNTIMED_CALLS_PER_TURN = 1
 
 
 def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, min_round_s=0.05):
@@ -79,6 +86,8 @@ def interleaved_medians(candidates, rounds=15, calls_per_round=None, warmup=2, m
         for name in names[start_at:] + names[:start_at]:
             fn = candidates[name]
             wait_until_idle()
+            for _ in range(UNTIMED_CALLS_PER_TURN):
+                fn()
             start = time.perf_counter()
             for _ in range(calls[name]):
                 fn()
