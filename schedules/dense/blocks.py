@@ -207,10 +207,10 @@ def epilogue_end(sch, blocks, position):
     return end
 
 
-def parallelize_block(sch, block, lanes, min_parallel_work):
+def parallelize_block(sch, block, lanes):
     """Run the leading data-parallel loops of a root ``block`` in parallel, vectorized when it is data-parallel throughout.
 
-    Blocks of fewer than ``min_parallel_work`` loop iterations stay on one thread; a block whose
+    Blocks of fewer than :data:`MIN_PARALLEL_WORK` loop iterations stay on one thread; a block whose
     loops do not match its iterators (already transformed) is left as it is.
     """
     loops = sch.get_loops(block)
@@ -221,7 +221,7 @@ def parallelize_block(sch, block, lanes, min_parallel_work):
     leading = 0
     while leading < len(iter_vars) and int(iter_vars[leading].iter_type) == SPATIAL:
         leading += 1
-    if leading == 0 or math.prod(extents_) < min_parallel_work:
+    if leading == 0 or math.prod(extents_) < MIN_PARALLEL_WORK:
         return
     fused = sch.fuse(*loops[:leading])
     if leading == len(loops) and math.prod(extents_) % lanes == 0:
@@ -315,7 +315,7 @@ class RegisterTileRule(ScheduleRule):
         def steps(sch):
             self.schedule_block(sch, find_block(sch, (self.block_name,)), target, tunable)
             for tail in unscheduled_root_blocks(sch):  # the broadcasting blocks after the epilogue
-                parallelize_block(sch, tail, vector_lanes(target), MIN_PARALLEL_WORK)
+                parallelize_block(sch, tail, vector_lanes(target))
 
         return try_schedule(func, steps)
 

@@ -10,7 +10,7 @@ from tvm.s_tir.dlight import ScheduleRule
 from tvm.s_tir.dlight.analysis import get_root_block
 
 from ..target_info import vector_lanes
-from .blocks import MIN_PARALLEL_WORK, is_unscheduled_cpu_func, parallelize_block, try_schedule
+from .blocks import is_unscheduled_cpu_func, parallelize_block, try_schedule
 
 
 class ParallelFallback(ScheduleRule):
@@ -22,6 +22,6 @@ class ParallelFallback(ScheduleRule):
 
         def steps(sch):
             for block in sch.get_child_blocks(get_root_block(sch)):
-                parallelize_block(sch, block, vector_lanes(target), MIN_PARALLEL_WORK)
+                parallelize_block(sch, block, vector_lanes(target))
 
         return try_schedule(func, steps)

@@ -86,22 +86,20 @@ class DenseMatmul(RegisterTileRule):
         return len(sch.get(block).writes[0].source.shape) == 2
 
     @staticmethod
-    def default_tile(target, rows, cols):
-        """Rows and columns of the untuned register tile (of an unpacked weight)."""
+    def default_tile(target, rows, cols, packed_columns=None):
+        """Rows and columns of the untuned register tile; a packed weight fixes the columns."""
         lanes = vector_lanes(target)
-        nt = largest_divisor(cols, 2 * lanes)
+        nt = packed_columns or largest_divisor(cols, 2 * lanes)
         mt = largest_divisor(rows, max(1, accumulator_budget(target) // -(-nt // lanes)))
         return mt, nt
 
     def schedule_block(self, sch, block, target, tunable):
         rows, cols = extents(sch.get(block).writes[0].source)
         weight = extents(sch.get(block).reads[1].source)
-        mt, nt = self.default_tile(target, rows, cols)
-        if len(weight) == 3:  # packed: the tile's columns are the packed block
-            nt = weight[2]
-            mt = largest_divisor(rows, max(1, accumulator_budget(target) // -(-nt // vector_lanes(target))))
+        packed_columns = weight[2] if len(weight) == 3 else None
+        mt, nt = self.default_tile(target, rows, cols, packed_columns)
         if tunable:
             mt = sample_divisor(sch, rows, 16, mt)
-            if len(weight) == 2:
+            if packed_columns is None:
                 nt = sample_divisor(sch, cols, 4 * vector_lanes(target), nt)
         schedule_register_tile(sch, block, [mt, nt], accumulator_order=[0, 1])
