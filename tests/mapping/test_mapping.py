@@ -11,6 +11,8 @@ from tvm_sparse.mapping.candidates import candidates_for
 from tvm_sparse.mapping.latency import LatencyTable, LatencyTableError, Timer, measure_table
 from tvm_sparse.mapping.layers import find_layers
 from tvm_sparse.mapping.mapper import map_schemes
+from tvm_sparse.mapping.rules import MIN_KEPT
+from tvm_sparse.models import build_model
 from tvm_sparse.mapping.solver import InfeasibleBudget
 from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, verify_plan
 from tvm_sparse.pruning.sparsifier import MagnitudeSparsifier
@@ -59,6 +61,36 @@ def test_rules_follow_the_documented_table(every_kind):
     layers = find_layers(model, example)
     kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
     assert sum(layer.parameters for layer in layers) / kept == pytest.approx(4, rel=0.02)
+
+
+@pytest.mark.parametrize("compression", [4, 8, 16])
+def test_rules_prune_a_layer_by_its_output_map(compression):
+    """Each pruned layer keeps ``c / output pixels`` (at least MIN_KEPT), up to its block's whole columns."""
+    model, example = build_model("resnet18").eval(), torch.randn(1, 3, 32, 32)
+    layers = {layer.name: layer for layer in find_layers(model, example)}
+    mapping = map_schemes(model, example, "llvm -mcpu=rocketlake", "rules", compression=compression)
+    pruned = [row for row in mapping.report if row.choice != "dense"]
+    above_floor = [row for row in pruned if row.kept > MIN_KEPT * 1.1]
+    assert above_floor, "the layers on the smallest maps keep more than the floor"
+    constants = [row.kept * layers[row.name].output_pixels for row in above_floor]
+    assert max(constants) / min(constants) < 1.1  # one constant c, up to the blocks' whole columns
+    for row in pruned:
+        assert row.kept >= MIN_KEPT * 0.9
+        larger_maps = [other.kept for other in pruned if layers[other.name].output_pixels > layers[row.name].output_pixels]
+        assert all(kept <= row.kept * 1.1 for kept in larger_maps)
+    kept = sum(layers[row.name].parameters * row.kept for row in mapping.report)
+    assert sum(layer.parameters for layer in layers.values()) / kept == pytest.approx(compression, rel=0.02)
+
+
+def test_a_rate_above_the_profiles_density_leaves_the_layer_dense(every_kind):
+    model, example = every_kind
+    mapping = map_schemes(model, example, "llvm -mcpu=rocketlake", "rules", compression=1.3)
+    rows = {row.name: row for row in mapping.report}
+    assert rows["head.weight"].reason.startswith("R7: ") and "largest density 0.6" in rows["head.weight"].reason
+    assert "head.weight" not in mapping.plan
+    layers = find_layers(model, example)
+    kept = sum(layer.parameters * rows[layer.name].kept for layer in layers)
+    assert sum(layer.parameters for layer in layers) / kept >= 1.3
 
 
 def test_a_profile_without_pattern_layers_gives_every_3x3_layer_blocks(every_kind):

@@ -11,6 +11,7 @@ from schedules.profiles import profile_for
 
 @pytest.mark.parametrize("target, name", [
     ({"kind": "llvm", "mcpu": "znver5"}, "znver5"),
+    ({"kind": "llvm", "mcpu": "znver4"}, "znver4"),
     ({"kind": "llvm", "mcpu": "rocketlake"}, "rocketlake"),
     ({"kind": "llvm", "mcpu": "skylake"}, "generic x86"),
     ({"kind": "llvm"}, "generic x86"),

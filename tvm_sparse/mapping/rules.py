@@ -1,6 +1,6 @@
-"""Rule-based mapping: a scheme per layer from its shape and the target's facts, without measuring.
+"""Rule-based mapping: a scheme and a rate per layer from its shape and the target's facts, without measuring.
 
-The rules (the table of ``docs/mapping.md``), first match wins:
+The schemes (the table of ``docs/mapping.md``), first match wins:
 
 ====  =====================================================  ==========================================
 rule  layer                                                   scheme
@@ -14,11 +14,17 @@ R4    other 3x3                                               pattern (4 entries
                                                               more than 4 of 9) + connectivity
 R5    1x1 and linear                                          block-punched, the family's narrow block
 R6    any other kernel size                                   block-punched, the family's narrow block
+R7    a rate (below) above the profile's largest density      dense: its sparse kernel would be slower
 ====  =====================================================  ==========================================
 
-Every pruned layer gets the same kept fraction, chosen so that the whole model (dense layers
-included) meets the compression target. A block-punched block keeps whole columns, so a block
-with too few columns for the rate (a 1x1 block of one channel has one) takes more input channels.
+The rate: a weight costs one multiply-add per output pixel, so pruning a weight of a layer with a
+large output map saves more time than one of a small map. Each pruned layer keeps
+``c / output pixels`` of its weights, at least :data:`MIN_KEPT`, with ``c`` the largest that meets
+the compression target over the whole model (dense layers counted whole); a layer whose rate is
+above the profile's largest density for its scheme (``pattern_max_density``, ``block_max_density``:
+there the sparse kernel is slower than the dense one) stays dense. A block-punched block
+keeps whole columns, so a block with too few columns for its rate (a 1x1 block of one channel has
+one) takes more input channels.
 """
 
 from dataclasses import dataclass
@@ -33,6 +39,18 @@ RULE_BLOCKS = {
     "arm_cpu": {"wide": (8, 4), "narrow": (4, 1)},
     "gpu": {"wide": (16, 4), "narrow": (8, 4)},
 }
+
+#: The least fraction of its weights a layer keeps under the rules (the search's candidates go no lower).
+MIN_KEPT = 0.05
+
+#: How far a block's whole columns may take a layer from its rate before the block is widened.
+BLOCK_RATE_TOLERANCE = 0.02
+
+#: How far above ``total / compression`` the rules' kept weights may end, when that is nearer to it.
+OVER_BUDGET = 0.02
+
+#: Bisection steps over the rate constant ``c`` (each halves its interval, on a log scale).
+_RATE_STEPS = 60
 
 
 @dataclass(frozen=True)
@@ -62,8 +80,8 @@ def _pattern(kept):
 
 def _block_punched(block, kept, layer):
     """Block-punched keeping about ``kept``: a block keeps whole columns, so the narrowest block
-    (doubling its input channels) whose columns give the rate within 5% is taken, at the rate its
-    columns give exactly."""
+    (doubling its input channels) whose columns give the rate within :data:`BLOCK_RATE_TOLERANCE`
+    is taken, at the rate its columns give exactly."""
     rows, channels = block
     taps = layer.kernel_size[0] * layer.kernel_size[1]
 
@@ -73,27 +91,45 @@ def _block_punched(block, kept, layer):
     widths = [channels]
     while widths[-1] < layer.in_channels:
         widths.append(widths[-1] * 2)
-    close = [w for w in widths if abs(achieved(w * taps) - kept) <= 0.05 * kept]
+    close = [w for w in widths if abs(achieved(w * taps) - kept) <= BLOCK_RATE_TOLERANCE * kept]
     channels = close[0] if close else min(widths, key=lambda w: abs(achieved(w * taps) - kept))
     columns = channels * taps
     return BlockPunchedScheme(block=(rows, channels), sparsity=round(1.0 - achieved(columns), 6))
 
 
-def _sparse_rule(layer, profile, blocks, kept):
+def _scheme_rule(layer, profile, blocks):
+    """``(make_scheme(kept), largest density, sentence)`` of the scheme rules R3-R6."""
     if layer.kernel_size == (3, 3):
         pixels = layer.output_pixels
         limit = profile.pattern_3x3_min_pixels
         if limit is None or pixels <= limit:
-            scheme = _block_punched(blocks["wide"], kept, layer)
             where = ("the " + profile.name + " profile gives no 3x3 layer a pattern" if limit is None
                      else f"a {pixels}-pixel map (<= {limit})")
-            return scheme, f"R3: 3x3, {where}: block-punched {scheme.block}"
-        return _pattern(kept), f"R4: 3x3 on a {pixels}-pixel map (> {limit}): pattern + connectivity"
-    if layer.kernel_size == (1, 1):
-        scheme = _block_punched(blocks["narrow"], kept, layer)
-        return scheme, f"R5: 1x1 or linear: block-punched {scheme.block}"
-    scheme = _block_punched(blocks["narrow"], kept, layer)
-    return scheme, f"R6: {layer.kernel_size[0]}x{layer.kernel_size[1]} kernel: block-punched {scheme.block}"
+            return (lambda kept: _block_punched(blocks["wide"], kept, layer), profile.block_max_density,
+                    f"R3: 3x3, {where}: block-punched")
+        return (_pattern, profile.pattern_max_density,
+                f"R4: 3x3 on a {pixels}-pixel map (> {limit}): pattern + connectivity")
+    kind = "R5: 1x1 or linear" if layer.kernel_size == (1, 1) else \
+        f"R6: {layer.kernel_size[0]}x{layer.kernel_size[1]} kernel"
+    return (lambda kept: _block_punched(blocks["narrow"], kept, layer), profile.block_max_density,
+            f"{kind}: block-punched")
+
+
+def _decide(layer, rule, rate_constant, profile):
+    """The :class:`RuleDecision` of a prunable layer at the rate constant ``c``."""
+    make, largest, sentence = rule
+    kept = max(MIN_KEPT, rate_constant / layer.output_pixels)
+    scheme = make(min(kept, 1.0))
+    if 1 / scheme.compression > largest:
+        return RuleDecision(layer.name, None, f"R7: keeping {min(kept, 1.0):.3f} is above the {profile.name} "
+                                              f"profile's largest density {largest} for its scheme")
+    block = f" {scheme.block}" if isinstance(scheme, BlockPunchedScheme) else ""
+    return RuleDecision(layer.name, scheme, f"{sentence}{block}, keeping {1 / scheme.compression:.3f} "
+                                            f"({layer.output_pixels}-pixel map)")
+
+
+def _kept_weights(layers, decisions):
+    return sum(layer.parameters / (d.scheme.compression if d.scheme else 1.0) for layer, d in zip(layers, decisions))
 
 
 def map_by_rules(layers, target, compression):
@@ -109,7 +145,8 @@ def map_by_rules(layers, target, compression):
     Raises
     ------
     ValueError
-        If the layers the rules keep dense already hold more than ``1 / compression`` of the weights.
+        If the rules cannot prune that far: the layers they keep dense hold too many weights, or
+        every prunable layer at :data:`MIN_KEPT` keeps too many.
     """
     if compression < 1:
         raise ValueError(f"compression must be at least 1, got {compression}")
@@ -117,26 +154,34 @@ def map_by_rules(layers, target, compression):
     profile = profile_for(target)
     blocks = RULE_BLOCKS[target_family(target)]
     dense_rules = {layer.name: _dense_rule(layer, profile) for layer in layers}
+    scheme_rules = {layer.name: _scheme_rule(layer, profile, blocks) for layer in layers
+                    if dense_rules[layer.name] is None}
     total = sum(layer.parameters for layer in layers)
-    kept_dense = sum(layer.parameters for layer in layers if dense_rules[layer.name])
-    prunable = total - kept_dense
-    if prunable == 0:
-        return [RuleDecision(layer.name, None, dense_rules[layer.name]) for layer in layers]
-    kept = (total / compression - kept_dense) / prunable
-    if kept <= 0:
-        raise ValueError(f"compression {compression:g} is out of reach: the layers kept dense hold "
-                         f"{kept_dense} of {total} weights ({total / kept_dense:.2f}x at most)")
-    kept = min(kept, 1.0)
-    decisions = []
-    for layer in layers:
-        if dense_rules[layer.name]:
-            decisions.append(RuleDecision(layer.name, None, dense_rules[layer.name]))
+    budget = total / compression
+
+    def decisions_at(rate_constant):
+        return [RuleDecision(layer.name, None, dense_rules[layer.name]) if dense_rules[layer.name] else
+                _decide(layer, scheme_rules[layer.name], rate_constant, profile) for layer in layers]
+
+    # c below MIN_KEPT * the smallest map prunes every layer to MIN_KEPT; above largest map, all dense
+    low = MIN_KEPT * min((layer.output_pixels for layer in layers), default=1)
+    high = max((layer.output_pixels for layer in layers), default=1)
+    best = decisions_at(low)
+    if _kept_weights(layers, best) > budget * 1.01:
+        reached = total / _kept_weights(layers, best)
+        raise ValueError(f"compression {compression:g} is out of reach of the rules: they reach {reached:.2f}x "
+                         f"(layers kept dense by R1/R2 count whole, the others keep at least {MIN_KEPT})")
+    for _ in range(_RATE_STEPS):
+        middle = (low * high) ** 0.5
+        candidate = decisions_at(middle)
+        if _kept_weights(layers, candidate) <= budget:
+            low, best = middle, candidate
         else:
-            scheme, rule = _sparse_rule(layer, profile, blocks, kept)
-            decisions.append(RuleDecision(layer.name, scheme, f"{rule}, keeping {1 / scheme.compression:.3f}"))
-    reached = total / sum(layer.parameters / (d.scheme.compression if d.scheme else 1.0)
-                          for layer, d in zip(layers, decisions))
-    if reached < compression * 0.99:
-        raise ValueError(f"compression {compression:g} is out of reach of the rules' schemes: they reach "
-                         f"{reached:.1f}x (a pattern keeps at least 5% of its kernels, a block one column)")
-    return decisions
+            high = middle
+    # the kept weights grow in steps (whole columns; a layer turning dense): the step just above
+    # the budget is taken when it is nearer to it and within OVER_BUDGET
+    above = decisions_at(high)
+    kept_above = _kept_weights(layers, above)
+    if kept_above <= budget * (1 + OVER_BUDGET) and kept_above - budget < budget - _kept_weights(layers, best):
+        return above
+    return best
