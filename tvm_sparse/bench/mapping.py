@@ -5,9 +5,10 @@ uniform one-shot plans (every 3x3 layer pattern, or every 3x3 layer block-punche
 linear block-punched 8x4 at 0.75) are pruned first; their larger global compression (dense over
 kept weights of all layers) is the target of the rule- and search-based mappings, whose plans
 are pruned the same way. All four are compiled and timed in interleaved rounds; the search's
-predicted latency is printed beside its measured one. The table's calibration model (each
-layer's fastest candidate) is timed with them too: its time now against its time when the table
-was calibrated tells the machine's drift apart from the prediction's own error.
+predicted latency is printed beside its measured one. The table's two calibration models (the
+dense model, and each layer's fastest candidate) are timed with them too: their times now against
+their times when the table was calibrated tell the machine's drift, and the line refitted on this
+row's times predicts the mapped model without it (the prediction's own error).
 """
 
 import copy
@@ -26,8 +27,9 @@ BENCH_BLOCKS = ((8, 1), (8, 4), (16, 4))
 BENCH_SPARSITIES = (0.75, 0.875, 0.95)
 BENCH_PATTERNS = ((4, 0.5), (4, 0.75), (5, 0.75))
 
-#: The label of the latency table's calibration model (each layer's fastest candidate).
+#: The labels of the latency table's calibration models: each layer's fastest candidate, and dense.
 REFERENCE = "table's fastest per layer"
+DENSE = "dense"
 
 
 @dataclass
@@ -43,6 +45,7 @@ class MappingTiming:
     mapping_seconds: dict
     errors: dict
     reference_calibrated_ms: float = None
+    refitted_predicted_ms: float = None
 
 
 def _candidates(layer, target):
@@ -57,7 +60,7 @@ def measure(names, threads, rounds, workdir):
     import tvm_sparse  # noqa: PLC0415
     from tvm_sparse.bench.models import benchmark_model  # noqa: PLC0415
     from tvm_sparse.bench.timing import configure_threads  # noqa: PLC0415
-    from tvm_sparse.mapping.calibration import fastest_plan  # noqa: PLC0415
+    from tvm_sparse.mapping.calibration import ModelCalibration, fastest_plan  # noqa: PLC0415
     from tvm_sparse.mapping.latency import LatencyTable  # noqa: PLC0415
     from tvm_sparse.mapping.layers import find_layers  # noqa: PLC0415
     from tvm_sparse.mapping.mapper import map_schemes  # noqa: PLC0415
@@ -86,17 +89,23 @@ def measure(names, threads, rounds, workdir):
             plans[label] = prune_by_plan(pruned[label], mapping.plan)
             if method == "search":
                 predicted = mapping.predicted_ms
+                searched_sum = sum(row.predicted_ms for row in mapping.report)
         layers = find_layers(dense, example)
         table = LatencyTable.open(os.path.join(workdir, f"{name}-{threads}threads.json"), tvm_sparse.parse_target("llvm"),
                                   threads)
         reference = fastest_plan(layers, {layer.name: _candidates(layer, "llvm") for layer in layers}, table)
         pruned[REFERENCE] = copy.deepcopy(dense)
         plans[REFERENCE] = prune_by_plan(pruned[REFERENCE], reference)
+        pruned[DENSE], plans[DENSE] = dense, {}
         milliseconds, errors = time_side_by_side(pruned, plans, example, "llvm", rounds)
+        calibration = table.calibration
+        refitted = ModelCalibration.fit(milliseconds[DENSE], calibration.dense_sum_ms,
+                                        milliseconds[REFERENCE], calibration.reference_sum_ms)
         results.append(MappingTiming(name, threads, target_compression,
                                      milliseconds,
                                      {label: global_compression(model) for label, model in pruned.items()},
-                                     predicted, seconds, errors, table.calibration.reference_ms))
+                                     predicted, seconds, errors, calibration.reference_ms,
+                                     refitted.predict_ms(searched_sum)))
     return results
 
 
@@ -137,6 +146,7 @@ def format_rows(rows):
     lines = []
     for row in rows:
         uniform = {k: v for k, v in row["milliseconds"].items() if k.startswith("uniform")}
+        times = row["milliseconds"]
         best_label = min(uniform, key=uniform.get)
         lines.append(f"{row['model']} at {row['threads']} thread(s), global compression >= {row['compression']:.2f}x "
                      f"(mapping took rules {row['mapping_seconds']['rules']:.1f} s, search "
@@ -145,13 +155,18 @@ def format_rows(rows):
             lines.append(f"  {label:28s} {milliseconds:8.3f} ms  {uniform[best_label] / milliseconds:5.2f}x vs "
                          f"{best_label}  compression {row['compressions'][label]:.2f}x  "
                          f"max rel. error {row['errors'][label]:.1e}")
-        measured = row["milliseconds"]["mapped (search)"]
+        measured = times["mapped (search)"]
+        lines.append(f"  the rules' plan runs at {measured / times['mapped (rules)']:.0%} of the search's speed")
         lines.append(f"  search predicted {row['predicted_ms']:.3f} ms, measured {measured:.3f} ms "
                      f"({row['predicted_ms'] / measured - 1:+.1%})")
         if row.get("reference_calibrated_ms"):
-            now = row["milliseconds"][REFERENCE]
+            now = times[REFERENCE]
             lines.append(f"  {REFERENCE}: {row['reference_calibrated_ms']:.3f} ms when the table was calibrated, "
                          f"{now:.3f} ms now ({row['reference_calibrated_ms'] / now - 1:+.1%}: the machine's drift)")
+        if row.get("refitted_predicted_ms"):
+            refitted = row["refitted_predicted_ms"]
+            lines.append(f"  search predicted by the line refitted on this row's {DENSE} and {REFERENCE} models: "
+                         f"{refitted:.3f} ms ({refitted / measured - 1:+.1%}: the prediction without the drift)")
     return lines
 
 
