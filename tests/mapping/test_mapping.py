@@ -12,8 +12,8 @@ from tvm_sparse.mapping.latency import LatencyTable, LatencyTableError, Timer, m
 from tvm_sparse.mapping.layers import find_layers
 from tvm_sparse.mapping.mapper import map_schemes
 from tvm_sparse.mapping.rules import MIN_KEPT
-from tvm_sparse.models import build_model
 from tvm_sparse.mapping.solver import InfeasibleBudget
+from tvm_sparse.models import build_model
 from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, verify_plan
 from tvm_sparse.pruning.sparsifier import MagnitudeSparsifier
 from tvm_sparse.runtime_threads import default_thread_count
