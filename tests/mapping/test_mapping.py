@@ -14,7 +14,7 @@ from tvm_sparse.mapping.mapper import map_schemes
 from tvm_sparse.mapping.rules import MIN_KEPT
 from tvm_sparse.mapping.solver import InfeasibleBudget
 from tvm_sparse.models import build_model
-from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, verify_plan
+from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme, verify_plan
 from tvm_sparse.pruning.sparsifier import MagnitudeSparsifier
 from tvm_sparse.runtime_threads import default_thread_count
 
@@ -48,6 +48,10 @@ def every_kind():
     return EveryKind().eval(), torch.randn(1, 3, 16, 16)
 
 
+def rules_text(mapping, layer):
+    return next(row.reason for row in mapping.report if row.name == f"{layer}.weight")
+
+
 def test_rules_follow_the_documented_table(every_kind):
     model, example = every_kind
     mapping = map_schemes(model, example, "llvm -mcpu=rocketlake", "rules", compression=4)
@@ -57,6 +61,9 @@ def test_rules_follow_the_documented_table(every_kind):
                      "small_map.weight": "R3", "head.weight": "R5", "tiny_head.weight": "R2"}
     assert isinstance(mapping.plan["wide.weight"], PatternScheme)
     assert isinstance(mapping.plan["small_map.weight"], BlockPunchedScheme)
+    assert isinstance(mapping.plan["pointwise.weight"], BSRScheme) and "BSR 4x4" in rules_text(mapping, "pointwise")
+    on_arm = map_schemes(model, example, "llvm -mtriple=aarch64-linux-gnu", "rules", compression=4)
+    assert isinstance(on_arm.plan["pointwise.weight"], BlockPunchedScheme)
     assert set(mapping.plan) == {name for name, rule in rules.items() if rule not in ("R1", "R2")}
     layers = find_layers(model, example)
     kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
