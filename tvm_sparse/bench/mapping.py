@@ -145,13 +145,13 @@ def format_rows(rows):
     """Text lines: per model and thread count, each plan's latency and its ratio to the best uniform plan."""
     lines = []
     for row in rows:
-        uniform = {k: v for k, v in row["milliseconds"].items() if k.startswith("uniform")}
         times = row["milliseconds"]
+        uniform = {k: v for k, v in times.items() if k.startswith("uniform")}
         best_label = min(uniform, key=uniform.get)
         lines.append(f"{row['model']} at {row['threads']} thread(s), global compression >= {row['compression']:.2f}x "
                      f"(mapping took rules {row['mapping_seconds']['rules']:.1f} s, search "
                      f"{row['mapping_seconds']['search']:.0f} s)")
-        for label, milliseconds in row["milliseconds"].items():
+        for label, milliseconds in times.items():
             lines.append(f"  {label:28s} {milliseconds:8.3f} ms  {uniform[best_label] / milliseconds:5.2f}x vs "
                          f"{best_label}  compression {row['compressions'][label]:.2f}x  "
                          f"max rel. error {row['errors'][label]:.1e}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from schedules.profiles import profile_for
 from schedules.target_info import as_target, target_family
+from tvm_sparse.mapping.candidates import density
 from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme
 
 #: Block shapes of the rules per target family: ``wide`` for small 3x3 maps, ``narrow`` elsewhere.
@@ -129,16 +130,16 @@ def _decide(layer, rule, rate_constant, profile):
     make, largest, sentence = rule
     kept = max(MIN_KEPT, rate_constant / layer.output_pixels)
     scheme = make(min(kept, 1.0))
-    if 1 / scheme.compression > largest:
+    if density(scheme) > largest:
         return RuleDecision(layer.name, None, f"R7: keeping {min(kept, 1.0):.3f} is above the {profile.name} "
                                               f"profile's largest density {largest} for its scheme")
     block = f" {scheme.block}" if isinstance(scheme, BlockPunchedScheme) else ""
-    return RuleDecision(layer.name, scheme, f"{sentence}{block}, keeping {1 / scheme.compression:.3f} "
+    return RuleDecision(layer.name, scheme, f"{sentence}{block}, keeping {density(scheme):.3f} "
                                             f"({layer.output_pixels}-pixel map)")
 
 
 def _kept_weights(layers, decisions):
-    return sum(layer.parameters / (d.scheme.compression if d.scheme else 1.0) for layer, d in zip(layers, decisions))
+    return sum(layer.parameters * density(d.scheme) for layer, d in zip(layers, decisions))
 
 
 def map_by_rules(layers, target, compression):
@@ -176,21 +177,23 @@ def map_by_rules(layers, target, compression):
     low = MIN_KEPT * min((layer.output_pixels for layer in layers), default=1)
     high = max((layer.output_pixels for layer in layers), default=1)
     best = decisions_at(low)
-    if _kept_weights(layers, best) > budget * (1 + OVER_BUDGET):
-        reached = total / _kept_weights(layers, best)
-        raise ValueError(f"compression {compression:g} is out of reach of the rules: they reach {reached:.2f}x "
-                         f"(layers kept dense by R1/R2 count whole, the others keep at least {MIN_KEPT})")
+    best_kept = _kept_weights(layers, best)
+    if best_kept > budget * (1 + OVER_BUDGET):
+        raise ValueError(f"compression {compression:g} is out of reach of the rules: they reach "
+                         f"{total / best_kept:.2f}x (layers kept dense by R1/R2 count whole, the others keep "
+                         f"at least {MIN_KEPT})")
     for _ in range(_RATE_STEPS):
         middle = (low * high) ** 0.5
         candidate = decisions_at(middle)
-        if _kept_weights(layers, candidate) <= budget:
-            low, best = middle, candidate
+        candidate_kept = _kept_weights(layers, candidate)
+        if candidate_kept <= budget:
+            low, best, best_kept = middle, candidate, candidate_kept
         else:
             high = middle
     # the kept weights grow in steps (whole columns; a layer turning dense): the step just above
     # the budget is taken when it is nearer to it and within OVER_BUDGET
     above = decisions_at(high)
     kept_above = _kept_weights(layers, above)
-    if kept_above <= budget * (1 + OVER_BUDGET) and kept_above - budget < budget - _kept_weights(layers, best):
+    if kept_above <= budget * (1 + OVER_BUDGET) and kept_above - budget < budget - best_kept:
         return above
     return best
