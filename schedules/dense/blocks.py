@@ -24,9 +24,6 @@ from ..target_info import vector_lanes
 #: Iterator type of a data-parallel (spatial) block iterator in ``tirx.IterVar.iter_type``.
 SPATIAL = 0
 
-#: Names of the padding blocks that ``LegalizeOps`` gives convolutions (``pad_temp``) and pooling (``pad``).
-PADDING_BLOCKS = ("pad_temp", "pad")
-
 #: Fewer loop iterations than this run on one thread (waking the thread pool costs more).
 MIN_PARALLEL_WORK = 16384
 
@@ -94,35 +91,6 @@ def column_stride(sch, conv):
     return int(coefficients[0]) if len(coefficients) == 2 and hasattr(coefficients[0], "value") else 1
 
 
-def schedule_padding(sch, layout=None):
-    """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else give it the layout it is filled in.
-
-    Parameters
-    ----------
-    sch : tvm.s_tir.Schedule
-    layout : callable, optional
-        A new layout of the padded buffer (``(n, c, y, x) -> new indices``). The padding loops
-        then run in the new layout's order, so its stores are contiguous and no element pays
-        for the index arithmetic of the change.
-
-    Returns
-    -------
-    SBlockRV or None
-        The padding block when it stays a stage of its own (for :func:`schedule_register_tile`).
-    """
-    block = find_block(sch, PADDING_BLOCKS)
-    if block is None:
-        return None
-    pad = sch.get(block)
-    if extents(pad.reads[0].source) == extents(pad.writes[0].source):
-        sch.compute_inline(block)
-        return None
-    if layout is not None:
-        sch.transform_layout(block, ("write", 0), layout)
-        sch.transform_block_layout(block, layout)
-    return block
-
-
 def cache_accumulator(sch, accumulate):
     """Give the reduction block ``accumulate`` an intermediate buffer when it writes the function's output.
 
@@ -146,9 +114,9 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     accumulator_order : list of int
         Order of the output axes in the accumulator tile; its last axis is vectorized. The tile
         is written out vectorized along the output's last (contiguous) axis.
-    padding : SBlockRV, optional
-        The padding stage (:func:`schedule_padding`), filled in parallel over images and channels
-        in the same parallel launch as the tiles (:func:`share_parallel_launch`).
+    padding : schedules.dense.padding.PaddingStage, optional
+        The padding stage, filled in parallel over images and channels in the same parallel launch
+        as the tiles (:func:`share_parallel_launch`).
 
     Returns
     -------
@@ -186,7 +154,7 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     sch.vectorize(ordered[-1])
     sch.decompose_reduction(accumulate, reduction[0])
     if padding is not None:
-        share_parallel_launch(sch, padding, tiles)
+        padding.schedule_in_launch(sch, tiles)
     return tiles
 
 

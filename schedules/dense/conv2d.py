@@ -21,7 +21,8 @@ from tvm import s_tir
 
 from ..target_info import as_target, vector_lanes
 from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
-                     schedule_padding, schedule_register_tile)
+                     schedule_register_tile)
+from .padding import schedule_padding
 from .pointwise import is_pointwise_rows
 from .tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
 
@@ -115,6 +116,6 @@ class DenseConv2dNCHW(RegisterTileRule):
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 16, xt)
-        padding = schedule_padding(sch)
+        padding = schedule_padding(sch, vector_lanes(target))
         # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
         schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding)

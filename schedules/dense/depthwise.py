@@ -13,8 +13,8 @@ BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
 from ..target_info import vector_lanes
-from .blocks import (PADDING_BLOCKS, RegisterTileRule, column_stride, extents, find_block, schedule_padding,
-                     schedule_register_tile)
+from .blocks import RegisterTileRule, column_stride, extents, schedule_register_tile
+from .padding import schedule_padding
 from .tiling import accumulator_budget, largest_divisor, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives an NCHW ``conv2d`` with groups > 1.
@@ -52,13 +52,7 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
-        stride = column_stride(sch, block)
-        pad = find_block(sch, PADDING_BLOCKS)
-        split_columns = None
-        if pad is not None and stride > 1 and extents(sch.get(pad).writes[0].source)[-1] % stride == 0:
-            def split_columns(n, c, y, x):
-                return n, c, y, x % stride, x // stride
-        padding = schedule_padding(sch, layout=split_columns)
+        padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block))
         schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding)
 
 

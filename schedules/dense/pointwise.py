@@ -17,8 +17,8 @@ from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.tirx import IndexMap
 
 from ..target_info import vector_lanes
-from .blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, schedule_padding,
-                     schedule_register_tile)
+from .blocks import RegisterTileRule, cache_accumulator, column_stride, extents, schedule_register_tile
+from .padding import schedule_padding
 from .tiling import accumulator_budget, largest_divisor, sample_divisor, stack_accumulators
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
@@ -85,6 +85,6 @@ class PointwiseConv2dRows(RegisterTileRule):
         if tunable:
             kt = sample_divisor(sch, filters, 32, kt)
             xt = sample_divisor(sch, pixels, 4 * vector_lanes(target), xt)
-        padding = schedule_padding(sch)
+        padding = schedule_padding(sch, vector_lanes(target))
         flatten_pixels(sch, block)
         schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2], padding=padding)

@@ -36,6 +36,10 @@ CASES = [
     (8, 16, 11, 11, 3, 1, (0, 2, 1, 0), 2, 1, True, False, None),  # asymmetric padding, dilation 2
     (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise (MobileNetV2)
     (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2
+    (24, 24, 40, 40, 3, 2, 1, 1, 24, True, False, "relu6"),  # depthwise, stride 2, a vector and a rest per row
+    (8, 8, 36, 36, 5, 2, 2, 1, 8, True, False, None),  # 5x5 depthwise, stride 2 (MobileNetV3)
+    (16, 16, 23, 23, 5, 2, 2, 1, 16, False, False, "relu"),  # 5x5 depthwise, stride 2, odd width (no split)
+    (8, 8, 40, 40, 3, 1, 1, 1, 8, True, True, None),  # depthwise, stride 1, two vectors and a rest per row
     (16, 32, 8, 8, 3, 1, 1, 1, 4, True, True, "relu"),  # grouped, 4 groups, with residual
     (7, 13, 5, 6, 2, 1, 0, 1, 1, False, False, None),  # nothing divides anything, no epilogue
 ]
@@ -151,6 +155,21 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     arrays = [x, weight, bias.reshape(1, k, 1, 1), np.zeros(expected.shape, "float32")]
     for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
+@pytest.mark.parametrize("case", [(24, 24, 40, 40, 3, 2, 1, 1, 24, True, False, None),
+                                  (8, 8, 40, 40, 3, 1, 1, 1, 8, True, False, None),
+                                  (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, None)], ids=_case_id)
+def test_padding_interior_is_copied_in_vectors(case):
+    """The padding stage copies the columns between the borders with vector stores, no bounds test per element."""
+    c, k, h, w, kernel, stride, padding, dilation, groups, *_ = case
+    weight = np.ones((k, c // groups, kernel, kernel), "float32")
+    mod = conv2d_module((1, c, h, w), weight, stride, padding, dilation, groups, None, None, None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, host_target())).items() if "conv2d" in name]
+    lines = conv.script().splitlines()
+    padding_loops = [line for line, block in zip(lines, lines[1:]) if 'T.sblock("pad_temp_' in block]
+    assert any("T.vectorized(" in line for line in padding_loops)
+    assert any("T.vectorized(" not in line for line in padding_loops)  # the borders keep their test
 
 
 @pytest.mark.parametrize("channels, filters, on_stack", [(24, 144, True), (576, 96, False)])

@@ -21,6 +21,7 @@ CASES = [
     (64, 112, 112, 3, 2, 1),  # the ImageNet ResNet stem's pooling
     (16, 32, 32, 2, 2, 0),  # CIFAR-style halving
     (8, 15, 13, 3, 2, 1),  # odd sizes
+    (8, 40, 38, 3, 2, 1),  # columns split by residue, a vector and a rest per row
     (24, 9, 9, 3, 1, 1),  # stride 1
     (5, 7, 6, 2, 1, 0),  # nothing divides anything
 ]

@@ -1,0 +1,129 @@
+"""The padding stage of the dense CPU kernels: a padded copy of the input, filled with vector stores.
+
+``LegalizeOps`` pads a convolution's or a pooling's input in a block of its own (``pad_temp`` or
+``pad``), one element at a time under a bounds test. When the kernel keeps that copy (it pads
+something), the copy runs in the kernel's parallel launch before the tiles
+(:func:`schedules.dense.blocks.share_parallel_launch`), and its innermost loop is cut into the
+border, where the test stays, and the interior, which copies without a test in vector-wide pieces.
+With a column stride ``s`` > 1 the copy stores its columns split by residue (``[.., x % s, x // s]``)
+so that the kernel's taps read contiguous rows; its loads are then strided, which the interior's
+vectors still gather faster than the element loop with its tests.
+"""
+
+from dataclasses import dataclass
+
+from tvm import s_tir
+from tvm.sym.pattern import detect_linear_equation
+
+from .blocks import extents, find_block, share_parallel_launch
+
+#: Names of the padding blocks that ``LegalizeOps`` gives convolutions (``pad_temp``) and pooling (``pad``).
+PADDING_BLOCKS = ("pad_temp", "pad")
+
+
+@dataclass(frozen=True)
+class PaddingStage:
+    """A padding block kept as a stage of the kernel, and where its innermost loop needs no bounds test.
+
+    Attributes
+    ----------
+    block : SBlockRV
+    interior : tuple of int
+        ``(start, stop)``: the range of the padded buffer's last index (in the stage's layout) over
+        which every element is a copy of the input.
+    lanes : int
+        Vector lanes of the target: the size of the interior's pieces.
+    """
+
+    block: object
+    interior: tuple
+    lanes: int
+
+    def schedule_in_launch(self, sch, tiles):
+        """Fill the stage in the parallel launch of the loop ``tiles``, its interior with vector stores."""
+        share_parallel_launch(sch, self.block, tiles)
+        column = sch.get_loops(self.block)[-1]
+        if not _binds_index_to(sch, self.block, len(sch.get(self.block).iter_vars) - 1, column):
+            return  # the loop is offset from the index: the interior is not known in its terms
+        extent = int(sch.get(column).extent)
+        start, stop = max(0, self.interior[0]), min(extent, self.interior[1])
+        if stop <= start:
+            return
+        vectors, remainder = divmod(stop - start, self.lanes)
+        pieces = [start] + [self.lanes] * vectors + [remainder, extent - stop]
+        parts = [size for size in pieces if size > 0]
+        loops = sch.loop_partition(column, parts[:-1] + [None]) if len(parts) > 1 else [column]
+        first = 1 if start > 0 else 0
+        last = len(loops) - (1 if stop < extent else 0)
+        for loop in loops[first:last]:
+            sch.vectorize(loop)
+
+
+def schedule_padding(sch, lanes, column_stride=1):
+    """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else prepare it as a stage.
+
+    Parameters
+    ----------
+    sch : tvm.s_tir.Schedule
+    lanes : int
+        Vector lanes of the target.
+    column_stride : int
+        The kernel's column stride. Above 1, and when it divides the padded width, the padded buffer
+        stores its columns split by residue, and the padding loops run in that order, so that the
+        stores are contiguous and no element pays for the index arithmetic of the change.
+
+    Returns
+    -------
+    PaddingStage or None
+        The stage when the kernel keeps it (for :func:`schedules.dense.blocks.schedule_register_tile`).
+    """
+    block = find_block(sch, PADDING_BLOCKS)
+    if block is None:
+        return None
+    pad = sch.get(block)
+    source, padded = extents(pad.reads[0].source), extents(pad.writes[0].source)
+    if source == padded:
+        sch.compute_inline(block)
+        return None
+    left = _left_padding(pad)
+    width = source[-1]
+    stride = column_stride if column_stride > 1 and padded[-1] % column_stride == 0 else 1
+    if stride > 1:
+        def split_columns(n, c, y, x):
+            return n, c, y, x % stride, x // stride
+        sch.transform_layout(block, ("write", 0), split_columns)
+        sch.transform_block_layout(block, split_columns)
+    # a split index h holds the padded columns s*h .. s*h + s - 1: all copies when they lie in
+    # [left, left + width)
+    interior = (-(-left // stride), (left + width) // stride) if left is not None else (0, 0)
+    return PaddingStage(block, interior, lanes)
+
+
+def _left_padding(pad):
+    """Columns of padding before the input in the padding block ``pad`` (None when its index is not ``x - left``)."""
+    column = pad.iter_vars[-1].var
+    coefficients = detect_linear_equation(pad.reads[0].region[-1].min, [column])
+    if len(coefficients) != 2 or not all(hasattr(c, "value") for c in coefficients) or coefficients[0].value != 1:
+        return None
+    return -int(coefficients[1].value)
+
+
+def _binds_index_to(sch, block, index, loop):
+    """Whether the iterator ``index`` of ``block`` is bound to the variable of ``loop`` itself."""
+    realize = _block_realize(sch.mod["main"].body, sch.get(block))
+    return realize is not None and realize.iter_values[index].same_as(sch.get(loop).loop_var)
+
+
+def _block_realize(stmt, block):
+    """The ``SBlockRealize`` of ``block`` under ``stmt``, or None."""
+    if isinstance(stmt, s_tir.SBlockRealize):
+        return stmt if stmt.block.same_as(block) else _block_realize(stmt.block.body, block)
+    if hasattr(stmt, "seq"):
+        children = list(stmt.seq)
+    else:
+        children = [getattr(stmt, name, None) for name in ("body", "then_case", "else_case")]
+    for child in children:
+        found = _block_realize(child, block) if child is not None else None
+        if found is not None:
+            return found
+    return None
