@@ -6,10 +6,9 @@ output row: a register tile of ``yt`` rows x ``xt`` columns of one channel accum
 each a broadcast weight times a row of inputs. No weight packing is needed: the weight is
 read one scalar at a time. With a column stride ``s`` > 1 a row of inputs would be a strided
 gather; the padded input is then stored with its columns split by residue
-(``[.., x % s, x // s]``), which makes every tap's row of inputs contiguous again (the padding
-loop runs in that layout's order: 3x faster than per-element index arithmetic on MobileNetV2's
-stride-2 layers). Bias, folded
-BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
+(``[.., x % s, x // s]``, :mod:`schedules.dense.padding`), which makes every tap's row of inputs
+contiguous again. Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is
+written out.
 """
 
 from ..target_info import vector_lanes
