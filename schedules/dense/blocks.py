@@ -6,9 +6,7 @@ intermediate buffer, then element-wise epilogue blocks (bias, folded BatchNorm, 
 ReLU/ReLU6) of which the last writes the output. :func:`schedule_register_tile` turns that into
 one parallel loop over output tiles; per tile, the accumulator tile lives in vector registers for
 the whole reduction and the epilogue is applied when the tile is written out. A padding stage runs
-in the same parallel launch, before the tiles, with a barrier between the two: the kernel wakes the
-thread pool once. At 2 threads that saved 0.5-0.7 us on most of MobileNetV2's depthwise layers
-(4-5 us each on its last stage) and 2.4 us on a stride-2 one.
+in the same parallel launch (:mod:`schedules.dense.padding`): the kernel wakes the thread pool once.
 """
 
 import math
@@ -115,13 +113,15 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
         Order of the output axes in the accumulator tile; its last axis is vectorized. The tile
         is written out vectorized along the output's last (contiguous) axis.
     padding : schedules.dense.padding.PaddingStage, optional
-        The padding stage, filled in parallel over images and channels in the same parallel launch
-        as the tiles (:func:`share_parallel_launch`).
+        The padding stage: filled in parallel over images and channels in the same parallel launch
+        as the tiles (:func:`share_parallel_launch`), or, when it pads ``per_channel``, one channel
+        at a time right before that channel's tiles (the output axes are then images, channels,
+        and the channel axis is not tiled).
 
     Returns
     -------
     LoopRV
-        The parallel loop over output tiles.
+        The parallel loop.
     """
     cache_accumulator(sch, accumulate)
     blocks = sch.get_child_blocks(get_root_block(sch))
@@ -138,12 +138,18 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
         outer.append(loop_outer)
         inner.append(loop_inner)
     sch.reorder(*outer, *inner)
-    tiles = sch.fuse(*outer)
-    sch.parallel(tiles)
+    per_channel = padding is not None and padding.per_channel
+    if per_channel:
+        # images x channels in parallel; in each, the channel's padding, then its tiles in sequence
+        parallel = sch.fuse(*outer[:2])
+        tiles = sch.fuse(*outer[2:])
+    else:
+        parallel = tiles = sch.fuse(*outer)
+    sch.parallel(parallel)
     sch.vectorize(inner[-1])
 
     sch.compute_at(accumulate, tiles, preserve_unit_loops=True)
-    loops = sch.get_loops(accumulate)[1:]
+    loops = sch.get_loops(accumulate)[2 if per_channel else 1 :]
     iter_vars = sch.get(accumulate).iter_vars
     spatial = [loops[i] for i, var in enumerate(iter_vars) if int(var.iter_type) == SPATIAL]
     reduction = [loops[i] for i, var in enumerate(iter_vars) if int(var.iter_type) != SPATIAL]
@@ -153,9 +159,11 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
         sch.unroll(loop)
     sch.vectorize(ordered[-1])
     sch.decompose_reduction(accumulate, reduction[0])
-    if padding is not None:
+    if per_channel:
+        padding.schedule_per_channel(sch, parallel)
+    elif padding is not None:
         padding.schedule_in_launch(sch, tiles)
-    return tiles
+    return parallel
 
 
 def epilogue_end(sch, blocks, position):

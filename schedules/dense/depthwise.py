@@ -12,7 +12,7 @@ written out.
 """
 
 from ..target_info import vector_lanes
-from .blocks import RegisterTileRule, column_stride, extents, schedule_register_tile
+from .blocks import SPATIAL, RegisterTileRule, column_stride, extents, schedule_register_tile
 from .padding import schedule_padding
 from .tiling import accumulator_budget, largest_divisor, sample_divisor
 
@@ -51,8 +51,22 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
-        padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block))
+        padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block),
+                                   per_channel=reads_own_channel(sch, block))
         schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding)
+
+
+def reads_own_channel(sch, block):
+    """Whether each output channel of ``block`` reads its own input channel and no other.
+
+    True for a depthwise convolution with one filter per channel and for pooling, whose padding
+    can then be filled channel by channel (:attr:`schedules.dense.padding.PaddingStage.per_channel`);
+    a grouped convolution reads the channels of its group.
+    """
+    conv = sch.get(block)
+    reductions = [var for var in conv.iter_vars if int(var.iter_type) != SPATIAL]
+    same_channels = extents(conv.reads[0].source)[1] == extents(conv.writes[0].source)[1]
+    return same_channels and all(int(var.dom.extent) == 1 for var in reductions[:-2])
 
 
 class MaxPool2dNCHW(DepthwiseConv2dNCHW):

@@ -2,9 +2,11 @@
 
 ``LegalizeOps`` pads a convolution's or a pooling's input in a block of its own (``pad_temp`` or
 ``pad``), one element at a time under a bounds test. When the kernel keeps that copy (it pads
-something), the copy runs in the kernel's parallel launch before the tiles
-(:func:`schedules.dense.blocks.share_parallel_launch`), and its innermost loop is cut into the
-border, where the test stays, and the interior, which copies without a test in vector-wide pieces.
+something), the copy runs in the kernel's parallel launch: all of it before the tiles
+(:func:`schedules.dense.blocks.share_parallel_launch`), or, for a depthwise convolution or a
+pooling, one channel at a time right before the channel's tiles. Its innermost loop is cut into
+the border, where the test stays, and the interior, which copies without a test in vector-wide
+pieces.
 With a column stride ``s`` > 1 the copy stores its columns split by residue (``[.., x % s, x // s]``)
 so that the kernel's taps read contiguous rows; its loads are then strided, which the interior's
 vectors still gather faster than the element loop with its tests.
@@ -33,15 +35,31 @@ class PaddingStage:
         which every element is a copy of the input.
     lanes : int
         Vector lanes of the target: the size of the interior's pieces.
+    per_channel : bool
+        Whether each channel is padded right before its own tiles, in the same iteration of the
+        parallel loop (a depthwise convolution or a pooling: an output channel reads one input
+        channel), instead of all channels before all tiles: the channel's padded copy is then still
+        in the cache when its tiles read it.
     """
 
     block: object
     interior: tuple
     lanes: int
 
+    per_channel: bool = False
+
+    def schedule_per_channel(self, sch, channels):
+        """Fill a channel's padding at the start of its iteration of the parallel loop ``channels``."""
+        sch.compute_at(self.block, channels, preserve_unit_loops=True)
+        self.vectorize_interior(sch)
+
     def schedule_in_launch(self, sch, tiles):
         """Fill the stage in the parallel launch of the loop ``tiles``, its interior with vector stores."""
         share_parallel_launch(sch, self.block, tiles)
+        self.vectorize_interior(sch)
+
+    def vectorize_interior(self, sch):
+        """Cut the stage's innermost loop into its borders and vector-wide pieces of its interior."""
         column = sch.get_loops(self.block)[-1]
         if not _binds_index_to(sch, self.block, len(sch.get(self.block).iter_vars) - 1, column):
             return  # the loop is offset from the index: the interior is not known in its terms
@@ -59,7 +77,7 @@ class PaddingStage:
             sch.vectorize(loop)
 
 
-def schedule_padding(sch, lanes, column_stride=1):
+def schedule_padding(sch, lanes, column_stride=1, per_channel=False):
     """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else prepare it as a stage.
 
     Parameters
@@ -67,6 +85,8 @@ def schedule_padding(sch, lanes, column_stride=1):
     sch : tvm.s_tir.Schedule
     lanes : int
         Vector lanes of the target.
+    per_channel : bool
+        Pad each channel right before its tiles (:attr:`PaddingStage.per_channel`).
     column_stride : int
         The kernel's column stride. Above 1, and when it divides the padded width, the padded buffer
         stores its columns split by residue, and the padding loops run in that order, so that the
@@ -96,7 +116,7 @@ def schedule_padding(sch, lanes, column_stride=1):
     # a split index h holds the padded columns s*h .. s*h + s - 1: all copies when they lie in
     # [left, left + width)
     interior = (-(-left // stride), (left + width) // stride) if left is not None else (0, 0)
-    return PaddingStage(block, interior, lanes)
+    return PaddingStage(block, interior, lanes, per_channel)
 
 
 def _left_padding(pad):

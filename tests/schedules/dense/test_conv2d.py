@@ -127,13 +127,16 @@ def test_aarch64_neon_build():
         (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, 8 channels
         (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise
         (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
+        (16, 32, 8, 8, 3, 1, 1, 1, 4, True, False, "relu"),  # grouped: a channel's tiles read 4 padded channels
     ],
     ids=_case_id,
 )
 def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
-    """A padded kernel fills its padding and its tiles in one parallel launch, a barrier between them.
+    """A padded kernel fills its padding and its tiles in one parallel launch.
 
-    The kernel runs at 1, 2 and 3 threads in a fresh process, each time right after a run on other
+    A depthwise convolution pads each channel right before its tiles, in the same parallel
+    iteration; other kernels pad all channels first, a barrier between padding and tiles. The
+    kernel runs at 1, 2 and 3 threads in a fresh process, each time right after a run on other
     inputs: without the barrier a thread would read channels another thread has not padded yet,
     and find the earlier run's values there.
     """
@@ -147,8 +150,12 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     mod = conv2d_module(x.shape, weight, stride, padding, dilation, groups, bias, epilogue, None)
     (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
     script = conv.script()
-    assert script.count("T.parallel(") == 2
-    assert '"pragma_parallel_launch_point": 1' in script and '"pragma_parallel_barrier_when_finish": 1' in script
+    if groups == c == k:
+        assert script.count("T.parallel(") == 1
+        assert script.index("T.parallel(") < script.index('T.sblock("pad_temp')
+    else:
+        assert script.count("T.parallel(") == 2
+        assert '"pragma_parallel_launch_point": 1' in script and '"pragma_parallel_barrier_when_finish": 1' in script
 
     if groups == 1:
         weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
