@@ -48,3 +48,32 @@ def test_a_mapped_plan_replaces_the_one_shot_plan_at_its_global_compression():
     assert global_compression(mapped) >= 0.99 * global_compression(one_shot)
     for name in plan:  # the unstructured twin keeps each layer's rate
         assert torch.count_nonzero(unstructured.get_parameter(name)) == torch.count_nonzero(mapped.get_parameter(name))
+
+
+def test_the_model_compiled_with_its_tuning_logs_is_timed_and_checked(tmp_path):
+    """``bench model --tuning-logs ROOT`` finds the folder ``tvm-sparse tune --prune magnitude`` writes,
+    and times the model compiled with it next to the untuned one (checked against PyTorch)."""
+    import copy
+
+    import tvm_sparse
+    from tvm_sparse.bench.pruned_model import AGREEMENT, run_benchmark
+    from tvm_sparse.pruning.one_shot import magnitude_prune, one_shot_label
+    from tvm_sparse.target import target_slug
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(32, 32, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
+    pruned = copy.deepcopy(model)
+    plan = magnitude_prune(pruned, compression=8)
+    target = "llvm"
+    log_dir = tmp_path / one_shot_label("tiny", 8) / target_slug(target)
+    tvm_sparse.tune(*tvm_sparse.from_torch(pruned, torch.randn(1, 3, 16, 16)), target, log_dir=log_dir, trials=0,
+                    sparse_trials=2, plan=plan)
+    (prepared,), (timing,) = run_benchmark(["tiny"], 8, [1], 1, target, models={"tiny": model}, size=16,
+                                           tuning_root=str(tmp_path))
+    assert "tvm_sparse tuned" in prepared.compile_seconds
+    assert timing.median_ms["tvm_sparse tuned"] > 0
+    assert timing.max_rel_err["tvm_sparse tuned"] <= AGREEMENT
+    (_, (untuned,)) = run_benchmark(["tiny"], 8, [1], 1, target, models={"tiny": model}, size=16,
+                                    tuning_root=str(tmp_path / "elsewhere"))
+    assert "tvm_sparse tuned" not in untuned.median_ms

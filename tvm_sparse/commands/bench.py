@@ -196,6 +196,10 @@ def _register_model(benchmarks):
     add_timing_arguments(parser)
     parser.add_argument("--target", default=None,
                         help="target string (default: this CPU, llvm -mcpu=<host cpu>)")
+    parser.add_argument("--tuning-logs", metavar="ROOT", default=None,
+                        help="also time the pruned model compiled with its logs "
+                             "ROOT/<model>-pruned<N>x[-<scheme><block>]/<target>/ (from tvm-sparse tune MODEL --prune "
+                             "magnitude with the same options), where they exist")
     add_result_file_arguments(parser)
     parser.set_defaults(func=run_model)
 
@@ -208,7 +212,7 @@ def run_model(args):
     from tvm.target import codegen
 
     from tvm_sparse.bench import plots
-    from tvm_sparse.bench.pruned_model import AGREEMENT, RUNTIMES, TARGETS, run_benchmark
+    from tvm_sparse.bench.pruned_model import AGREEMENT, RUNTIMES, run_benchmark, targets_of
     from tvm_sparse.commands.pruning_options import block_text
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
@@ -217,7 +221,7 @@ def run_model(args):
     with console.status(f"pruning and compiling {', '.join(models)} for {target}, then timing"):
         prepared, timings = run_benchmark(models, args.compression, args.threads, args.rounds, target,
                                           scheme_3x3=args.scheme_3x3, block=args.block, size=args.input_size,
-                                          mapping=args.mapping)
+                                          mapping=args.mapping, tuning_root=args.tuning_logs)
     for p in prepared:
         plan = (f"mapped by {args.mapping} at the global compression of 3x3 layers {args.scheme_3x3} at "
                 f"{args.compression:g}x" if args.mapping else
@@ -226,15 +230,19 @@ def run_model(args):
                       f"{p.routed} of {p.layers} layers routed to sparse kernels; compile "
                       + ", ".join(f"{runtime} {s:.0f} s" for runtime, s in p.compile_seconds.items()))
     present = [r for r in RUNTIMES if any(r in t.median_ms for t in timings)]
+    compared = [r for r in ("onnxruntime", "deepsparse") if r in present]
     table = Table(title=f"Batch-1 latency (ms), median of {args.rounds} interleaved rounds; target {target}")
-    for column in ("model", "threads", *present, *(f"vs {r} (target)" for r in TARGETS if r in present),
+    for column in ("model", "threads", *present, *(f"vs {r} (target)" for r in compared),
+                   *(["tuned vs onnxruntime"] if "tvm_sparse tuned" in present else []),
                    "vs tvm_sparse dense", "ideal (FLOPs)", "of ideal"):
         table.add_column(column, justify="left" if column == "model" else "right")
     by_model = {p.model: p for p in prepared}
     speedups = []
     for t in timings:
         ms = t.median_ms
-        ratios = [f"{ms[r] / ms['tvm_sparse']:.2f}x (>= {goal:g}x)" for r, goal in TARGETS.items() if r in present]
+        ratios = [f"{ms[r] / ms['tvm_sparse']:.2f}x (>= {targets_of(t.model)[r]:g}x)" for r in compared]
+        if "tvm_sparse tuned" in present:
+            ratios.append(f"{ms['onnxruntime'] / ms['tvm_sparse tuned']:.2f}x" if "tvm_sparse tuned" in ms else "-")
         speedup, fraction = by_model[t.model].speedup_reached(t)
         speedups.append({"model": t.model, "threads": t.threads, "speedup": speedup,
                          "ideal_speedup": by_model[t.model].ideal_speedup, "fraction_of_ideal": fraction})

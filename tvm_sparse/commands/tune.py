@@ -53,9 +53,9 @@ def default_log_dir(args, target):
 
     model = model_label(args.model)
     if args.prune == "magnitude":
-        model += f"-pruned{args.compression:g}x"
-        if args.scheme_3x3 != "pattern":
-            model += f"-{args.scheme_3x3}{block_text(args.block)}"
+        from tvm_sparse.pruning.one_shot import one_shot_label  # noqa: PLC0415 - torch only when pruning
+
+        model = one_shot_label(model, args.compression, args.scheme_3x3, args.block)
     return os.path.join(DEFAULT_ROOT, model, target_slug(target))
 
 

@@ -63,6 +63,13 @@ def one_shot_config(model, compression=8.0, block=(8, 4), block_sparsity=0.75, m
     return config
 
 
+def one_shot_label(model, compression, scheme_3x3="pattern", block=(8, 4)):
+    """``<model>-pruned<N>x[-<scheme><BK>x<BC>]``: a model pruned by :func:`magnitude_prune` with these
+    options, as its tuning log folder is named (pattern 3x3 layers: no suffix)."""
+    label = f"{model}-pruned{compression:g}x"
+    return label if scheme_3x3 == "pattern" else f"{label}-{scheme_3x3}{block[0]}x{block[1]}"
+
+
 def magnitude_prune(model, **options):
     """Prune ``model`` in place by weight magnitude; returns the plan ``{tensor_fqn: scheme}``.
 
