@@ -23,6 +23,10 @@ from .blocks import extents, find_block, share_parallel_launch
 PADDING_BLOCKS = ("pad_temp", "pad")
 
 
+#: Most vector pieces an interior is cut into: wider rows get pieces of several vectors each.
+MAX_INTERIOR_PIECES = 8
+
+
 @dataclass(frozen=True)
 class PaddingStage:
     """A padding block kept as a stage of the kernel, and where its innermost loop needs no bounds test.
@@ -67,8 +71,10 @@ class PaddingStage:
         start, stop = max(0, self.interior[0]), min(extent, self.interior[1])
         if stop <= start:
             return
-        vectors, remainder = divmod(stop - start, self.lanes)
-        pieces = [start] + [self.lanes] * vectors + [remainder, extent - stop]
+        # pieces of whole vectors (a loop cannot be split once partitioned: its range no longer starts at 0)
+        piece = self.lanes * -(-(stop - start) // (self.lanes * MAX_INTERIOR_PIECES))
+        whole, remainder = divmod(stop - start, piece)
+        pieces = [start] + [piece] * whole + [remainder, extent - stop]
         parts = [size for size in pieces if size > 0]
         loops = sch.loop_partition(column, parts[:-1] + [None]) if len(parts) > 1 else [column]
         first = 1 if start > 0 else 0
