@@ -127,6 +127,7 @@ def test_aarch64_neon_build():
         (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, 8 channels
         (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise
         (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
+        (8, 8, 36, 36, 5, 2, 2, 1, 8, True, False, None),  # 5x5 depthwise, stride 2: vector-copied interior
         (16, 32, 8, 8, 3, 1, 1, 1, 4, True, False, "relu"),  # grouped: a channel's tiles read 4 padded channels
     ],
     ids=_case_id,
