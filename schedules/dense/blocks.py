@@ -80,13 +80,23 @@ def extents(buffer):
     return [int(dim) for dim in buffer.shape]
 
 
+def column_read_index(block):
+    """``(a, b)``: the column index of ``block``'s first read is ``a * x + b`` in its column iterator ``x``.
+
+    The column is axis 3 of the read and iterator 3 of the block (NCHW). Each coefficient is None
+    when it is not a constant; the result is None when the index is not linear in ``x``.
+    """
+    coefficients = detect_linear_equation(block.reads[0].region[3].min, [block.iter_vars[3].var])
+    if len(coefficients) != 2:
+        return None
+    return tuple(int(c.value) if hasattr(c, "value") else None for c in coefficients)
+
+
 def column_stride(sch, conv):
     """The column stride of a convolution block: the coefficient of its output column iterator in
     the column index of its input (1 when the index is not linear in it)."""
-    block = sch.get(conv)
-    column = block.iter_vars[3].var
-    coefficients = detect_linear_equation(block.reads[0].region[3].min, [column])
-    return int(coefficients[0]) if len(coefficients) == 2 and hasattr(coefficients[0], "value") else 1
+    index = column_read_index(sch.get(conv))
+    return index[0] if index is not None and index[0] is not None else 1
 
 
 def cache_accumulator(sch, accumulate):

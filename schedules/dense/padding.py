@@ -15,9 +15,8 @@ vectors still gather faster than the element loop with its tests.
 from dataclasses import dataclass
 
 from tvm import s_tir
-from tvm.sym.pattern import detect_linear_equation
 
-from .blocks import extents, find_block, share_parallel_launch
+from .blocks import column_read_index, extents, find_block, share_parallel_launch
 
 #: Names of the padding blocks that ``LegalizeOps`` gives convolutions (``pad_temp``) and pooling (``pad``).
 PADDING_BLOCKS = ("pad_temp", "pad")
@@ -49,7 +48,6 @@ class PaddingStage:
     block: object
     interior: tuple
     lanes: int
-
     per_channel: bool = False
 
     def schedule_per_channel(self, sch, channels):
@@ -127,11 +125,10 @@ def schedule_padding(sch, lanes, column_stride=1, per_channel=False):
 
 def _left_padding(pad):
     """Columns of padding before the input in the padding block ``pad`` (None when its index is not ``x - left``)."""
-    column = pad.iter_vars[-1].var
-    coefficients = detect_linear_equation(pad.reads[0].region[-1].min, [column])
-    if len(coefficients) != 2 or not all(hasattr(c, "value") for c in coefficients) or coefficients[0].value != 1:
+    index = column_read_index(pad)
+    if index is None or index[0] != 1 or index[1] is None:
         return None
-    return -int(coefficients[1].value)
+    return -index[1]
 
 
 def _binds_index_to(sch, block, index, loop):

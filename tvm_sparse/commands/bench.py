@@ -212,7 +212,7 @@ def run_model(args):
     from tvm.target import codegen
 
     from tvm_sparse.bench import plots
-    from tvm_sparse.bench.pruned_model import AGREEMENT, RUNTIMES, run_benchmark, targets_of
+    from tvm_sparse.bench.pruned_model import AGREEMENT, RUNTIMES, TARGETS, run_benchmark, targets_of
     from tvm_sparse.commands.pruning_options import block_text
 
     target = args.target or f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
@@ -230,7 +230,7 @@ def run_model(args):
                       f"{p.routed} of {p.layers} layers routed to sparse kernels; compile "
                       + ", ".join(f"{runtime} {s:.0f} s" for runtime, s in p.compile_seconds.items()))
     present = [r for r in RUNTIMES if any(r in t.median_ms for t in timings)]
-    compared = [r for r in ("onnxruntime", "deepsparse") if r in present]
+    compared = [r for r in TARGETS["default"] if r in present]
     table = Table(title=f"Batch-1 latency (ms), median of {args.rounds} interleaved rounds; target {target}")
     for column in ("model", "threads", *present, *(f"vs {r} (target)" for r in compared),
                    *(["tuned vs onnxruntime"] if "tvm_sparse tuned" in present else []),
