@@ -109,7 +109,7 @@ def cache_accumulator(sch, accumulate):
         sch.cache_write(accumulate, 0, "global")
 
 
-def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=None):
+def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=None, unrolled_reductions=0):
     """Tile the output, keep the accumulator tile in registers and fuse the epilogue.
 
     Parameters
@@ -127,6 +127,9 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
         as the tiles (:func:`share_parallel_launch`), or, when it pads ``per_channel``, one channel
         at a time right before that channel's tiles (the output axes are then images, channels,
         and the channel axis is not tiled).
+    unrolled_reductions : int
+        How many of the innermost reduction loops are unrolled (a depthwise kernel's window: the
+        taps then share the input rows they load, and the accumulators stay in registers).
 
     Returns
     -------
@@ -168,6 +171,8 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     for loop in ordered[:-1]:
         sch.unroll(loop)
     sch.vectorize(ordered[-1])
+    for loop in reduction[len(reduction) - unrolled_reductions :]:
+        sch.unroll(loop)
     sch.decompose_reduction(accumulate, reduction[0])
     if per_channel:
         padding.schedule_per_channel(sch, parallel)
@@ -194,10 +199,14 @@ def epilogue_end(sch, blocks, position):
 
 
 def parallelize_block(sch, block, lanes):
-    """Run the leading data-parallel loops of a root ``block`` in parallel, vectorized when it is data-parallel throughout.
+    """Run the leading data-parallel loops of a root ``block`` in parallel, with vector-wide inner steps.
 
-    Blocks of fewer than :data:`MIN_PARALLEL_WORK` loop iterations stay on one thread; a block whose
-    loops do not match its iterators (already transformed) is left as it is.
+    A block that is data-parallel throughout keeps its trailing loops (the contiguous rows of the
+    map) as vector steps under the parallel loop, so that a per-channel operand (a squeeze-excite
+    scale) stays a scalar broadcast; a reduction over the trailing loops (a mean) sums into vector
+    partial sums (:func:`vectorize_reduction`). Blocks of fewer than :data:`MIN_PARALLEL_WORK`
+    loop iterations stay on one thread; a block whose loops do not match its iterators (already
+    transformed) is left as it is.
     """
     loops = sch.get_loops(block)
     iter_vars = sch.get(block).iter_vars
@@ -209,11 +218,56 @@ def parallelize_block(sch, block, lanes):
         leading += 1
     if leading == 0 or math.prod(extents_) < MIN_PARALLEL_WORK:
         return
-    fused = sch.fuse(*loops[:leading])
-    if leading == len(loops) and math.prod(extents_) % lanes == 0:
-        fused, vector = sch.split(fused, [None, lanes])
+    if leading < len(loops):
+        sch.parallel(sch.fuse(*loops[:leading]))
+        vectorize_reduction(sch, block, loops[leading:], lanes)
+        return
+    rows = vector_rows(extents_, lanes)
+    if rows == len(loops):
+        fused, vector = sch.split(sch.fuse(*loops), [None, lanes])
         sch.vectorize(vector)
-    sch.parallel(fused)
+        sch.parallel(fused)
+        return
+    sch.parallel(sch.fuse(*loops[: len(loops) - rows]))
+    inner = sch.fuse(*loops[len(loops) - rows :])
+    if math.prod(extents_[len(loops) - rows :]) % lanes == 0:
+        inner = sch.split(inner, [None, lanes])[1]
+    sch.vectorize(inner)
+
+
+def vector_rows(extents_, lanes):
+    """How many trailing loops of a data-parallel block form its vector steps.
+
+    The fewest trailing loops whose extents multiply to a multiple of ``lanes`` (split into
+    vectors) and leave more than one iteration to run in parallel, or else the last loop alone
+    when it is at most four vectors long (one vector step with a partial last vector); all loops
+    when neither applies.
+    """
+    for rows in range(1, len(extents_)):
+        if math.prod(extents_[-rows:]) % lanes == 0 and math.prod(extents_[:-rows]) > 1:
+            return rows
+    return 1 if extents_[-1] <= 4 * lanes and len(extents_) > 1 else len(extents_)
+
+
+def vectorize_reduction(sch, block, reductions, lanes):
+    """Sum the trailing reduction loops of ``block`` into vector-wide partial sums (``rfactor``).
+
+    A sum over a map row by row is a chain of dependent adds; partial sums as wide as the largest
+    power of two (up to ``lanes``) that divides the reduced extent break the chain into
+    independent vector adds, then one short sum adds the partial sums. Reductions other than a
+    plain sum, and extents with no such divisor above 1, are left as they are.
+    """
+    extent = math.prod(int(sch.get(loop).extent) for loop in reductions)
+    width = next((w for w in (lanes, lanes // 2, lanes // 4) if w > 1 and extent % w == 0), None)
+    if width is None:
+        return
+    fused = sch.fuse(*reductions)
+    vector = sch.split(fused, [None, width])[1]
+    try:
+        partial = sch.rfactor(vector, factor_axis=len(sch.get(block).iter_vars) - len(reductions))
+    except s_tir.ScheduleError:
+        return
+    sch.vectorize(sch.get_loops(partial)[-1])
 
 
 def unscheduled_root_blocks(sch):

@@ -29,7 +29,7 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
     Parameters
     ----------
     max_tile_rows : int
-        Largest number of output rows in a register tile.
+        Largest number of output rows in a register tile for a window of three rows or fewer.
     """
 
     block_name = GROUP_CONV_BLOCK
@@ -37,23 +37,37 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
     def __init__(self, max_tile_rows=4):
         self.max_tile_rows = max_tile_rows
 
-    def default_tile(self, target, height, width):
-        """Rows and columns of the untuned register tile: two vectors wide, rows as registers allow."""
+    def default_tile(self, target, height, width, window_rows=3):
+        """Rows and columns of the untuned register tile: two vectors wide, rows as registers allow.
+
+        The taps of the window are unrolled, so a tile of ``yt`` rows loads ``yt + window_rows - 1``
+        input rows once each; a window taller than three rows gets at least ``2 (window_rows - 1)``
+        rows, so that the window's overlap is at most a third of the rows loaded.
+        """
         lanes = vector_lanes(target)
         xt = largest_divisor(width, 2 * lanes)
         vectors_per_row = -(-xt // lanes)
-        rows = min(self.max_tile_rows, max(1, accumulator_budget(target) // vectors_per_row))
+        wanted = max(self.max_tile_rows, 2 * (window_rows - 1)) if window_rows > 3 else self.max_tile_rows
+        rows = min(wanted, max(1, accumulator_budget(target) // vectors_per_row))
         return largest_divisor(height, rows), xt
 
     def schedule_block(self, sch, block, target, tunable):
         _, _, height, width = extents(sch.get(block).writes[0].source)
-        yt, xt = self.default_tile(target, height, width)
+        window_rows = window(sch, block)[0]
+        yt, xt = self.default_tile(target, height, width, window_rows)
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
         padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block),
                                    per_channel=reads_own_channel(sch, block))
-        schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding)
+        schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding,
+                               unrolled_reductions=2)
+
+
+def window(sch, block):
+    """Rows and columns of the kernel window of a convolution or pooling block (its last two reductions)."""
+    reductions = [var for var in sch.get(block).iter_vars if int(var.iter_type) != SPATIAL]
+    return [int(var.dom.extent) for var in reductions[-2:]]
 
 
 def reads_own_channel(sch, block):

@@ -9,6 +9,7 @@ compares the compiled result with ``torch.nn.functional.conv2d``.
 import numpy as np
 import pytest
 import tvm
+from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
 from schedules.target_info import vector_lanes
@@ -40,6 +41,8 @@ CASES = [
     (8, 8, 36, 36, 5, 2, 2, 1, 8, True, False, None),  # 5x5 depthwise, stride 2 (MobileNetV3)
     (16, 16, 23, 23, 5, 2, 2, 1, 16, False, False, "relu"),  # 5x5 depthwise, stride 2, odd width (no split)
     (8, 8, 40, 40, 3, 1, 1, 1, 8, True, True, None),  # depthwise, stride 1, two vectors and a rest per row
+    (16, 16, 28, 20, 5, 1, 2, 1, 16, True, True, "relu"),  # 5x5 depthwise, stride 1: a tile of 7 rows
+    (8, 8, 14, 21, 7, 1, 3, 1, 8, False, False, None),  # 7x7 depthwise: 49 unrolled taps
     (16, 32, 8, 8, 3, 1, 1, 1, 4, True, True, "relu"),  # grouped, 4 groups, with residual
     (7, 13, 5, 6, 2, 1, 0, 1, 1, False, False, None),  # nothing divides anything, no epilogue
 ]
@@ -178,6 +181,22 @@ def test_padding_interior_is_copied_in_vectors(case):
     padding_loops = [line for line, block in zip(lines, lines[1:]) if 'T.sblock("pad_temp_' in block]
     assert any("T.vectorized(" in line for line in padding_loops)
     assert any("T.vectorized(" not in line for line in padding_loops)  # the borders keep their test
+
+
+@pytest.mark.parametrize("kernel, tile_rows", [(3, 4), (5, 7), (7, 7)])
+def test_depthwise_window_is_unrolled_and_tall_windows_get_tall_tiles(kernel, tile_rows):
+    """A depthwise tile runs its window's taps unrolled (the taps share the input rows they load);
+    a window taller than three rows gets a tile of at least twice its overlap in rows."""
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
+    weight = np.ones((16, 1, kernel, kernel), "float32")
+    mod = conv2d_module((1, 16, 28, 28), weight, 1, kernel // 2, 1, 16, None, None, None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    sch = s_tir.Schedule(conv)
+    loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("group_conv2d_nchw_update"))]
+    # ..., window rows, window columns, then the tile: images, channels, rows, columns (vectorized)
+    window, rows = loops[-6:-4], loops[-2]
+    assert [(int(loop.extent), loop.kind) for loop in window] == [(kernel, tvm.tirx.ForKind.UNROLLED)] * 2
+    assert int(rows.extent) == tile_rows
 
 
 @pytest.mark.parametrize("channels, filters, on_stack", [(24, 144, True), (576, 96, False)])

@@ -1,12 +1,21 @@
-"""Pooling, means and stand-alone element-wise functions: the fallback schedule runs them in parallel."""
+"""Pooling, means and stand-alone element-wise functions: the fallback schedule runs them in parallel.
+
+Means sum into vector-wide partial sums; an element-wise block keeps its map rows as vector steps
+under the parallel loop, so a per-channel operand is a broadcast scalar.
+"""
 
 import numpy as np
+import pytest
 import torch
-from tvm import relax
+from tvm import relax, s_tir
+from tvm.tirx import ForKind
+from tvm.s_tir.dlight.analysis import get_root_block
 
 from schedules.dense.fallback import ParallelFallback
+from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.dense.harness import host_target, primfuncs, run, scheduled_module
+from tests.schedules.threaded_run import outputs_at_thread_counts
 
 
 def _pool_module(shape):
@@ -40,3 +49,83 @@ def test_fallback_leaves_scheduled_functions_alone():
     funcs = primfuncs(scheduled_module(_pool_module((1, 64, 32, 32)), target))
     for func in funcs.values():
         assert ParallelFallback().apply(func, target, False) is None
+
+
+def _single_op_module(op, *shapes):
+    """A Relax module applying ``op`` to one input per shape."""
+    bb = relax.BlockBuilder()
+    inputs = [relax.Var(f"x{i}", relax.TensorType(shape, "float32")) for i, shape in enumerate(shapes)]
+    with bb.function("main", inputs):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(op(*inputs)))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _only_primfunc(scheduled):
+    (func,) = primfuncs(scheduled).values()
+    return func
+
+
+def _loop_kinds(func):
+    """``{block name: [(loop kind, extent), ...]}`` of the root blocks of the scheduled ``func``."""
+    sch = s_tir.Schedule(func)
+    return {sch.get(block).name_hint: [(sch.get(loop).kind, int(sch.get(loop).extent))
+                                       for loop in sch.get_loops(block)]
+            for block in sch.get_child_blocks(get_root_block(sch))}
+
+
+# (channels, height, width, width of the vector partial sums on AVX-512 / None: a sum in sequence)
+MEAN_CASES = [(120, 28, 28, 16), (672, 14, 14, 4), (960, 7, 7, None), (400, 10, 6, 4), (128, 9, 18, None)]
+
+
+@pytest.mark.parametrize("case", MEAN_CASES, ids=lambda c: f"C{c[0]}-{c[1]}x{c[2]}")
+def test_mean_sums_vector_partial_sums_and_matches_numpy(case):
+    channels, height, width, partial_width = case
+    x = np.random.default_rng(1).standard_normal((1, channels, height, width)).astype("float32")
+    target = host_target()
+    scheduled = scheduled_module(_single_op_module(lambda v: relax.op.mean(v, axis=[2, 3], keepdims=True), x.shape),
+                                 target)
+    loops = _loop_kinds(_only_primfunc(scheduled))
+    partial = [name for name in loops if name.endswith("_rf")]
+    if partial_width is None:
+        assert not partial
+    elif vector_lanes(target) == 16:
+        (name,) = partial
+        assert loops[name][0] == (ForKind.PARALLEL, channels)
+        assert loops[name][-1] == (ForKind.VECTORIZED, partial_width)
+    expected = x.astype("float64").mean((2, 3), keepdims=True)
+    assert relative_error(run(scheduled, target, x), expected) <= 1e-6
+
+
+# (channels, height, width, extent of the parallel loop on AVX-512): the vector steps stay in one channel
+SCALE_CASES = [(120, 28, 28, 120), (672, 14, 14, 672 * 14), (960, 7, 7, 960 * 7), (3, 224, 224, 3 * 224), (5, 3, 3, None)]
+
+
+@pytest.mark.parametrize("case", SCALE_CASES, ids=lambda c: f"C{c[0]}-{c[1]}x{c[2]}")
+def test_per_channel_scale_runs_rows_in_parallel_and_matches_numpy(case):
+    channels, height, width, parallel_extent = case
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, channels, height, width)).astype("float32")
+    scale = rng.standard_normal((1, channels, 1, 1)).astype("float32")
+    target = host_target()
+    scheduled = scheduled_module(_single_op_module(relax.op.multiply, x.shape, scale.shape), target)
+    (loops,) = _loop_kinds(_only_primfunc(scheduled)).values()
+    if parallel_extent is None:  # too little work to wake the threads
+        assert all(kind == ForKind.SERIAL for kind, _ in loops)
+    elif vector_lanes(target) == 16:
+        assert loops[0] == (ForKind.PARALLEL, parallel_extent)
+        assert loops[-1][0] == ForKind.VECTORIZED
+    np.testing.assert_array_equal(run(scheduled, target, x, scale), x * scale)
+
+
+def test_mean_matches_numpy_at_any_thread_count(tmp_path):
+    x = np.random.default_rng(3).standard_normal((1, 72, 28, 28)).astype("float32")
+    target = host_target()
+    scheduled = scheduled_module(_single_op_module(lambda v: relax.op.mean(v, axis=[2, 3], keepdims=True), x.shape),
+                                 target)
+    expected = x.astype("float64").mean((2, 3), keepdims=True)
+    outputs = outputs_at_thread_counts(_only_primfunc(scheduled), target, [x, np.zeros(expected.shape, "float32")],
+                                       tmp_path)
+    for threads, output in outputs.items():
+        assert relative_error(output, expected) <= 1e-6, f"{threads} threads"
