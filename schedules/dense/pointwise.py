@@ -61,21 +61,17 @@ class PointwiseConv2dRows(RegisterTileRule):
         return is_pointwise_rows(sch, block, target)
 
     @staticmethod
-    def default_tile(target, filters, pixels, channels):
-        """Filters and pixels of the untuned register tile: up to two vectors of pixels.
+    def default_tile(target, filters, pixels, channels):  # pylint: disable=unused-argument
+        """Filters and pixels of the untuned register tile: one vector of pixels, several filters.
 
-        An expansion (more filters than input channels, so every output sums few products) keeps
-        its tile small enough for the stack (:func:`schedules.dense.tiling.stack_accumulators`):
-        a larger tile's accumulators are a workspace that each tile allocates, zeroes, stores and
-        reloads, which made MobileNetV2's expansions 10-40% slower at 2 threads; a projection's
-        longer sums pay that back with the larger tile's register reuse.
+        Each input channel adds ``kt`` broadcast weights times the one vector of inputs it loads.
+        ``kt`` is at most half the accumulator budget and keeps the tile within the stack
+        (:func:`schedules.dense.tiling.stack_accumulators`): a larger tile's accumulators are a
+        workspace that each tile allocates, zeroes, stores and reloads, which costs more than the
+        larger tile's reuse saves, for expansions and projections alike (``docs/performance.md``).
         """
-        lanes = vector_lanes(target)
-        xt = 2 * lanes if pixels % (2 * lanes) == 0 else lanes
-        budget = accumulator_budget(target)
-        if filters > channels:
-            budget = min(budget, stack_accumulators(target))
-        return largest_divisor(filters, budget // (xt // lanes)), xt
+        budget = min(accumulator_budget(target) // 2, stack_accumulators(target))
+        return largest_divisor(filters, budget), vector_lanes(target)
 
     def schedule_block(self, sch, block, target, tunable):
         _, filters, height, width = extents(sch.get(block).writes[0].source)

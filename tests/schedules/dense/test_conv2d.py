@@ -199,14 +199,14 @@ def test_depthwise_window_is_unrolled_and_tall_windows_get_tall_tiles(kernel, ti
     assert int(rows.extent) == tile_rows
 
 
-@pytest.mark.parametrize("channels, filters, on_stack", [(24, 144, True), (576, 96, False)])
-def test_pointwise_expansion_tiles_are_stack_buffers(channels, filters, on_stack):
-    """On AVX-512 an expansion's untuned accumulator tile stays under TVM's stack limit (no workspace
-    call per tile); a projection keeps the register file's larger tile."""
+@pytest.mark.parametrize("channels, filters", [(24, 144), (576, 96), (16, 16)])
+def test_pointwise_tiles_are_stack_buffers(channels, filters):
+    """On AVX-512 the untuned accumulator tile of an expansion or a projection stays under TVM's
+    stack limit (no workspace call per tile)."""
     target = tvm.target.Target({"kind": "llvm", "mcpu": "znver5"})
     rng = np.random.default_rng(channels)
     weight = rng.standard_normal((filters, channels, 1, 1)).astype("float32")
     mod = conv2d_module((1, channels, 8, 8), weight, 1, 0, 1, 1, None, "relu6", None)
     (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
     library = tvm.tirx.build(tvm.IRModule({"main": conv.with_attr("global_symbol", "main")}), target=target)
-    assert ("TVMBackendAllocWorkspace" not in library.inspect_source("ll")) == on_stack
+    assert "TVMBackendAllocWorkspace" not in library.inspect_source("ll")
