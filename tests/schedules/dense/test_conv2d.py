@@ -168,6 +168,23 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
 
+@pytest.mark.parametrize("channels, filters, size", [(16, 16, 32), (24, 144, 16), (144, 24, 16)])
+def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, size, tmp_path):
+    """The 1x1 kernel with pixels in the lanes (unpacked weight), at 1, 2 and 3 threads in a fresh process."""
+    rng = np.random.default_rng(channels * filters)
+    weight = rng.standard_normal((filters, channels, 1, 1)).astype("float32")
+    bias = rng.standard_normal(filters).astype("float32")
+    x = rng.standard_normal((1, channels, size, size)).astype("float32")
+    expected = torch_conv2d(x, weight, bias, 1, 0, 1, 1, None, "relu6")
+    target = host_target()
+    mod = conv2d_module(x.shape, weight, 1, 0, 1, 1, bias, "relu6", None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    arrays = [x, weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
+    assert [tuple(int(d) for d in p.shape) for p in conv.params] == [a.shape for a in arrays]  # not packed
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
 @pytest.mark.parametrize("case", [(24, 24, 40, 40, 3, 2, 1, 1, 24, True, False, None),
                                   (8, 8, 40, 40, 3, 1, 1, 1, 8, True, False, None),
                                   (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, None)], ids=_case_id)
