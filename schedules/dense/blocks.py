@@ -254,8 +254,8 @@ def vectorize_reduction(sch, block, reductions, lanes):
 
     A sum over a map row by row is a chain of dependent adds; partial sums as wide as the largest
     power of two (up to ``lanes``) that divides the reduced extent break the chain into
-    independent vector adds, then one short sum adds the partial sums. Reductions other than a
-    plain sum, and extents with no such divisor above 1, are left as they are.
+    independent vector adds, then one short sum adds the partial sums. A reduction that ``rfactor``
+    does not recognise as commutative, or an extent with no such divisor above 1, stays a chain.
     """
     extent = math.prod(int(sch.get(loop).extent) for loop in reductions)
     width = next((w for w in (lanes, lanes // 2, lanes // 4) if w > 1 and extent % w == 0), None)

@@ -47,7 +47,7 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
         lanes = vector_lanes(target)
         xt = largest_divisor(width, 2 * lanes)
         vectors_per_row = -(-xt // lanes)
-        wanted = max(self.max_tile_rows, 2 * (window_rows - 1)) if window_rows > 3 else self.max_tile_rows
+        wanted = max(self.max_tile_rows, 2 * (window_rows - 1))
         rows = min(wanted, max(1, accumulator_budget(target) // vectors_per_row))
         return largest_divisor(height, rows), xt
 

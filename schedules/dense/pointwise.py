@@ -61,7 +61,7 @@ class PointwiseConv2dRows(RegisterTileRule):
         return is_pointwise_rows(sch, block, target)
 
     @staticmethod
-    def default_tile(target, filters, pixels, channels):  # pylint: disable=unused-argument
+    def default_tile(target, filters):
         """Filters and pixels of the untuned register tile: one vector of pixels, several filters.
 
         Each input channel adds ``kt`` broadcast weights times the one vector of inputs it loads.
@@ -75,9 +75,8 @@ class PointwiseConv2dRows(RegisterTileRule):
 
     def schedule_block(self, sch, block, target, tunable):
         _, filters, height, width = extents(sch.get(block).writes[0].source)
-        channels = extents(sch.get(block).reads[0].source)[1]
         pixels = height * width
-        kt, xt = self.default_tile(target, filters, pixels, channels)
+        kt, xt = self.default_tile(target, filters)
         if tunable:
             kt = sample_divisor(sch, filters, 32, kt)
             xt = sample_divisor(sch, pixels, 4 * vector_lanes(target), xt)
