@@ -224,8 +224,10 @@ def parallelize_block(sch, block, lanes):
         return
     rows = vector_rows(extents_, lanes)
     if rows == len(loops):
-        fused, vector = sch.split(sch.fuse(*loops), [None, lanes])
-        sch.vectorize(vector)
+        fused = sch.fuse(*loops)
+        if math.prod(extents_) % lanes == 0:
+            fused, vector = sch.split(fused, [None, lanes])
+            sch.vectorize(vector)
         sch.parallel(fused)
         return
     sch.parallel(sch.fuse(*loops[: len(loops) - rows]))
@@ -241,7 +243,8 @@ def vector_rows(extents_, lanes):
     The fewest trailing loops whose extents multiply to a multiple of ``lanes`` (split into
     vectors) and leave more than one iteration to run in parallel, or else the last loop alone
     when it is at most four vectors long (one vector step with a partial last vector); all loops
-    when neither applies.
+    when neither applies (split into vectors only when their extents multiply to a multiple of
+    ``lanes``).
     """
     for rows in range(1, len(extents_)):
         if math.prod(extents_[-rows:]) % lanes == 0 and math.prod(extents_[:-rows]) > 1:
@@ -252,10 +255,11 @@ def vector_rows(extents_, lanes):
 def vectorize_reduction(sch, block, reductions, lanes):
     """Sum the trailing reduction loops of ``block`` into vector-wide partial sums (``rfactor``).
 
-    A sum over a map row by row is a chain of dependent adds; partial sums as wide as the largest
-    power of two (up to ``lanes``) that divides the reduced extent break the chain into
+    A sum over a map row by row is a chain of dependent adds; partial sums as wide as the first of
+    ``lanes``, ``lanes / 2`` and ``lanes / 4`` that divides the reduced extent break the chain into
     independent vector adds, then one short sum adds the partial sums. A reduction that ``rfactor``
-    does not recognise as commutative, or an extent with no such divisor above 1, stays a chain.
+    does not recognise as commutative, or an extent that none of those (above 1) divides, stays a
+    chain.
     """
     extent = math.prod(int(sch.get(loop).extent) for loop in reductions)
     width = next((w for w in (lanes, lanes // 2, lanes // 4) if w > 1 and extent % w == 0), None)

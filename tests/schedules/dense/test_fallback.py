@@ -119,6 +119,19 @@ def test_per_channel_scale_runs_rows_in_parallel_and_matches_numpy(case):
     np.testing.assert_array_equal(run(scheduled, target, x, scale), x * scale)
 
 
+def test_elementwise_without_whole_vectors_runs_in_parallel_unvectorized():
+    """A data-parallel block whose extents never multiply to whole vectors (and whose last loop is
+    longer than four vectors) runs in parallel as one loop, without a predicated vector step."""
+    shape = (1, 3, 100, 101)
+    rng = np.random.default_rng(4)
+    x, y = (rng.standard_normal(shape).astype("float32") for _ in range(2))
+    target = host_target()
+    scheduled = scheduled_module(_single_op_module(relax.op.add, shape, shape), target)
+    (loops,) = _loop_kinds(_only_primfunc(scheduled)).values()
+    assert loops == [(ForKind.PARALLEL, 3 * 100 * 101)]
+    np.testing.assert_array_equal(run(scheduled, target, x, y), x + y)
+
+
 def test_mean_matches_numpy_at_any_thread_count(tmp_path):
     x = np.random.default_rng(3).standard_normal((1, 72, 28, 28)).astype("float32")
     target = host_target()
