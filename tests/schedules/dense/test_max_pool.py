@@ -22,6 +22,7 @@ CASES = [
     (16, 32, 32, 2, 2, 0),  # CIFAR-style halving
     (8, 15, 13, 3, 2, 1),  # odd sizes
     (8, 40, 38, 3, 2, 1),  # columns split by residue, a vector and a rest per row
+    (16, 34, 34, 3, 3, 1),  # columns split into 3 residues
     (24, 9, 9, 3, 1, 1),  # stride 1
     (5, 7, 6, 2, 1, 0),  # nothing divides anything
 ]
