@@ -290,7 +290,7 @@ def test_a_second_search_reuses_the_table_without_measuring(small, tmp_path):
         assert sum(layer.parameters for layer in layers) / kept >= compression
 
 
-@pytest.mark.parametrize("method", ["loss", "first_order"])
+@pytest.mark.parametrize("method", ["loss", "first_order", "recovered_loss"])
 def test_sensitivities_grow_with_what_a_candidate_removes_and_leave_the_weights(small, method):
     from tvm_sparse.mapping.keys import candidate_key
     from tvm_sparse.mapping.sensitivity import sensitivities
@@ -304,8 +304,16 @@ def test_sensitivities_grow_with_what_a_candidate_removes_and_leave_the_weights(
     batches = [(torch.randn(8, 3, 12, 12, generator=generator), torch.randint(0, 10, (8,), generator=generator))]
     costs = sensitivities(model, layers, candidates, batches, method=method)
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    assert not model.training and all(p.grad is None for p in model.parameters())
     for layer in layers:
         row = costs[layer.name]
         assert row["dense"] == 0.0 and all(cost >= 0.0 for cost in row.values())
         if method == "first_order":  # the 0.875 mask removes every weight the 0.5 one does, and more
             assert row[candidate_key(schemes[2])] >= row[candidate_key(schemes[1])] > 0.0
+
+
+def test_the_command_line_offers_every_sensitivity_method():
+    from tvm_sparse.commands.map import SENSITIVITY_METHODS
+    from tvm_sparse.mapping.sensitivity import METHODS
+
+    assert SENSITIVITY_METHODS == METHODS

@@ -47,7 +47,7 @@ def _without_library(config):
 
 
 def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_limit=6000, rounds=15,
-        target="llvm", table=None, objective="accuracy_budget", progress=print):
+        target="llvm", table=None, objective="accuracy_budget", sensitivity="loss", progress=print):
     """Map, train, compile and time; one :class:`PlanResult` per plan (uniform ones first).
 
     Parameters
@@ -67,6 +67,8 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
         Where the latency table is kept (a folder or JSON file); in memory if None.
     objective : str
         The search's budget taken from each uniform plan: ``"accuracy_budget"`` or ``"compression"``.
+    sensitivity : str
+        How the candidates' costs are measured (:func:`tvm_sparse.mapping.sensitivity.sensitivities`).
     progress : callable
         ``progress(text)`` before each step.
     """
@@ -100,7 +102,7 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
 
     progress("sensitivities of every candidate")
     sets = {layer.name: candidates(layer, target) for layer in layers}
-    costs = sensitivities(pretrained, layers, sets, calibration)
+    costs = sensitivities(pretrained, layers, sets, calibration, method=sensitivity)
     budgets = {label: sum(costs[layer.name][candidate_key(config.get(layer.name))] for layer in layers)
                for label, config in uniform.items()}
     plans = {label: (_without_library(config), budgets[label], None) for label, config in uniform.items()}
@@ -114,7 +116,7 @@ def run(compression=8.0, seeds=(0, 1, 2), epochs=3, pretrain_epochs=1, train_lim
             value = total / sum(layer.parameters * density(config.get(layer.name)) for layer in layers) * (1 - 1e-9)
         progress(f"search at the {objective} of {label} ({value:.4f})")
         mapping = map_schemes(pretrained, example, target, "search", **{objective: value},
-                              data=calibration, candidates=candidates, table=table)
+                              data=calibration, sensitivity=sensitivity, candidates=candidates, table=table)
         chosen = sum(row.sensitivity for row in mapping.report)
         plans[MAPPED_AT[objective] + label] = (_without_library(mapping.plan), chosen, mapping.predicted_ms)
 

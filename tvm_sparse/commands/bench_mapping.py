@@ -8,6 +8,7 @@
 
 from tvm_sparse.commands.bench_arguments import add_models_argument, add_timing_arguments
 from tvm_sparse.commands.console import wide_console
+from tvm_sparse.commands.map import SENSITIVITY_METHODS
 
 
 def register_mapping_benchmarks(benchmarks):
@@ -74,6 +75,8 @@ def _register_mapping_accuracy(benchmarks):
     parser.add_argument("--objective", choices=("accuracy_budget", "compression"), default="accuracy_budget",
                         help="what the search takes from each uniform plan as its budget: its summed sensitivity "
                              "(default) or its global compression")
+    parser.add_argument("--sensitivity", choices=SENSITIVITY_METHODS, default="loss",
+                        help="how the candidates' accuracy costs are measured (as in `tvm-sparse map`; default loss)")
     parser.set_defaults(func=run_mapping_accuracy)
 
 
@@ -88,7 +91,8 @@ def run_mapping_accuracy(args):
     console = wide_console(200)
     with console.status("") as status:
         results = run(args.compression, tuple(range(args.seeds)), args.epochs, train_limit=args.train_limit or None,
-                      rounds=args.rounds, table=args.table, objective=args.objective, progress=status.update)
+                      rounds=args.rounds, table=args.table, objective=args.objective, sensitivity=args.sensitivity,
+                      progress=status.update)
     for line in format_rows(results):
         console.print(line, highlight=False)
     console.print(f"{args.threads} thread(s); load average (1, 5, 15 min): {os.getloadavg()}")

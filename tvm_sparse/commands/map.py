@@ -10,6 +10,10 @@ from tvm_sparse.commands.target_argument import add_target_argument, phone_targe
 CALIBRATION_BATCH = 64
 CALIBRATION_BATCHES = 2
 
+#: ``--sensitivity`` choices: :data:`tvm_sparse.mapping.sensitivity.METHODS`, named here so that
+#: building the command line does not import PyTorch.
+SENSITIVITY_METHODS = ("loss", "first_order", "recovered_loss")
+
 
 def register(subparsers):
     """Add the ``map`` sub-command."""
@@ -31,6 +35,11 @@ def register(subparsers):
     objective.add_argument("--accuracy-budget", type=float, help="search: the summed sensitivities to stay under")
     parser.add_argument("--data", metavar="fashion-mnist|digits|cifar10:DIR",
                         help="calibration data for the sensitivities (search)")
+    parser.add_argument("--sensitivity", choices=SENSITIVITY_METHODS, default="loss",
+                        help="how a candidate's accuracy cost is measured: the loss increase when only its layer is "
+                             "pruned (default), the (w * dL/dw)^2 it removes (first_order), or the loss increase "
+                             "left after a few steps of fine-tuning (recovered_loss: closer to the accuracy after "
+                             "training, slower)")
     parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind this tracker")
     parser.add_argument("--rpc-key", help="the device's key at the tracker")
     parser.add_argument("--table", metavar="DIR", help="keep (and resume) the latency table in this folder")
@@ -93,7 +102,7 @@ def run(args):
             task = bars.add_task("table", total=None)
             mapping = map_schemes(model, example[0], args.target, args.method, compression=compression,
                                   latency_ms=args.latency_ms, accuracy_budget=args.accuracy_budget, data=batches,
-                                  table=args.table, rpc=rpc,
+                                  sensitivity=args.sensitivity, table=args.table, rpc=rpc,
                                   progress=lambda done, total: bars.update(task, completed=done, total=total))
         save_plan(mapping.plan, args.output)
         if args.report_json:

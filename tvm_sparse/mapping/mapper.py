@@ -86,7 +86,7 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     data : sequence of (inputs, labels), optional
         Calibration batches for the sensitivities (needed by ``latency_ms`` and ``accuracy_budget``).
     sensitivity : str
-        ``"loss"`` or ``"first_order"`` (:func:`tvm_sparse.mapping.sensitivity.sensitivities`).
+        ``"loss"``, ``"first_order"`` or ``"recovered_loss"`` (:func:`tvm_sparse.mapping.sensitivity.sensitivities`).
     table : str or os.PathLike or LatencyTable, optional
         Where the latency table is kept and resumed (a JSON file or a folder); in memory if None.
         A table measured here records the thread count, and is reused only with the same one.
