@@ -47,6 +47,7 @@ CASES = [
     (16, 16, 28, 20, 5, 1, 2, 1, 16, True, True, "relu"),  # 5x5 depthwise, stride 1: a tile of 7 rows
     (8, 8, 14, 21, 7, 1, 3, 1, 8, False, False, None),  # 7x7 depthwise: 49 unrolled taps
     (16, 32, 8, 8, 3, 1, 1, 1, 4, True, True, "relu"),  # grouped, 4 groups, with residual
+    (16, 32, 34, 34, 3, 2, 1, 1, 4, True, False, "relu"),  # grouped, stride 2: all channels padded first
     (7, 13, 5, 6, 2, 1, 0, 1, 1, False, False, None),  # nothing divides anything, no epilogue
 ]
 
