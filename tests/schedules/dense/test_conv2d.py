@@ -136,6 +136,7 @@ def test_aarch64_neon_build():
         (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
         (8, 8, 36, 36, 5, 2, 2, 1, 8, True, False, None),  # 5x5 depthwise, stride 2: vector-copied interior
         (16, 32, 8, 8, 3, 1, 1, 1, 4, True, False, "relu"),  # grouped: a channel's tiles read 4 padded channels
+        (16, 32, 34, 34, 3, 2, 1, 1, 4, True, False, "relu"),  # grouped, stride 2: split columns, all padded first
     ],
     ids=_case_id,
 )
