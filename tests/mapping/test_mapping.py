@@ -310,10 +310,3 @@ def test_sensitivities_grow_with_what_a_candidate_removes_and_leave_the_weights(
         assert row["dense"] == 0.0 and all(cost >= 0.0 for cost in row.values())
         if method == "first_order":  # the 0.875 mask removes every weight the 0.5 one does, and more
             assert row[candidate_key(schemes[2])] >= row[candidate_key(schemes[1])] > 0.0
-
-
-def test_the_command_line_offers_every_sensitivity_method():
-    from tvm_sparse.commands.map import SENSITIVITY_METHODS
-    from tvm_sparse.mapping.sensitivity import METHODS
-
-    assert SENSITIVITY_METHODS == METHODS

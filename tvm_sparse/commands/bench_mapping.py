@@ -8,7 +8,7 @@
 
 from tvm_sparse.commands.bench_arguments import add_models_argument, add_timing_arguments
 from tvm_sparse.commands.console import wide_console
-from tvm_sparse.commands.map import SENSITIVITY_METHODS
+from tvm_sparse.mapping.sensitivity import METHODS as SENSITIVITY_METHODS
 
 
 def register_mapping_benchmarks(benchmarks):

@@ -5,14 +5,11 @@ import sys
 from tvm_sparse.commands.console import wide_console
 from tvm_sparse.commands.model_argument import add_model_argument, load_model
 from tvm_sparse.commands.target_argument import add_target_argument, phone_target_help
+from tvm_sparse.mapping.sensitivity import METHODS as SENSITIVITY_METHODS
 
 #: Calibration images per batch and batches for the sensitivities.
 CALIBRATION_BATCH = 64
 CALIBRATION_BATCHES = 2
-
-#: ``--sensitivity`` choices: :data:`tvm_sparse.mapping.sensitivity.METHODS`, named here so that
-#: building the command line does not import PyTorch.
-SENSITIVITY_METHODS = ("loss", "first_order", "recovered_loss")
 
 
 def register(subparsers):

@@ -10,11 +10,11 @@ weights a candidate removes (the importance ClickTrain prunes by): one backward 
 Both measure the damage of a prune before any training repairs it, while the pruned model is
 trained afterwards (ClickTrain, fine-tuning), and schemes differ in how much of their damage
 training repairs: a block-punched layer raises the loss more at once than a pattern layer of the
-same rate, yet can train back to the same accuracy (docs/performance.md, "Per-layer mapping"). ``method="recovered_loss"`` measures what is left
-after repair: the model with the layer pruned is fine-tuned for a few steps on the calibration
-batches (the pruned weights held at zero), and its loss is compared with the dense model's after
-the same steps (NetAdapt's short-term fine-tuning of each proposal). It costs
-:data:`RECOVERY_STEPS` training steps per candidate.
+same rate, yet can train back to the same accuracy (docs/performance.md, "Per-layer mapping").
+``method="recovered_loss"`` measures what is left after repair: the model with the layer pruned is
+fine-tuned for a few steps on the calibration batches (the pruned weights held at zero), and its
+loss is compared with the dense model's after the same steps (NetAdapt's short-term fine-tuning
+of each proposal). It costs :data:`RECOVERY_STEPS` training steps per candidate.
 """
 
 import copy
