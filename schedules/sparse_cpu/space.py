@@ -28,8 +28,9 @@ from .layout import shifts_fit
 def kernel_geometry(weight, data_shape, stride, padding):
     """The convolution a kernel computes for ``weight`` and the parameter shapes it declares.
 
-    A 1x1 BSR convolution with stride 1 and no padding runs as one row of ``H * W`` pixels (no
-    input copy, full vectors); its parameters keep the NCHW shapes.
+    A 1x1 convolution (BSR, or block-punched with a 1x1 kernel) with stride 1 and no padding runs
+    as one row of ``H * W`` pixels: no input copy, and full vectors however narrow the map; its
+    parameters keep the NCHW shapes.
 
     Returns
     -------
@@ -40,7 +41,7 @@ def kernel_geometry(weight, data_shape, stride, padding):
     is_bsr = isinstance(weight, BSRWeight)
     weight_shape = tuple(weight.shape[:2]) + ((1, 1) if is_bsr else tuple(weight.shape[2:]))
     geometry = make_geometry(data_shape, weight_shape, stride, padding)
-    if not (is_bsr and geometry.stride == (1, 1) and geometry.padding == (0, 0, 0, 0)):
+    if not (geometry.kernel == (1, 1) and geometry.stride == (1, 1) and geometry.padding == (0, 0, 0, 0)):
         return geometry, None
     n, c, h, w = geometry.data_shape
     return make_geometry((n, c, 1, h * w), weight_shape), (geometry.data_shape, geometry.out_shape)

@@ -5,6 +5,7 @@ import pytest
 
 from schedules.epilogue import Epilogue
 from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
+from schedules.sparse_cpu.space import kernel_geometry
 from tvm_sparse.formats import BlockPunchedWeight
 from tvm_sparse.formats.synthetic import block_punched
 
@@ -13,6 +14,10 @@ CASES = [
     (1, 8, 16, 3, 8, 8, 1, 1, (8, 4), 0.25, Epilogue(bias=True, activation="relu")),
     (2, 7, 10, 3, 9, 11, 2, 1, (8, 4), 0.4, Epilogue(bias=True, residual=True, activation="relu6")),
     (1, 6, 5, 1, 7, 5, 1, 0, (4, 2), 0.5, Epilogue(residual=True)),
+    # 1x1 layers run as one row of pixels: two images, a row that ends inside a vector
+    (2, 64, 40, 1, 14, 14, 1, 0, (8, 4), 0.25, Epilogue(bias=True, residual=True, activation="relu")),
+    (1, 24, 16, 1, 9, 9, 1, 0, (8, 4), 0.25, Epilogue(bias=True)),
+    (1, 12, 8, 1, 6, 6, 1, 1, (8, 4), 0.5, Epilogue()),
     (1, 5, 9, 5, 10, 9, 1, 2, (8, 4), 0.3, Epilogue(bias=True)),
     (1, 3, 8, 7, 12, 12, 2, 3, (8, 4), 0.3, Epilogue(activation="relu")),
     (1, 9, 6, 3, 6, 13, 1, (0, 1, 2, 0), (3, 5), 0.6, Epilogue()),
@@ -33,3 +38,17 @@ def test_matches_torch(case, codegen, kernel_matches_torch):
 def test_rejects_other_formats():
     with pytest.raises(TypeError, match="BlockPunchedWeight"):
         block_punched_conv2d(np.zeros((4, 4, 3, 3)), (1, 4, 8, 8))
+
+
+def test_pointwise_layers_run_as_one_row_of_pixels():
+    """A 1x1 layer with stride 1 and no padding computes its ``H * W`` pixels as one row (no input
+    copy, full vectors); strided or padded 1x1 layers and larger kernels keep their map."""
+    rng = np.random.default_rng(3)
+    pointwise = BlockPunchedWeight.from_dense(block_punched(rng, (16, 8, 1, 1), (8, 4), 0.5), (8, 4))
+    geometry, param_shapes = kernel_geometry(pointwise, (2, 8, 14, 14), 1, 0)
+    assert geometry.data_shape == (2, 8, 1, 196)
+    assert param_shapes == ((2, 8, 14, 14), (2, 16, 14, 14))
+    spatial = BlockPunchedWeight.from_dense(block_punched(rng, (16, 8, 3, 3), (8, 4), 0.5), (8, 4))
+    for weight, stride, padding in ((pointwise, 2, 0), (pointwise, 1, 1), (spatial, 1, 1)):
+        geometry, param_shapes = kernel_geometry(weight, (2, 8, 14, 14), stride, padding)
+        assert param_shapes is None and geometry.data_shape == (2, 8, 14, 14)
