@@ -129,14 +129,15 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile):
 
     For maps much narrower than a vector (4x4 in 16 lanes) the row layout wastes lanes; here a tile
     is ``vectors`` vectors of pixels of one filter (a pattern) or of a block row cut to the register
-    file. A channel block is the whole layer: its per-tile overhead outweighs L1 reuse.
+    file (its size, not the narrower vectors a short row takes, sets the filters). A channel block
+    is the whole layer: its per-tile overhead outweighs L1 reuse.
     """
     g = geometry
     pixels = g.out_height * g.out_width
+    filters = 1 if block_rows == 1 else min(block_rows, _tile_filters(block_rows, lanes))
     while lanes > 4 and math.ceil(pixels / lanes) * lanes > profile.tile_waste * pixels:
         lanes //= 2
     width_vectors = math.ceil(pixels / lanes)
-    filters = 1 if block_rows == 1 else min(block_rows, _tile_filters(block_rows, lanes))
     vectors = max(1, min(width_vectors, accumulators // filters, 4))
     while width_vectors % vectors:
         vectors -= 1
@@ -148,12 +149,17 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile):
 def prefers_im2col(geometry, lanes, row_lanes, profile):
     """Whether the default compact code takes the im2col layout: rows that fill a quarter of a
     vector or less, with an im2col input within the profile's ``im2col_bytes``, and strided layers
-    whose im2col input (which every filter part copies) is within its ``strided_im2col_bytes``.
-    On maps where rows fill half a vector, neither layout won.
+    whose im2col input (which every filter part copies) is within its ``strided_im2col_bytes``, or
+    whose kernel skips input pixels (a strided 1x1 layer): their im2col input is the pixels they
+    read, a fraction of what the row layout copies. On maps where rows fill half a vector,
+    neither layout won.
     """
     if 4 * row_lanes <= lanes:
         return im2col_bytes(geometry) <= profile.im2col_bytes
-    return max(geometry.stride) > 1 and im2col_bytes(geometry) <= profile.strided_im2col_bytes
+    if max(geometry.stride) == 1:
+        return False
+    skips_input = all(k <= s for k, s in zip(geometry.kernel, geometry.stride))
+    return skips_input or im2col_bytes(geometry) <= profile.strided_im2col_bytes
 
 
 def prefers_tap_copies(geometry, block_rows):

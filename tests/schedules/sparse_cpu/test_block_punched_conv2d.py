@@ -5,7 +5,7 @@ import pytest
 
 from schedules.epilogue import Epilogue
 from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
-from schedules.sparse_cpu.space import kernel_geometry
+from schedules.sparse_cpu.space import kernel_geometry, layer_default_config
 from tvm_sparse.formats import BlockPunchedWeight
 from tvm_sparse.formats.synthetic import block_punched
 
@@ -18,6 +18,8 @@ CASES = [
     (2, 64, 40, 1, 14, 14, 1, 0, (8, 4), 0.25, Epilogue(bias=True, residual=True, activation="relu")),
     (1, 24, 16, 1, 9, 9, 1, 0, (8, 4), 0.25, Epilogue(bias=True)),
     (1, 12, 8, 1, 6, 6, 1, 1, (8, 4), 0.5, Epilogue()),
+    # a strided 1x1 layer reads every second pixel: its default copies them as one row (im2col)
+    (2, 16, 24, 1, 11, 11, 2, 0, (8, 4), 0.3, Epilogue(bias=True, activation="relu")),
     (1, 5, 9, 5, 10, 9, 1, 2, (8, 4), 0.3, Epilogue(bias=True)),
     (1, 3, 8, 7, 12, 12, 2, 3, (8, 4), 0.3, Epilogue(activation="relu")),
     (1, 9, 6, 3, 6, 13, 1, (0, 1, 2, 0), (3, 5), 0.6, Epilogue()),
@@ -52,3 +54,17 @@ def test_pointwise_layers_run_as_one_row_of_pixels():
     for weight, stride, padding in ((pointwise, 2, 0), (pointwise, 1, 1), (spatial, 1, 1)):
         geometry, param_shapes = kernel_geometry(weight, (2, 8, 14, 14), stride, padding)
         assert param_shapes is None and geometry.data_shape == (2, 8, 14, 14)
+
+
+def test_strided_pointwise_layers_copy_only_the_pixels_they_read():
+    """A strided 1x1 layer's default copies the pixels it reads as one row (its im2col matrix,
+    smaller than the input), however large; on AVX-512 a tile of such a row keeps a block row of
+    8 filters even where the row is cut into 8-lane vectors, since the register file holds them."""
+    rng = np.random.default_rng(4)
+    avx512 = {"kind": "llvm", "mcpu": "znver4"}
+    for channels, filters, size in ((256, 512, 56), (1024, 2048, 14)):
+        weight = BlockPunchedWeight.from_dense(block_punched(rng, (filters, channels, 1, 1), (8, 4), 0.25), (8, 4))
+        config = layer_default_config(weight, (1, channels, size, size), avx512, stride=2)
+        assert config.im2col and config.filters == 8, config
+    spatial = BlockPunchedWeight.from_dense(block_punched(rng, (128, 128, 3, 3), (8, 4), 0.25), (8, 4))
+    assert not layer_default_config(spatial, (1, 128, 56, 56), avx512, stride=2, padding=1).im2col
