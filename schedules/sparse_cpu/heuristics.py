@@ -51,8 +51,13 @@ def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16
     slab_rows = (row_tiles * rows - 1) * geometry.stride[0] + geometry.kernel[0]
     slab_width = width_vectors * lanes + geometry.kernel[1]
     # An L1-sized input slab, but at least MIN_CHANNEL_BLOCK channels so that a region's FMAs
-    # outweigh re-reading its partial sums.
-    channel_block = max(MIN_CHANNEL_BLOCK, profile.input_slab_bytes // (4 * slab_rows * slab_width))
+    # outweigh re-reading its partial sums; for a 1x1 layer, whose slab is the whole map (one row
+    # of all pixels), MIN_CHANNEL_BLOCK kept channels.
+    min_block = MIN_CHANNEL_BLOCK
+    if geometry.kernel == (1, 1) and n_terms:
+        density = n_terms / (geometry.filters * geometry.channels)
+        min_block = math.ceil(MIN_CHANNEL_BLOCK / max(density, MIN_CHANNEL_BLOCK / geometry.channels))
+    channel_block = max(min_block, profile.input_slab_bytes // (4 * slab_rows * slab_width))
     channel_block = min(geometry.channels, channel_block)
     return SpecializedConvConfig(lanes, vectors, rows, filters, channel_block, row_tiles, filter_splits)
 

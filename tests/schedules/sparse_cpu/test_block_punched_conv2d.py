@@ -5,6 +5,7 @@ import pytest
 
 from schedules.epilogue import Epilogue
 from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
+from schedules.sparse_cpu.heuristics import MIN_CHANNEL_BLOCK
 from schedules.sparse_cpu.space import kernel_geometry, layer_default_config
 from tvm_sparse.formats import BlockPunchedWeight
 from tvm_sparse.formats.synthetic import block_punched
@@ -18,6 +19,8 @@ CASES = [
     (2, 64, 40, 1, 14, 14, 1, 0, (8, 4), 0.25, Epilogue(bias=True, residual=True, activation="relu")),
     (1, 24, 16, 1, 9, 9, 1, 0, (8, 4), 0.25, Epilogue(bias=True)),
     (1, 12, 8, 1, 6, 6, 1, 1, (8, 4), 0.5, Epilogue()),
+    # a sparse 1x1 layer whose channel blocks each keep 8 channels: 64 and 32 channels
+    (1, 96, 16, 1, 10, 10, 1, 0, (8, 8), 0.125, Epilogue(bias=True)),
     # a strided 1x1 layer reads every second pixel: its default copies them as one row (im2col)
     (2, 16, 24, 1, 11, 11, 2, 0, (8, 4), 0.3, Epilogue(bias=True, activation="relu")),
     (1, 5, 9, 5, 10, 9, 1, 2, (8, 4), 0.3, Epilogue(bias=True)),
@@ -68,3 +71,14 @@ def test_strided_pointwise_layers_copy_only_the_pixels_they_read():
         assert config.im2col and config.filters == 8, config
     spatial = BlockPunchedWeight.from_dense(block_punched(rng, (128, 128, 3, 3), (8, 4), 0.25), (8, 4))
     assert not layer_default_config(spatial, (1, 128, 56, 56), avx512, stride=2, padding=1).im2col
+
+
+def test_pointwise_channel_blocks_keep_enough_channels():
+    """The literal code of a 1x1 layer blocks its input channels so that each block keeps
+    ``MIN_CHANNEL_BLOCK`` of them: its L1 slab is the whole map, which left 8 channels, one kept
+    column of an 8x8 block, per block (partial sums re-read for every FMA)."""
+    rng = np.random.default_rng(5)
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 8), 0.125), (8, 8))
+    config = layer_default_config(weight, (1, 256, 56, 56), {"kind": "llvm", "mcpu": "znver4"})
+    assert config.codegen == "specialized"
+    assert config.channel_block * 0.125 >= MIN_CHANNEL_BLOCK, config
