@@ -43,7 +43,8 @@ RULE_BLOCKS = {
 }
 
 #: Target families whose 1x1 and linear layers the rules give BSR blocks (the search's choice for
-#: nearly every such layer in the x86 latency tables of docs/performance.md); elsewhere block-punched.
+#: nearly every such layer in the x86 latency tables of docs/performance.md, measured before
+#: block-punched 1x1 layers ran as one row of pixels); elsewhere block-punched.
 BSR_POINTWISE = {"x86": (4, 4)}
 
 #: The least fraction of its weights a layer keeps under the rules (a 3x3 block of 4 channels keeps 2 of its 36 columns).
