@@ -14,7 +14,7 @@ from tvm_sparse.mapping.mapper import map_schemes
 from tvm_sparse.mapping.rules import MIN_KEPT
 from tvm_sparse.mapping.solver import InfeasibleBudget
 from tvm_sparse.models import build_model
-from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme, verify_plan
+from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, verify_plan
 from tvm_sparse.pruning.sparsifier import MagnitudeSparsifier
 from tvm_sparse.runtime_threads import default_thread_count
 
@@ -61,9 +61,11 @@ def test_rules_follow_the_documented_table(every_kind):
                      "small_map.weight": "R3", "head.weight": "R5", "tiny_head.weight": "R2"}
     assert isinstance(mapping.plan["wide.weight"], PatternScheme)
     assert isinstance(mapping.plan["small_map.weight"], BlockPunchedScheme)
-    assert isinstance(mapping.plan["pointwise.weight"], BSRScheme) and "BSR 4x4" in rules_text(mapping, "pointwise")
+    assert isinstance(mapping.plan["pointwise.weight"], BlockPunchedScheme)
+    assert mapping.plan["pointwise.weight"].block[0] == 8 and "block-punched" in rules_text(mapping, "pointwise")
     on_arm = map_schemes(model, example, "llvm -mtriple=aarch64-linux-gnu", "rules", compression=4)
     assert isinstance(on_arm.plan["pointwise.weight"], BlockPunchedScheme)
+    assert on_arm.plan["pointwise.weight"].block[0] == 4  # the family's narrow block: 8x1 on x86, 4x1 on ARM
     assert set(mapping.plan) == {name for name, rule in rules.items() if rule not in ("R1", "R2")}
     layers = find_layers(model, example)
     kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))

@@ -12,8 +12,7 @@ R3    3x3 whose output map has at most the profile's           block-punched, th
                                                               its vectors, a block shares each load
 R4    other 3x3                                               pattern (4 entries, 5 when the rate keeps
                                                               more than 4 of 9) + connectivity
-R5    1x1 and linear                                          BSR 4x4 on x86; elsewhere block-punched,
-                                                              the family's narrow block
+R5    1x1 and linear                                          block-punched, the family's narrow block
 R6    any other kernel size                                   block-punched, the family's narrow block
 R7    a rate (below) above the profile's largest density      dense: its sparse kernel would be slower
 ====  =====================================================  ==========================================
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from schedules.profiles import profile_for
 from schedules.target_info import as_target, target_family
 from tvm_sparse.mapping.candidates import density
-from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme
+from tvm_sparse.plan import BlockPunchedScheme, PatternScheme
 
 #: Block shapes of the rules per target family: ``wide`` for small 3x3 maps, ``narrow`` elsewhere.
 RULE_BLOCKS = {
@@ -41,11 +40,6 @@ RULE_BLOCKS = {
     "arm_cpu": {"wide": (8, 4), "narrow": (4, 1)},
     "gpu": {"wide": (16, 4), "narrow": (8, 4)},
 }
-
-#: Target families whose 1x1 and linear layers the rules give BSR blocks (the search's choice for
-#: nearly every such layer in the x86 latency tables of docs/performance.md, measured before
-#: block-punched 1x1 layers ran as one row of pixels); elsewhere block-punched.
-BSR_POINTWISE = {"x86": (4, 4)}
 
 #: The least fraction of its weights a layer keeps under the rules (a 3x3 block of 4 channels keeps 2 of its 36 columns).
 MIN_KEPT = 0.05
@@ -116,10 +110,6 @@ def _scheme_rule(layer, profile, blocks):
                     f"R3: 3x3, {where}: block-punched")
         return (_pattern, profile.pattern_max_density,
                 f"R4: 3x3 on a {pixels}-pixel map (> {limit}): pattern + connectivity")
-    if layer.kernel_size == (1, 1) and profile.family in BSR_POINTWISE:
-        block = BSR_POINTWISE[profile.family]
-        return (lambda kept: BSRScheme(block=block, sparsity=round(1.0 - kept, 6)), profile.block_max_density,
-                f"R5: 1x1 or linear: BSR {block[0]}x{block[1]}")
     kind = "R5: 1x1 or linear" if layer.kernel_size == (1, 1) else \
         f"R6: {layer.kernel_size[0]}x{layer.kernel_size[1]} kernel"
     return (lambda kept: _block_punched(blocks["narrow"], kept, layer), profile.block_max_density,
