@@ -33,6 +33,7 @@ def test_the_speed_up_reached_is_dense_over_sparse_and_its_fraction_of_the_ideal
 
 def test_a_mapped_plan_replaces_the_one_shot_plan_at_its_global_compression():
     from tvm_sparse.bench.pruned_model import pruned_variants
+    from tvm_sparse.mapping.rules import OVER_BUDGET
     from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme
     from tvm_sparse.pruning.one_shot import global_compression
 
@@ -45,7 +46,8 @@ def test_a_mapped_plan_replaces_the_one_shot_plan_at_its_global_compression():
                                                         target="llvm -mcpu=emeraldrapids")
     assert all(isinstance(plan[name], (BlockPunchedScheme, BSRScheme)) for name in plan), "Emerald Rapids' rules: blocks only"
     assert any(isinstance(s, PatternScheme) for s in one_shot_plan.values()), "the one-shot plan had patterns"
-    assert global_compression(mapped) >= 0.99 * global_compression(one_shot)
+    # the rules' contract: kept weights at most OVER_BUDGET above the one-shot plan's (whole block columns)
+    assert global_compression(mapped) >= global_compression(one_shot) / (1 + OVER_BUDGET)
     for name in plan:  # the unstructured twin keeps each layer's rate
         assert torch.count_nonzero(unstructured.get_parameter(name)) == torch.count_nonzero(mapped.get_parameter(name))
 
