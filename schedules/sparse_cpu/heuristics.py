@@ -56,7 +56,7 @@ def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16
     min_block = MIN_CHANNEL_BLOCK
     if geometry.kernel == (1, 1) and n_terms:
         density = n_terms / (geometry.filters * geometry.channels)
-        min_block = math.ceil(MIN_CHANNEL_BLOCK / max(density, MIN_CHANNEL_BLOCK / geometry.channels))
+        min_block = math.ceil(MIN_CHANNEL_BLOCK / density)
     channel_block = max(min_block, profile.input_slab_bytes // (4 * slab_rows * slab_width))
     channel_block = min(geometry.channels, channel_block)
     return SpecializedConvConfig(lanes, vectors, rows, filters, channel_block, row_tiles, filter_splits)
