@@ -22,6 +22,12 @@ GROUP_CONV_BLOCK = "group_conv2d_nchw"
 #: Name of the reduction block that ``LegalizeOps`` gives an NCHW ``max_pool2d``.
 MAX_POOL_BLOCK = "max_pool2d"
 
+#: Fewest elements of a padded input channel for which each channel is padded right before its
+#: tiles (:attr:`schedules.dense.padding.PaddingStage.per_channel`). Smaller maps (CIFAR's 16x16
+#: and below, ImageNet's 28x28 and below) pad all channels first, which measured faster on Zen 4
+#: (``docs/performance.md``).
+PER_CHANNEL_MIN_ELEMENTS = 1024
+
 
 class DepthwiseConv2dNCHW(RegisterTileRule):
     """Schedule rule for NCHW convolutions with groups > 1 (depthwise included).
@@ -59,7 +65,7 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
         padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block),
-                                   per_channel=reads_own_channel(sch, block))
+                                   per_channel=pads_per_channel(sch, block))
         schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding,
                                unrolled_reductions=2)
 
@@ -81,6 +87,18 @@ def reads_own_channel(sch, block):
     reductions = [var for var in conv.iter_vars if int(var.iter_type) != SPATIAL]
     same_channels = extents(conv.reads[0].source)[1] == extents(conv.writes[0].source)[1]
     return same_channels and all(int(var.dom.extent) == 1 for var in reductions[:-2])
+
+
+def pads_per_channel(sch, block):
+    """Whether ``block`` fills its padding one channel at a time, right before the channel's tiles.
+
+    Only where each output channel reads its own input channel (:func:`reads_own_channel`), and
+    only for padded channels of at least :data:`PER_CHANNEL_MIN_ELEMENTS`: the copy is then still in
+    the cache when the tiles read it, while a small channel's copy costs more as a separate step
+    of every parallel iteration than it saves.
+    """
+    height, width = extents(sch.get(block).reads[0].source)[2:]
+    return reads_own_channel(sch, block) and height * width >= PER_CHANNEL_MIN_ELEMENTS
 
 
 class MaxPool2dNCHW(DepthwiseConv2dNCHW):

@@ -13,6 +13,7 @@ import tvm
 from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
+from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.threaded_run import outputs_at_thread_counts
@@ -132,8 +133,9 @@ def test_aarch64_neon_build():
     [
         (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, "relu"),  # the stem: 3 channels to pad, 64 to compute
         (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, 8 channels
-        (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise
+        (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise, small map: all padded first
         (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
+        (16, 16, 32, 32, 3, 1, 1, 1, 16, True, False, "relu6"),  # depthwise, 34x34 padded: per channel
         (8, 8, 36, 36, 5, 2, 2, 1, 8, True, False, None),  # 5x5 depthwise, stride 2: vector-copied interior
         (16, 32, 8, 8, 3, 1, 1, 1, 4, True, False, "relu"),  # grouped: a channel's tiles read 4 padded channels
         (16, 32, 34, 34, 3, 2, 1, 1, 4, True, False, "relu"),  # grouped, stride 2: split columns, all padded first
@@ -143,8 +145,9 @@ def test_aarch64_neon_build():
 def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     """A padded kernel fills its padding and its tiles in one parallel launch.
 
-    A depthwise convolution pads each channel right before its tiles, in the same parallel
-    iteration; other kernels pad all channels first, a barrier between padding and tiles. The
+    A depthwise convolution with padded channels of at least ``PER_CHANNEL_MIN_ELEMENTS`` pads
+    each channel right before its tiles, in the same parallel iteration; other kernels pad all
+    channels first, a barrier between padding and tiles. The
     kernel runs at 1, 2 and 3 threads in a fresh process, each time right after a run on other
     inputs: without the barrier a thread would read channels another thread has not padded yet,
     and find the earlier run's values there.
@@ -159,7 +162,8 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     mod = conv2d_module(x.shape, weight, stride, padding, dilation, groups, bias, epilogue, None)
     (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
     script = conv.script()
-    if groups == c == k:
+    padded = (h + 2 * padding) * (w + 2 * padding)
+    if groups == c == k and padded >= PER_CHANNEL_MIN_ELEMENTS:
         assert script.count("T.parallel(") == 1
         assert script.index("T.parallel(") < script.index('T.sblock("pad_temp')
     else:
