@@ -23,9 +23,8 @@ GROUP_CONV_BLOCK = "group_conv2d_nchw"
 MAX_POOL_BLOCK = "max_pool2d"
 
 #: Fewest elements of a padded input channel for which each channel is padded right before its
-#: tiles (:attr:`schedules.dense.padding.PaddingStage.per_channel`). Smaller maps (CIFAR's 16x16
-#: and below, ImageNet's 28x28 and below) pad all channels first, which measured faster on Zen 4
-#: (``docs/performance.md``).
+#: tiles (:attr:`schedules.dense.padding.PaddingStage.per_channel`); smaller ones pad all
+#: channels first. Fitted on Zen 4 (``docs/performance.md``).
 PER_CHANNEL_MIN_ELEMENTS = 1024
 
 
@@ -94,8 +93,7 @@ def pads_per_channel(sch, block):
 
     Only where each output channel reads its own input channel (:func:`reads_own_channel`), and
     only for padded channels of at least :data:`PER_CHANNEL_MIN_ELEMENTS`: the copy is then still in
-    the cache when the tiles read it, while a small channel's copy costs more as a separate step
-    of every parallel iteration than it saves.
+    the cache when the tiles read it. On smaller maps padding all channels first measured faster.
     """
     height, width = extents(sch.get(block).reads[0].source)[2:]
     return reads_own_channel(sch, block) and height * width >= PER_CHANNEL_MIN_ELEMENTS
