@@ -8,10 +8,11 @@ from torch import nn
 
 import tvm_sparse
 from tvm_sparse.mapping.candidates import candidates_for
-from tvm_sparse.mapping.latency import LatencyTable, LatencyTableError, Timer, measure_table
+from tvm_sparse.mapping.keys import candidate_key
+from tvm_sparse.mapping.latency import CALL, LatencyTable, LatencyTableError, Timer, measure_table
 from tvm_sparse.mapping.layers import find_layers
 from tvm_sparse.mapping.mapper import map_schemes
-from tvm_sparse.mapping.rules import MIN_KEPT
+from tvm_sparse.mapping.rules import MIN_KEPT, map_by_rules
 from tvm_sparse.mapping.solver import InfeasibleBudget
 from tvm_sparse.models import build_model
 from tvm_sparse.plan import BlockPunchedScheme, PatternScheme, verify_plan
@@ -274,27 +275,44 @@ def test_a_mapped_plan_drives_training_time_pruning(sparsifier):
         np.testing.assert_allclose(compiled(example), model(example).numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_a_second_search_reuses_the_table_without_measuring(small, tmp_path):
+def test_a_second_search_measures_only_the_rules_choices_it_lacks(small, tmp_path):
     model, example = small
     first = map_schemes(model, example, "llvm", "search", compression=1.5, candidates=_few, table=tmp_path,
                         timer=QUICK)
+    layers = find_layers(model, example)
+    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
+    lacking = {candidate_key(d.scheme) for layer, d in zip(layers, map_by_rules(layers, tvm_sparse.parse_target("llvm"), 2.5))
+               if table.get(layer, d.scheme) is None}
+    assert lacking, "the rules choose other rates at 2.5x than at 1.5x"
 
-    class Refuses(Timer):
+    class OnlyTheLacking(Timer):
         def row(self, compiled, examples):
-            assert not compiled, "nothing left to measure"
-            return {}
+            assert set(compiled) - {CALL, "dense", "reference"} <= lacking, "measured an entry again"
+            return QUICK.row(compiled, examples)
 
     again = map_schemes(model, example, "llvm", "search", compression=2.5, candidates=_few, table=tmp_path,
-                        timer=Refuses())
-    layers = find_layers(model, example)
+                        timer=OnlyTheLacking())
     for mapping, compression in ((first, 1.5), (again, 2.5)):
         kept = sum(layer.parameters * row.kept for layer, row in zip(layers, mapping.report))
         assert sum(layer.parameters for layer in layers) / kept >= compression
 
 
+def test_the_search_weighs_the_rules_choices(small, tmp_path):
+    model, example = small
+    mapping = map_schemes(model, example, "llvm", "search", compression=2.5, candidates=_few, table=tmp_path,
+                          timer=QUICK)
+    layers = find_layers(model, example)
+    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
+    decisions = map_by_rules(layers, tvm_sparse.parse_target("llvm"), 2.5)
+    assert any(d.scheme not in _few(layer, "llvm") for layer, d in zip(layers, decisions))
+    for layer, decision, row in zip(layers, decisions, mapping.report):
+        assert table.get(layer, decision.scheme) is not None
+        assert ("the rules' choice too" in row.reason) == (row.choice == candidate_key(decision.scheme)
+                                                           and decision.scheme is not None)
+
+
 @pytest.mark.parametrize("method", ["loss", "first_order", "recovered_loss"])
 def test_sensitivities_grow_with_what_a_candidate_removes_and_leave_the_weights(small, method):
-    from tvm_sparse.mapping.keys import candidate_key
     from tvm_sparse.mapping.sensitivity import sensitivities
 
     model, example = small

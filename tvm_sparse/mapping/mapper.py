@@ -94,7 +94,8 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
         Measure on the device behind this tracker instead of this machine.
     candidates : callable, optional
         ``candidates(layer, target)`` to narrow the candidate set (default
-        :func:`tvm_sparse.mapping.candidates.candidates_for`).
+        :func:`tvm_sparse.mapping.candidates.candidates_for`). Under a compression target the
+        rules' choice of each layer at that compression joins its candidates.
     timer : tvm_sparse.mapping.latency.Timer, optional
         How long each entry is timed (default ``Timer(rpc)``); ``rpc`` is then the timer's.
     progress : callable, optional
@@ -129,6 +130,12 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
     candidate_sets = {layer.name: (candidates or candidates_for)(layer, target) for layer in layers}
     if objective == "compression":
         _check_reachable(layers, candidate_sets, compression)
+        rule_choices = _rule_choices(layers, target, compression)
+        for name, scheme in rule_choices.items():
+            if scheme not in candidate_sets[name]:
+                candidate_sets[name] = [*candidate_sets[name], scheme]
+    else:
+        rule_choices = {}
     if not isinstance(table, LatencyTable):
         remote = rpc is not None or (timer is not None and timer.rpc is not None)
         threads = None if remote else default_thread_count()
@@ -145,11 +152,27 @@ def map_schemes(model, example, target="llvm", method="rules", *, compression=No
                   f"({len(options[layer.name])} candidates measured)")
         if len(options[layer.name]) == 1:
             reason = layer.dense_reason() or "the only candidate"
+        elif rule_choices.get(layer.name, ()) == option.scheme:
+            reason += ", the rules' choice too"
         report.append(LayerChoice(layer.name, candidate_key(option.scheme), reason, density(option.scheme),
                                   option.milliseconds, dense, option.sensitivity if costs else None))
     plan = {name: option.scheme for name, option in chosen.items() if option.scheme is not None}
     predicted = table.calibration.predict_ms(sum(option.milliseconds for option in chosen.values()))
     return Mapping(plan, tuple(report), predicted)
+
+
+def _rule_choices(layers, target, compression):
+    """``{layer name: scheme}`` the rules choose at ``compression`` (none when they cannot reach it).
+
+    The search weighs them with its own candidates: their rates follow each layer's map, which
+    a grid of rates only approximates. So wherever the rules' plan keeps what the search's window
+    allows, the search's plan is at least as fast by the table.
+    """
+    try:
+        decisions = map_by_rules(layers, target, compression)
+    except ValueError:
+        return {}
+    return {d.name: d.scheme for d in decisions if d.scheme is not None}
 
 
 def _check_reachable(layers, candidate_sets, compression):
