@@ -44,8 +44,14 @@ RULE_BLOCKS = {
 #: The least fraction of its weights a layer keeps under the rules (a 3x3 block of 4 channels keeps 2 of its 36 columns).
 MIN_KEPT = 0.05
 
-#: How far a block's whole columns may take a layer from its rate before the block is widened.
+#: How far a block's whole columns may take a layer from its rate before the block is widened (relative).
 BLOCK_RATE_TOLERANCE = 0.02
+
+#: The same for a layer kept at :data:`MIN_KEPT`, whose rate is a floor rather than the constant
+#: ``c``'s (the layers above the floor absorb the difference): wide blocks cost speed
+#: (docs/performance.md, "Per-layer mapping"), so the family's block is kept when its columns
+#: come this near.
+FLOOR_RATE_TOLERANCE = 0.15
 
 #: How far above ``total / compression`` the rules' kept weights may end, when that is nearer to it.
 OVER_BUDGET = 0.02
@@ -79,10 +85,12 @@ def _pattern(kept):
     return PatternScheme(entries=entries, library_size=8, connectivity=round(connectivity, 4))
 
 
-def _block_punched(block, kept, layer):
+def _block_punched(block, kept, layer, at_floor=False):
     """Block-punched keeping about ``kept``: a block keeps whole columns, so the narrowest block
     (doubling its input channels) whose columns give the rate within :data:`BLOCK_RATE_TOLERANCE`
-    is taken, at the rate its columns give exactly."""
+    (:data:`FLOOR_RATE_TOLERANCE` for a layer at the floor) is taken, at the rate its columns give
+    exactly."""
+    tolerance = FLOOR_RATE_TOLERANCE if at_floor else BLOCK_RATE_TOLERANCE
     rows, channels = block
     taps = layer.kernel_size[0] * layer.kernel_size[1]
 
@@ -92,7 +100,7 @@ def _block_punched(block, kept, layer):
     widths = [channels]
     while widths[-1] < layer.in_channels:
         widths.append(widths[-1] * 2)
-    close = [w for w in widths if abs(achieved(w * taps) - kept) <= BLOCK_RATE_TOLERANCE * kept]
+    close = [w for w in widths if abs(achieved(w * taps) - kept) <= tolerance * kept]
     channels = close[0] if close else min(widths, key=lambda w: abs(achieved(w * taps) - kept))
     columns = channels * taps
     return BlockPunchedScheme(block=(rows, channels), sparsity=round(1.0 - achieved(columns), 6))
@@ -106,27 +114,29 @@ def _scheme_rule(layer, profile, blocks):
         if limit is None or pixels <= limit:
             where = ("the " + profile.name + " profile gives no 3x3 layer a pattern" if limit is None
                      else f"a {pixels}-pixel map (<= {limit})")
-            return (lambda kept: _block_punched(blocks["wide"], kept, layer), profile.block_max_density,
+            return (lambda kept, at_floor: _block_punched(blocks["wide"], kept, layer, at_floor), profile.block_max_density,
                     f"R3: 3x3, {where}: block-punched")
-        return (_pattern, profile.pattern_max_density,
+        return (lambda kept, _at_floor: _pattern(kept), profile.pattern_max_density,
                 f"R4: 3x3 on a {pixels}-pixel map (> {limit}): pattern + connectivity")
     kind = "R5: 1x1 or linear" if layer.kernel_size == (1, 1) else \
         f"R6: {layer.kernel_size[0]}x{layer.kernel_size[1]} kernel"
-    return (lambda kept: _block_punched(blocks["narrow"], kept, layer), profile.block_max_density,
+    return (lambda kept, at_floor: _block_punched(blocks["narrow"], kept, layer, at_floor), profile.block_max_density,
             f"{kind}: block-punched")
 
 
 def _decide(layer, rule, rate_constant, profile):
     """The :class:`RuleDecision` of a prunable layer at the rate constant ``c``."""
     make, largest, sentence = rule
+    at_floor = rate_constant / layer.output_pixels <= MIN_KEPT
     kept = max(MIN_KEPT, rate_constant / layer.output_pixels)
-    scheme = make(min(kept, 1.0))
+    scheme = make(min(kept, 1.0), at_floor)
     if density(scheme) > largest:
         return RuleDecision(layer.name, None, f"R7: keeping {min(kept, 1.0):.3f} is above the {profile.name} "
                                               f"profile's largest density {largest} for its scheme")
     block = f" {scheme.block}" if isinstance(scheme, BlockPunchedScheme) else ""
+    floor = f", the floor {MIN_KEPT}" if at_floor else ""
     return RuleDecision(layer.name, scheme, f"{sentence}{block}, keeping {density(scheme):.3f} "
-                                            f"({layer.output_pixels}-pixel map)")
+                                            f"({layer.output_pixels}-pixel map{floor})")
 
 
 def _kept_weights(layers, decisions):
