@@ -24,7 +24,8 @@ the compression target over the whole model (dense layers counted whole); a laye
 above the profile's largest density for its scheme (``pattern_max_density``, ``block_max_density``:
 there the sparse kernel is slower than the dense one) stays dense. A block-punched block
 keeps whole columns, so a block with too few columns for its rate (a 1x1 block of one channel has
-one) takes more input channels.
+one) takes more input channels; a layer at :data:`MIN_KEPT` keeps the family's block when its
+columns come near the floor, as wide blocks are slower.
 """
 
 from dataclasses import dataclass
