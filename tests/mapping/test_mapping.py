@@ -143,6 +143,16 @@ def test_rules_refuse_a_compression_the_dense_layers_forbid(every_kind):
 QUICK = Timer(number=1, repeat=2, min_repeat_ms=1)
 
 
+def _table(folder):
+    """The latency table a search of these tests kept in ``folder``."""
+    return LatencyTable.open(folder, tvm_sparse.parse_target("llvm"), default_thread_count())
+
+
+def _rules(layers, compression):
+    """The rules' decisions as ``map_schemes`` takes them for ``"llvm"``."""
+    return map_by_rules(layers, tvm_sparse.parse_target("llvm"), compression)
+
+
 def _few(layer, target):
     return candidates_for(layer, target, blocks=[(8, 1)], sparsities=(0.75,), patterns=((4, 0.5),))
 
@@ -176,7 +186,7 @@ def test_map_prune_compile_matches_pytorch(small, tmp_path):
     # entries leave out the cost of a call and are clamped at 0: a tiny layer may cost nothing more
     assert all(row.predicted_ms >= 0 and row.dense_ms >= 0 for row in mapping.report)
     assert sum(row.dense_ms for row in mapping.report) > 0
-    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
+    table = _table(tmp_path)
     assert mapping.predicted_ms == pytest.approx(table.calibration.predict_ms(sum(row.predicted_ms for row in mapping.report)))
     assert table.calibration.dense_ms > 0 and table.calibration.scale > 0
     assert mapping.report[0].choice == "dense" and "stem" in mapping.report[0].reason
@@ -299,9 +309,8 @@ def test_a_second_search_measures_only_the_rules_choices_it_lacks(small, tmp_pat
     model, example = small
     first = map_schemes(model, example, "llvm", "search", compression=1.5, candidates=_few, table=tmp_path,
                         timer=QUICK)
-    layers = find_layers(model, example)
-    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
-    lacking = {candidate_key(d.scheme) for layer, d in zip(layers, map_by_rules(layers, tvm_sparse.parse_target("llvm"), 2.5))
+    layers, table = find_layers(model, example), _table(tmp_path)
+    lacking = {candidate_key(d.scheme) for layer, d in zip(layers, _rules(layers, 2.5))
                if table.get(layer, d.scheme) is None}
     assert lacking, "the rules choose other rates at 2.5x than at 1.5x"
 
@@ -321,9 +330,8 @@ def test_the_search_weighs_the_rules_choices(small, tmp_path):
     model, example = small
     mapping = map_schemes(model, example, "llvm", "search", compression=2.5, candidates=_few, table=tmp_path,
                           timer=QUICK)
-    layers = find_layers(model, example)
-    table = LatencyTable.open(tmp_path, tvm_sparse.parse_target("llvm"), default_thread_count())
-    decisions = map_by_rules(layers, tvm_sparse.parse_target("llvm"), 2.5)
+    layers, table = find_layers(model, example), _table(tmp_path)
+    decisions = _rules(layers, 2.5)
     assert any(d.scheme not in _few(layer, "llvm") for layer, d in zip(layers, decisions))
     for layer, decision, row in zip(layers, decisions, mapping.report):
         assert table.get(layer, decision.scheme) is not None
