@@ -86,12 +86,12 @@ def _pattern(kept):
     return PatternScheme(entries=entries, library_size=8, connectivity=round(connectivity, 4))
 
 
-def _block_punched(block, kept, layer, at_floor=False):
+def _block_punched(block, kept, layer):
     """Block-punched keeping about ``kept``: a block keeps whole columns, so the narrowest block
     (doubling its input channels) whose columns give the rate within :data:`BLOCK_RATE_TOLERANCE`
-    (:data:`FLOOR_RATE_TOLERANCE` for a layer at the floor) is taken, at the rate its columns give
-    exactly."""
-    tolerance = FLOOR_RATE_TOLERANCE if at_floor else BLOCK_RATE_TOLERANCE
+    (:data:`FLOOR_RATE_TOLERANCE` at the floor, ``kept`` = :data:`MIN_KEPT`) is taken, at the
+    rate its columns give exactly."""
+    tolerance = FLOOR_RATE_TOLERANCE if kept <= MIN_KEPT else BLOCK_RATE_TOLERANCE
     rows, channels = block
     taps = layer.kernel_size[0] * layer.kernel_size[1]
 
@@ -115,27 +115,26 @@ def _scheme_rule(layer, profile, blocks):
         if limit is None or pixels <= limit:
             where = ("the " + profile.name + " profile gives no 3x3 layer a pattern" if limit is None
                      else f"a {pixels}-pixel map (<= {limit})")
-            return (lambda kept, at_floor: _block_punched(blocks["wide"], kept, layer, at_floor), profile.block_max_density,
+            return (lambda kept: _block_punched(blocks["wide"], kept, layer), profile.block_max_density,
                     f"R3: 3x3, {where}: block-punched")
-        return (lambda kept, _at_floor: _pattern(kept), profile.pattern_max_density,
+        return (_pattern, profile.pattern_max_density,
                 f"R4: 3x3 on a {pixels}-pixel map (> {limit}): pattern + connectivity")
     kind = "R5: 1x1 or linear" if layer.kernel_size == (1, 1) else \
         f"R6: {layer.kernel_size[0]}x{layer.kernel_size[1]} kernel"
-    return (lambda kept, at_floor: _block_punched(blocks["narrow"], kept, layer, at_floor), profile.block_max_density,
+    return (lambda kept: _block_punched(blocks["narrow"], kept, layer), profile.block_max_density,
             f"{kind}: block-punched")
 
 
 def _decide(layer, rule, rate_constant, profile):
     """The :class:`RuleDecision` of a prunable layer at the rate constant ``c``."""
     make, largest, sentence = rule
-    at_floor = rate_constant / layer.output_pixels <= MIN_KEPT
     kept = max(MIN_KEPT, rate_constant / layer.output_pixels)
-    scheme = make(min(kept, 1.0), at_floor)
+    scheme = make(min(kept, 1.0))
     if density(scheme) > largest:
         return RuleDecision(layer.name, None, f"R7: keeping {min(kept, 1.0):.3f} is above the {profile.name} "
                                               f"profile's largest density {largest} for its scheme")
     block = f" {scheme.block}" if isinstance(scheme, BlockPunchedScheme) else ""
-    floor = f", the floor {MIN_KEPT}" if at_floor else ""
+    floor = f", the floor {MIN_KEPT}" if kept <= MIN_KEPT else ""
     return RuleDecision(layer.name, scheme, f"{sentence}{block}, keeping {density(scheme):.3f} "
                                             f"({layer.output_pixels}-pixel map{floor})")
 
