@@ -24,7 +24,7 @@ from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_bloc
                      schedule_register_tile)
 from .padding import schedule_padding
 from .pointwise import is_pointwise_rows
-from .tiling import accumulator_budget, channel_block, sample_divisor, spatial_tile
+from .tiling import channel_block, conv_tile, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
@@ -83,7 +83,8 @@ def conv2d_weight_packing(func, target):
     index = param_index(func, weight)
     if index is None or len(weight.shape) != 4 or is_pointwise_rows(sch, conv, target):
         return None
-    return WeightPacking(index, channel_block(extents(weight)[0], target))
+    _, _, height, width = extents(sch.get(conv).writes[0].source)
+    return WeightPacking(index, channel_block(extents(weight)[0], target, height, width))
 
 
 class DenseConv2dNCHW(RegisterTileRule):
@@ -106,8 +107,7 @@ class DenseConv2dNCHW(RegisterTileRule):
 
     def default_tile(self, target, kb, height, width):
         """Rows and columns of the untuned register tile."""
-        pixels = accumulator_budget(target) // max(1, kb // vector_lanes(target))
-        return spatial_tile(height, width, max(1, pixels), self.max_tile_width)
+        return conv_tile(target, kb, height, width, self.max_tile_width)
 
     def schedule_block(self, sch, block, target, tunable):
         _, _, height, width = extents(sch.get(block).writes[0].source)

@@ -19,7 +19,7 @@ from tvm.tirx import IndexMap
 from ..target_info import vector_lanes
 from .blocks import RegisterTileRule, cache_accumulator, column_stride, extents, schedule_register_tile
 from .padding import schedule_padding
-from .tiling import accumulator_budget, largest_divisor, sample_divisor, stack_accumulators
+from .tiling import MIN_ACCUMULATORS, accumulator_budget, largest_divisor, sample_divisor, stack_accumulators
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
@@ -61,22 +61,27 @@ class PointwiseConv2dRows(RegisterTileRule):
         return is_pointwise_rows(sch, block, target)
 
     @staticmethod
-    def default_tile(target, filters):
-        """Filters and pixels of the untuned register tile: one vector of pixels, several filters.
+    def default_tile(target, filters, pixels):
+        """Filters and pixels of the untuned register tile: a few vectors of pixels, several filters.
 
-        Each input channel adds ``kt`` broadcast weights times the one vector of inputs it loads.
+        Each input channel adds ``kt`` broadcast weights times the vectors of inputs it loads.
         ``kt`` is at most half the accumulator budget and keeps the tile within the stack
         (:func:`schedules.dense.tiling.stack_accumulators`): a larger tile's accumulators are a
         workspace that each tile allocates, zeroes, stores and reloads, which costs more than the
         larger tile's reuse saves, for expansions and projections alike (``docs/performance.md``).
+        The pixels are one vector, or more where ``kt`` filters alone are fewer than
+        :data:`~schedules.dense.tiling.MIN_ACCUMULATORS` (16 registers, as on AVX2: 6 filters x 2 vectors).
         """
-        budget = min(accumulator_budget(target) // 2, stack_accumulators(target))
-        return largest_divisor(filters, budget), vector_lanes(target)
+        lanes = vector_lanes(target)
+        limit = min(accumulator_budget(target), stack_accumulators(target))
+        kt = largest_divisor(filters, min(accumulator_budget(target) // 2, stack_accumulators(target)))
+        vectors = min(-(-MIN_ACCUMULATORS // kt), max(1, limit // kt))
+        return kt, lanes * largest_divisor(pixels // lanes, vectors)
 
     def schedule_block(self, sch, block, target, tunable):
         _, filters, height, width = extents(sch.get(block).writes[0].source)
         pixels = height * width
-        kt, xt = self.default_tile(target, filters)
+        kt, xt = self.default_tile(target, filters, pixels)
         if tunable:
             kt = sample_divisor(sch, filters, 32, kt)
             xt = sample_divisor(sch, pixels, 4 * vector_lanes(target), xt)

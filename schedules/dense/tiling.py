@@ -14,6 +14,11 @@ def accumulator_budget(target):
     return registers - 8 if registers > 16 else registers - 4
 
 
+#: Independent vector accumulators a register tile needs so that its multiply-adds never wait on
+#: each other: an FMA's latency (4 cycles) times the FMA pipes (2) on the x86 and Cortex-A7x cores.
+MIN_ACCUMULATORS = 8
+
+
 #: Bytes below which TVM keeps a constant-size buffer on the stack (``runtime::kMaxStackAlloca``); a
 #: larger accumulator tile is allocated from the workspace pool, zeroed, stored and reloaded per tile.
 STACK_BYTES = 1024
@@ -34,17 +39,31 @@ def largest_divisor(extent, limit):
     return divisors(extent, max(1, limit))[0]
 
 
-def channel_block(channels, target):
-    """Output channels per register tile: one vector of the target when it divides ``channels``.
+def channel_block(channels, target, height, width, max_width=8):
+    """Output channels per register tile of a convolution with a ``height`` x ``width`` output map.
 
-    With 16 registers (AVX2, 32-bit ARM) two vectors per row of the tile use the registers better,
-    so a block of two vectors is taken when it divides ``channels``; a channel count that no
-    vector width divides gets its largest divisor below the vector width.
+    One vector of the target when it divides ``channels``; with 16 registers (AVX2, 32-bit ARM)
+    two vectors per row of the tile use the registers better, so a block of two vectors is taken
+    when it divides ``channels`` and its tile (:func:`conv_tile`) holds at least as many
+    accumulators: on maps 7 wide, two vectors leave room for one pixel only. A channel count that
+    no vector width divides gets its largest divisor below the vector width.
     """
     lanes = vector_lanes(target)
-    if vector_registers(target) <= 16 and channels % (2 * lanes) == 0:
-        return 2 * lanes
-    return largest_divisor(channels, lanes)
+    one_vector = largest_divisor(channels, lanes)
+    if vector_registers(target) > 16 or channels % (2 * lanes):
+        return one_vector
+
+    def accumulators(kb):
+        yt, xt = conv_tile(target, kb, height, width, max_width)
+        return -(-kb // lanes) * yt * xt
+
+    return max((2 * lanes, one_vector), key=accumulators)
+
+
+def conv_tile(target, kb, height, width, max_width=8):
+    """Rows and columns of the untuned register tile of ``kb`` output channels: what the accumulators allow."""
+    pixels = accumulator_budget(target) // max(1, kb // vector_lanes(target))
+    return spatial_tile(height, width, max(1, pixels), max_width)
 
 
 def spatial_tile(height, width, pixels, max_width=8):

@@ -70,8 +70,31 @@ def _padding4(padding):
     return rows, cols, rows, cols
 
 
+#: AVX2 with FMA and 16 vector registers: its code runs on every x86 CPU these tests run on.
+AVX2 = {"kind": "llvm", "mcpu": "skylake"}
+
+#: Shapes whose untuned tiles differ with 16 registers (same columns as ``CASES``).
+AVX2_CASES = [
+    (320, 160, 7, 7, 1, 1, 0, 1, 1, True, True, "relu6"),  # 1x1 on 7x7: one vector of filters, 7 pixels
+    (64, 64, 7, 7, 3, 1, 1, 1, 1, True, False, "relu"),  # 3x3 on 7x7
+    (64, 32, 14, 14, 3, 1, 1, 1, 1, False, False, None),  # 3x3 on 14x14: two vectors of filters, 2x2 pixels
+    (24, 144, 32, 32, 1, 1, 0, 1, 1, True, True, "relu6"),  # pointwise rows: 6 filters x 2 vectors of pixels
+    (16, 20, 4, 4, 1, 1, 0, 1, 1, True, False, None),  # pointwise rows: 5 filters x the 2 vectors of the map
+    (32, 16, 8, 8, 1, 1, 0, 1, 1, False, False, "relu"),  # pointwise rows: 4 filters x 2 vectors
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_dense_conv2d_matches_pytorch(case):
+    _check_against_pytorch(case, host_target())
+
+
+@pytest.mark.parametrize("case", AVX2_CASES, ids=_case_id)
+def test_dense_conv2d_matches_pytorch_on_avx2(case):
+    _check_against_pytorch(case, tvm.target.Target(AVX2))
+
+
+def _check_against_pytorch(case, target):
     c, k, h, w, kernel, stride, padding, dilation, groups, has_bias, has_residual, epilogue = case
     rng = np.random.default_rng(sum(map(ord, _case_id(case))))
     kh, kw = _pair(kernel)
@@ -85,8 +108,6 @@ def test_dense_conv2d_matches_pytorch(case):
     expected = torch_conv2d(x_padded, weight, bias, stride, 0, dilation, groups, residual, epilogue)
     mod = conv2d_module(x.shape, weight, stride, _padding4(padding), dilation, groups, bias, epilogue,
                         None if residual is None else residual.shape)
-    target = host_target()
-
     scheduled = scheduled_module(mod, target)
     funcs = primfuncs(scheduled)
     assert funcs and all(f.attrs.get("tirx.is_scheduled", False) for f in funcs.values())
@@ -258,3 +279,25 @@ def test_pointwise_tiles_are_stack_buffers(channels, filters):
     (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
     library = tvm.tirx.build(tvm.IRModule({"main": conv.with_attr("global_symbol", "main")}), target=target)
     assert "TVMBackendAllocWorkspace" not in library.inspect_source("ll")
+
+
+@pytest.mark.parametrize("target", [{"kind": "llvm", "mcpu": "znver4"}, AVX2,
+                                    {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}],
+                         ids=["avx512", "avx2", "neon"])
+def test_untuned_tiles_keep_enough_multiply_adds_in_flight(target):
+    """Every untuned register tile holds at least MIN_ACCUMULATORS independent accumulators (or a
+    whole 7-pixel row), and no more than the registers allow."""
+    from schedules.dense.pointwise import PointwiseConv2dRows
+    from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
+
+    target = tvm.target.Target(target)
+    lanes, budget = vector_lanes(target), accumulator_budget(target)
+    for filters, pixels in [(144, 1024), (24, 1024), (32, 1024), (16, 64), (96, 64), (1280, 16), (20, 16)]:
+        kt, xt = PointwiseConv2dRows.default_tile(target, filters, pixels)
+        assert filters % kt == 0 and pixels % xt == 0 and xt % lanes == 0
+        assert MIN_ACCUMULATORS <= kt * xt // lanes <= budget, (filters, pixels, kt, xt)
+    for channels, size in [(1280, 7), (512, 7), (160, 7), (256, 14), (128, 28), (64, 56), (64, 32), (32, 16)]:
+        kb = channel_block(channels, target, size, size)
+        yt, xt = conv_tile(target, kb, size, size)
+        accumulators = -(-kb // lanes) * yt * xt
+        assert min(MIN_ACCUMULATORS, size) <= accumulators <= budget, (channels, size, kb, yt, xt)
