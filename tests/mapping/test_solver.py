@@ -70,3 +70,21 @@ def test_a_floor_keeps_the_total_weight_in_its_window_or_takes_the_heaviest_tota
     solution = solve(groups, budget, floor=floor)
     assert solution.weight <= budget
     assert solution.cost == pytest.approx(_brute_force_window(groups, floor, budget), abs=1e-6)
+
+
+@pytest.mark.parametrize("compression", [2.5, 3.0, 3.375, 4.0, 4.5])
+def test_a_searched_plan_meets_its_compression_by_the_densities_of_its_schemes(compression):
+    """Connectivity pruning at a rate like the rules' (0.3333) keeps a fraction of a weight by
+    density: three such layers must not pass for 3.375x when they keep 1024.05 of 3456 weights."""
+    from tvm_sparse.mapping.candidates import density, kept_weights
+    from tvm_sparse.mapping.layers import Layer
+    from tvm_sparse.mapping.search import Option, search
+    from tvm_sparse.plan import PatternScheme
+
+    layers = [Layer(f"layer{i}.weight", "conv2d", (16, 8, 3, 3), (1, 8, 8, 8), padding=(1, 1)) for i in range(3)]
+    schemes = [None] + [PatternScheme(entries=4, library_size=8, connectivity=c) for c in (0.3333, 0.4567, 0.5)]
+    options = {layer.name: [Option(s, 1.0 - density(s), kept_weights(layer, s), 0.0) for s in schemes]
+               for layer in layers}
+    chosen = search(layers, options, "compression", compression)
+    kept = sum(layer.parameters * density(chosen[layer.name].scheme) for layer in layers)
+    assert sum(layer.parameters for layer in layers) / kept >= compression

@@ -6,6 +6,8 @@ structure and wide ones (``16x4``) the most reuse; on a GPU a work-group compute
 together, so blocks are at least a quarter of a subgroup tall.
 """
 
+import math
+
 from tvm_sparse.plan import BlockPunchedScheme, BSRScheme, PatternScheme, kept_count
 
 from schedules.target_info import as_target, target_family
@@ -27,6 +29,13 @@ PATTERNS = ((4, 0.0), (4, 0.5), (4, 0.75), (5, 0.5), (5, 0.75))
 def density(scheme):
     """Kept fraction of a layer's weights under ``scheme`` (1.0 for dense, ``None``)."""
     return 1.0 if scheme is None else 1.0 / scheme.compression
+
+
+def kept_weights(layer, scheme):
+    """Weights ``layer`` keeps under ``scheme``, rounded up: a plan whose layers keep these meets
+    its compression by the densities its report gives (a pattern's connectivity need not remove
+    a whole number of weights)."""
+    return math.ceil(layer.parameters * density(scheme) - 1e-9)
 
 
 def candidates_for(layer, target, blocks=None, sparsities=SPARSITIES, patterns=PATTERNS):

@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict, dataclass
 
-from tvm_sparse.mapping.candidates import candidates_for, density
+from tvm_sparse.mapping.candidates import candidates_for, density, kept_weights
 from tvm_sparse.mapping.keys import candidate_key
 from tvm_sparse.mapping.latency import LatencyTable, Timer, measure_table
 from tvm_sparse.mapping.layers import find_layers
@@ -178,7 +178,7 @@ def _rule_choices(layers, target, compression):
 def _check_reachable(layers, candidate_sets, compression):
     """Refuse, before measuring anything, a compression no choice of candidates reaches."""
     total = sum(layer.parameters for layer in layers)
-    least = sum(min(round(layer.parameters * density(s)) for s in candidate_sets[layer.name]) for layer in layers)
+    least = sum(min(kept_weights(layer, s) for s in candidate_sets[layer.name]) for layer in layers)
     if total / least < compression:
         raise InfeasibleBudget(f"compression {compression:g} is out of reach: the candidates keep at least "
                                f"{least} of {total} weights ({total / least:.2f}x at most)")

@@ -16,7 +16,7 @@ share their latency entries.
 import math
 from dataclasses import dataclass
 
-from tvm_sparse.mapping.candidates import density
+from tvm_sparse.mapping.candidates import kept_weights
 from tvm_sparse.mapping.keys import candidate_key
 from tvm_sparse.mapping.solver import solve
 
@@ -45,7 +45,7 @@ def layer_options(layers, candidates, table, costs=None):
             milliseconds = table.get(layer, scheme)
             if milliseconds is None:
                 raise KeyError(f"{layer.name}: the latency table has no entry for {candidate_key(scheme)}")
-            kept = int(round(layer.parameters * density(scheme)))
+            kept = kept_weights(layer, scheme)
             sensitivity = costs[layer.name][candidate_key(scheme)] if costs else 0.0
             rows.append(Option(scheme, milliseconds, kept, sensitivity))
         options[layer.name] = rows

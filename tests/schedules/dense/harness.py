@@ -9,6 +9,13 @@ from tvm.target import codegen
 from relay_passes import pipeline
 
 
+#: An AVX-512 CPU (Zen 4), for checks of what the schedules decide there, whatever this CPU is.
+AVX512 = {"kind": "llvm", "mcpu": "znver4"}
+
+#: AVX2 with FMA and 16 vector registers: its code runs on every x86 CPU these tests run on.
+AVX2 = {"kind": "llvm", "mcpu": "skylake"}
+
+
 def host_target():
     """This CPU, with its real features (AVX-512 here), as the benchmarks use it."""
     return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()})

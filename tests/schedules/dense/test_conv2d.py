@@ -14,10 +14,12 @@ from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS
+from schedules.dense.pointwise import PointwiseConv2dRows
+from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.threaded_run import outputs_at_thread_counts
-from tests.schedules.dense.harness import (conv2d_module, host_target, primfuncs, run, scheduled_module,
+from tests.schedules.dense.harness import (AVX2, conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
 
 # (C, K, H, W, kernel, stride, padding, dilation, groups, bias, residual, epilogue)
@@ -69,9 +71,6 @@ def _padding4(padding):
     rows, cols = _pair(padding)
     return rows, cols, rows, cols
 
-
-#: AVX2 with FMA and 16 vector registers: its code runs on every x86 CPU these tests run on.
-AVX2 = {"kind": "llvm", "mcpu": "skylake"}
 
 #: Shapes whose untuned tiles differ with 16 registers (same columns as ``CASES``).
 AVX2_CASES = [
@@ -287,9 +286,6 @@ def test_pointwise_tiles_are_stack_buffers(channels, filters):
 def test_untuned_tiles_keep_enough_multiply_adds_in_flight(target):
     """Every untuned register tile holds at least MIN_ACCUMULATORS independent accumulators (or a
     whole 7-pixel row), and no more than the registers allow."""
-    from schedules.dense.pointwise import PointwiseConv2dRows
-    from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
-
     target = tvm.target.Target(target)
     lanes, budget = vector_lanes(target), accumulator_budget(target)
     for filters, pixels in [(144, 1024), (24, 1024), (32, 1024), (16, 64), (96, 64), (1280, 16), (20, 16)]:
