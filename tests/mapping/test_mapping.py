@@ -339,7 +339,7 @@ def test_the_search_weighs_the_rules_choices(small, tmp_path):
                                                            and decision.scheme is not None)
 
 
-@pytest.mark.parametrize("method", ["loss", "first_order", "recovered_loss"])
+@pytest.mark.parametrize("method", ["loss", "first_order", "recovered_loss", "refit_loss"])
 def test_sensitivities_grow_with_what_a_candidate_removes_and_leave_the_weights(small, method):
     from tvm_sparse.mapping.sensitivity import sensitivities
 
@@ -358,3 +358,33 @@ def test_sensitivities_grow_with_what_a_candidate_removes_and_leave_the_weights(
         assert row["dense"] == 0.0 and all(cost >= 0.0 for cost in row.values())
         if method == "first_order":  # the 0.875 mask removes every weight the 0.5 one does, and more
             assert row[candidate_key(schemes[2])] >= row[candidate_key(schemes[1])] > 0.0
+
+
+@pytest.mark.parametrize("layer", [torch.nn.Conv2d(5, 6, 3, padding=1, bias=False), torch.nn.Conv2d(4, 8, 3, stride=2),
+                                   torch.nn.Conv2d(6, 7, 1), torch.nn.Linear(12, 9)])
+def test_a_refit_layer_keeps_its_mask_and_reproduces_its_dense_outputs_best(layer, monkeypatch):
+    """The refit's kept weights are the least-squares optimum: masked gradients of the output error vanish."""
+    from tvm_sparse.mapping import sensitivity
+
+    monkeypatch.setattr(sensitivity, "REFIT_DAMPING", 0.0)
+    generator = torch.Generator().manual_seed(3)
+    shape = (40, layer.in_features) if isinstance(layer, torch.nn.Linear) else (24, layer.in_channels, 7, 7)
+    batches = [(torch.randn(shape, generator=generator), None) for _ in range(2)]
+    weight = layer.weight.detach()
+    mask = (torch.rand(weight.shape, generator=generator) > 0.6).float()
+    gram = sensitivity._input_gram(layer, layer, batches)
+    refit = sensitivity._refit(weight.reshape(len(weight), -1), mask.reshape(len(mask), -1), gram).reshape(weight.shape)
+    assert torch.equal(refit * mask, refit)
+
+    def output_error(candidate):
+        return sum(((torch.func.functional_call(layer, {"weight": candidate}, (x,)) - layer(x)) ** 2).sum()
+                   for x, _ in batches)
+
+    def masked_gradient(candidate):
+        variable = candidate.clone().requires_grad_()
+        output_error(variable).backward()
+        return float((variable.grad * mask).abs().max())
+
+    assert masked_gradient(refit) <= 1e-5 * masked_gradient(weight * mask)
+    with torch.no_grad():
+        assert float(output_error(refit)) < float(output_error(weight * mask))

@@ -34,9 +34,10 @@ def register(subparsers):
                         help="calibration data for the sensitivities (search)")
     parser.add_argument("--sensitivity", choices=SENSITIVITY_METHODS, default="loss",
                         help="how a candidate's accuracy cost is measured: the loss increase when only its layer is "
-                             "pruned (default), the (w * dL/dw)^2 it removes (first_order), or the loss increase "
-                             "left after a few steps of fine-tuning (recovered_loss: closer to the accuracy after "
-                             "training, slower)")
+                             "pruned (default), the (w * dL/dw)^2 it removes (first_order), the loss increase "
+                             "left after a few steps of fine-tuning (recovered_loss, slower), or the loss increase "
+                             "once the layer's kept weights are refit by least squares to its dense outputs "
+                             "(refit_loss)")
     parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind this tracker")
     parser.add_argument("--rpc-key", help="the device's key at the tracker")
     parser.add_argument("--table", metavar="DIR", help="keep (and resume) the latency table in this folder")

@@ -15,6 +15,11 @@ same rate, yet can train back to the same accuracy (docs/performance.md, "Per-la
 fine-tuned for a few steps on the calibration batches (the pruned weights held at zero), and its
 loss is compared with the dense model's after the same steps (NetAdapt's short-term fine-tuning
 of each proposal). It costs :data:`RECOVERY_STEPS` training steps per candidate.
+``method="refit_loss"`` repairs the layer alone, as training would first: its kept weights are
+refit by least squares to the dense layer's outputs on the calibration batches (the layer-wise
+reconstruction of OBC and SparseGPT), and the loss increase of the refit layer is the cost. The
+other layers stay as they are, so they cannot hide one layer's damage, and the cost stays local
+and additive; one forward pass per candidate after one pass that gathers each layer's inputs.
 """
 
 import copy
@@ -24,13 +29,23 @@ import torch
 from tvm_sparse.mapping.keys import candidate_key
 from tvm_sparse.pruning.masks import compute_mask
 
-METHODS = ("loss", "first_order", "recovered_loss")
+METHODS = ("loss", "first_order", "recovered_loss", "refit_loss")
 
 #: Fine-tuning steps (one calibration batch each) before a ``recovered_loss`` is measured.
 RECOVERY_STEPS = 20
 
 #: Adam's learning rate for those steps.
 RECOVERY_LR = 1e-3
+
+#: Conjugate-gradient steps of a ``refit_loss`` least-squares refit.
+REFIT_ITERATIONS = 40
+
+#: Damping of the refit: this fraction of the mean diagonal of the inputs' Gram matrix is added to
+#: it, which keeps the refit near the dense weights where the inputs do not pin them down.
+REFIT_DAMPING = 0.01
+
+#: Images per chunk when a convolution's inputs are unfolded into their patches.
+PATCH_CHUNK = 16
 
 
 def _loss(model, batches, loss_fn):
@@ -52,7 +67,8 @@ def sensitivities(model, layers, candidates, batches, method="loss", loss_fn=Non
         Calibration inputs and labels (a few batches of the user's data).
     method : str
         ``"loss"`` (loss increase, one forward pass per batch and candidate), ``"first_order"`` or
-        ``"recovered_loss"`` (the increase left after :data:`RECOVERY_STEPS` steps of fine-tuning).
+        ``"recovered_loss"`` (the increase left after :data:`RECOVERY_STEPS` steps of fine-tuning)
+        or ``"refit_loss"`` (the increase once the layer's kept weights are refit to its dense outputs).
     loss_fn : callable, optional
         ``loss_fn(logits, labels)``; cross entropy by default.
     """
@@ -63,7 +79,8 @@ def sensitivities(model, layers, candidates, batches, method="loss", loss_fn=Non
         raise ValueError("sensitivities need at least one calibration batch")
     loss_fn = loss_fn or torch.nn.functional.cross_entropy
     parameters = dict(model.named_parameters())
-    costs = {"loss": _loss_costs, "first_order": _first_order_costs, "recovered_loss": _recovered_loss_costs}
+    costs = {"loss": _loss_costs, "first_order": _first_order_costs, "recovered_loss": _recovered_loss_costs,
+             "refit_loss": _refit_loss_costs}
     cost_of = costs[method](model, batches, loss_fn, parameters)
     result = {}
     for layer in layers:
@@ -144,3 +161,81 @@ def _recovered_loss_costs(model, batches, loss_fn, parameters):
         return max(0.0, recovered_loss(name, mask) - base)
 
     return cost
+
+
+def _refit_loss_costs(model, batches, loss_fn, parameters):
+    """``cost(name, mask)``: the loss increase with that weight masked and its kept entries refit."""
+    base = _loss(model, batches, loss_fn)
+    modules = dict(model.named_modules())
+    grams = {}
+
+    def cost(name, mask):
+        module = modules[name.rpartition(".")[0]]
+        weight = parameters[name]
+        saved = weight.detach().clone()
+        if getattr(module, "groups", 1) == 1:
+            if name not in grams:
+                grams[name] = _input_gram(model, module, batches)
+            pruned = _refit(saved.reshape(len(saved), -1), mask.reshape(len(mask), -1), grams[name]).reshape(saved.shape)
+        else:
+            pruned = saved * mask
+        with torch.no_grad():
+            weight.copy_(pruned)
+        try:
+            return max(0.0, _loss(model, batches, loss_fn) - base)
+        finally:
+            with torch.no_grad():
+                weight.copy_(saved)
+
+    return cost
+
+
+def _input_gram(model, module, batches):
+    """``X^T X`` of the layer's inputs on the batches, one row of ``X`` per output pixel (its patch)."""
+    gram = None
+
+    def gather(_module, inputs):
+        nonlocal gram
+        for chunk in inputs[0].detach().split(PATCH_CHUNK):
+            if isinstance(module, torch.nn.Conv2d):
+                chunk = torch.nn.functional.unfold(chunk, module.kernel_size, module.dilation, module.padding,
+                                                   module.stride)
+                chunk = chunk.transpose(1, 2)
+            rows = chunk.reshape(-1, chunk.shape[-1]).double()
+            gram = rows.T @ rows if gram is None else gram + rows.T @ rows
+
+    handle = module.register_forward_pre_hook(gather)
+    try:
+        with torch.no_grad():
+            for x, _ in batches:
+                model(x)
+    finally:
+        handle.remove()
+    return gram
+
+
+def _refit(weight, mask, gram):
+    """The masked weight whose rows best reproduce ``weight``'s outputs: ``min ||X (w' - w)||``, ``w' = mask * w'``.
+
+    Each row's normal equations, restricted to its kept entries, are solved together by
+    conjugate gradients (rows keep different entries, so no one factorisation serves them all).
+    """
+    damped = gram + REFIT_DAMPING * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+    mask = mask.double()
+
+    def apply(x):
+        return mask * ((mask * x) @ damped)
+
+    x = mask * weight.double()
+    residual = mask * (weight.double() @ damped) - apply(x)
+    direction = residual.clone()
+    norm = (residual * residual).sum(1, keepdim=True)
+    for _ in range(REFIT_ITERATIONS):
+        product = apply(direction)
+        step = norm / (direction * product).sum(1, keepdim=True).clamp_min(1e-300)
+        x = x + step * direction
+        residual = residual - step * product
+        new_norm = (residual * residual).sum(1, keepdim=True)
+        direction = residual + new_norm / norm.clamp_min(1e-300) * direction
+        norm = new_norm
+    return (mask * x).to(weight.dtype)
