@@ -97,16 +97,21 @@ def _loss_costs(model, batches, loss_fn, parameters):
 
     def cost(name, mask):
         weight = parameters[name]
-        saved = weight.detach().clone()
-        with torch.no_grad():
-            weight.mul_(mask)
-        try:
-            return max(0.0, _loss(model, batches, loss_fn) - base)
-        finally:
-            with torch.no_grad():
-                weight.copy_(saved)
+        return _loss_increase_with(model, batches, loss_fn, weight, weight.detach() * mask, base)
 
     return cost
+
+
+def _loss_increase_with(model, batches, loss_fn, weight, replacement, base):
+    """The loss increase over ``base`` while ``weight`` holds ``replacement`` (restored after; never below 0)."""
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.copy_(replacement)
+    try:
+        return max(0.0, _loss(model, batches, loss_fn) - base)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
 
 
 def _first_order_costs(model, batches, loss_fn, parameters):
@@ -172,20 +177,14 @@ def _refit_loss_costs(model, batches, loss_fn, parameters):
     def cost(name, mask):
         module = modules[name.rpartition(".")[0]]
         weight = parameters[name]
-        saved = weight.detach().clone()
+        dense = weight.detach()
         if getattr(module, "groups", 1) == 1:
             if name not in grams:
                 grams[name] = _input_gram(model, module, batches)
-            pruned = _refit(saved.reshape(len(saved), -1), mask.reshape(len(mask), -1), grams[name]).reshape(saved.shape)
+            pruned = _refit(dense.reshape(len(dense), -1), mask.reshape(len(mask), -1), grams[name]).reshape(dense.shape)
         else:
-            pruned = saved * mask
-        with torch.no_grad():
-            weight.copy_(pruned)
-        try:
-            return max(0.0, _loss(model, batches, loss_fn) - base)
-        finally:
-            with torch.no_grad():
-                weight.copy_(saved)
+            pruned = dense * mask
+        return _loss_increase_with(model, batches, loss_fn, weight, pruned, base)
 
     return cost
 
