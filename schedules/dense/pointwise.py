@@ -72,10 +72,9 @@ class PointwiseConv2dRows(RegisterTileRule):
         The pixels are one vector, or more where ``kt`` filters alone are fewer than
         :data:`~schedules.dense.tiling.MIN_ACCUMULATORS` (16 registers, as on AVX2: 6 filters x 2 vectors).
         """
-        lanes = vector_lanes(target)
-        limit = min(accumulator_budget(target), stack_accumulators(target))
-        kt = largest_divisor(filters, min(accumulator_budget(target) // 2, stack_accumulators(target)))
-        vectors = min(-(-MIN_ACCUMULATORS // kt), max(1, limit // kt))
+        lanes, budget, stack = vector_lanes(target), accumulator_budget(target), stack_accumulators(target)
+        kt = largest_divisor(filters, min(budget // 2, stack))
+        vectors = min(-(-MIN_ACCUMULATORS // kt), max(1, min(budget, stack) // kt))
         return kt, lanes * largest_divisor(pixels // lanes, vectors)
 
     def schedule_block(self, sch, block, target, tunable):
