@@ -58,6 +58,17 @@ class TargetProfile:
         The rule-based mapping (``tvm_sparse.mapping.rules``) gives a 3x3 layer a pattern when its
         output map has more pixels than this, else block-punched; None: block-punched always
         (pattern kernels were slower than block-punched ones of equal density on every 3x3 layer).
+    panel_pixels : int or None
+        The dense pointwise kernel (``schedules.dense.pointwise``) on maps of more pixels than this
+        computes the output in panels of whole rows of at most this many pixels, each panel's input
+        copied channel block by channel block into a contiguous buffer of ``input_slab_bytes``;
+        None: no panels (every tile reads the whole input column it needs).
+    panel_accumulator_bytes : int
+        Most bytes of the partial sums of one panel (its filters x its pixels), kept between the
+        channel blocks.
+    panel_min_channels : int
+        Fewest input channels of a convolution computed in panels: on shorter reductions the input
+        column of a tile stays in the L1 cache, and the copy costs more than it saves.
     """
 
     name: str
@@ -80,6 +91,9 @@ class TargetProfile:
     block_max_density: float
     min_macs: int
     pattern_3x3_min_pixels: int | None
+    panel_pixels: int | None = None
+    panel_accumulator_bytes: int = 128 * KIB
+    panel_min_channels: int = 64
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -143,6 +157,14 @@ ZEN4 = ROCKET_LAKE.derived(
     l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None,
 )
 
+#: ``llvm -mcpu=znver3`` (AMD Zen 3, AVX2 and 16 vector registers, 32 KiB L1d, 512 KiB L2).
+ZEN3 = ROCKET_LAKE.derived(
+    "znver3", "x86", "panel_pixels and panel_accumulator_bytes measured (tvm-sparse compile resnet50 --profile and "
+    "single 1x1 layers, docs/performance.md); the rest copied from Rocket Lake",
+    measure="tvm-sparse compile resnet50 --profile (panels); the rest as Rocket Lake's",
+    l1_data_bytes=32 * KIB, panel_pixels=128,
+)
+
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
     "generic x86", "x86", "not measured; copied from Rocket Lake", l1_data_bytes=32 * KIB,
@@ -169,9 +191,9 @@ MALI = ROCKET_LAKE.derived(
 ADRENO = MALI.derived("adreno", "gpu", "not measured; copied from Rocket Lake (CPU kernels' thresholds)")
 
 #: The profiles by name.
-PROFILES = {p.name: p for p in (ROCKET_LAKE, ZEN4, ZEN5, EMERALD_RAPIDS, GENERIC_X86, CORTEX_A76, CORTEX_A55, MALI, ADRENO)}
+PROFILES = {p.name: p for p in (ROCKET_LAKE, ZEN3, ZEN4, ZEN5, EMERALD_RAPIDS, GENERIC_X86, CORTEX_A76, CORTEX_A55, MALI, ADRENO)}
 
-_CPU_PROFILES = {p.name: p for p in (ROCKET_LAKE, ZEN4, ZEN5, EMERALD_RAPIDS, CORTEX_A76, CORTEX_A55)}
+_CPU_PROFILES = {p.name: p for p in (ROCKET_LAKE, ZEN3, ZEN4, ZEN5, EMERALD_RAPIDS, CORTEX_A76, CORTEX_A55)}
 _GPU_PROFILES = {"mali": MALI, "adreno": ADRENO}
 
 

@@ -23,7 +23,7 @@ from ..target_info import as_target, vector_lanes
 from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
                      schedule_register_tile)
 from .padding import schedule_padding
-from .pointwise import is_pointwise_rows
+from .pointwise import default_panel, is_pointwise, is_pointwise_rows, schedule_panels
 from .tiling import channel_block, conv_tile, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
@@ -109,7 +109,27 @@ class DenseConv2dNCHW(RegisterTileRule):
         """Rows and columns of the untuned register tile."""
         return conv_tile(target, kb, height, width, self.max_tile_width)
 
+    def pointwise_panel(self, sch, block, target):
+        """The register tile ``(kb, pixels)`` and the :class:`~schedules.dense.pointwise.Panel` of a pointwise ``block``.
+
+        None unless the convolution is pointwise (1x1, stride 1, unpadded) and
+        :func:`~schedules.dense.pointwise.default_panel` gives it panels; the tile's pixels then
+        run along the flattened map.
+        """
+        if not is_pointwise(sch, block):
+            return None
+        _, filters, height, width = extents(sch.get(block).writes[0].source)
+        _, channels, _, _, kb = extents(sch.get(block).reads[1].source)
+        tile = (kb, self.default_tile(target, kb, 1, height * width)[1])
+        panel = default_panel(target, (channels, filters, height, width), tile, filters_in_lanes=True)
+        return None if panel is None else (tile, panel)
+
     def schedule_block(self, sch, block, target, tunable):
+        """Schedule in panels where :meth:`pointwise_panel` gives some (not tuned), else by 2-D tiles."""
+        panel = self.pointwise_panel(sch, block, target)
+        if panel is not None:
+            schedule_panels(sch, block, *panel, vector_lanes(target), filters_in_lanes=True)
+            return
         _, _, height, width = extents(sch.get(block).writes[0].source)
         kb = extents(sch.get(block).reads[1].source)[-1]
         yt, xt = self.default_tile(target, kb, height, width)

@@ -11,29 +11,49 @@ bias, residual add and ReLU/ReLU6) is not transposed, which matters for the shor
 
 The schedule first merges the row and column iterators of every block into one pixel iterator
 (``transform_block_layout``), so tiles run along the flattened map, not along its rows.
+
+On large inputs, a tile that reads its whole input column (all channels of its pixels) streams it
+from beyond the L1 cache, at a stride of a whole map per channel (a power of two on 16x16 and
+32x32 maps, where every channel falls in the same cache set). Where the target's profile sets
+``panel_pixels``, the output is computed in panels of whole rows, in parallel (the loop nest of
+GEMM libraries, without packing the weights): for each block of channels, the panel's input is
+copied into one contiguous buffer that stays in the L1 cache while every filter tile of the panel
+reads it, and the tiles add into the panel's partial sums, which LLVM keeps in registers across
+the block's channels. The epilogue writes the panel out once all channels are summed.
 """
+
+from dataclasses import dataclass
 
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.tirx import IndexMap
 
+from ..profiles import profile_for
 from ..target_info import vector_lanes
-from .blocks import RegisterTileRule, cache_accumulator, column_stride, extents, schedule_register_tile
+from .blocks import (RegisterTileRule, cache_accumulator, column_stride, epilogue_end, extents,
+                     schedule_register_tile)
 from .padding import schedule_padding
-from .tiling import MIN_ACCUMULATORS, accumulator_budget, largest_divisor, sample_divisor, stack_accumulators
+from .tiling import (MIN_ACCUMULATORS, accumulator_budget, divisors, largest_divisor, sample_divisor,
+                     stack_accumulators)
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
 
 
-def is_pointwise_rows(sch, conv, target):
-    """Whether the groups = 1 convolution block ``conv`` is 1x1, stride 1, unpadded, with whole vectors of pixels.
-
-    "Whole vectors": an image's ``H*W`` output pixels are a multiple of the vector width.
-    """
+def is_pointwise(sch, conv):
+    """Whether the groups = 1 convolution block ``conv`` is 1x1, stride 1 and unpadded (its weight packed or not)."""
     weight = extents(sch.get(conv).reads[1].source)
     _, _, height, width = extents(sch.get(conv).writes[0].source)
     unpadded = extents(sch.get(conv).reads[0].source)[2:] == [height, width]
-    return (len(weight) == 4 and weight[2:] == [1, 1] and column_stride(sch, conv) == 1 and unpadded
+    return weight[2:4] == [1, 1] and column_stride(sch, conv) == 1 and unpadded
+
+
+def is_pointwise_rows(sch, conv, target):
+    """Whether the groups = 1 convolution block ``conv`` is pointwise, unpacked, with whole vectors of pixels.
+
+    "Whole vectors": an image's ``H*W`` output pixels are a multiple of the vector width.
+    """
+    _, _, height, width = extents(sch.get(conv).writes[0].source)
+    return (len(sch.get(conv).reads[1].source.shape) == 4 and is_pointwise(sch, conv)
             and (height * width) % vector_lanes(target) == 0)
 
 
@@ -50,6 +70,133 @@ def flatten_pixels(sch, conv):
         ndim = len(sch.get(block).iter_vars)
         sch.transform_block_layout(
             block, IndexMap.from_func(lambda n, k, y, x, *rest: (n, k, y * width + x, *rest), ndim=ndim))
+
+
+@dataclass(frozen=True)
+class Panel:
+    """How a pointwise convolution's output is cut into panels (see the module docstring).
+
+    Attributes
+    ----------
+    filters : int
+        Output channels of a panel (a multiple of the tile's filters).
+    pixels : int
+        Pixels of a panel: whole rows of the map, a multiple of the tile's pixels.
+    channels : int
+        Input channels summed per step: the block whose copied input, and the weights of one
+        tile, take at most the profile's ``input_slab_bytes`` of the L1 cache.
+    """
+
+    filters: int
+    pixels: int
+    channels: int
+
+
+def default_panel(target, shape, tile, filters_in_lanes=False):
+    """The panels of a pointwise convolution on ``target``, or None where the tiles read the input directly.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+    shape : tuple of int
+        ``(channels, filters, height, width)`` of the convolution.
+    tile : tuple of int
+        ``(kt, xt)``: filters and pixels of the register tile.
+
+    filters_in_lanes : bool
+        Whether the tile's vector lanes are filters (see :func:`schedule_panels`), not pixels.
+
+    Returns
+    -------
+    Panel or None
+        None when the profile sets no ``panel_pixels``; when the convolution has fewer than
+        ``panel_min_channels`` input channels (the input column of a tile is then short); when
+        the map is no larger than one panel with pixels in the lanes (the tiles then read whole
+        rows of input already), or no larger than a vector with filters in the lanes (the 1x1 map
+        of a squeeze-excite); or when no whole number of rows is a multiple of the tile. The panel
+        is the most whole rows within ``panel_pixels``, or else the fewest rows that make whole tiles.
+    """
+    profile = profile_for(target)
+    channels, filters, height, width = shape
+    kt, xt = tile
+    if profile.panel_pixels is None or channels < profile.panel_min_channels:
+        return None
+    if height * width <= (vector_lanes(target) if filters_in_lanes else profile.panel_pixels):
+        return None
+    rows = [r for r in divisors(height, height) if (r * width) % xt == 0]
+    if not rows:
+        return None
+    within = [r for r in rows if r * width <= profile.panel_pixels]
+    pixels = (within[0] if within else rows[-1]) * width
+    panels = height * width // pixels
+    fitting = [kt * d for d in divisors(filters // kt, filters)
+               if kt * d * pixels * 4 <= profile.panel_accumulator_bytes
+               and panels * filters // (kt * d) >= profile.parallel_tasks]
+    slab = largest_divisor(channels, profile.input_slab_bytes // (4 * (pixels + kt)))
+    return Panel(fitting[0] if fitting else kt, pixels, slab)
+
+
+def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False):
+    """Schedule a pointwise convolution in panels (:class:`Panel`), in parallel; its pixels are flattened first.
+
+    Parameters
+    ----------
+    sch : tvm.s_tir.Schedule
+    accumulate : SBlockRV
+        The convolution block (:func:`is_pointwise`).
+    tile : tuple of int
+        ``(kt, xt)``: filters and pixels of the register tile.
+    panel : Panel
+    lanes : int
+        Vector lanes of the target.
+    filters_in_lanes : bool
+        Whether the tile's filters are its vector lanes (the packed weight of
+        :class:`schedules.dense.conv2d.WeightPacking`, each input pixel broadcast), rather than its pixels.
+    """
+    kt, xt = tile
+    flatten_pixels(sch, accumulate)
+    if filters_in_lanes:
+        sch.transform_layout(accumulate, ("write", 0), lambda n, k, p: (n, p, k))
+    blocks = sch.get_child_blocks(get_root_block(sch))
+    position = [sch.get(b).name_hint for b in blocks].index(sch.get(accumulate).name_hint)
+    end = epilogue_end(sch, blocks, position)
+    for block in blocks[position + 1 : end]:
+        sch.compute_inline(block)
+    images, filters, pixels = sch.get_loops(blocks[end])
+    filter_panels, panel_filters = sch.split(filters, [None, panel.filters])
+    pixel_panels, panel_pixels = sch.split(pixels, [None, panel.pixels])
+    written_in_vectors = panel_filters if filters_in_lanes else panel_pixels
+    sch.reorder(images, filter_panels, pixel_panels, *([panel_pixels, panel_filters] if filters_in_lanes
+                                                       else [panel_filters, panel_pixels]))
+    parallel = sch.fuse(images, filter_panels, pixel_panels)
+    sch.parallel(parallel)
+    vectorize_split(sch, written_in_vectors, lanes)
+
+    sch.compute_at(accumulate, parallel, preserve_unit_loops=True)
+    image, filters, pixels, channels, *taps = sch.get_loops(accumulate)[1:]
+    filter_tiles, tile_filters = sch.split(filters, [None, kt])
+    pixel_tiles, tile_pixels = sch.split(pixels, [None, xt])
+    channel_blocks, block_channels = sch.split(channels, [None, panel.channels])
+    unrolled, vectorized = (tile_pixels, tile_filters) if filters_in_lanes else (tile_filters, tile_pixels)
+    sch.reorder(channel_blocks, image, filter_tiles, pixel_tiles, block_channels, *taps, unrolled, vectorized)
+    sch.unroll(unrolled)
+    sch.vectorize(vectorized)
+
+    data = next(i for i, region in enumerate(sch.get(accumulate).reads) if len(region.source.shape) == 4
+                and int(region.source.shape[2]) * int(region.source.shape[3]) > 1)
+    copy = sch.cache_read(accumulate, data, "global")
+    width = int(sch.get(copy).reads[0].source.shape[3])
+    sch.transform_layout(copy, ("write", 0), lambda n, c, y, x: (n, c, y * width + x))
+    sch.transform_block_layout(copy, IndexMap.from_func(lambda n, c, y, x: (n, c, y * width + x), ndim=4))
+    sch.compute_at(copy, channel_blocks)
+    vectorize_split(sch, sch.get_loops(copy)[-1], lanes)
+    init = sch.decompose_reduction(accumulate, channel_blocks)
+    vectorize_split(sch, sch.get_loops(init)[-1], lanes)
+
+
+def vectorize_split(sch, loop, lanes):
+    """Vectorize the innermost part of ``loop``: its largest divisor up to ``lanes``."""
+    sch.vectorize(sch.split(loop, [None, largest_divisor(int(sch.get(loop).extent), lanes)])[1])
 
 
 class PointwiseConv2dRows(RegisterTileRule):
@@ -78,9 +225,15 @@ class PointwiseConv2dRows(RegisterTileRule):
         return kt, lanes * largest_divisor(pixels // lanes, vectors)
 
     def schedule_block(self, sch, block, target, tunable):
+        """Schedule in panels where :func:`default_panel` gives some (with the default tile, not tuned), else by tiles."""
         _, filters, height, width = extents(sch.get(block).writes[0].source)
+        channels = extents(sch.get(block).reads[1].source)[1]
         pixels = height * width
         kt, xt = self.default_tile(target, filters, pixels)
+        panel = default_panel(target, (channels, filters, height, width), (kt, xt))
+        if panel is not None:
+            schedule_panels(sch, block, (kt, xt), panel, vector_lanes(target))
+            return
         if tunable:
             kt = sample_divisor(sch, filters, 32, kt)
             xt = sample_divisor(sch, pixels, 4 * vector_lanes(target), xt)

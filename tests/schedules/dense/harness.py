@@ -16,6 +16,10 @@ AVX512 = {"kind": "llvm", "mcpu": "znver4"}
 AVX2 = {"kind": "llvm", "mcpu": "skylake"}
 
 
+#: AVX2 on a CPU whose profile computes pointwise convolutions in panels (``panel_pixels``, Zen 3).
+ZEN3 = {"kind": "llvm", "mcpu": "znver3"}
+
+
 def host_target():
     """This CPU, with its real features (AVX-512 here), as the benchmarks use it."""
     return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()})

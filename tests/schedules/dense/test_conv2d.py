@@ -14,12 +14,13 @@ from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS
-from schedules.dense.pointwise import PointwiseConv2dRows
+from schedules.dense.pointwise import PointwiseConv2dRows, default_panel
+from schedules.profiles import profile_for
 from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.threaded_run import outputs_at_thread_counts
-from tests.schedules.dense.harness import (AVX2, conv2d_module, host_target, primfuncs, run, scheduled_module,
+from tests.schedules.dense.harness import (AVX2, AVX512, ZEN3, conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
 
 # (C, K, H, W, kernel, stride, padding, dilation, groups, bias, residual, epilogue)
@@ -212,6 +213,59 @@ def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, siz
     assert [tuple(int(d) for d in p.shape) for p in conv.params] == [a.shape for a in arrays]  # not packed
     for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
+@pytest.mark.parametrize("channels, filters, size", [(64, 256, 56), (256, 64, 16), (100, 40, 24), (144, 24, 32),
+                                                     (1024, 256, 14), (512, 160, 7), (96, 40, 10)])
+def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, size, tmp_path):
+    """The 1x1 kernels in panels (Zen 3's profile), pixels in the lanes or (on maps of no whole vectors,
+    packed weights) filters in the lanes: one or several channel blocks, at 1, 2 and 3 threads."""
+    target = tvm.target.Target(ZEN3)
+    rng = np.random.default_rng(channels * filters)
+    # scaled as trained weights are, so that the sums of 1024 terms stay below the ReLU6 clip
+    weight = (rng.standard_normal((filters, channels, 1, 1)) / np.sqrt(channels)).astype("float32")
+    bias = rng.standard_normal(filters).astype("float32")
+    x = rng.standard_normal((1, channels, size, size)).astype("float32")
+    expected = torch_conv2d(x, weight, bias, 1, 0, 1, 1, None, "relu6")
+    mod = conv2d_module(x.shape, weight, 1, 0, 1, 1, bias, "relu6", None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    assert re.search(r'T\.sblock\("\w+_global"\)', conv.script()), "the panel's input copy is missing"
+    packed = len(conv.params[1].shape) == 5
+    assert packed == ((size * size) % vector_lanes(target) != 0)
+    if packed:
+        weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
+    arrays = [x, weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
+@pytest.mark.parametrize("channels, filters, size", [(64, 256, 56), (512, 128, 28), (1024, 256, 16), (100, 40, 24),
+                                                     (144, 24, 112), (2048, 2048, 16)])
+def test_panels_are_whole_rows_of_whole_tiles_within_the_caches(channels, filters, size):
+    """A panel is whole rows and whole tiles, its partial sums and a channel block's operands fit the
+    profile's bounds, and there are enough panels to share among threads."""
+    target = tvm.target.Target(ZEN3)
+    profile = profile_for(target)
+    kt, xt = PointwiseConv2dRows.default_tile(target, filters, size * size)
+    panel = default_panel(target, (channels, filters, size, size), (kt, xt))
+    assert panel.pixels % size == 0 and (size * size) % panel.pixels == 0 and panel.pixels % xt == 0
+    assert panel.pixels <= profile.panel_pixels
+    assert filters % panel.filters == 0 and panel.filters % kt == 0
+    assert panel.filters == kt or panel.filters * panel.pixels * 4 <= profile.panel_accumulator_bytes
+    assert channels % panel.channels == 0
+    assert panel.channels == 1 or panel.channels * (panel.pixels + kt) * 4 <= profile.input_slab_bytes
+    panels = (filters // panel.filters) * (size * size // panel.pixels)
+    assert panel.filters == kt or panels >= profile.parallel_tasks
+
+
+def test_no_panels_on_short_reductions_small_maps_or_profiles_without_them():
+    zen3, avx512 = tvm.target.Target(ZEN3), tvm.target.Target(AVX512)
+    assert default_panel(zen3, (576, 96, 8, 8), PointwiseConv2dRows.default_tile(zen3, 96, 64)) is None
+    assert default_panel(zen3, (240, 960, 1, 1), (8, 1), filters_in_lanes=True) is None
+    assert default_panel(zen3, (960, 160, 7, 7), (8, 7), filters_in_lanes=True) is not None
+    assert default_panel(avx512, (256, 256, 32, 32), PointwiseConv2dRows.default_tile(avx512, 256, 1024)) is None
+    assert default_panel(zen3, (32, 192, 32, 32), PointwiseConv2dRows.default_tile(zen3, 192, 1024)) is None
+    assert default_panel(zen3, (256, 256, 32, 32), PointwiseConv2dRows.default_tile(zen3, 256, 1024)) is not None
 
 
 @pytest.mark.parametrize("case", [(8, 8, 40, 40, 3, 1, 1, 1, 8, True, False, None),
