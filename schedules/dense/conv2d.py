@@ -20,9 +20,9 @@ import numpy as np
 from tvm import s_tir
 
 from ..target_info import as_target, vector_lanes
-from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_block, is_unscheduled_cpu_func, param_index,
-                     schedule_register_tile)
-from .padding import schedule_padding
+from .blocks import (ConstantWeightPacking, RegisterTileRule, column_stride, extents, find_block,
+                     is_unscheduled_cpu_func, param_index, schedule_register_tile)
+from .padding import pads_nothing, schedule_padding
 from .pointwise import default_panel, is_pointwise, is_pointwise_rows, schedule_panels
 from .tiling import channel_block, conv_tile, sample_divisor
 
@@ -112,16 +112,17 @@ class DenseConv2dNCHW(RegisterTileRule):
     def pointwise_panel(self, sch, block, target):
         """The register tile ``(kb, pixels)`` and the :class:`~schedules.dense.pointwise.Panel` of a pointwise ``block``.
 
-        None unless the convolution is pointwise (1x1, stride 1, unpadded) and
+        None unless the convolution is 1x1 and unpadded (any stride) and
         :func:`~schedules.dense.pointwise.default_panel` gives it panels; the tile's pixels then
         run along the flattened map.
         """
-        if not is_pointwise(sch, block):
+        if not is_pointwise(sch, block, any_stride=True) or not pads_nothing(sch):
             return None
         _, filters, height, width = extents(sch.get(block).writes[0].source)
         _, channels, _, _, kb = extents(sch.get(block).reads[1].source)
         tile = (kb, self.default_tile(target, kb, 1, height * width)[1])
-        panel = default_panel(target, (channels, filters, height, width), tile, filters_in_lanes=True)
+        panel = default_panel(target, (channels, filters, height, width), tile, filters_in_lanes=True,
+                              stride=column_stride(sch, block))
         return None if panel is None else (tile, panel)
 
     def schedule_block(self, sch, block, target, tunable):

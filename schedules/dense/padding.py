@@ -100,6 +100,12 @@ class PaddingStage:
             sch.vectorize(loop)
 
 
+def pads_nothing(sch):
+    """Whether the function has no padding block (:data:`PADDING_BLOCKS`), or one that only copies."""
+    block = find_block(sch, PADDING_BLOCKS)
+    return block is None or extents(sch.get(block).reads[0].source) == extents(sch.get(block).writes[0].source)
+
+
 def schedule_padding(sch, lanes, column_stride=1, per_channel=False):
     """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else prepare it as a stage.
 

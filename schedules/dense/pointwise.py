@@ -31,7 +31,7 @@ from ..profiles import profile_for
 from ..target_info import vector_lanes
 from .blocks import (RegisterTileRule, cache_accumulator, column_stride, epilogue_end, extents,
                      schedule_register_tile)
-from .padding import schedule_padding
+from .padding import pads_nothing, schedule_padding
 from .tiling import (MIN_ACCUMULATORS, accumulator_budget, divisors, largest_divisor, sample_divisor,
                      stack_accumulators)
 
@@ -39,12 +39,21 @@ from .tiling import (MIN_ACCUMULATORS, accumulator_budget, divisors, largest_div
 CONV_BLOCK = "conv2d_nchw"
 
 
-def is_pointwise(sch, conv):
-    """Whether the groups = 1 convolution block ``conv`` is 1x1, stride 1 and unpadded (its weight packed or not)."""
+def is_pointwise(sch, conv, any_stride=False):
+    """Whether the groups = 1 convolution block ``conv`` is 1x1 and unpadded, with stride 1 (or any, if ``any_stride``).
+
+    Its weight may be packed or not. A strided one reads every ``s``-th row and column of its
+    input. "Unpadded": no border is added to what it reads (a padding block of the function that
+    pads nothing is not a border).
+    """
     weight = extents(sch.get(conv).reads[1].source)
     _, _, height, width = extents(sch.get(conv).writes[0].source)
-    unpadded = extents(sch.get(conv).reads[0].source)[2:] == [height, width]
-    return weight[2:4] == [1, 1] and column_stride(sch, conv) == 1 and unpadded
+    input_height, input_width = extents(sch.get(conv).reads[0].source)[2:]
+    stride = column_stride(sch, conv)
+    if stride != 1 and not any_stride:
+        return False
+    covers = all((out - 1) * stride < size <= out * stride for out, size in ((height, input_height), (width, input_width)))
+    return weight[2:4] == [1, 1] and covers
 
 
 def is_pointwise_rows(sch, conv, target):
@@ -92,7 +101,7 @@ class Panel:
     channels: int
 
 
-def default_panel(target, shape, tile, filters_in_lanes=False):
+def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
     """The panels of a pointwise convolution on ``target``, or None where the tiles read the input directly.
 
     Parameters
@@ -105,6 +114,8 @@ def default_panel(target, shape, tile, filters_in_lanes=False):
 
     filters_in_lanes : bool
         Whether the tile's vector lanes are filters (see :func:`schedule_panels`), not pixels.
+    stride : int
+        The convolution's stride: a panel copies ``stride`` x ``stride`` input pixels per output pixel.
 
     Returns
     -------
@@ -132,7 +143,7 @@ def default_panel(target, shape, tile, filters_in_lanes=False):
     fitting = [kt * d for d in divisors(filters // kt, filters)
                if kt * d * pixels * 4 <= profile.panel_accumulator_bytes
                and panels * filters // (kt * d) >= profile.parallel_tasks]
-    slab = largest_divisor(channels, profile.input_slab_bytes // (4 * (pixels + kt)))
+    slab = largest_divisor(channels, profile.input_slab_bytes // (4 * (stride * stride * pixels + kt)))
     return Panel(fitting[0] if fitting else kt, pixels, slab)
 
 
@@ -154,6 +165,8 @@ def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False)
         :class:`schedules.dense.conv2d.WeightPacking`, each input pixel broadcast), rather than its pixels.
     """
     kt, xt = tile
+    if schedule_padding(sch, lanes) is not None:
+        raise ValueError("a convolution computed in panels must not pad its input")
     flatten_pixels(sch, accumulate)
     if filters_in_lanes:
         sch.transform_layout(accumulate, ("write", 0), lambda n, k, p: (n, p, k))
@@ -231,7 +244,7 @@ class PointwiseConv2dRows(RegisterTileRule):
         pixels = height * width
         kt, xt = self.default_tile(target, filters, pixels)
         panel = default_panel(target, (channels, filters, height, width), (kt, xt))
-        if panel is not None:
+        if panel is not None and pads_nothing(sch):
             schedule_panels(sch, block, (kt, xt), panel, vector_lanes(target))
             return
         if tunable:

@@ -215,23 +215,25 @@ def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, siz
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
 
-@pytest.mark.parametrize("channels, filters, size", [(64, 256, 56), (256, 64, 16), (100, 40, 24), (144, 24, 32),
-                                                     (1024, 256, 14), (512, 160, 7), (96, 40, 10)])
-def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, size, tmp_path):
+@pytest.mark.parametrize("channels, filters, size, stride", [
+    (64, 256, 56, 1), (256, 64, 16, 1), (100, 40, 24, 1), (144, 24, 32, 1), (1024, 256, 14, 1), (512, 160, 7, 1),
+    (96, 40, 10, 1), (256, 128, 28, 2), (96, 40, 21, 2), (128, 64, 12, 3)])
+def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, size, stride, tmp_path):
     """The 1x1 kernels in panels (Zen 3's profile), pixels in the lanes or (on maps of no whole vectors,
-    packed weights) filters in the lanes: one or several channel blocks, at 1, 2 and 3 threads."""
+    and strided, with packed weights) filters in the lanes: one or several channel blocks, at 1, 2
+    and 3 threads."""
     target = tvm.target.Target(ZEN3)
     rng = np.random.default_rng(channels * filters)
     # scaled as trained weights are, so that the sums of 1024 terms stay below the ReLU6 clip
     weight = (rng.standard_normal((filters, channels, 1, 1)) / np.sqrt(channels)).astype("float32")
     bias = rng.standard_normal(filters).astype("float32")
     x = rng.standard_normal((1, channels, size, size)).astype("float32")
-    expected = torch_conv2d(x, weight, bias, 1, 0, 1, 1, None, "relu6")
-    mod = conv2d_module(x.shape, weight, 1, 0, 1, 1, bias, "relu6", None)
+    expected = torch_conv2d(x, weight, bias, stride, 0, 1, 1, None, "relu6")
+    mod = conv2d_module(x.shape, weight, stride, 0, 1, 1, bias, "relu6", None)
     (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
     assert re.search(r'T\.sblock\("\w+_global"\)', conv.script()), "the panel's input copy is missing"
     packed = len(conv.params[1].shape) == 5
-    assert packed == ((size * size) % vector_lanes(target) != 0)
+    assert packed == (stride > 1 or (size * size) % vector_lanes(target) != 0)
     if packed:
         weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
     arrays = [x, weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
