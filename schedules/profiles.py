@@ -105,6 +105,11 @@ class TargetProfile:
             raise ValueError(f"tile_waste must be >= 1, got {self.tile_waste}")
         if not self.code_budget_default <= self.code_budget_tuning <= self.code_budget_ceiling:
             raise ValueError("code budgets must grow: default <= tuning <= ceiling")
+        if self.panel_pixels is not None and self.panel_pixels < 1:
+            raise ValueError(f"panel_pixels must be None or at least 1, got {self.panel_pixels}")
+        if self.panel_accumulator_bytes < 4 or self.panel_min_channels < 1:
+            raise ValueError("panel_accumulator_bytes must hold a float and panel_min_channels be at least 1, got "
+                             f"{self.panel_accumulator_bytes} and {self.panel_min_channels}")
 
     def derived(self, name, family, provenance, **facts):
         """A profile for another target that copies this one's numbers except ``facts``."""

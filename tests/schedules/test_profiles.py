@@ -12,6 +12,7 @@ from schedules.profiles import profile_for
 @pytest.mark.parametrize("target, name", [
     ({"kind": "llvm", "mcpu": "znver5"}, "znver5"),
     ({"kind": "llvm", "mcpu": "znver4"}, "znver4"),
+    ({"kind": "llvm", "mcpu": "znver3"}, "znver3"),
     ({"kind": "llvm", "mcpu": "rocketlake"}, "rocketlake"),
     ({"kind": "llvm", "mcpu": "skylake"}, "generic x86"),
     ({"kind": "llvm"}, "generic x86"),
@@ -37,3 +38,7 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.GENERIC_X86, input_slab_bytes=64 * 1024)
     with pytest.raises(ValueError, match="code budgets"):
         dataclasses.replace(profiles.GENERIC_X86, code_budget_tuning=100)
+    with pytest.raises(ValueError, match="panel_pixels"):
+        dataclasses.replace(profiles.ZEN3, panel_pixels=0)
+    with pytest.raises(ValueError, match="panel_accumulator_bytes"):
+        dataclasses.replace(profiles.ZEN3, panel_accumulator_bytes=0)
