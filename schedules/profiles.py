@@ -164,10 +164,13 @@ ZEN4 = ROCKET_LAKE.derived(
 
 #: ``llvm -mcpu=znver3`` (AMD Zen 3, AVX2 and 16 vector registers, 32 KiB L1d, 512 KiB L2).
 ZEN3 = ROCKET_LAKE.derived(
-    "znver3", "x86", "panel_pixels and panel_accumulator_bytes measured (tvm-sparse compile resnet50 --profile and "
-    "single 1x1 layers, docs/performance.md); the rest copied from Rocket Lake",
-    measure="tvm-sparse compile resnet50 --profile (panels); the rest as Rocket Lake's",
-    l1_data_bytes=32 * KIB, panel_pixels=128,
+    "znver3", "x86", "panel_pixels, panel_accumulator_bytes and panel_min_channels measured (tvm-sparse compile "
+    "resnet50 --profile and single 1x1 layers); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
+    "latency table of ResNet-50 at 2 threads, block-punched faster than pattern at equal density on every 3x3 "
+    "layer); the rest copied from Rocket Lake (docs/performance.md)",
+    measure="tvm-sparse compile resnet50 --profile (panels); tvm-sparse bench mapping --model resnet50 "
+    "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
+    l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

@@ -52,7 +52,8 @@ def is_pointwise(sch, conv, any_stride=False):
     stride = column_stride(sch, conv)
     if stride != 1 and not any_stride:
         return False
-    covers = all((out - 1) * stride < size <= out * stride for out, size in ((height, input_height), (width, input_width)))
+    covers = all((out - 1) * stride < size <= out * stride
+                 for out, size in ((height, input_height), (width, input_width)))
     return weight[2:4] == [1, 1] and covers
 
 
@@ -111,7 +112,6 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
         ``(channels, filters, height, width)`` of the convolution.
     tile : tuple of int
         ``(kt, xt)``: filters and pixels of the register tile.
-
     filters_in_lanes : bool
         Whether the tile's vector lanes are filters (see :func:`schedule_panels`), not pixels.
     stride : int
@@ -166,7 +166,8 @@ def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False)
     """
     kt, xt = tile
     if schedule_padding(sch, lanes) is not None:
-        raise ValueError("a convolution computed in panels must not pad its input")
+        raise ValueError("schedule_panels takes a convolution whose padding block pads nothing (pads_nothing)")
+    data = sch.get(accumulate).reads[0].source
     flatten_pixels(sch, accumulate)
     if filters_in_lanes:
         sch.transform_layout(accumulate, ("write", 0), lambda n, k, p: (n, p, k))
@@ -195,9 +196,7 @@ def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False)
     sch.unroll(unrolled)
     sch.vectorize(vectorized)
 
-    data = next(i for i, region in enumerate(sch.get(accumulate).reads) if len(region.source.shape) == 4
-                and int(region.source.shape[2]) * int(region.source.shape[3]) > 1)
-    copy = sch.cache_read(accumulate, data, "global")
+    copy = sch.cache_read(accumulate, [r.source.same_as(data) for r in sch.get(accumulate).reads].index(True), "global")
     width = int(sch.get(copy).reads[0].source.shape[3])
     sch.transform_layout(copy, ("write", 0), lambda n, c, y, x: (n, c, y * width + x))
     sch.transform_block_layout(copy, IndexMap.from_func(lambda n, c, y, x: (n, c, y * width + x), ndim=4))
