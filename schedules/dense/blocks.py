@@ -137,12 +137,7 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
         The parallel loop.
     """
     cache_accumulator(sch, accumulate)
-    blocks = sch.get_child_blocks(get_root_block(sch))
-    position = [sch.get(b).name_hint for b in blocks].index(sch.get(accumulate).name_hint)
-    end = epilogue_end(sch, blocks, position)
-    output = blocks[end]
-    for block in blocks[position + 1 : end]:
-        sch.compute_inline(block)
+    output = inline_epilogue(sch, accumulate)
     sch.transform_layout(accumulate, ("write", 0), lambda *axes: [axes[i] for i in accumulator_order])
 
     outer, inner = [], []
@@ -179,6 +174,19 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     elif padding is not None:
         padding.schedule_in_launch(sch, tiles)
     return parallel
+
+
+def inline_epilogue(sch, accumulate):
+    """Inline the epilogue after the reduction block ``accumulate`` into its last block (:func:`epilogue_end`), returned.
+
+    That block writes the output out as each tile (or panel) of the reduction is finished.
+    """
+    blocks = sch.get_child_blocks(get_root_block(sch))
+    position = [sch.get(b).name_hint for b in blocks].index(sch.get(accumulate).name_hint)
+    end = epilogue_end(sch, blocks, position)
+    for block in blocks[position + 1 : end]:
+        sch.compute_inline(block)
+    return blocks[end]
 
 
 def epilogue_end(sch, blocks, position):

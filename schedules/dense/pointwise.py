@@ -29,7 +29,7 @@ from tvm.tirx import IndexMap
 
 from ..profiles import profile_for
 from ..target_info import vector_lanes
-from .blocks import (RegisterTileRule, cache_accumulator, column_stride, epilogue_end, extents,
+from .blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, inline_epilogue,
                      schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
 from .tiling import (MIN_ACCUMULATORS, accumulator_budget, divisors, largest_divisor, sample_divisor,
@@ -171,12 +171,7 @@ def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False)
     flatten_pixels(sch, accumulate)
     if filters_in_lanes:
         sch.transform_layout(accumulate, ("write", 0), lambda n, k, p: (n, p, k))
-    blocks = sch.get_child_blocks(get_root_block(sch))
-    position = [sch.get(b).name_hint for b in blocks].index(sch.get(accumulate).name_hint)
-    end = epilogue_end(sch, blocks, position)
-    for block in blocks[position + 1 : end]:
-        sch.compute_inline(block)
-    images, filters, pixels = sch.get_loops(blocks[end])
+    images, filters, pixels = sch.get_loops(inline_epilogue(sch, accumulate))
     filter_panels, panel_filters = sch.split(filters, [None, panel.filters])
     pixel_panels, panel_pixels = sch.split(pixels, [None, panel.pixels])
     written_in_vectors = panel_filters if filters_in_lanes else panel_pixels
