@@ -69,6 +69,28 @@ def _tile_filters(block_rows, lanes):
     return 2 if block_rows == 1 else min(block_rows, 8 if lanes >= 16 else 4)
 
 
+def vectors_within_waste(width_vectors, most, profile):
+    """Vectors of a register tile along a row of ``width_vectors`` vectors: up to ``most`` (and
+    4), fewer when the last tile's padding would cost more than the profile's ``tile_waste``."""
+    vectors = max(1, min(width_vectors, most, 4))
+    while vectors > 1 and math.ceil(width_vectors / vectors) * vectors > profile.tile_waste * width_vectors:
+        vectors -= 1
+    return vectors
+
+
+def one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile):
+    """``(vectors, filters)`` of a block-row register tile over one row of ``width_vectors`` vectors.
+
+    Each input vector feeds ``filters`` FMAs and each weight ``vectors``, so a tile that shares the
+    accumulators between them loads least per FMA (2 vectors x 4 filters on AVX2: 6 loads per 8
+    FMAs, against 9 for 1 x 8). Rows too short for more vectors (a linear layer's one pixel) give
+    the accumulators to the filters of the block row.
+    """
+    tile_filters = _tile_filters(block_rows, lanes)
+    vectors = vectors_within_waste(width_vectors, accumulators // tile_filters, profile)
+    return vectors, min(block_rows, max(tile_filters, accumulators // vectors))
+
+
 def private_input_split(geometry, out_rows, rows, profile):
     """``(row_tiles, filter_splits)`` of a config whose tasks copy their own input
     (:attr:`SpecializedConvConfig.private_input`).
@@ -101,6 +123,10 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, **knobs):
         while rows > 1 and math.ceil(geometry.out_height / rows) * rows > profile.tile_waste * geometry.out_height:
             rows -= 1
         knobs = {"rows": rows, **knobs}
+    elif config.rows == 1:  # a 1x1 layer's map as one row: raising the filters alone would fill the budget
+        vectors, filters = one_row_block_tile(math.ceil(geometry.out_width / config.lanes), block_rows, lanes,
+                                              accumulators, profile)
+        knobs = {"vectors": vectors, **knobs}
     config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", "fma_chains": accumulators,
                                             **knobs})
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows, profile)
@@ -133,14 +159,14 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile):
     is the whole layer: its per-tile overhead outweighs L1 reuse.
     """
     g = geometry
-    pixels = g.out_height * g.out_width
-    filters = 1 if block_rows == 1 else min(block_rows, _tile_filters(block_rows, lanes))
+    pixels, register_lanes = g.out_height * g.out_width, lanes
     while lanes > 4 and math.ceil(pixels / lanes) * lanes > profile.tile_waste * pixels:
         lanes //= 2
-    width_vectors = math.ceil(pixels / lanes)
-    vectors = max(1, min(width_vectors, accumulators // filters, 4))
-    while width_vectors % vectors:
-        vectors -= 1
+    if block_rows == 1:
+        filters, vectors = 1, vectors_within_waste(math.ceil(pixels / lanes), accumulators, profile)
+    else:
+        vectors, filters = one_row_block_tile(math.ceil(pixels / lanes), block_rows, register_lanes, accumulators,
+                                              profile)
     row_tiles, filter_splits = private_input_split(g, 1, 1, profile)
     return SpecializedConvConfig(lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits, codegen="compact",
                                  im2col=True, private_input=True, fma_chains=accumulators)

@@ -5,7 +5,9 @@ import pytest
 
 from schedules.epilogue import Epilogue
 from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
-from schedules.sparse_cpu.heuristics import MIN_CHANNEL_BLOCK
+from schedules.profiles import profile_for
+from schedules.sparse_cpu.heuristics import MIN_CHANNEL_BLOCK, accumulators_for
+from schedules.target_info import as_target
 from schedules.sparse_cpu.space import kernel_geometry, layer_default_config
 from tvm_sparse.formats import BlockPunchedWeight
 from tvm_sparse.formats.synthetic import block_punched
@@ -23,6 +25,9 @@ CASES = [
     (1, 96, 16, 1, 10, 10, 1, 0, (8, 8), 0.125, Epilogue(bias=True)),
     # a strided 1x1 layer reads every second pixel: its default copies them as one row (im2col)
     (2, 16, 24, 1, 11, 11, 2, 0, (8, 4), 0.3, Epilogue(bias=True, activation="relu")),
+    # one-row tiles of two vectors on rows of an odd count of vectors (7x7 and 14 -> 7 on AVX2)
+    (1, 32, 24, 1, 7, 7, 1, 0, (8, 4), 0.3, Epilogue(bias=True, activation="relu")),
+    (1, 32, 16, 1, 14, 14, 2, 0, (8, 4), 0.3, Epilogue(bias=True)),
     (1, 5, 9, 5, 10, 9, 1, 2, (8, 4), 0.3, Epilogue(bias=True)),
     (1, 3, 8, 7, 12, 12, 2, 3, (8, 4), 0.3, Epilogue(activation="relu")),
     (1, 9, 6, 3, 6, 13, 1, (0, 1, 2, 0), (3, 5), 0.6, Epilogue()),
@@ -82,3 +87,29 @@ def test_pointwise_channel_blocks_keep_enough_channels():
     config = layer_default_config(weight, (1, 256, 56, 56), {"kind": "llvm", "mcpu": "znver4"})
     assert config.codegen == "specialized"
     assert config.channel_block * 0.125 >= MIN_CHANNEL_BLOCK, config
+
+
+@pytest.mark.parametrize("target", [{"kind": "llvm", "mcpu": "znver3"}, {"kind": "llvm", "mcpu": "znver4"},
+                                    {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76"}],
+                         ids=["avx2", "avx512", "neon"])
+def test_one_row_tiles_fill_the_accumulators_with_vectors_and_filters(target):
+    """A default tile of a 1x1 layer's one row of pixels (stride 1 as one row, strided as its im2col
+    row) fills the register budget with vectors and filters, not filters alone (1 vector x 8
+    filters used half of it on AVX-512 and NEON and loaded more per FMA on AVX2); a row of one
+    pixel (a linear layer) gives the budget to a block row's filters."""
+    rng = np.random.default_rng(6)
+    target = as_target(target)
+    accumulators, waste = accumulators_for(target), profile_for(target).tile_waste
+    for filters, channels, size, stride in ((256, 1024, 14, 1), (2048, 512, 7, 1), (2048, 1024, 14, 2), (64, 64, 56, 1)):
+        weight = BlockPunchedWeight.from_dense(block_punched(rng, (filters, channels, 1, 1), (8, 4), 0.25), (8, 4))
+        config = layer_default_config(weight, (1, channels, size, size), target, stride=stride)
+        if config.codegen == "specialized":
+            continue  # the literal code of a small layer keeps its own tile
+        pixels = (size // stride) ** 2
+        row_vectors = -(-pixels // config.lanes)
+        assert config.rows == 1 and config.filters <= 8, config
+        assert config.filters * config.vectors == accumulators, config
+        assert -(-row_vectors // config.vectors) * config.vectors <= waste * row_vectors, config
+    linear = BlockPunchedWeight.from_dense(block_punched(rng, (1000, 2048, 1, 1), (8, 4), 0.25), (8, 4))
+    config = layer_default_config(linear, (1, 2048, 1, 1), target)
+    assert config.vectors == 1 and config.filters == 8, config
