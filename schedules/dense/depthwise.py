@@ -11,10 +11,10 @@ contiguous again. Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applie
 written out.
 """
 
-from ..target_info import vector_lanes
+from ..target_info import vector_lanes, vector_registers
 from .blocks import SPATIAL, RegisterTileRule, column_stride, extents, schedule_register_tile
 from .padding import schedule_padding
-from .tiling import accumulator_budget, largest_divisor, sample_divisor
+from .tiling import accumulator_budget, divisors, largest_divisor, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives an NCHW ``conv2d`` with groups > 1.
 GROUP_CONV_BLOCK = "group_conv2d_nchw"
@@ -47,10 +47,15 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
 
         The taps of the window are unrolled, so a tile of ``yt`` rows loads ``yt + window_rows - 1``
         input rows once each; a window taller than three rows gets at least ``2 (window_rows - 1)``
-        rows, so that the window's overlap is at most a third of the rows loaded.
+        rows, so that the window's overlap is at most a third of the rows loaded. With 16 registers
+        (AVX2) the columns are whole vectors where the width has such a divisor: each row of a
+        tile ending inside a vector computes its rest apart (56-wide maps: 8 columns, not 14).
         """
         lanes = vector_lanes(target)
         xt = largest_divisor(width, 2 * lanes)
+        whole_vectors = [d for d in divisors(width, 2 * lanes) if d % lanes == 0]
+        if vector_registers(target) <= 16 and whole_vectors:
+            xt = whole_vectors[0]
         vectors_per_row = -(-xt // lanes)
         wanted = max(self.max_tile_rows, 2 * (window_rows - 1))
         rows = min(wanted, max(1, accumulator_budget(target) // vectors_per_row))

@@ -13,7 +13,7 @@ import tvm
 from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
-from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS
+from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
 from schedules.dense.pointwise import PointwiseConv2dRows, default_panel
 from schedules.profiles import profile_for
 from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
@@ -81,6 +81,9 @@ AVX2_CASES = [
     (24, 144, 32, 32, 1, 1, 0, 1, 1, True, True, "relu6"),  # pointwise rows: 6 filters x 2 vectors of pixels
     (16, 20, 4, 4, 1, 1, 0, 1, 1, True, False, None),  # pointwise rows: 5 filters x the 2 vectors of the map
     (32, 16, 8, 8, 1, 1, 0, 1, 1, False, False, "relu"),  # pointwise rows: 4 filters x 2 vectors
+    (16, 16, 56, 56, 3, 1, 1, 1, 16, True, False, "relu6"),  # depthwise on 56x56: tiles of one whole vector
+    (8, 8, 112, 112, 3, 2, 1, 1, 8, True, False, "relu6"),  # depthwise, stride 2, 112 -> 56
+    (8, 8, 24, 24, 5, 1, 2, 1, 8, False, True, None),  # 5x5 depthwise on 24x24: 8 columns, not 12
 ]
 
 
@@ -353,3 +356,15 @@ def test_untuned_tiles_keep_enough_multiply_adds_in_flight(target):
         yt, xt = conv_tile(target, kb, size, size)
         accumulators = -(-kb // lanes) * yt * xt
         assert min(MIN_ACCUMULATORS, size) <= accumulators <= budget, (channels, size, kb, yt, xt)
+
+
+def test_depthwise_tiles_are_whole_vectors_wide_with_16_registers():
+    """With 16 registers a depthwise tile's columns are whole vectors where the width allows (a row
+    ending inside a vector computes its rest apart); other widths, and targets with 32 registers,
+    keep the widest divisor up to two vectors."""
+    avx2, avx512 = tvm.target.Target(AVX2), tvm.target.Target(AVX512)
+    for width in (56, 40, 24, 112):
+        _, xt = DepthwiseConv2dNCHW().default_tile(avx2, width, width)
+        assert xt % vector_lanes(avx2) == 0 and width % xt == 0 and xt <= 2 * vector_lanes(avx2), (width, xt)
+    assert DepthwiseConv2dNCHW().default_tile(avx2, 28, 28)[1] == 14
+    assert DepthwiseConv2dNCHW().default_tile(avx512, 56, 56)[1] == 28
