@@ -123,7 +123,7 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, **knobs):
         while rows > 1 and math.ceil(geometry.out_height / rows) * rows > profile.tile_waste * geometry.out_height:
             rows -= 1
         knobs = {"rows": rows, **knobs}
-    elif config.rows == 1:  # a 1x1 layer's map as one row: raising the filters alone would fill the budget
+    elif config.rows == 1:  # one-row tiles (a 1x1 layer's map as one row): vectors and filters share the budget
         vectors, filters = one_row_block_tile(math.ceil(geometry.out_width / config.lanes), block_rows, lanes,
                                               accumulators, profile)
         knobs = {"vectors": vectors, **knobs}
