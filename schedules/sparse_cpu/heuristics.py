@@ -9,6 +9,23 @@ from .config import SpecializedConvConfig, estimated_code_size
 MIN_CHANNEL_BLOCK = 8
 
 
+def tile_within_waste(extent, most, profile):
+    """The largest tile side up to ``most`` (at least 1) whose whole tiles cover ``extent`` with
+    at most the profile's ``tile_waste`` computed per valid element."""
+    tile = max(1, most)
+    while tile > 1 and math.ceil(extent / tile) * tile > profile.tile_waste * extent:
+        tile -= 1
+    return tile
+
+
+def lanes_within_waste(extent, lanes, profile):
+    """``lanes`` halved (down to 4) while vectors of them would cover ``extent`` with more than the
+    profile's ``tile_waste`` computed per valid element."""
+    while lanes > 4 and math.ceil(extent / lanes) * lanes > profile.tile_waste * extent:
+        lanes //= 2
+    return lanes
+
+
 def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16):
     """Knobs of the literal-weight code that fit the register file, the L1 cache and a compile-time budget.
 
@@ -29,8 +46,7 @@ def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16
     """
     out_h, out_w = geometry.out_height, geometry.out_width
     # Narrower vectors when the output width would waste more of a wide one than the profile allows.
-    while lanes > 4 and math.ceil(out_w / lanes) * lanes > profile.tile_waste * out_w:
-        lanes //= 2
+    lanes = lanes_within_waste(out_w, lanes, profile)
     # Accumulators: filters x rows x vectors = about half of the register file.
     registers = accumulators
     width_vectors = math.ceil(out_w / lanes)
@@ -40,8 +56,7 @@ def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16
     rows = max(1, min(out_h, registers // (filters * vectors), 4))
     while rows > 1 and estimated_code_size(n_terms, rows, vectors) > profile.code_budget_ceiling:
         rows -= 1
-    while rows > 1 and math.ceil(out_h / rows) * rows > profile.tile_waste * out_h:
-        rows -= 1
+    rows = tile_within_waste(out_h, rows, profile)
     filters = max(filters, registers // (rows * vectors))
     # A task runs its share of the code over all rows of an image: the code of a (channel block,
     # filter block) region, far larger than the instruction cache, is then fetched once and run

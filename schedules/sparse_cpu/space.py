@@ -21,7 +21,8 @@ from ..conv_geometry import make_geometry
 from ..profiles import profile_for
 from ..target_info import as_target, vector_lanes
 from .config import SpecializedConvConfig, estimated_code_size
-from .heuristics import MIN_CHANNEL_BLOCK, accumulators_for, default_config
+from .heuristics import (MIN_CHANNEL_BLOCK, accumulators_for, default_config, lanes_within_waste,
+                         tile_within_waste)
 from .layout import shifts_fit
 
 
@@ -69,15 +70,6 @@ def _tile_filters(block_rows, lanes):
     return 2 if block_rows == 1 else min(block_rows, 8 if lanes >= 16 else 4)
 
 
-def vectors_within_waste(width_vectors, most, profile):
-    """Vectors of a register tile along a row of ``width_vectors`` vectors: up to ``most`` (and
-    4), fewer when the last tile's padding would cost more than the profile's ``tile_waste``."""
-    vectors = max(1, min(width_vectors, most, 4))
-    while vectors > 1 and math.ceil(width_vectors / vectors) * vectors > profile.tile_waste * width_vectors:
-        vectors -= 1
-    return vectors
-
-
 def one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile):
     """``(vectors, filters)`` of a block-row register tile over one row of ``width_vectors`` vectors.
 
@@ -87,7 +79,7 @@ def one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile):
     the accumulators to the filters of the block row.
     """
     tile_filters = _tile_filters(block_rows, lanes)
-    vectors = vectors_within_waste(width_vectors, accumulators // tile_filters, profile)
+    vectors = tile_within_waste(width_vectors, min(width_vectors, accumulators // tile_filters, 4), profile)
     return vectors, min(block_rows, max(tile_filters, accumulators // vectors))
 
 
@@ -119,9 +111,7 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, **knobs):
         # One filter per tile: the rows take the whole accumulator budget (up to 8 rows), or half
         # of it with register shifts, whose shifted vectors need registers too.
         budget = accumulators // 2 if knobs.get("register_shifts") else accumulators
-        rows = max(1, min(geometry.out_height, budget // config.vectors, 8))
-        while rows > 1 and math.ceil(geometry.out_height / rows) * rows > profile.tile_waste * geometry.out_height:
-            rows -= 1
+        rows = tile_within_waste(geometry.out_height, min(geometry.out_height, budget // config.vectors, 8), profile)
         knobs = {"rows": rows, **knobs}
     elif config.rows == 1:  # one-row tiles (a 1x1 layer's map as one row): vectors and filters share the budget
         vectors, filters = one_row_block_tile(math.ceil(geometry.out_width / config.lanes), block_rows, lanes,
@@ -159,17 +149,16 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile):
     is the whole layer: its per-tile overhead outweighs L1 reuse.
     """
     g = geometry
-    pixels, register_lanes = g.out_height * g.out_width, lanes
-    while lanes > 4 and math.ceil(pixels / lanes) * lanes > profile.tile_waste * pixels:
-        lanes //= 2
+    pixels = g.out_height * g.out_width
+    row_lanes = lanes_within_waste(pixels, lanes, profile)
+    width_vectors = math.ceil(pixels / row_lanes)
     if block_rows == 1:
-        filters, vectors = 1, vectors_within_waste(math.ceil(pixels / lanes), accumulators, profile)
+        filters, vectors = 1, tile_within_waste(width_vectors, min(width_vectors, accumulators, 4), profile)
     else:
-        vectors, filters = one_row_block_tile(math.ceil(pixels / lanes), block_rows, register_lanes, accumulators,
-                                              profile)
+        vectors, filters = one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile)
     row_tiles, filter_splits = private_input_split(g, 1, 1, profile)
-    return SpecializedConvConfig(lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits, codegen="compact",
-                                 im2col=True, private_input=True, fma_chains=accumulators)
+    return SpecializedConvConfig(row_lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits,
+                                 codegen="compact", im2col=True, private_input=True, fma_chains=accumulators)
 
 
 def prefers_im2col(geometry, lanes, row_lanes, profile):
