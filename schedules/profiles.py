@@ -69,6 +69,16 @@ class TargetProfile:
     panel_min_channels : int
         Fewest input channels of a convolution computed in panels: on shorter reductions the input
         column of a tile stays in the L1 cache, and the copy costs more than it saves.
+    panel_min_filters : int
+        Fewest output channels of a convolution computed in panels: with fewer, a panel's input
+        copy serves too few filter tiles to pay for itself.
+    panel_min_channels_in_l2 : int
+        Fewest input channels of a convolution computed in panels when its whole input fits in
+        ``l2_bytes``: the tiles then read their input from the L2 cache, and a short reduction
+        does not amortize the panel's partial sums (stored and reloaded once per output).
+    l2_bytes : int or None
+        The CPU's L2 cache per core (a fact of the hardware); None: unknown, every input is taken
+        to fit.
     """
 
     name: str
@@ -94,6 +104,9 @@ class TargetProfile:
     panel_pixels: int | None = None
     panel_accumulator_bytes: int = 128 * KIB
     panel_min_channels: int = 64
+    panel_min_filters: int = 1
+    panel_min_channels_in_l2: int = 1
+    l2_bytes: int | None = None
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -107,9 +120,13 @@ class TargetProfile:
             raise ValueError("code budgets must grow: default <= tuning <= ceiling")
         if self.panel_pixels is not None and self.panel_pixels < 1:
             raise ValueError(f"panel_pixels must be None or at least 1, got {self.panel_pixels}")
-        if self.panel_accumulator_bytes < 4 or self.panel_min_channels < 1:
-            raise ValueError("panel_accumulator_bytes must hold a float and panel_min_channels be at least 1, got "
-                             f"{self.panel_accumulator_bytes} and {self.panel_min_channels}")
+        if self.panel_accumulator_bytes < 4:
+            raise ValueError(f"panel_accumulator_bytes must hold a float, got {self.panel_accumulator_bytes}")
+        for name in ("panel_min_channels", "panel_min_filters", "panel_min_channels_in_l2"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.l2_bytes is not None and self.l2_bytes < 1:
+            raise ValueError(f"l2_bytes must be None or at least 1, got {self.l2_bytes}")
 
     def derived(self, name, family, provenance, **facts):
         """A profile for another target that copies this one's numbers except ``facts``."""
@@ -164,13 +181,15 @@ ZEN4 = ROCKET_LAKE.derived(
 
 #: ``llvm -mcpu=znver3`` (AMD Zen 3, AVX2 and 16 vector registers, 32 KiB L1d, 512 KiB L2).
 ZEN3 = ROCKET_LAKE.derived(
-    "znver3", "x86", "panel_pixels, panel_accumulator_bytes and panel_min_channels measured (tvm-sparse compile "
-    "resnet50 --profile and single 1x1 layers); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
+    "znver3", "x86", "panel_pixels, panel_accumulator_bytes, panel_min_channels, panel_min_filters and "
+    "panel_min_channels_in_l2 measured (tvm-sparse compile resnet50 --profile and single 1x1 layers of ResNet-50 "
+    "and MobileNetV2 (224), with and without panels); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
     "latency table of ResNet-50 at 2 threads, block-punched faster than pattern at equal density on every 3x3 "
     "layer); the rest copied from Rocket Lake (docs/performance.md)",
     measure="tvm-sparse compile resnet50 --profile (panels); tvm-sparse bench mapping --model resnet50 "
     "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
-    l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
+    l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
+    panel_min_filters=64, panel_min_channels_in_l2=128,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

@@ -121,7 +121,10 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
     -------
     Panel or None
         None when the profile sets no ``panel_pixels``; when the convolution has fewer than
-        ``panel_min_channels`` input channels (the input column of a tile is then short); when
+        ``panel_min_channels`` input channels (the input column of a tile is then short), or
+        fewer than ``panel_min_filters`` output channels, or fewer than
+        ``panel_min_channels_in_l2`` input channels and an input that fits in ``l2_bytes``
+        (:func:`panels_pay`); when
         the map is no larger than one panel with pixels in the lanes (the tiles then read whole
         rows of input already), or no larger than a vector with filters in the lanes (the 1x1 map
         of a squeeze-excite); or when no whole number of rows is a multiple of the tile. The panel
@@ -130,7 +133,7 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
     profile = profile_for(target)
     channels, filters, height, width = shape
     kt, xt = tile
-    if profile.panel_pixels is None or channels < profile.panel_min_channels:
+    if profile.panel_pixels is None or not panels_pay(profile, shape, stride):
         return None
     if height * width <= (vector_lanes(target) if filters_in_lanes else profile.panel_pixels):
         return None
@@ -145,6 +148,21 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
                and panels * filters // (kt * d) >= profile.parallel_tasks]
     slab = largest_divisor(channels, profile.input_slab_bytes // (4 * (stride * stride * pixels + kt)))
     return Panel(fitting[0] if fitting else kt, pixels, slab)
+
+
+def panels_pay(profile, shape, stride=1):
+    """Whether a pointwise convolution of ``shape`` ``(channels, filters, height, width)`` is long enough for panels.
+
+    A panel copies its input once for all its filter tiles, and stores and reloads its partial
+    sums once per output: that pays where the reduction is long, or where the input is too large
+    for the L2 cache (the tiles would read it from beyond, once per filter tile), and only with
+    enough filter tiles to share the copy (the ``panel_*`` fields of ``profile``).
+    """
+    channels, filters, height, width = shape
+    input_bytes = 4 * channels * height * width * stride * stride
+    fits_l2 = profile.l2_bytes is None or input_bytes <= profile.l2_bytes
+    return (channels >= profile.panel_min_channels and filters >= profile.panel_min_filters
+            and (channels >= profile.panel_min_channels_in_l2 or not fits_l2))
 
 
 def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False):

@@ -42,3 +42,7 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.ZEN3, panel_pixels=0)
     with pytest.raises(ValueError, match="panel_accumulator_bytes"):
         dataclasses.replace(profiles.ZEN3, panel_accumulator_bytes=0)
+    with pytest.raises(ValueError, match="panel_min_filters"):
+        dataclasses.replace(profiles.ZEN3, panel_min_filters=0)
+    with pytest.raises(ValueError, match="l2_bytes"):
+        dataclasses.replace(profiles.ZEN3, l2_bytes=0)

@@ -219,8 +219,8 @@ def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, siz
 
 
 @pytest.mark.parametrize("channels, filters, size, stride", [
-    (64, 256, 56, 1), (256, 64, 16, 1), (100, 40, 24, 1), (144, 24, 32, 1), (1024, 256, 14, 1), (512, 160, 7, 1),
-    (96, 40, 10, 1), (256, 128, 28, 2), (96, 40, 21, 2), (128, 64, 12, 3)])
+    (64, 256, 56, 1), (256, 64, 16, 1), (160, 64, 24, 1), (144, 72, 32, 1), (1024, 256, 14, 1), (512, 160, 7, 1),
+    (192, 64, 10, 1), (256, 128, 28, 2), (160, 72, 21, 2), (128, 64, 12, 3)])
 def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, size, stride, tmp_path):
     """The 1x1 kernels in panels (Zen 3's profile), pixels in the lanes or (on maps of no whole vectors,
     and strided, with packed weights) filters in the lanes: one or several channel blocks, at 1, 2
@@ -244,8 +244,8 @@ def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, s
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
 
-@pytest.mark.parametrize("channels, filters, size", [(64, 256, 56), (512, 128, 28), (1024, 256, 16), (100, 40, 24),
-                                                     (144, 24, 112), (2048, 2048, 16)])
+@pytest.mark.parametrize("channels, filters, size", [(64, 256, 56), (512, 128, 28), (1024, 256, 16), (160, 64, 24),
+                                                     (144, 96, 112), (2048, 2048, 16)])
 def test_panels_are_whole_rows_of_whole_tiles_within_the_caches(channels, filters, size):
     """A panel is whole rows and whole tiles, its partial sums and a channel block's operands fit the
     profile's bounds, and there are enough panels to share among threads."""
@@ -263,8 +263,14 @@ def test_panels_are_whole_rows_of_whole_tiles_within_the_caches(channels, filter
     assert panel.filters == kt or panels >= profile.parallel_tasks
 
 
-def test_no_panels_on_short_reductions_small_maps_or_profiles_without_them():
+def test_no_panels_where_they_do_not_pay_or_on_profiles_without_them():
     zen3, avx512 = tvm.target.Target(ZEN3), tvm.target.Target(AVX512)
+    # short reductions whose input fits in the L2 cache, and few filters (MobileNetV2 (224)'s expansions and projections)
+    assert default_panel(zen3, (96, 576, 14, 14), (16, 4), filters_in_lanes=True) is None
+    assert default_panel(zen3, (144, 24, 56, 56), PointwiseConv2dRows.default_tile(zen3, 24, 3136)) is None
+    # a short reduction over an input larger than the L2 cache, and a long one (ResNet-50's)
+    assert default_panel(zen3, (64, 256, 56, 56), PointwiseConv2dRows.default_tile(zen3, 256, 3136)) is not None
+    assert default_panel(zen3, (128, 512, 28, 28), PointwiseConv2dRows.default_tile(zen3, 512, 784)) is not None
     assert default_panel(zen3, (576, 96, 8, 8), PointwiseConv2dRows.default_tile(zen3, 96, 64)) is None
     assert default_panel(zen3, (240, 960, 1, 1), (8, 1), filters_in_lanes=True) is None
     assert default_panel(zen3, (960, 160, 7, 7), (8, 7), filters_in_lanes=True) is not None
