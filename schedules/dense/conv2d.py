@@ -23,7 +23,7 @@ from ..target_info import as_target, vector_lanes
 from .blocks import (ConstantWeightPacking, RegisterTileRule, column_stride, extents, find_block,
                      is_unscheduled_cpu_func, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
-from .pointwise import default_panel, is_pointwise, is_pointwise_rows, schedule_panels
+from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_tile, schedule_panels
 from .tiling import channel_block, conv_tile, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
@@ -83,8 +83,12 @@ def conv2d_weight_packing(func, target):
     index = param_index(func, weight)
     if index is None or len(weight.shape) != 4 or is_pointwise_rows(sch, conv, target):
         return None
-    _, _, height, width = extents(sch.get(conv).writes[0].source)
-    return WeightPacking(index, channel_block(extents(weight)[0], target, height, width))
+    _, filters, height, width = extents(sch.get(conv).writes[0].source)
+    ragged = None
+    if is_pointwise(sch, conv, any_stride=True) and pads_nothing(sch):
+        shape = (extents(weight)[1], filters, height, width)
+        ragged = ragged_filter_tile(as_target(target), shape, column_stride(sch, conv))
+    return WeightPacking(index, ragged[0] if ragged else channel_block(filters, target, height, width))
 
 
 class DenseConv2dNCHW(RegisterTileRule):
@@ -120,9 +124,12 @@ class DenseConv2dNCHW(RegisterTileRule):
             return None
         _, filters, height, width = extents(sch.get(block).writes[0].source)
         _, channels, _, _, kb = extents(sch.get(block).reads[1].source)
+        shape, stride = (channels, filters, height, width), column_stride(sch, block)
+        ragged = ragged_filter_tile(target, shape, stride)
+        if ragged is not None and ragged[0] == kb:
+            return ragged, default_panel(target, shape, ragged, filters_in_lanes=True, stride=stride, ragged=True)
         tile = (kb, self.default_tile(target, kb, 1, height * width)[1])
-        panel = default_panel(target, (channels, filters, height, width), tile, filters_in_lanes=True,
-                              stride=column_stride(sch, block))
+        panel = default_panel(target, shape, tile, filters_in_lanes=True, stride=stride)
         return None if panel is None else (tile, panel)
 
     def schedule_block(self, sch, block, target, tunable):

@@ -22,6 +22,7 @@ reads it, and the tiles add into the panel's partial sums, which LLVM keeps in r
 the block's channels. The epilogue writes the panel out once all channels are summed.
 """
 
+import math
 from dataclasses import dataclass
 
 from tvm.s_tir.dlight.analysis import get_root_block
@@ -32,8 +33,8 @@ from ..target_info import vector_lanes
 from .blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, inline_epilogue,
                      schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
-from .tiling import (MIN_ACCUMULATORS, accumulator_budget, divisors, largest_divisor, sample_divisor,
-                     stack_accumulators)
+from .tiling import (MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile, divisors, largest_divisor,
+                     sample_divisor, stack_accumulators)
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
@@ -102,7 +103,7 @@ class Panel:
     channels: int
 
 
-def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
+def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=False):
     """The panels of a pointwise convolution on ``target``, or None where the tiles read the input directly.
 
     Parameters
@@ -116,6 +117,9 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
         Whether the tile's vector lanes are filters (see :func:`schedule_panels`), not pixels.
     stride : int
         The convolution's stride: a panel copies ``stride`` x ``stride`` input pixels per output pixel.
+    ragged : bool
+        Whether the tile's pixels need not divide the map (:func:`ragged_filter_tile`): the panel
+        is then the whole map, its last tile ragged.
 
     Returns
     -------
@@ -137,7 +141,7 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1):
         return None
     if height * width <= (vector_lanes(target) if filters_in_lanes else profile.panel_pixels):
         return None
-    rows = [r for r in divisors(height, height) if (r * width) % xt == 0]
+    rows = [height] if ragged else [r for r in divisors(height, height) if (r * width) % xt == 0]
     if not rows:
         return None
     within = [r for r in rows if r * width <= profile.panel_pixels]
@@ -163,6 +167,36 @@ def panels_pay(profile, shape, stride=1):
     fits_l2 = profile.l2_bytes is None or input_bytes <= profile.l2_bytes
     return (channels >= profile.panel_min_channels and filters >= profile.panel_min_filters
             and (channels >= profile.panel_min_channels_in_l2 or not fits_l2))
+
+
+def ragged_filter_tile(target, shape, stride=1):
+    """The tile ``(kb, xt)`` of a 1x1 layer with filters in the lanes, in panels, its last tile of pixels ragged; or None.
+
+    On maps whose pixel count has no divisor that fills the accumulators (7x7: 49 pixels, 8
+    filters x 7 pixels on AVX2, fewer accumulators than :data:`~schedules.dense.tiling.MIN_ACCUMULATORS`),
+    two vectors of filters take as many pixels as the accumulators allow (16 x 6 on AVX2), and
+    the last tile of the flattened map computes padding. None where the whole tiles of
+    :func:`~schedules.dense.tiling.channel_block` fill the accumulators, where two vectors do
+    not divide the filters, where the padding exceeds the profile's ``tile_waste``, or where the
+    layer gets no panels.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+    shape : tuple of int
+        ``(channels, filters, height, width)`` of the convolution (its output map).
+    stride : int
+    """
+    channels, filters, height, width = shape
+    lanes, pixels = vector_lanes(target), height * width
+    kb = channel_block(filters, target, height, width)
+    if -(-kb // lanes) * conv_tile(target, kb, 1, pixels)[1] >= MIN_ACCUMULATORS or filters % (2 * lanes):
+        return None
+    tile = (2 * lanes, accumulator_budget(target) // 2)
+    if math.ceil(pixels / tile[1]) * tile[1] > profile_for(target).tile_waste * pixels:
+        return None
+    panel = default_panel(target, shape, tile, filters_in_lanes=True, stride=stride, ragged=True)
+    return None if panel is None else tile
 
 
 def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False):

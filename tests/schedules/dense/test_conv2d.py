@@ -14,7 +14,7 @@ from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
-from schedules.dense.pointwise import PointwiseConv2dRows, default_panel
+from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, ragged_filter_tile
 from schedules.profiles import profile_for
 from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
 from schedules.target_info import vector_lanes
@@ -220,7 +220,7 @@ def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, siz
 
 @pytest.mark.parametrize("channels, filters, size, stride", [
     (64, 256, 56, 1), (256, 64, 16, 1), (160, 64, 24, 1), (144, 72, 32, 1), (1024, 256, 14, 1), (512, 160, 7, 1),
-    (192, 64, 10, 1), (256, 128, 28, 2), (160, 72, 21, 2), (128, 64, 12, 3)])
+    (192, 64, 10, 1), (256, 128, 28, 2), (160, 72, 21, 2), (128, 64, 12, 3), (160, 96, 7, 1), (256, 64, 13, 2)])
 def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, size, stride, tmp_path):
     """The 1x1 kernels in panels (Zen 3's profile), pixels in the lanes or (on maps of no whole vectors,
     and strided, with packed weights) filters in the lanes: one or several channel blocks, at 1, 2
@@ -261,6 +261,20 @@ def test_panels_are_whole_rows_of_whole_tiles_within_the_caches(channels, filter
     assert panel.channels == 1 or panel.channels * (panel.pixels + kt) * 4 <= profile.input_slab_bytes
     panels = (filters // panel.filters) * (size * size // panel.pixels)
     assert panel.filters == kt or panels >= profile.parallel_tasks
+
+
+def test_maps_without_a_filling_tile_take_ragged_tiles_of_two_vectors_of_filters():
+    """On 7x7 maps (49 pixels) the whole tiles hold 8 filters x 7 pixels; the ragged ones 16 x 6, within tile_waste."""
+    zen3, avx512 = tvm.target.Target(ZEN3), tvm.target.Target(AVX512)
+    for stride in (1, 2):
+        assert ragged_filter_tile(zen3, (960, 160, 7, 7), stride) == (16, 6)
+    panel = default_panel(zen3, (960, 160, 7, 7), (16, 6), filters_in_lanes=True, ragged=True)
+    assert panel.pixels == 49 and panel.filters % 16 == 0 and 960 % panel.channels == 0
+    assert ragged_filter_tile(zen3, (576, 96, 14, 14)) is None  # 16 filters x 4 pixels fill the accumulators
+    assert ragged_filter_tile(zen3, (960, 72, 7, 7)) is None  # two vectors do not divide the filters
+    assert ragged_filter_tile(zen3, (96, 160, 7, 7)) is None  # no panels on a short reduction
+    assert ragged_filter_tile(zen3, (960, 160, 5, 5)) is None  # 30 pixels computed for 25
+    assert ragged_filter_tile(avx512, (960, 160, 7, 7)) is None  # no panels on this profile
 
 
 def test_no_panels_where_they_do_not_pay_or_on_profiles_without_them():
