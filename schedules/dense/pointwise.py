@@ -187,7 +187,7 @@ def ragged_filter_tile(target, shape, stride=1):
         ``(channels, filters, height, width)`` of the convolution (its output map).
     stride : int
     """
-    channels, filters, height, width = shape
+    _, filters, height, width = shape
     lanes, pixels = vector_lanes(target), height * width
     kb = channel_block(filters, target, height, width)
     if -(-kb // lanes) * conv_tile(target, kb, 1, pixels)[1] >= MIN_ACCUMULATORS or filters % (2 * lanes):
