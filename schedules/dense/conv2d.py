@@ -118,7 +118,8 @@ class DenseConv2dNCHW(RegisterTileRule):
 
         None unless the convolution is 1x1 and unpadded (any stride) and
         :func:`~schedules.dense.pointwise.default_panel` gives it panels; the tile's pixels then
-        run along the flattened map.
+        run along the flattened map, the last tile ragged where the weight was packed for
+        :func:`~schedules.dense.pointwise.ragged_filter_tile`.
         """
         if not is_pointwise(sch, block, any_stride=True) or not pads_nothing(sch):
             return None

@@ -20,6 +20,9 @@ GEMM libraries, without packing the weights): for each block of channels, the pa
 copied into one contiguous buffer that stays in the L1 cache while every filter tile of the panel
 reads it, and the tiles add into the panel's partial sums, which LLVM keeps in registers across
 the block's channels. The epilogue writes the panel out once all channels are summed.
+Panels pay on long reductions, or on inputs larger than the L2 cache, with enough filters to
+share the copy (:func:`panels_pay`). On maps whose pixel count has no divisor that fills the
+accumulators (7x7), a panel's tiles may be ragged (:func:`ragged_filter_tile`).
 """
 
 import math
