@@ -9,6 +9,7 @@ from (:attr:`TargetProfile.provenance`); the measurements themselves are in
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 KIB = 1024
@@ -127,6 +128,10 @@ class TargetProfile:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.l2_bytes is not None and self.l2_bytes < 1:
             raise ValueError(f"l2_bytes must be None or at least 1, got {self.l2_bytes}")
+
+    def exceeds_tile_waste(self, extent, tile):
+        """Whether whole tiles of ``tile`` elements cover ``extent`` with more than ``tile_waste`` computed per valid element."""
+        return math.ceil(extent / tile) * tile > self.tile_waste * extent
 
     def derived(self, name, family, provenance, **facts):
         """A profile for another target that copies this one's numbers except ``facts``."""

@@ -23,7 +23,7 @@ from ..target_info import as_target, vector_lanes
 from .blocks import (ConstantWeightPacking, RegisterTileRule, column_stride, extents, find_block,
                      is_unscheduled_cpu_func, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
-from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_tile, schedule_panels
+from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_panel, schedule_panels
 from .tiling import channel_block, conv_tile, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
@@ -73,7 +73,8 @@ def conv2d_weight_packing(func, target):
         parameter, when the target is not a CPU, or when the convolution is a pointwise one that
         :class:`schedules.dense.pointwise.PointwiseConv2dRows` schedules without packing.
     """
-    if not is_unscheduled_cpu_func(func, as_target(target)):
+    target = as_target(target)
+    if not is_unscheduled_cpu_func(func, target):
         return None
     sch = s_tir.Schedule(func)
     conv = find_block(sch, (CONV_BLOCK,))
@@ -87,8 +88,8 @@ def conv2d_weight_packing(func, target):
     ragged = None
     if is_pointwise(sch, conv, any_stride=True) and pads_nothing(sch):
         shape = (extents(weight)[1], filters, height, width)
-        ragged = ragged_filter_tile(as_target(target), shape, column_stride(sch, conv))
-    return WeightPacking(index, ragged[0] if ragged else channel_block(filters, target, height, width))
+        ragged = ragged_filter_panel(target, shape, column_stride(sch, conv))
+    return WeightPacking(index, ragged[0][0] if ragged else channel_block(filters, target, height, width))
 
 
 class DenseConv2dNCHW(RegisterTileRule):
@@ -119,16 +120,16 @@ class DenseConv2dNCHW(RegisterTileRule):
         None unless the convolution is 1x1 and unpadded (any stride) and
         :func:`~schedules.dense.pointwise.default_panel` gives it panels; the tile's pixels then
         run along the flattened map, the last tile ragged where the weight was packed for
-        :func:`~schedules.dense.pointwise.ragged_filter_tile`.
+        :func:`~schedules.dense.pointwise.ragged_filter_panel`.
         """
         if not is_pointwise(sch, block, any_stride=True) or not pads_nothing(sch):
             return None
         _, filters, height, width = extents(sch.get(block).writes[0].source)
         _, channels, _, _, kb = extents(sch.get(block).reads[1].source)
         shape, stride = (channels, filters, height, width), column_stride(sch, block)
-        ragged = ragged_filter_tile(target, shape, stride)
-        if ragged is not None and ragged[0] == kb:
-            return ragged, default_panel(target, shape, ragged, filters_in_lanes=True, stride=stride, ragged=True)
+        ragged = ragged_filter_panel(target, shape, stride)
+        if ragged is not None and ragged[0][0] == kb:
+            return ragged
         tile = (kb, self.default_tile(target, kb, 1, height * width)[1])
         panel = default_panel(target, shape, tile, filters_in_lanes=True, stride=stride)
         return None if panel is None else (tile, panel)

@@ -22,10 +22,9 @@ reads it, and the tiles add into the panel's partial sums, which LLVM keeps in r
 the block's channels. The epilogue writes the panel out once all channels are summed.
 Panels pay on long reductions, or on inputs larger than the L2 cache, with enough filters to
 share the copy (:func:`panels_pay`). On maps whose pixel count has no divisor that fills the
-accumulators (7x7), a panel's tiles may be ragged (:func:`ragged_filter_tile`).
+accumulators (7x7), a panel's tiles may be ragged (:func:`ragged_filter_panel`).
 """
 
-import math
 from dataclasses import dataclass
 
 from tvm.s_tir.dlight.analysis import get_root_block
@@ -121,7 +120,7 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=
     stride : int
         The convolution's stride: a panel copies ``stride`` x ``stride`` input pixels per output pixel.
     ragged : bool
-        Whether the tile's pixels need not divide the map (:func:`ragged_filter_tile`): the panel
+        Whether the tile's pixels need not divide the map (:func:`ragged_filter_panel`): the panel
         is then the whole map, its last tile ragged.
 
     Returns
@@ -172,8 +171,8 @@ def panels_pay(profile, shape, stride=1):
             and (channels >= profile.panel_min_channels_in_l2 or not fits_l2))
 
 
-def ragged_filter_tile(target, shape, stride=1):
-    """The tile ``(kb, xt)`` of a 1x1 layer with filters in the lanes, in panels, its last tile of pixels ragged; or None.
+def ragged_filter_panel(target, shape, stride=1):
+    """The tile ``(kb, xt)`` and :class:`Panel` of a 1x1 layer with filters in the lanes, its last tile of pixels ragged; or None.
 
     On maps whose pixel count has no divisor that fills the accumulators (7x7: 49 pixels, 8
     filters x 7 pixels on AVX2, fewer accumulators than :data:`~schedules.dense.tiling.MIN_ACCUMULATORS`),
@@ -189,6 +188,11 @@ def ragged_filter_tile(target, shape, stride=1):
     shape : tuple of int
         ``(channels, filters, height, width)`` of the convolution (its output map).
     stride : int
+
+    Returns
+    -------
+    tuple or None
+        ``((kb, xt), panel)``: the weight is packed by ``kb``, and the panel is the whole map.
     """
     _, filters, height, width = shape
     lanes, pixels = vector_lanes(target), height * width
@@ -196,10 +200,10 @@ def ragged_filter_tile(target, shape, stride=1):
     if -(-kb // lanes) * conv_tile(target, kb, 1, pixels)[1] >= MIN_ACCUMULATORS or filters % (2 * lanes):
         return None
     tile = (2 * lanes, accumulator_budget(target) // 2)
-    if math.ceil(pixels / tile[1]) * tile[1] > profile_for(target).tile_waste * pixels:
+    if profile_for(target).exceeds_tile_waste(pixels, tile[1]):
         return None
     panel = default_panel(target, shape, tile, filters_in_lanes=True, stride=stride, ragged=True)
-    return None if panel is None else tile
+    return None if panel is None else (tile, panel)
 
 
 def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False):

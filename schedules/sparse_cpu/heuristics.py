@@ -13,7 +13,7 @@ def tile_within_waste(extent, most, profile):
     """The largest tile side up to ``most`` (at least 1) whose whole tiles cover ``extent`` with
     at most the profile's ``tile_waste`` computed per valid element."""
     tile = max(1, most)
-    while tile > 1 and math.ceil(extent / tile) * tile > profile.tile_waste * extent:
+    while tile > 1 and profile.exceeds_tile_waste(extent, tile):
         tile -= 1
     return tile
 
@@ -21,7 +21,7 @@ def tile_within_waste(extent, most, profile):
 def lanes_within_waste(extent, lanes, profile):
     """``lanes`` halved (down to 4) while vectors of them would cover ``extent`` with more than the
     profile's ``tile_waste`` computed per valid element."""
-    while lanes > 4 and math.ceil(extent / lanes) * lanes > profile.tile_waste * extent:
+    while lanes > 4 and profile.exceeds_tile_waste(extent, lanes):
         lanes //= 2
     return lanes
 

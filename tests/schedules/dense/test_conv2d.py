@@ -14,7 +14,7 @@ from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
-from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, ragged_filter_tile
+from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, ragged_filter_panel
 from schedules.profiles import profile_for
 from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
 from schedules.target_info import vector_lanes
@@ -267,14 +267,15 @@ def test_maps_without_a_filling_tile_take_ragged_tiles_of_two_vectors_of_filters
     """On 7x7 maps (49 pixels) the whole tiles hold 8 filters x 7 pixels; the ragged ones 16 x 6, within tile_waste."""
     zen3, avx512 = tvm.target.Target(ZEN3), tvm.target.Target(AVX512)
     for stride in (1, 2):
-        assert ragged_filter_tile(zen3, (960, 160, 7, 7), stride) == (16, 6)
-    panel = default_panel(zen3, (960, 160, 7, 7), (16, 6), filters_in_lanes=True, ragged=True)
+        assert ragged_filter_panel(zen3, (960, 160, 7, 7), stride)[0] == (16, 6)
+    panel = ragged_filter_panel(zen3, (960, 160, 7, 7))[1]
+    assert panel == default_panel(zen3, (960, 160, 7, 7), (16, 6), filters_in_lanes=True, ragged=True)
     assert panel.pixels == 49 and panel.filters % 16 == 0 and 960 % panel.channels == 0
-    assert ragged_filter_tile(zen3, (576, 96, 14, 14)) is None  # 16 filters x 4 pixels fill the accumulators
-    assert ragged_filter_tile(zen3, (960, 72, 7, 7)) is None  # two vectors do not divide the filters
-    assert ragged_filter_tile(zen3, (96, 160, 7, 7)) is None  # no panels on a short reduction
-    assert ragged_filter_tile(zen3, (960, 160, 5, 5)) is None  # 30 pixels computed for 25
-    assert ragged_filter_tile(avx512, (960, 160, 7, 7)) is None  # no panels on this profile
+    assert ragged_filter_panel(zen3, (576, 96, 14, 14)) is None  # 16 filters x 4 pixels fill the accumulators
+    assert ragged_filter_panel(zen3, (960, 72, 7, 7)) is None  # two vectors do not divide the filters
+    assert ragged_filter_panel(zen3, (96, 160, 7, 7)) is None  # no panels on a short reduction
+    assert ragged_filter_panel(zen3, (960, 160, 5, 5)) is None  # 30 pixels computed for 25
+    assert ragged_filter_panel(avx512, (960, 160, 7, 7)) is None  # no panels on this profile
 
 
 def test_no_panels_where_they_do_not_pay_or_on_profiles_without_them():
