@@ -4,7 +4,8 @@
    zeros stay zero in the folded weight) and fold constants.
 2. ``sparse``: find convolutions and linear layers with pattern- or block-sparse constant weights
    and rewrite them to calls of the ``schedules`` kernels (``relay_passes.route_sparse``).
-3. ``legalize``: TVM's per-target library dispatch, ``LegalizeOps`` (ReLU, clip and max pooling
+3. ``legalize``: on CPUs, Winograd kernels for the dense 3x3 convolutions where the target's
+   profile gives them (``relay_passes.winograd``); TVM's per-target library dispatch, ``LegalizeOps`` (ReLU, clip and max pooling
    propagating NaN: ``relay_passes.nan_propagation``) and operator fusion (on GPU
    targets one-term reductions are first written as the products they are:
    ``relay_passes.one_term_reductions``).
@@ -23,6 +24,7 @@ from tvm.relax.backend.gpu_generic import pipeline as gpu_generic
 from relay_passes.nan_propagation import legalize_propagating_nan
 from relay_passes.one_term_reductions import ExpandOneTermReductions
 from relay_passes.schedule_dense import pack_dense_passes, schedule_dense_passes
+from relay_passes.winograd import WinogradConvolutions
 
 #: The phases, in the order they run.
 PHASES = ("prepare", "sparse", "legalize", "pack", "schedule", "lower")
@@ -48,11 +50,12 @@ def prepare_phase():
 def legalize_phase(target, backend):
     """TVM's library dispatch and legalization for ``target``, with ReLU, clip and max pooling propagating NaN.
 
-    GPU targets first run ``ExpandOneTermReductions``.
+    GPU targets first run ``ExpandOneTermReductions``; CPU targets first call the Winograd
+    kernels for the dense 3x3 convolutions their profile gives them (``relay_passes.winograd``).
     """
-    guards = [ExpandOneTermReductions()] if target.kind.name in GPU_KINDS else []
+    first = [ExpandOneTermReductions()] if target.kind.name in GPU_KINDS else [WinogradConvolutions(target)]
     # TVM's LegalizeOps in legalize_passes finds nothing left to legalize after ours
-    return guards + backend.library_dispatch_passes(target) + [legalize_propagating_nan()] + backend.legalize_passes(target)
+    return first + backend.library_dispatch_passes(target) + [legalize_propagating_nan()] + backend.legalize_passes(target)
 
 
 def pack_phase(target):

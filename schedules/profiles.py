@@ -80,6 +80,11 @@ class TargetProfile:
     l2_bytes : int or None
         The CPU's L2 cache per core (a fact of the hardware); None: unknown, every input is taken
         to fit.
+    winograd_min_channels : int or None
+        Dense 3x3 stride-1 convolutions with at least this many input and output channels run by
+        Winograd's F(m x m, 3 x 3) (``schedules.dense.winograd``); None: never (direct only).
+    winograd_large_tile_pixels : int
+        Maps at least this many rows high and wide take F(4 x 4), smaller ones F(2 x 2).
     """
 
     name: str
@@ -108,6 +113,8 @@ class TargetProfile:
     panel_min_filters: int = 1
     panel_min_channels_in_l2: int = 1
     l2_bytes: int | None = None
+    winograd_min_channels: int | None = None
+    winograd_large_tile_pixels: int = 8
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -194,7 +201,7 @@ ZEN3 = ROCKET_LAKE.derived(
     measure="tvm-sparse compile resnet50 --profile (panels); tvm-sparse bench mapping --model resnet50 "
     "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
-    panel_min_filters=64, panel_min_channels_in_l2=128,
+    panel_min_filters=64, panel_min_channels_in_l2=128, winograd_min_channels=64,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

@@ -14,11 +14,12 @@ from .depthwise import DepthwiseConv2dNCHW, MaxPool2dNCHW
 from .fallback import ParallelFallback
 from .matmul import DenseMatmul
 from .pointwise import PointwiseConv2dRows
+from .winograd import WinogradConv2d
 
 
 def dense_schedule_rules():
     """The schedule rules for dense CPU functions, most specific first."""
-    return [DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), MaxPool2dNCHW(), DenseMatmul(), ParallelFallback()]
+    return [WinogradConv2d(), DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), MaxPool2dNCHW(), DenseMatmul(), ParallelFallback()]
 
 
 def dense_schedule(func, target, tunable):

@@ -1,0 +1,86 @@
+"""Rewrite dense 3x3 stride-1 convolutions with constant weights to Winograd's F(m x m, 3 x 3).
+
+For every ``relax.nn.conv2d`` left after the sparse passes whose shape
+``schedules.dense.winograd.winograd_tile_size`` takes on the target (its profile says where
+Winograd pays), :class:`WinogradConvolutions` transforms the constant weight at compile time
+(``U = G g G^T``) and calls the Winograd PrimFunc instead. The PrimFunc is marked as a
+convolution for ``FuseOps`` (``op_pattern`` kOutEWiseFusable), so the bias, residual add and
+activation after it are fused into it as they are into a direct convolution, and
+``schedules.dense.winograd.WinogradConv2d`` schedules the fused function.
+"""
+
+import logging
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from relay_passes.layer_chains import is_const, static_shape
+from schedules.dense.winograd import FUNC_NAME, transform_weight, winograd_conv2d, winograd_tile_size
+from schedules.target_info import vector_lanes
+
+logger = logging.getLogger(__name__)
+
+_CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
+
+#: ``op_pattern`` of an operator whose element-wise consumers ``FuseOps`` fuses into it (TVM's kOutEWiseFusable).
+OUT_ELEMWISE_FUSABLE = 4
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_sparse.WinogradConvolutions")
+class WinogradConvolutions:
+    """Call Winograd PrimFuncs for the dense 3x3 stride-1 convolutions the target's profile gives them.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+    """
+
+    def __init__(self, target):
+        self.target = target
+
+    def transform_module(self, mod, _ctx):
+        rewriter = _Rewriter(mod, self.target)
+        for global_var, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(global_var, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+
+@mutator
+class _Rewriter(PyExprMutator):
+    def __init__(self, mod, target):
+        super().__init__(mod)
+        self.target = target
+        self.lanes = vector_lanes(target)
+
+    def visit_call_(self, call):  # pylint: disable=arguments-renamed
+        call = super().visit_call_(call)
+        tile = self._tile(call) if call.op.same_as(_CONV2D) else None
+        if tile is None:
+            return call
+        data_shape, out_shape = static_shape(call.args[0]), static_shape(call)
+        weight = call.args[1].value.numpy()
+        func = winograd_conv2d(data_shape, weight.shape[0], tile, self.lanes)
+        func = func.without_attr("global_symbol").with_attr("op_pattern", OUT_ELEMWISE_FUSABLE)
+        callee = self.builder_.add_func(func, FUNC_NAME)
+        args = relax.Tuple([call.args[0], relax.const(transform_weight(weight, tile))])
+        logger.info("conv2d %s on %s: Winograd F(%dx%d, 3x3)", weight.shape, data_shape, tile, tile)
+        return relax.call_tir(callee, args, out_ty=relax.TensorType(out_shape, "float32"))
+
+    def _tile(self, call):
+        """The Winograd tile of a ``conv2d`` call, or None when it stays a direct convolution."""
+        attrs = call.attrs
+        data_shape, weight_shape, out_shape = (static_shape(e) for e in (call.args[0], call.args[1], call))
+        if not is_const(call.args[1]) or data_shape is None or out_shape is None or len(data_shape) != 4:
+            return None
+        if int(attrs.groups) != 1 or (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
+            return None
+        if any(str(e.ty.dtype) != "float32" for e in (call.args[0], call.args[1], call)):
+            return None
+        tile = winograd_tile_size(self.target, data_shape, weight_shape, [int(s) for s in attrs.strides],
+                                  [int(p) for p in attrs.padding], [int(d) for d in attrs.dilation])
+        if tile is not None and not np.isfinite(call.args[1].value.numpy()).all():
+            return None  # the transformed weight would turn an infinity into NaN
+        return tile
