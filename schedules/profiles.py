@@ -83,8 +83,10 @@ class TargetProfile:
     winograd_min_channels : int or None
         Dense 3x3 stride-1 convolutions with at least this many input and output channels run by
         Winograd's F(m x m, 3 x 3) (``schedules.dense.winograd``); None: never (direct only).
-    winograd_large_tile_pixels : int
-        Maps at least this many rows high and wide take F(4 x 4), smaller ones F(2 x 2).
+    winograd_max_work : float
+        Most multiplications of Winograd's products, as a fraction of the direct convolution's, of a
+        layer run by Winograd (``schedules.dense.winograd.product_work``): on small maps most of
+        its tiles are padding, and its transforms cost more than the products save.
     """
 
     name: str
@@ -114,7 +116,7 @@ class TargetProfile:
     panel_min_channels_in_l2: int = 1
     l2_bytes: int | None = None
     winograd_min_channels: int | None = None
-    winograd_large_tile_pixels: int = 8
+    winograd_max_work: float = 0.6
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -135,6 +137,10 @@ class TargetProfile:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.l2_bytes is not None and self.l2_bytes < 1:
             raise ValueError(f"l2_bytes must be None or at least 1, got {self.l2_bytes}")
+        if self.winograd_min_channels is not None and self.winograd_min_channels < 1:
+            raise ValueError(f"winograd_min_channels must be None or at least 1, got {self.winograd_min_channels}")
+        if self.winograd_max_work <= 0:
+            raise ValueError(f"winograd_max_work must be positive, got {self.winograd_max_work}")
 
     def exceeds_tile_waste(self, extent, tile):
         """Whether whole tiles of ``tile`` elements cover ``extent`` with more than ``tile_waste`` computed per valid element."""
@@ -195,13 +201,14 @@ ZEN4 = ROCKET_LAKE.derived(
 ZEN3 = ROCKET_LAKE.derived(
     "znver3", "x86", "panel_pixels, panel_accumulator_bytes, panel_min_channels, panel_min_filters and "
     "panel_min_channels_in_l2 measured (tvm-sparse compile resnet50 --profile and single 1x1 layers of ResNet-50 "
-    "and MobileNetV2 (224), with and without panels); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
+    "and MobileNetV2 (224), with and without panels); winograd_min_channels and winograd_max_work measured (single "
+    "3x3 layers of ResNet-18 (CIFAR) and ResNet-50, Winograd against direct); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
     "latency table of ResNet-50 at 2 threads, block-punched faster than pattern at equal density on every 3x3 "
     "layer); the rest copied from Rocket Lake (docs/performance.md)",
-    measure="tvm-sparse compile resnet50 --profile (panels); tvm-sparse bench mapping --model resnet50 "
+    measure="tvm-sparse compile resnet50 --profile (panels, Winograd); tvm-sparse bench mapping --model resnet50 "
     "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
-    panel_min_filters=64, panel_min_channels_in_l2=128, winograd_min_channels=64,
+    panel_min_filters=64, panel_min_channels_in_l2=128, winograd_min_channels=32,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

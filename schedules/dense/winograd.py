@@ -8,12 +8,13 @@ input channels, which for each of the ``(m + 2)^2`` positions is one matrix prod
 ``A^T M A`` gives the tile's outputs. F(4 x 4) does 36 products where the direct convolution
 does 144; the transforms cost a few adds per input and output value.
 
-Four blocks, in the order they run (:func:`winograd_conv2d`): ``winograd_rows`` and
-``winograd_input`` (the input transform, one row pass then one column pass), ``winograd_gemm``
-(the products, tiles along the vector lanes) and ``winograd_inverse`` + ``winograd_output`` (the
-inverse transform), the epilogue (bias, residual add, ReLU) fused into the last.
-:class:`WinogradConv2d` schedules them. ``relay_passes.winograd`` rewrites the convolutions
-that :func:`winograd_tile_size` takes.
+The blocks of :func:`winograd_conv2d`, in the order they run: ``winograd_padded`` (the padded
+input), ``winograd_rows`` and ``winograd_input`` (the input transform, a pass over the window's
+rows then one over its columns), ``winograd_gemm`` (the products, tiles along the vector lanes),
+``winograd_inverse`` and ``winograd_output`` (the inverse transform, the same two passes), into
+which the epilogue (bias, residual add, ReLU) is fused. :class:`WinogradConv2d` schedules them;
+``relay_passes.winograd`` calls the function for the convolutions that
+:func:`winograd_tile_size` takes.
 
 Winograd computes each output from the whole input window of its tile, so a NaN or infinite
 input reaches every output of the tiles whose windows hold it, where a direct convolution
@@ -40,6 +41,9 @@ KERNEL = 3
 #: Names of the blocks of :func:`winograd_conv2d`, in the order they run.
 PADDED, ROWS, INPUT, GEMM, INVERSE, OUTPUT = ("winograd_padded", "winograd_rows", "winograd_input", "winograd_gemm",
                                               "winograd_inverse", "winograd_output")
+
+#: The output tiles ``m`` of F(m x m, 3 x 3) the kernel is built for.
+TILES = (4, 2)
 
 #: The name of the PrimFunc (``tvm_sparse.profile`` finds dense layers by ``conv2d`` in the name).
 FUNC_NAME = "conv2d_winograd"
@@ -72,8 +76,9 @@ def winograd_tile_size(target, data_shape, weight_shape, strides, padding, dilat
 
     None unless the target's profile gives Winograd (``winograd_min_channels``) and the layer is a
     3x3, stride-1, dilation-1, padding-1 convolution with at least that many input and output
-    channels; maps of fewer than ``winograd_large_tile_pixels`` rows take F(2 x 2), the others
-    F(4 x 4) (on small maps the larger tiles are mostly padding).
+    channels. Of F(4 x 4) and F(2 x 2), the one whose products (:func:`product_work`) are fewer;
+    None when those are more than the profile's ``winograd_max_work`` times the direct
+    convolution's (small maps: the tiles are mostly padding).
     """
     target = as_target(target)
     if target.kind.name != "llvm":
@@ -86,7 +91,17 @@ def winograd_tile_size(target, data_shape, weight_shape, strides, padding, dilat
         return None
     if tuple(padding) != (1, 1, 1, 1) or min(channels, filters) < profile.winograd_min_channels:
         return None
-    return 4 if min(data_shape[2:]) >= profile.winograd_large_tile_pixels else 2
+    lanes = vector_lanes(target)
+    tile = min(TILES, key=lambda m: product_work(data_shape, m, lanes))
+    direct = data_shape[0] * data_shape[2] * data_shape[3] * KERNEL * KERNEL
+    return tile if product_work(data_shape, tile, lanes) <= profile.winograd_max_work * direct else None
+
+
+def product_work(data_shape, tile, lanes):
+    """Multiplications per channel pair of F(tile x tile, 3 x 3)'s products: ``(tile + 2)^2`` per tile, the
+    tiles padded to whole vectors of ``lanes`` (a direct convolution does 9 per output pixel)."""
+    tiles = tile_count(data_shape, tile)[2]
+    return (tile + 2) ** 2 * math.ceil(tiles / lanes) * lanes
 
 
 def transform_weight(weight, tile):

@@ -46,3 +46,7 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.ZEN3, panel_min_filters=0)
     with pytest.raises(ValueError, match="l2_bytes"):
         dataclasses.replace(profiles.ZEN3, l2_bytes=0)
+    with pytest.raises(ValueError, match="winograd_min_channels"):
+        dataclasses.replace(profiles.ZEN3, winograd_min_channels=0)
+    with pytest.raises(ValueError, match="winograd_max_work"):
+        dataclasses.replace(profiles.ZEN3, winograd_max_work=0.0)
