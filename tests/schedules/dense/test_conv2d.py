@@ -16,10 +16,12 @@ from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
 from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, ragged_filter_panel
 from schedules.profiles import profile_for
+from schedules.dense.winograd import winograd_tile_size
 from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.threaded_run import outputs_at_thread_counts
+from tests.schedules.dense.test_winograd import TOLERANCE as WINOGRAD_TOLERANCE
 from tests.schedules.dense.harness import (AVX2, AVX512, ZEN3, conv2d_module, host_target, primfuncs, run, scheduled_module,
                                            torch_conv2d)
 
@@ -116,8 +118,10 @@ def _check_against_pytorch(case, target):
     assert funcs and all(f.attrs.get("tirx.is_scheduled", False) for f in funcs.values())
     (conv,) = [f for name, f in funcs.items() if "conv2d" in name]
     # The register-tile schedule splits the reduction into init and update blocks and vectorizes
-    # the accumulator; the fallback rule would do neither.
-    block = "conv2d_nchw" if groups == 1 else "group_conv2d_nchw"
+    # the accumulator; the fallback rule would do neither. (Winograd's products are tiled alike.)
+    winograd = groups == 1 and winograd_tile_size(target, x.shape, weight.shape, _pair(stride), _padding4(padding),
+                                                  _pair(dilation)) is not None
+    block = "winograd_gemm" if winograd else "conv2d_nchw" if groups == 1 else "group_conv2d_nchw"
     assert f'T.sblock("{block}_update")' in conv.script() and "T.vectorized" in conv.script()
     pointwise_rows = kernel == 1 and stride == 1 and padding == 0 and (h * w) % vector_lanes(target) == 0
     if groups == 1:
@@ -125,7 +129,7 @@ def _check_against_pytorch(case, target):
 
     actual = run(scheduled, target, *([x] if residual is None else [x, residual]))
     assert actual.shape == expected.shape
-    assert relative_error(actual, expected) <= 1e-5
+    assert relative_error(actual, expected) <= (WINOGRAD_TOLERANCE if winograd else 1e-5)
 
 
 @pytest.mark.parametrize("channels, block", [(64, 16), (24, 8), (20, 4), (13, 13)])
