@@ -45,6 +45,10 @@ PADDED, ROWS, INPUT, GEMM, INVERSE, OUTPUT = ("winograd_padded", "winograd_rows"
 #: The output tiles ``m`` of F(m x m, 3 x 3) the kernel is built for.
 TILES = (4, 2)
 
+#: Vectors of tiles in a register tile of the products (x ``filters_per_block`` filters: 8 accumulators;
+#: with one vector, 4 accumulators ran the products at half the speed).
+TILE_VECTORS = 2
+
 #: The name of the PrimFunc (``tvm_sparse.profile`` finds dense layers by ``conv2d`` in the name).
 FUNC_NAME = "conv2d_winograd"
 
@@ -64,6 +68,12 @@ def tile_count(data_shape, tile):
     batch, _, height, width = data_shape
     rows, columns = math.ceil(height / tile), math.ceil(width / tile)
     return rows, columns, batch * rows * columns
+
+
+def padded_tile_count(data_shape, tile, lanes):
+    """The tiles of :func:`tile_count` padded to whole register tiles of :data:`TILE_VECTORS` vectors of ``lanes``."""
+    step = TILE_VECTORS * lanes
+    return math.ceil(tile_count(data_shape, tile)[2] / step) * step
 
 
 def filters_per_block(filters):
@@ -99,9 +109,8 @@ def winograd_tile_size(target, data_shape, weight_shape, strides, padding, dilat
 
 def product_work(data_shape, tile, lanes):
     """Multiplications per channel pair of F(tile x tile, 3 x 3)'s products: ``(tile + 2)^2`` per tile, the
-    tiles padded to whole vectors of ``lanes`` (a direct convolution does 9 per output pixel)."""
-    tiles = tile_count(data_shape, tile)[2]
-    return (tile + 2) ** 2 * math.ceil(tiles / lanes) * lanes
+    tiles padded to whole register tiles (a direct convolution does 9 per output pixel)."""
+    return (tile + 2) ** 2 * padded_tile_count(data_shape, tile, lanes)
 
 
 def transform_weight(weight, tile):
@@ -150,9 +159,9 @@ def _combination(matrix, column, terms):
 def winograd_conv2d(data_shape, filters, tile, lanes, dtype="float32"):
     """The PrimFunc ``(data, transformed weight, output)`` of a padding-1 3x3 convolution by F(tile x tile, 3 x 3).
 
-    Unscheduled (:class:`WinogradConv2d` schedules it). The tiles are padded to whole vectors of
-    ``lanes`` (the products run with tiles along the vector lanes); padded tiles repeat the last
-    tile, and their products are never read.
+    Unscheduled (:class:`WinogradConv2d` schedules it). The tiles are padded to whole register
+    tiles (:func:`padded_tile_count`; the products run with tiles along the vector lanes); padded
+    tiles repeat the last tile, and their products are never read.
 
     Parameters
     ----------
@@ -175,7 +184,7 @@ def winograd_stages(data_shape, filters, tile, lanes, dtype="float32"):
     a, b, _ = transform_matrices(tile)
     alpha = tile + 2
     rows, columns, tiles = tile_count(data_shape, tile)
-    padded_tiles = math.ceil(tiles / lanes) * lanes
+    padded_tiles = padded_tile_count(data_shape, tile, lanes)
     kb = filters_per_block(filters)
     data = te.placeholder(_int64(data_shape), dtype, name="data")
     weight = te.placeholder(_int64((alpha, alpha, filters // kb, channels, kb)), dtype, name="winograd_weight")
@@ -233,7 +242,7 @@ class WinogradConv2d(ScheduleRule):
         lanes = vector_lanes(target)
 
         def steps(sch):
-            _schedule_input(sch)
+            _schedule_input(sch, lanes)
             _schedule_products(sch, lanes)
             _schedule_output(sch, lanes)
             for tail in unscheduled_root_blocks(sch):  # blocks that broadcast the output further
@@ -242,7 +251,7 @@ class WinogradConv2d(ScheduleRule):
         return try_schedule(func, steps)
 
 
-def _schedule_input(sch):
+def _schedule_input(sch, lanes):
     transformed = sch.get_sblock(INPUT)
     e, nu, c, p = sch.get_loops(transformed)
     sch.reorder(c, p, e, nu)
@@ -259,10 +268,8 @@ def _schedule_products(sch, lanes):
     accumulators = sch.cache_write(products, 0, "local")
     e, nu, k, p, c = sch.get_loops(products)
     kb = int(sch.get(products).reads[0].source.shape[-1])
-    vectors = int(sch.get(p).extent) // lanes
-    per_tile = 2 if vectors % 2 == 0 else 1
     k_outer, k_inner = sch.split(k, [None, kb])
-    p_outer, p_vectors, p_lanes = sch.split(p, [None, per_tile, lanes])
+    p_outer, p_vectors, p_lanes = sch.split(p, [None, TILE_VECTORS, lanes])
     sch.reorder(e, nu, k_outer, p_outer, c, k_inner, p_vectors, p_lanes)
     tiles = sch.fuse(e, nu, k_outer, p_outer)
     sch.parallel(tiles)

@@ -7,14 +7,16 @@ import torch
 import tvm
 
 import tvm_sparse
+from schedules.dense.winograd import GEMM
 from tests.conftest import relative_error
 from tests.schedules.dense.harness import build_scheduled, host_target, primfuncs, scheduled_module
 from tvm_sparse.bench.models import benchmark_model, example_input
 from tvm_sparse.relax_utils import bind_params
 
-#: Blocks that only the register-tile rules produce (the reduction split into init and update).
+#: Blocks that only the register-tile rules produce (the reduction split into init and update;
+#: Winograd's products are register-tiled alike).
 REGISTER_TILED = ('T.sblock("conv2d_nchw_update")', 'T.sblock("group_conv2d_nchw_update")',
-                  'T.sblock("matmul_update")')
+                  'T.sblock("matmul_update")', f'T.sblock("{GEMM}_update")')
 
 
 def _check_model(name):

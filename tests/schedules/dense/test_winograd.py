@@ -53,11 +53,11 @@ def test_winograd_takes_3x3_stride_1_layers_with_enough_channels_and_tiles():
     assert _tile(ZEN3, (1, 64, 56, 56), (64, 64, 3, 3)) == 4
     assert _tile(ZEN3, (1, 256, 14, 14), (256, 256, 3, 3)) == 4
     assert _tile(ZEN3, (1, 64, 32, 32), (64, 64, 3, 3)) == 4
-    # ... F(2x2) where the F(4x4) tiles would be mostly padding of a vector of tiles
+    # ... F(2x2) where the F(4x4) tiles would be mostly padding of a register tile (two vectors of tiles)
     assert _tile(ZEN3, (1, 512, 7, 7), (512, 512, 3, 3)) == 2
     assert _tile(ZEN3, (1, 256, 8, 8), (256, 256, 3, 3)) == 2
-    assert _tile(ZEN3, (2, 256, 8, 8), (256, 256, 3, 3)) == 4  # two images: 8 tiles of 4x4 fill a vector
-    # none at all on maps so small that even F(2x2)'s tiles are mostly padding (4 tiles in a vector of 8)
+    assert _tile(ZEN3, (4, 256, 8, 8), (256, 256, 3, 3)) == 4  # four images: 16 tiles of 4x4 fill a register tile
+    # none at all on maps so small that even F(2x2)'s tiles are mostly padding (4 tiles in a register tile of 16)
     assert _tile(ZEN3, (1, 512, 4, 4), (512, 512, 3, 3)) is None
 
 
@@ -85,12 +85,12 @@ def test_profiles_without_winograd_keep_every_layer_direct(target):
 # tile counts that are not whole vectors, filters in blocks of 4, 2 and 1, two images
 CASES = [
     (1, 64, 64, 14, 14, True, True, "relu"),  # a ResNet block: 16 tiles of 4x4, the last row and column ragged
-    (1, 32, 48, 13, 9, False, False, "relu6"),  # 12 tiles padded to 16
+    (1, 32, 48, 13, 9, False, False, "relu6"),  # 12 tiles padded to 16 (two vectors)
     (1, 64, 36, 7, 7, True, False, None),  # F(2x2): 16 tiles
     (1, 40, 34, 8, 8, True, True, None),  # F(2x2), blocks of 2 filters
-    (1, 33, 35, 28, 28, False, False, "relu"),  # 49 tiles padded to 56, blocks of 1 filter
-    (2, 32, 32, 12, 12, True, False, "relu"),  # two images: 18 tiles padded to 24
-    (1, 64, 64, 56, 56, True, False, "relu"),  # 196 tiles padded to 200
+    (1, 33, 35, 28, 28, False, False, "relu"),  # 49 tiles padded to 64, blocks of 1 filter
+    (2, 32, 32, 12, 12, True, False, "relu"),  # two images: 18 tiles padded to 32
+    (1, 64, 64, 56, 56, True, False, "relu"),  # 196 tiles padded to 208
 ]
 
 
