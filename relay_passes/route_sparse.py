@@ -23,6 +23,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from relay_passes.layer_chains import fusion_chains, is_const, static_shape
 from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
+from relay_passes.winograd import winograd_tile
 from schedules import registry
 from schedules.epilogue import Epilogue
 from schedules.kernel_table import table_argument
@@ -190,6 +191,9 @@ class _Router(PyExprMutator):
             except (ValueError, NotImplementedError, RuntimeError) as error:
                 # The router declines a layer whose kernel cannot be generated: it stays dense.
                 kernel, reason, kernel_call = None, f"{reason}; but its kernel {kernel} failed: {_first_line(error)}", None
+        if kernel is None and op == "conv2d":
+            tile = winograd_tile(root, self.options.target)
+            reason = reason if tile is None else f"{reason}; runs by Winograd F({tile}x{tile}, 3x3)"
         self._record(chain, op, shape, structure, kernel, reason, kernel_call)
         if kernel is None:
             return super().visit_call_(call)

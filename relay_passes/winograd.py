@@ -53,34 +53,40 @@ class _Rewriter(PyExprMutator):
     def __init__(self, mod, target):
         super().__init__(mod)
         self.target = target
-        self.lanes = vector_lanes(target)
 
     def visit_call_(self, call):  # pylint: disable=arguments-renamed
         call = super().visit_call_(call)
-        tile = self._tile(call) if call.op.same_as(_CONV2D) else None
+        tile = winograd_tile(call, self.target)
         if tile is None:
             return call
         data_shape, out_shape = static_shape(call.args[0]), static_shape(call)
         weight = call.args[1].value.numpy()
-        func = winograd_conv2d(data_shape, weight.shape[0], tile, self.lanes)
+        func = winograd_conv2d(data_shape, weight.shape[0], tile, vector_lanes(self.target))
         func = func.without_attr("global_symbol").with_attr("op_pattern", OUT_ELEMWISE_FUSABLE)
         callee = self.builder_.add_func(func, FUNC_NAME)
         args = relax.Tuple([call.args[0], relax.const(transform_weight(weight, tile))])
         logger.info("conv2d %s on %s: Winograd F(%dx%d, 3x3)", weight.shape, data_shape, tile, tile)
         return relax.call_tir(callee, args, out_ty=relax.TensorType(out_shape, "float32"))
 
-    def _tile(self, call):
-        """The Winograd tile of a ``conv2d`` call, or None when it stays a direct convolution."""
-        attrs = call.attrs
-        data_shape, weight_shape, out_shape = (static_shape(e) for e in (call.args[0], call.args[1], call))
-        if not is_const(call.args[1]) or data_shape is None or out_shape is None or len(data_shape) != 4:
-            return None
-        if int(attrs.groups) != 1 or (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
-            return None
-        if any(str(e.ty.dtype) != "float32" for e in (call.args[0], call.args[1], call)):
-            return None
-        tile = winograd_tile_size(self.target, data_shape, weight_shape, [int(s) for s in attrs.strides],
-                                  [int(p) for p in attrs.padding], [int(d) for d in attrs.dilation])
-        if tile is not None and not np.isfinite(call.args[1].value.numpy()).all():
-            return None  # the transformed weight would turn an infinity into NaN
-        return tile
+
+def winograd_tile(call, target):
+    """The Winograd output tile of a ``relax.nn.conv2d`` call on ``target``, or None when it stays a direct convolution.
+
+    A float32 NCHW convolution with a finite constant weight, of a shape that
+    ``schedules.dense.winograd.winograd_tile_size`` takes on ``target``.
+    """
+    if not call.op.same_as(_CONV2D):
+        return None
+    attrs = call.attrs
+    data_shape, weight_shape, out_shape = (static_shape(e) for e in (call.args[0], call.args[1], call))
+    if not is_const(call.args[1]) or data_shape is None or out_shape is None or len(data_shape) != 4:
+        return None
+    if int(attrs.groups) != 1 or (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
+        return None
+    if any(str(e.ty.dtype) != "float32" for e in (call.args[0], call.args[1], call)):
+        return None
+    tile = winograd_tile_size(target, data_shape, weight_shape, [int(s) for s in attrs.strides],
+                              [int(p) for p in attrs.padding], [int(d) for d in attrs.dilation])
+    if tile is not None and not np.isfinite(call.args[1].value.numpy()).all():
+        return None  # the transformed weight would turn an infinity into NaN
+    return tile

@@ -169,6 +169,8 @@ def test_compile_runs_a_resnet_block_by_winograd_with_its_epilogues_fused():
     compiled = tvm_sparse.compile(*tvm_sparse.from_torch(block, x), target=ZEN3)
     names = _fused_functions(compiled)
     assert sorted(names) == ["fused_conv2d_winograd_add_add1_relu", "fused_conv2d_winograd_add_relu"], names
+    assert [d.decision for d in compiled.report] == ["dense", "dense"]
+    assert all(d.reason.endswith("; runs by Winograd F(4x4, 3x3)") for d in compiled.report), compiled.report
     with torch.no_grad():
         expected = block(x).numpy()
     assert relative_error(compiled(x), expected) <= TOLERANCE
@@ -182,6 +184,7 @@ def test_a_weight_that_is_not_finite_or_not_constant_keeps_the_direct_convolutio
     x = torch.randn(1, 32, 8, 8)
     compiled = tvm_sparse.compile(*tvm_sparse.from_torch(model, x), target=ZEN3)
     assert not any("winograd" in name for name in _fused_functions(compiled))
+    assert "Winograd" not in compiled.report[0].reason
     with torch.no_grad():
         expected = model(x).numpy()
     assert np.isinf(expected).any()
