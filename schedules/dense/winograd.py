@@ -231,7 +231,8 @@ class WinogradConv2d(ScheduleRule):
     The input transform runs in parallel over channels, one tile's window at a time; the products
     keep ``kb`` filters x two vectors of tiles in registers over the channels, in parallel over
     positions and filter blocks; the inverse transform and the epilogue run in parallel over
-    output channels, the inverse's first pass along vectors of tiles.
+    output channels, the inverse's first pass along vectors of tiles. It has no knobs: tuned or
+    not, the schedule is the same (so tuning takes no task from these functions).
     """
 
     def apply(self, func, target, tunable):  # pylint: disable=unused-argument
@@ -242,7 +243,7 @@ class WinogradConv2d(ScheduleRule):
         lanes = vector_lanes(target)
 
         def steps(sch):
-            _schedule_input(sch, lanes)
+            _schedule_input(sch)
             _schedule_products(sch, lanes)
             _schedule_output(sch, lanes)
             for tail in unscheduled_root_blocks(sch):  # blocks that broadcast the output further
@@ -251,7 +252,8 @@ class WinogradConv2d(ScheduleRule):
         return try_schedule(func, steps)
 
 
-def _schedule_input(sch, lanes):
+def _schedule_input(sch):
+    """Per channel in parallel: pad it, then transform one tile's window at a time (all loops unrolled)."""
     transformed = sch.get_sblock(INPUT)
     e, nu, c, p = sch.get_loops(transformed)
     sch.reorder(c, p, e, nu)
@@ -264,6 +266,7 @@ def _schedule_input(sch, lanes):
 
 
 def _schedule_products(sch, lanes):
+    """Register tiles of ``kb`` filters x :data:`TILE_VECTORS` vectors of tiles, over the channels."""
     products = sch.get_sblock(GEMM)
     accumulators = sch.cache_write(products, 0, "local")
     e, nu, k, p, c = sch.get_loops(products)
@@ -282,6 +285,7 @@ def _schedule_products(sch, lanes):
 
 
 def _schedule_output(sch, lanes):
+    """Per output channel in parallel: the inverse's first pass on vectors of tiles, then the outputs with the epilogue."""
     blocks = sch.get_child_blocks(get_root_block(sch))
     position = [sch.get(block).name_hint for block in blocks].index(OUTPUT)
     end = epilogue_end(sch, blocks, position)
