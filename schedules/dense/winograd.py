@@ -174,12 +174,6 @@ def winograd_conv2d(data_shape, filters, tile, lanes, dtype="float32"):
     lanes : int
         The target's float32 vector lanes.
     """
-    data, weight, _, _, out = winograd_stages(data_shape, filters, tile, lanes, dtype)
-    return te.create_prim_func([data, weight, out])
-
-
-def winograd_stages(data_shape, filters, tile, lanes, dtype="float32"):
-    """The TE tensors of :func:`winograd_conv2d`: data, weight, input transform, products, output."""
     batch, channels, height, width = data_shape
     a, b, _ = transform_matrices(tile)
     alpha = tile + 2
@@ -203,7 +197,7 @@ def winograd_stages(data_shape, filters, tile, lanes, dtype="float32"):
     transformed = te.compute(
         _int64((alpha, alpha, channels, padded_tiles)),
         lambda e, nu, c, p: _combination(b, nu, lambda x: rows_pass[c, p, e, x]), name=INPUT)
-    rc = te.reduce_axis((tirx.IntImm("int64", 0), tirx.IntImm("int64", channels)), "rc")
+    rc = te.reduce_axis(tuple(_int64((0, channels))), "rc")
     products = te.compute(
         _int64((alpha, alpha, filters, padded_tiles)),
         lambda e, nu, k, p: te.sum(weight[e, nu, k // kb, rc, k % kb] * transformed[e, nu, rc, p], axis=rc),
@@ -216,7 +210,7 @@ def winograd_stages(data_shape, filters, tile, lanes, dtype="float32"):
         lambda n, k, y, x: _combination(
             a, y % tile, lambda e: inverse[k, e, x % tile, (n * rows + y // tile) * columns + x // tile]),
         name=OUTPUT)
-    return data, weight, transformed, products, out
+    return te.create_prim_func([data, weight, out])
 
 
 def _int64(shape):
