@@ -77,6 +77,11 @@ class TargetProfile:
         Fewest input channels of a convolution computed in panels when its whole input fits in
         ``l2_bytes``: the tiles then read their input from the L2 cache, and a short reduction
         does not amortize the panel's partial sums (stored and reloaded once per output).
+    panel_task_multiple : int or None
+        The parallel tasks of a layer in panels (its panels of pixels x its groups of filters)
+        are a multiple of this where its filters allow, so that they split evenly between the
+        threads (an odd count on two threads leaves one core idle for a task); None, or where no
+        group of filters gives such a count: at least ``parallel_tasks`` tasks.
     l2_bytes : int or None
         The CPU's L2 cache per core (a fact of the hardware); None: unknown, every input is taken
         to fit.
@@ -114,6 +119,7 @@ class TargetProfile:
     panel_min_channels: int = 64
     panel_min_filters: int = 1
     panel_min_channels_in_l2: int = 1
+    panel_task_multiple: int | None = None
     l2_bytes: int | None = None
     winograd_min_channels: int | None = None
     winograd_max_work: float = 0.6
@@ -135,6 +141,8 @@ class TargetProfile:
         for name in ("panel_min_channels", "panel_min_filters", "panel_min_channels_in_l2"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.panel_task_multiple is not None and self.panel_task_multiple < 1:
+            raise ValueError(f"panel_task_multiple must be None or at least 1, got {self.panel_task_multiple}")
         if self.l2_bytes is not None and self.l2_bytes < 1:
             raise ValueError(f"l2_bytes must be None or at least 1, got {self.l2_bytes}")
         if self.winograd_min_channels is not None and self.winograd_min_channels < 1:
@@ -199,8 +207,8 @@ ZEN4 = ROCKET_LAKE.derived(
 
 #: ``llvm -mcpu=znver3`` (AMD Zen 3, AVX2 and 16 vector registers, 32 KiB L1d, 512 KiB L2).
 ZEN3 = ROCKET_LAKE.derived(
-    "znver3", "x86", "panel_pixels, panel_accumulator_bytes, panel_min_channels, panel_min_filters and "
-    "panel_min_channels_in_l2 measured (tvm-sparse compile resnet50 --profile and single 1x1 layers of ResNet-50 "
+    "znver3", "x86", "panel_pixels, panel_accumulator_bytes, panel_min_channels, panel_min_filters, "
+    "panel_min_channels_in_l2 and panel_task_multiple measured (tvm-sparse compile resnet50 --profile and single 1x1 layers of ResNet-50 "
     "and MobileNetV2 (224), with and without panels); winograd_min_channels and winograd_max_work measured (single "
     "3x3 layers of ResNet-18 (CIFAR) and ResNet-50, Winograd against direct); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
     "latency table of ResNet-50 at 2 threads, block-punched faster than pattern at equal density on every 3x3 "
@@ -208,7 +216,7 @@ ZEN3 = ROCKET_LAKE.derived(
     measure="tvm-sparse compile resnet50 --profile (panels, Winograd); tvm-sparse bench mapping --model resnet50 "
     "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
-    panel_min_filters=64, panel_min_channels_in_l2=128, winograd_min_channels=32,
+    panel_min_filters=64, panel_min_channels_in_l2=128, panel_task_multiple=2, winograd_min_channels=32,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

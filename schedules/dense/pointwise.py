@@ -134,10 +134,11 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=
         the map is no larger than one panel with pixels in the lanes (the tiles then read whole
         rows of input already), or no larger than a vector with filters in the lanes (the 1x1 map
         of a squeeze-excite); or when no whole number of rows is a multiple of the tile. The panel
-        is the most whole rows within ``panel_pixels``, or else the fewest rows that make whole tiles.
+        is the most whole rows within ``panel_pixels``, or else the fewest rows that make whole tiles;
+        its filters are :func:`panel_filters`.
     """
     profile = profile_for(target)
-    channels, filters, height, width = shape
+    channels, _, height, width = shape
     kt, xt = tile
     if profile.panel_pixels is None or not panels_pay(profile, shape, stride):
         return None
@@ -148,12 +149,35 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=
         return None
     within = [r for r in rows if r * width <= profile.panel_pixels]
     pixels = (within[0] if within else rows[-1]) * width
-    panels = height * width // pixels
-    fitting = [kt * d for d in divisors(filters // kt, filters)
-               if kt * d * pixels * 4 <= profile.panel_accumulator_bytes
-               and panels * filters // (kt * d) >= profile.parallel_tasks]
     slab = largest_divisor(channels, profile.input_slab_bytes // (4 * (stride * stride * pixels + kt)))
-    return Panel(fitting[0] if fitting else kt, pixels, slab)
+    return Panel(panel_filters(profile, shape, kt, pixels, stride), pixels, slab)
+
+
+def panel_filters(profile, shape, kt, pixels, stride=1):
+    """Output channels of a panel of ``pixels`` pixels: the most filter tiles of ``kt`` that the profile allows.
+
+    The panel's partial sums take at most ``panel_accumulator_bytes``. Where the profile knows its
+    L2 cache and the whole input fits in half of it, a group's weights fit there too: they are
+    read again for every panel of pixels. The parallel tasks (panels of pixels x groups of
+    filters) are a multiple of the profile's ``panel_task_multiple`` where a group allows it, else
+    at least ``parallel_tasks``. ``kt`` when no group qualifies.
+    """
+    channels, filters, height, width = shape
+    panels = height * width // pixels
+    groups = [kt * d for d in divisors(filters // kt, filters) if kt * d * pixels * 4 <= profile.panel_accumulator_bytes]
+    half_l2 = None if profile.l2_bytes is None else profile.l2_bytes // 2
+    if panels > 1 and half_l2 is not None and input_bytes(shape, stride) <= half_l2:
+        groups = [g for g in groups if 4 * g * channels <= half_l2]
+    multiple = profile.panel_task_multiple
+    even = [] if multiple is None else [g for g in groups if panels * filters // g % multiple == 0]
+    enough = [g for g in groups if panels * filters // g >= profile.parallel_tasks]
+    return (even or enough or [kt])[0]
+
+
+def input_bytes(shape, stride=1):
+    """Bytes of the float32 input of a pointwise convolution of ``shape`` ``(channels, filters, height, width)`` (its output map)."""
+    channels, _, height, width = shape
+    return 4 * channels * height * width * stride * stride
 
 
 def panels_pay(profile, shape, stride=1):
@@ -164,9 +188,8 @@ def panels_pay(profile, shape, stride=1):
     for the L2 cache (the tiles would read it from beyond, once per filter tile), and only with
     enough filter tiles to share the copy (the ``panel_*`` fields of ``profile``).
     """
-    channels, filters, height, width = shape
-    input_bytes = 4 * channels * height * width * stride * stride
-    fits_l2 = profile.l2_bytes is None or input_bytes <= profile.l2_bytes
+    channels, filters, _, _ = shape
+    fits_l2 = profile.l2_bytes is None or input_bytes(shape, stride) <= profile.l2_bytes
     return (channels >= profile.panel_min_channels and filters >= profile.panel_min_filters
             and (channels >= profile.panel_min_channels_in_l2 or not fits_l2))
 

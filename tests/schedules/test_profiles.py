@@ -44,6 +44,8 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.ZEN3, panel_accumulator_bytes=0)
     with pytest.raises(ValueError, match="panel_min_filters"):
         dataclasses.replace(profiles.ZEN3, panel_min_filters=0)
+    with pytest.raises(ValueError, match="panel_task_multiple"):
+        dataclasses.replace(profiles.ZEN3, panel_task_multiple=0)
     with pytest.raises(ValueError, match="l2_bytes"):
         dataclasses.replace(profiles.ZEN3, l2_bytes=0)
     with pytest.raises(ValueError, match="winograd_min_channels"):

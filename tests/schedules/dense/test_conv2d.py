@@ -5,6 +5,7 @@ schedule phase packed the weight and scheduled every function (no naive loop nes
 compares the compiled result with ``torch.nn.functional.conv2d``.
 """
 
+import dataclasses
 import re
 
 import numpy as np
@@ -14,7 +15,7 @@ from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
-from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, ragged_filter_panel
+from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, input_bytes, panel_filters, ragged_filter_panel
 from schedules.profiles import profile_for
 from schedules.dense.winograd import winograd_tile_size
 from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
@@ -252,7 +253,7 @@ def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, s
                                                      (144, 96, 112), (2048, 2048, 16)])
 def test_panels_are_whole_rows_of_whole_tiles_within_the_caches(channels, filters, size):
     """A panel is whole rows and whole tiles, its partial sums and a channel block's operands fit the
-    profile's bounds, and there are enough panels to share among threads."""
+    profile's bounds, its tasks split evenly between threads, and weights read again per panel stay in the L2 cache."""
     target = tvm.target.Target(ZEN3)
     profile = profile_for(target)
     kt, xt = PointwiseConv2dRows.default_tile(target, filters, size * size)
@@ -263,8 +264,27 @@ def test_panels_are_whole_rows_of_whole_tiles_within_the_caches(channels, filter
     assert panel.filters == kt or panel.filters * panel.pixels * 4 <= profile.panel_accumulator_bytes
     assert channels % panel.channels == 0
     assert panel.channels == 1 or panel.channels * (panel.pixels + kt) * 4 <= profile.input_slab_bytes
-    panels = (filters // panel.filters) * (size * size // panel.pixels)
-    assert panel.filters == kt or panels >= profile.parallel_tasks
+    tasks = (filters // panel.filters) * (size * size // panel.pixels)
+    assert panel.filters == kt or tasks % profile.panel_task_multiple == 0
+    if size * size > panel.pixels and input_bytes((channels, filters, size, size)) <= profile.l2_bytes // 2:
+        assert panel.filters == kt or 4 * panel.filters * channels <= profile.l2_bytes // 2
+
+
+def test_panel_filters_are_the_largest_group_that_splits_evenly_and_keeps_its_weights_in_l2():
+    """ResNet-50's and MobileNetV3-Large's 1x1 layers on 14x14 and 7x7 maps (Zen 3's profile, 2 threads)."""
+    zen3 = profile_for(tvm.target.Target(ZEN3))
+    # 7 panels of 2 rows: all 256 filters would make 7 tasks, one core idle for the last
+    assert panel_filters(zen3, (1024, 256, 14, 14), 16, 28) == 128
+    # the 200 KiB input fits in half the L2 cache: 256 filters' weights (256 KiB) too, 512 filters' not
+    assert panel_filters(zen3, (256, 1024, 14, 14), 16, 28) == 256
+    # one panel (the whole 7x7 map): 2 tasks of 80 filters rather than 5 of 32
+    assert panel_filters(zen3, (960, 160, 7, 7), 16, 49) == 80
+    assert panel_filters(zen3, (2048, 512, 7, 7), 16, 49) == 256  # 512 filters: one task
+    # without a task multiple, at least parallel_tasks tasks, and no L2 bound without the cache's size
+    generic = dataclasses.replace(zen3, panel_task_multiple=None, l2_bytes=None)
+    assert panel_filters(generic, (1024, 256, 14, 14), 16, 28) == 256
+    assert panel_filters(generic, (256, 1024, 14, 14), 16, 28) == 1024
+    assert panel_filters(generic, (960, 160, 7, 7), 16, 49) == 32
 
 
 def test_maps_without_a_filling_tile_take_ragged_tiles_of_two_vectors_of_filters():
