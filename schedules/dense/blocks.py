@@ -109,7 +109,8 @@ def cache_accumulator(sch, accumulate):
         sch.cache_write(accumulate, 0, "global")
 
 
-def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=None, unrolled_reductions=0):
+def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=None, unrolled_reductions=0,
+                           tile_order=None):
     """Tile the output, keep the accumulator tile in registers and fuse the epilogue.
 
     Parameters
@@ -130,6 +131,9 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     unrolled_reductions : int
         How many of the innermost reduction loops are unrolled (a depthwise kernel's window: the
         taps then share the input rows they load, and the accumulators stay in registers).
+    tile_order : list of int, optional
+        Order of the output axes in the (parallel) loop over tiles, outermost first; by default
+        the output's own order. Not with a ``per_channel`` padding.
 
     Returns
     -------
@@ -145,8 +149,12 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
         loop_outer, loop_inner = sch.split(loop, [None, factor])
         outer.append(loop_outer)
         inner.append(loop_inner)
-    sch.reorder(*outer, *inner)
     per_channel = padding is not None and padding.per_channel
+    if tile_order is not None:
+        if per_channel:
+            raise ValueError("a tile_order needs a padding stage that is not per_channel")
+        outer = [outer[i] for i in tile_order]
+    sch.reorder(*outer, *inner)
     if per_channel:
         # images x channels in parallel; in each, the channel's padding, then its tiles in sequence
         parallel = sch.fuse(*outer[:2])

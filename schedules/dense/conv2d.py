@@ -14,6 +14,7 @@ Tuning: with ``tunable=True`` the tile rows and columns are sampled (``sample_ca
 among the divisors of the output height and width, so MetaSchedule can search them.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ from .blocks import (ConstantWeightPacking, RegisterTileRule, column_stride, ext
                      is_unscheduled_cpu_func, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
 from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_panel, schedule_panels
-from .tiling import channel_block, conv_tile, sample_divisor
+from .tiling import channel_block, conv_tile, filter_tiles_innermost, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
@@ -148,4 +149,6 @@ class DenseConv2dNCHW(RegisterTileRule):
             xt = sample_divisor(sch, width, 16, xt)
         padding = schedule_padding(sch, vector_lanes(target))
         # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
-        schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding)
+        innermost = filter_tiles_innermost(target, math.prod(extents(sch.get(block).reads[1].source)))
+        schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding,
+                               tile_order=[0, 2, 3, 1] if innermost else None)

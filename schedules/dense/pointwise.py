@@ -35,8 +35,8 @@ from ..target_info import vector_lanes
 from .blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, inline_epilogue,
                      schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
-from .tiling import (MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile, divisors, largest_divisor,
-                     sample_divisor, stack_accumulators)
+from .tiling import (MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile, divisors, filter_tiles_innermost,
+                     largest_divisor, sample_divisor, stack_accumulators)
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
 CONV_BLOCK = "conv2d_nchw"
@@ -328,4 +328,5 @@ class PointwiseConv2dRows(RegisterTileRule):
             xt = sample_divisor(sch, pixels, 4 * vector_lanes(target), xt)
         padding = schedule_padding(sch, vector_lanes(target))
         flatten_pixels(sch, block)
-        schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2], padding=padding)
+        schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2], padding=padding,
+                               tile_order=[0, 2, 1] if filter_tiles_innermost(target, channels * filters) else None)

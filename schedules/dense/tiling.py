@@ -5,6 +5,7 @@ tile must fit the register file (with a few registers left for the operands) and
 divide the output extents, so that the loops need no bound checks and LLVM can unroll them.
 """
 
+from ..profiles import profile_for
 from ..target_info import vector_lanes, vector_registers
 
 
@@ -22,6 +23,16 @@ MIN_ACCUMULATORS = 8
 #: Bytes below which TVM keeps a constant-size buffer on the stack (``runtime::kMaxStackAlloca``); a
 #: larger accumulator tile is allocated from the workspace pool, zeroed, stored and reloaded per tile.
 STACK_BYTES = 1024
+
+
+def filter_tiles_innermost(target, weight_elements):
+    """Whether a convolution's loop over register tiles takes every filter tile of a pixel tile in turn.
+
+    Where all its ``weight_elements`` float32 weights fit in the L1 data cache they stay there, and
+    the input of a pixel tile is read from memory once for all its filter tiles; with the filter
+    tiles outermost, each of them would stream the whole input again.
+    """
+    return 4 * weight_elements <= profile_for(target).l1_data_bytes
 
 
 def stack_accumulators(target):

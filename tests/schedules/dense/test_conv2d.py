@@ -206,9 +206,10 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
 
-@pytest.mark.parametrize("channels, filters, size", [(16, 16, 32), (24, 144, 16), (144, 24, 16)])
+@pytest.mark.parametrize("channels, filters, size", [(16, 16, 32), (24, 144, 16), (144, 24, 16), (64, 384, 8)])
 def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, size, tmp_path):
-    """The 1x1 kernel with pixels in the lanes (unpacked weight), at 1, 2 and 3 threads in a fresh process."""
+    """The 1x1 kernel with pixels in the lanes (unpacked weight), its filter tiles innermost (weights in
+    the L1 cache) or outermost (64 x 384), at 1, 2 and 3 threads in a fresh process."""
     rng = np.random.default_rng(channels * filters)
     weight = rng.standard_normal((filters, channels, 1, 1)).astype("float32")
     bias = rng.standard_normal(filters).astype("float32")
@@ -221,6 +222,24 @@ def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, siz
     assert [tuple(int(d) for d in p.shape) for p in conv.params] == [a.shape for a in arrays]  # not packed
     for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
+@pytest.mark.parametrize("channels, filters, size", [(32, 16, 112), (16, 96, 112), (192, 32, 28), (64, 384, 16),
+                                                     (96, 576, 8)])
+def test_pointwise_tiles_run_filter_tiles_innermost_where_the_weights_fit_in_l1(channels, filters, size):
+    """Without panels, the parallel loop over tiles takes the filter tiles of a pixel tile in turn where
+    all weights fit in the L1 cache (the input is then read once), else the pixel tiles of a filter tile."""
+    target = tvm.target.Target(ZEN3)
+    weight = np.ones((filters, channels, 1, 1), "float32")
+    mod = conv2d_module((1, channels, size, size), weight, 1, 0, 1, 1, None, "relu6", None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    kt, xt = PointwiseConv2dRows.default_tile(target, filters, size * size)
+    filter_index = re.search(r'sblock\("conv2d_nchw_init"\).*?v1 = T\.axis\.spatial\(T\.int64\(\d+\), (.*?)\n',
+                             conv.script(), re.DOTALL).group(1)
+    innermost = f"_fused % T.int64({filters // kt}) * T.int64({kt})" in filter_index
+    outermost = f"_fused // T.int64({size * size // xt}) * T.int64({kt})" in filter_index
+    fits_l1 = 4 * channels * filters <= profile_for(target).l1_data_bytes
+    assert (innermost, outermost) == ((True, False) if fits_l1 else (False, True)), filter_index
 
 
 @pytest.mark.parametrize("channels, filters, size, stride", [
