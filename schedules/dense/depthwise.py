@@ -14,7 +14,7 @@ written out.
 from ..target_info import vector_lanes, vector_registers
 from .blocks import SPATIAL, RegisterTileRule, column_stride, extents, schedule_register_tile
 from .padding import schedule_padding
-from .tiling import accumulator_budget, divisors, largest_divisor, sample_divisor
+from .tiling import MIN_ACCUMULATORS, accumulator_budget, divisors, largest_divisor, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives an NCHW ``conv2d`` with groups > 1.
 GROUP_CONV_BLOCK = "group_conv2d_nchw"
@@ -57,9 +57,11 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
         if vector_registers(target) <= 16 and whole_vectors:
             xt = whole_vectors[0]
         vectors_per_row = -(-xt // lanes)
-        wanted = max(self.max_tile_rows, 2 * (window_rows - 1))
-        rows = min(wanted, max(1, accumulator_budget(target) // vectors_per_row))
-        return largest_divisor(height, rows), xt
+        most_rows = max(1, accumulator_budget(target) // vectors_per_row)
+        rows = largest_divisor(height, min(max(self.max_tile_rows, 2 * (window_rows - 1)), most_rows))
+        if rows * vectors_per_row < MIN_ACCUMULATORS:
+            rows = largest_divisor(height, most_rows)
+        return rows, xt
 
     def schedule_block(self, sch, block, target, tunable):
         _, _, height, width = extents(sch.get(block).writes[0].source)

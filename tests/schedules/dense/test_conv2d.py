@@ -87,6 +87,8 @@ AVX2_CASES = [
     (16, 16, 56, 56, 3, 1, 1, 1, 16, True, False, "relu6"),  # depthwise on 56x56: tiles of one whole vector
     (8, 8, 112, 112, 3, 2, 1, 1, 8, True, False, "relu6"),  # depthwise, stride 2, 112 -> 56
     (8, 8, 24, 24, 5, 1, 2, 1, 8, False, True, None),  # 5x5 depthwise on 24x24: 8 columns, not 12
+    (40, 40, 7, 7, 3, 1, 1, 1, 40, True, True, "relu6"),  # depthwise on 7x7: a tile of all 7 rows
+    (24, 24, 14, 14, 3, 2, 1, 1, 24, True, False, "relu6"),  # depthwise, stride 2, 14 -> 7: all 7 rows
 ]
 
 
@@ -425,6 +427,23 @@ def test_untuned_tiles_keep_enough_multiply_adds_in_flight(target):
         yt, xt = conv_tile(target, kb, size, size)
         accumulators = -(-kb // lanes) * yt * xt
         assert min(MIN_ACCUMULATORS, size) <= accumulators <= budget, (channels, size, kb, yt, xt)
+
+
+@pytest.mark.parametrize("target", [AVX2, AVX512], ids=["avx2", "avx512"])
+def test_depthwise_tiles_fill_the_accumulators_where_the_height_allows(target):
+    """A depthwise tile whose rows (a divisor of the height) leave fewer than MIN_ACCUMULATORS
+    accumulators takes the most rows the registers allow: a 7x7 map gets all its 7 rows, not 1."""
+    target = tvm.target.Target(target)
+    lanes, budget = vector_lanes(target), accumulator_budget(target)
+    for size in (7, 14, 28, 56, 112):
+        for window_rows in (3, 5):
+            rows, xt = DepthwiseConv2dNCHW().default_tile(target, size, size, window_rows)
+            vectors = -(-xt // lanes)
+            assert size % rows == 0 and rows * vectors <= budget, (size, rows, xt)
+            if rows * vectors < MIN_ACCUMULATORS:
+                taller = [d for d in range(rows + 1, size + 1) if size % d == 0 and d * vectors <= budget]
+                assert not taller, (size, rows, xt, taller)
+    assert DepthwiseConv2dNCHW().default_tile(target, 7, 7) == (7, 7)
 
 
 def test_depthwise_tiles_are_whole_vectors_wide_with_16_registers():
