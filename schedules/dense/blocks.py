@@ -126,8 +126,8 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     padding : schedules.dense.padding.PaddingStage, optional
         The padding stage: filled in parallel over images and channels in the same parallel launch
         as the tiles (:func:`share_parallel_launch`), or, when it pads ``per_channel``, one channel
-        at a time right before that channel's tiles (the output axes are then images, channels,
-        and the channel axis is not tiled).
+        (or one band of tile rows, ``per_row_band``) at a time right before its tiles (the output
+        axes are then images, channels, rows, columns, and the channel axis is not tiled).
     unrolled_reductions : int
         How many of the innermost reduction loops are unrolled (a depthwise kernel's window: the
         taps then share the input rows they load, and the accumulators stay in registers).
@@ -155,17 +155,18 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
             raise ValueError("a tile_order needs a padding stage that is not per_channel")
         outer = [outer[i] for i in tile_order]
     sch.reorder(*outer, *inner)
+    per_band = per_channel and padding.per_row_band
     if per_channel:
-        # images x channels in parallel; in each, the channel's padding, then its tiles in sequence
+        # images x channels in parallel; in each, the channel's padding (or each band's), then its tiles
         parallel = sch.fuse(*outer[:2])
-        tiles = sch.fuse(*outer[2:])
+        tiles = outer[3] if per_band else sch.fuse(*outer[2:])
     else:
         parallel = tiles = sch.fuse(*outer)
     sch.parallel(parallel)
     sch.vectorize(inner[-1])
 
     sch.compute_at(accumulate, tiles, preserve_unit_loops=True)
-    loops = sch.get_loops(accumulate)[2 if per_channel else 1 :]
+    loops = sch.get_loops(accumulate)[3 if per_band else 2 if per_channel else 1 :]
     iter_vars = sch.get(accumulate).iter_vars
     spatial = [loops[i] for i, var in enumerate(iter_vars) if int(var.iter_type) == SPATIAL]
     reduction = [loops[i] for i, var in enumerate(iter_vars) if int(var.iter_type) != SPATIAL]
@@ -178,7 +179,7 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
         sch.unroll(loop)
     sch.decompose_reduction(accumulate, reduction[0])
     if per_channel:
-        padding.schedule_per_channel(sch, parallel)
+        padding.schedule_per_channel(sch, outer[2] if per_band else parallel)
     elif padding is not None:
         padding.schedule_in_launch(sch, tiles)
     return parallel

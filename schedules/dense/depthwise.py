@@ -11,6 +11,7 @@ contiguous again. Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applie
 written out.
 """
 
+from ..profiles import profile_for
 from ..target_info import vector_lanes, vector_registers
 from .blocks import SPATIAL, RegisterTileRule, column_stride, extents, schedule_register_tile
 from .padding import schedule_padding
@@ -71,7 +72,8 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 4 * vector_lanes(target), xt)
         padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block),
-                                   per_channel=pads_per_channel(sch, block))
+                                   per_channel=pads_per_channel(sch, block),
+                                   per_row_band=pads_per_row_band(sch, block, target))
         schedule_register_tile(sch, block, [1, 1, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding,
                                unrolled_reductions=2)
 
@@ -104,6 +106,16 @@ def pads_per_channel(sch, block):
     """
     height, width = extents(sch.get(block).reads[0].source)[2:]
     return reads_own_channel(sch, block) and height * width >= PER_CHANNEL_MIN_ELEMENTS
+
+
+def pads_per_row_band(sch, block, target):
+    """Whether ``block``, padded per channel, fills its padding one band of tile rows at a time.
+
+    Where a padded channel is larger than the target's L1 data cache (112x112 maps): the tiles
+    then read a band's copy from L1, not the whole channel's from L2.
+    """
+    height, width = extents(sch.get(block).reads[0].source)[2:]
+    return pads_per_channel(sch, block) and 4 * height * width > profile_for(target).l1_data_bytes
 
 
 class MaxPool2dNCHW(DepthwiseConv2dNCHW):

@@ -48,6 +48,11 @@ class PaddingStage:
         parallel loop (a depthwise convolution or a pooling: an output channel reads one input
         channel), instead of all channels before all tiles: the channel's padded copy is then still
         in the cache when its tiles read it.
+    per_row_band : bool
+        With ``per_channel``: whether each band of tile rows of a channel is padded right before
+        the band's tiles, rather than the whole channel before all of them. A padded channel
+        larger than the L1 cache would be read back from L2; a band's copy stays in L1, and
+        reading the input from memory overlaps the computing of the bands before it.
     """
 
     block: object
@@ -55,9 +60,10 @@ class PaddingStage:
     lanes: int
     per_channel: bool = False
     column_stride: int = 1
+    per_row_band: bool = False
 
     def schedule_per_channel(self, sch, channels):
-        """Fill a channel's padding at the start of its iteration of the parallel loop ``channels``."""
+        """Fill a channel's padding (or a band's) at the start of its iteration of the loop ``channels`` (or over bands)."""
         sch.compute_at(self.block, channels, preserve_unit_loops=True)
         self.vectorize_interior(sch)
 
@@ -106,7 +112,7 @@ def pads_nothing(sch):
     return block is None or extents(sch.get(block).reads[0].source) == extents(sch.get(block).writes[0].source)
 
 
-def schedule_padding(sch, lanes, column_stride=1, per_channel=False):
+def schedule_padding(sch, lanes, column_stride=1, per_channel=False, per_row_band=False):
     """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else prepare it as a stage.
 
     Parameters
@@ -116,6 +122,8 @@ def schedule_padding(sch, lanes, column_stride=1, per_channel=False):
         Vector lanes of the target.
     per_channel : bool
         Pad each channel right before its tiles (:attr:`PaddingStage.per_channel`).
+    per_row_band : bool
+        With ``per_channel``, pad each band of tile rows right before its tiles (:attr:`PaddingStage.per_row_band`).
     column_stride : int
         The kernel's column stride. Above 1, and when it divides the padded width, the padded buffer
         stores its columns split by residue, and the padding loops run in that order, so that the
@@ -145,7 +153,7 @@ def schedule_padding(sch, lanes, column_stride=1, per_channel=False):
     # a split index h holds the padded columns s*h .. s*h + s - 1: all copies when they lie in
     # [left, left + width)
     interior = (-(-left // stride), (left + width) // stride) if left is not None else (0, 0)
-    return PaddingStage(block, interior, lanes, per_channel, stride)
+    return PaddingStage(block, interior, lanes, per_channel, stride, per_channel and per_row_band)
 
 
 def _left_padding(pad):

@@ -167,6 +167,9 @@ def test_aarch64_neon_build():
         (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise, small map: all padded first
         (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
         (16, 16, 32, 32, 3, 1, 1, 1, 16, True, False, "relu6"),  # depthwise, 34x34 padded: per channel
+        (8, 8, 112, 112, 3, 1, 1, 1, 8, True, True, "relu6"),  # depthwise, 114x114 padded: per band of rows
+        (12, 12, 112, 112, 3, 2, 1, 1, 12, True, False, "relu6"),  # the same, stride 2: bands of split columns
+        (8, 8, 100, 100, 5, 2, 2, 1, 8, False, False, None),  # 5x5, stride 2, bands of 104-wide padded rows
         (8, 8, 36, 36, 5, 2, 2, 1, 8, True, False, None),  # 5x5 depthwise, stride 2: vector-copied interior
         (16, 32, 8, 8, 3, 1, 1, 1, 4, True, False, "relu"),  # grouped: a channel's tiles read 4 padded channels
         (16, 32, 34, 34, 3, 2, 1, 1, 4, True, False, "relu"),  # grouped, stride 2: split columns, all padded first
@@ -177,7 +180,8 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     """A padded kernel fills its padding and its tiles in one parallel launch.
 
     A depthwise convolution with padded channels of at least ``PER_CHANNEL_MIN_ELEMENTS`` pads
-    each channel right before its tiles, in the same parallel iteration; other kernels pad all
+    each channel right before its tiles, in the same parallel iteration (a padded channel larger
+    than the L1 cache: each band of tile rows right before the band's tiles); other kernels pad all
     channels first, a barrier between padding and tiles. The
     kernel runs at 1, 2 and 3 threads in a fresh process, each time right after a run on other
     inputs: without the barrier a thread would read channels another thread has not padded yet,
@@ -197,6 +201,14 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     if groups == c == k and padded >= PER_CHANNEL_MIN_ELEMENTS:
         assert script.count("T.parallel(") == 1
         assert script.index("T.parallel(") < script.index('T.sblock("pad_temp')
+        sch = s_tir.Schedule(conv)
+        first_padding = re.search(r'T\.sblock\("(pad_temp\w*)"\)', script).group(1)
+        channel_loop, *inner = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock(first_padding))]
+        bands = int(inner[0].extent) if inner[0].kind == tvm.tirx.ForKind.SERIAL else 1
+        rows = DepthwiseConv2dNCHW().default_tile(target, *expected.shape[2:], kernel)[0]
+        in_bands = 4 * padded > profile_for(target).l1_data_bytes
+        assert channel_loop.kind == tvm.tirx.ForKind.PARALLEL
+        assert bands == (expected.shape[2] // rows if in_bands else 1), (bands, rows)
     else:
         assert script.count("T.parallel(") == 2
         assert '"pragma_parallel_launch_point": 1' in script and '"pragma_parallel_barrier_when_finish": 1' in script
