@@ -51,12 +51,14 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
         rows, so that the window's overlap is at most a third of the rows loaded. With 16 registers
         (AVX2) the columns are whole vectors where the width has such a divisor: each row of a
         tile ending inside a vector computes its rest apart (56-wide maps: 8 columns, not 14).
+        Where it has none, the columns are up to four vectors wide, so that fewer rows end inside
+        a vector (28-wide maps: 2 rows of 28 columns, not 4 rows of 14).
         """
         lanes = vector_lanes(target)
         xt = largest_divisor(width, 2 * lanes)
         whole_vectors = [d for d in divisors(width, 2 * lanes) if d % lanes == 0]
-        if vector_registers(target) <= 16 and whole_vectors:
-            xt = whole_vectors[0]
+        if vector_registers(target) <= 16:
+            xt = whole_vectors[0] if whole_vectors else largest_divisor(width, 4 * lanes)
         vectors_per_row = -(-xt // lanes)
         most_rows = max(1, accumulator_budget(target) // vectors_per_row)
         rows = largest_divisor(height, min(max(self.max_tile_rows, 2 * (window_rows - 1)), most_rows))

@@ -87,6 +87,8 @@ AVX2_CASES = [
     (16, 16, 56, 56, 3, 1, 1, 1, 16, True, False, "relu6"),  # depthwise on 56x56: tiles of one whole vector
     (8, 8, 112, 112, 3, 2, 1, 1, 8, True, False, "relu6"),  # depthwise, stride 2, 112 -> 56
     (8, 8, 24, 24, 5, 1, 2, 1, 8, False, True, None),  # 5x5 depthwise on 24x24: 8 columns, not 12
+    (16, 16, 28, 28, 3, 1, 1, 1, 16, True, True, "relu6"),  # depthwise on 28x28: rows of 28 columns
+    (24, 24, 56, 56, 5, 2, 2, 1, 24, True, False, "relu6"),  # 5x5 depthwise, stride 2, 56 -> 28
     (40, 40, 7, 7, 3, 1, 1, 1, 40, True, True, "relu6"),  # depthwise on 7x7: a tile of all 7 rows
     (24, 24, 14, 14, 3, 2, 1, 1, 24, True, False, "relu6"),  # depthwise, stride 2, 14 -> 7: all 7 rows
 ]
@@ -460,11 +462,13 @@ def test_depthwise_tiles_fill_the_accumulators_where_the_height_allows(target):
 
 def test_depthwise_tiles_are_whole_vectors_wide_with_16_registers():
     """With 16 registers a depthwise tile's columns are whole vectors where the width allows (a row
-    ending inside a vector computes its rest apart); other widths, and targets with 32 registers,
-    keep the widest divisor up to two vectors."""
+    ending inside a vector computes its rest apart); other widths take the widest divisor up to
+    four vectors, and targets with 32 registers the widest up to two."""
     avx2, avx512 = tvm.target.Target(AVX2), tvm.target.Target(AVX512)
     for width in (56, 40, 24, 112):
         _, xt = DepthwiseConv2dNCHW().default_tile(avx2, width, width)
         assert xt % vector_lanes(avx2) == 0 and width % xt == 0 and xt <= 2 * vector_lanes(avx2), (width, xt)
-    assert DepthwiseConv2dNCHW().default_tile(avx2, 28, 28)[1] == 14
+    assert DepthwiseConv2dNCHW().default_tile(avx2, 28, 28) == (2, 28)
+    assert DepthwiseConv2dNCHW().default_tile(avx2, 14, 14)[1] == 14
+    assert DepthwiseConv2dNCHW().default_tile(avx2, 50, 50)[1] == 25
     assert DepthwiseConv2dNCHW().default_tile(avx512, 56, 56)[1] == 28
