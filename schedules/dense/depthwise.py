@@ -44,7 +44,7 @@ class DepthwiseConv2dNCHW(RegisterTileRule):
         self.max_tile_rows = max_tile_rows
 
     def default_tile(self, target, height, width, window_rows=3):
-        """Rows and columns of the untuned register tile: two vectors wide, rows as registers allow.
+        """Rows and columns of the untuned register tile: a few vectors wide, rows as registers allow.
 
         The taps of the window are unrolled, so a tile of ``yt`` rows loads ``yt + window_rows - 1``
         input rows once each; a window taller than three rows gets at least ``2 (window_rows - 1)``
