@@ -111,13 +111,14 @@ def pads_per_channel(sch, block):
 
 
 def pads_per_row_band(sch, block, target):
-    """Whether ``block``, padded per channel, fills its padding one band of tile rows at a time.
+    """Whether ``block``'s padding, where filled per channel (:func:`pads_per_channel`), is filled by bands of tile rows.
 
     Where a padded channel is larger than the target's L1 data cache (112x112 maps): the tiles
     then read a band's copy from L1, not the whole channel's from L2.
+    :func:`~schedules.dense.padding.schedule_padding` bands only a padding filled per channel.
     """
     height, width = extents(sch.get(block).reads[0].source)[2:]
-    return pads_per_channel(sch, block) and 4 * height * width > profile_for(target).l1_data_bytes
+    return 4 * height * width > profile_for(target).l1_data_bytes
 
 
 class MaxPool2dNCHW(DepthwiseConv2dNCHW):
