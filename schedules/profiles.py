@@ -46,8 +46,9 @@ class TargetProfile:
         ... and the most any literal-code config is made (fewer rows per tile above it).
     parallel_tasks : int
         Parallel tasks a layer is cut into by default (row blocks x filter parts).
-    private_row_blocks : int
-        Row blocks per image of a default config whose tasks copy their own input.
+    pixel_blocks : int
+        Blocks of an image's pixels that a default config gives its own tasks: row blocks where
+        the tasks copy their own input, column blocks of a one-row map read in place.
     im2col_bytes : int
         Largest im2col input of a default config on maps a quarter of a vector wide or less.
     strided_im2col_bytes : int
@@ -105,7 +106,7 @@ class TargetProfile:
     code_budget_tuning: int
     code_budget_ceiling: int
     parallel_tasks: int
-    private_row_blocks: int
+    pixel_blocks: int
     im2col_bytes: int
     strided_im2col_bytes: int
     pattern_max_density: float
@@ -172,7 +173,7 @@ ROCKET_LAKE = TargetProfile(
     code_budget_tuning=12_000,
     code_budget_ceiling=40_000,
     parallel_tasks=4,
-    private_row_blocks=2,
+    pixel_blocks=2,
     im2col_bytes=1 * KIB * KIB,
     strided_im2col_bytes=512 * KIB,
     pattern_max_density=0.34,

@@ -27,6 +27,11 @@ class SpecializedConvConfig:
     filter_splits : int
         Parallel parts the filter blocks are split into (for maps too small to split by rows).
         With ``private_input``, the most parts: a kernel runs only as many as its threads need.
+    column_blocks : int
+        Parts each row of register tiles is split into, one per task (the rows of a 1x1 layer's
+        map are one row of pixels): a core then computes the pixels it wrote in the layer before,
+        whose lines sit in its own cache, for all filters, instead of a part of the filters for
+        every pixel. At most one block per register tile of a row.
     codegen : str
         ``"specialized"``: weights and offsets are literals of the code (fastest, compile time
         grows with the non-zeros); ``"compact"``: code per pattern / block shape reading the
@@ -57,6 +62,7 @@ class SpecializedConvConfig:
     channel_block: int = 32
     row_tiles: int = 2
     filter_splits: int = 1
+    column_blocks: int = 1
     codegen: str = "specialized"
     tap_copies: bool = False
     im2col: bool = False
@@ -65,7 +71,8 @@ class SpecializedConvConfig:
     fma_chains: int = 8
 
     def __post_init__(self):
-        for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits", "fma_chains"):
+        for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits", "column_blocks",
+                     "fma_chains"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.im2col and self.rows != 1:

@@ -8,7 +8,8 @@ Every sparse format reduces to the same thing: per output filter, a list of *ter
 
 1. The input is copied into its layout (:mod:`schedules.sparse_cpu.layout`), once for all tasks
    or by each task for the rows it reads.
-2. A parallel loop over (image, block of output rows, part of the filter blocks). Inside it, for
+2. A parallel loop over (image, block of output rows, block of tile columns, part of the filter
+   blocks). Inside it, for
    each block of input channels (an L1-sized slab of the padded input) and each *filter block*
    (filters that the format groups together: a pattern pair, a block-punched or BSR row block),
    the task's code walks register tiles of ``rows`` output rows x ``vectors`` SIMD vectors
@@ -59,6 +60,8 @@ class KernelContext:
         copies, as many of them as the threads need (read at run time).
     first_tile, n_tiles : PrimExpr
         The task's register tiles of rows.
+    first_column_tile, n_column_tiles : PrimExpr or int
+        The task's register tiles along a row.
     input_origin : PrimExpr
         Where output row 0 of the task's image would read its first padded row in ``padded``.
     """
@@ -77,6 +80,8 @@ class KernelContext:
     filter_parts: object = None
     first_tile: object = None
     n_tiles: object = None
+    first_column_tile: object = 0
+    n_column_tiles: object = None
     input_origin: object = None
 
     @property
@@ -87,9 +92,9 @@ class KernelContext:
         """Emit the loops over the task's register tiles; yields ``(x_base, y_base)`` offsets of a tile."""
         g, cfg, lay = self.geometry, self.config, self.layout
         with T.serial(0, self.n_tiles) as tile:
-            with T.serial(0, lay.out_w // lay.tile_width) as column:
+            with T.serial(0, self.n_column_tiles) as column:
                 oh0 = (self.first_tile + tile) * cfg.rows
-                ow0 = column * lay.tile_width
+                ow0 = (self.first_column_tile + column) * lay.tile_width
                 x_base = T.Bind(self.input_origin + oh0 * g.stride[0] * lay.row_stride + ow0)
                 y_base = T.Bind(self.image * g.filters * self.out_plane + oh0 * lay.out_w + ow0)
                 yield x_base, y_base
@@ -137,8 +142,8 @@ class KernelContext:
 def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_shapes=None, table_size=0):
     """Write a direct convolution PrimFunc around ``emit_task(context)``, the code of one parallel task.
 
-    The function pads the input once, runs a parallel loop over (image, block of rows, part of the
-    filters) and crops a padded output, all three in one launch of the thread pool with a barrier
+    The function pads the input once, runs a parallel loop over (image, block of rows, block of
+    tile columns, part of the filters) and crops a padded output, all three in one launch of the thread pool with a barrier
     after each; ``emit_task`` writes the sums of the task's filters into ``context.acc``.
 
     Parameters
@@ -182,9 +187,10 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
                 out_flat = T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=out.data)
                 residual_flat = (T.decl_buffer((math.prod(g.out_shape),), DTYPE, data=residual.data)
                                  if residual is not None else None)
-                images_x_rows = g.batch * lay.row_blocks
+                columns = lay.column_blocks
+                image_blocks = g.batch * lay.row_blocks * columns
                 slab = g.channels * lay.channel_stride  # one image's copy (a task's, when private)
-                slabs = images_x_rows * cfg.filter_splits if lay.private else g.batch
+                slabs = image_blocks * cfg.filter_splits if lay.private else g.batch
                 acc, copies = scratch_buffers(
                     0 if lay.direct else g.batch * g.filters * lay.out_h * lay.out_w, slabs * slab if lay.copies_input else 0
                 )
@@ -194,7 +200,7 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
                 if lay.private and cfg.filter_splits > 1:
                     # Every filter part copies the input again: only as many as the threads need.
                     threads = T.Bind(T.call_packed("runtime.NumThreads", dtype="int32"))
-                    wanted = (threads + images_x_rows - 1) // images_x_rows
+                    wanted = (threads + image_blocks - 1) // image_blocks
                     filter_parts = T.Bind(tirx.max(1, tirx.min(cfg.filter_splits, wanted)))
                 context = KernelContext(g, cfg, lay, epilogue, shared_input, acc, bias, residual_flat, table)
                 context.filter_parts = filter_parts
@@ -206,13 +212,21 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
                         with attr_scope(True, "pragma_parallel_barrier_when_finish"):
                             emit_padding(g, lay, data_flat, copies, cfg.lanes)
                     with attr_scope(not lay.direct, "pragma_parallel_barrier_when_finish"):
-                        with T.parallel(0, images_x_rows * filter_parts) as task:
-                            row_block = task // filter_parts % lay.row_blocks
+                        with T.parallel(0, image_blocks * filter_parts) as task:
+                            block = task // filter_parts
+                            row_block = block // columns % lay.row_blocks
                             first_tile = row_block * cfg.row_tiles
-                            context.image = task // (lay.row_blocks * filter_parts)
+                            context.image = block // (columns * lay.row_blocks)
                             context.part = task % filter_parts
                             context.first_tile = first_tile
                             context.n_tiles = tirx.min(cfg.row_tiles, lay.row_tiles_total - first_tile)
+                            if columns > 1:
+                                first_column = block % columns * lay.column_tiles
+                                context.first_column_tile = first_column
+                                context.n_column_tiles = tirx.min(lay.column_tiles,
+                                                                  lay.column_tiles_total - first_column)
+                            else:
+                                context.n_column_tiles = lay.column_tiles_total
                             if lay.private:
                                 context.padded = T.decl_buffer((slab,), DTYPE, data=copies.data,
                                                                elem_offset=copies.elem_offset + task * slab)

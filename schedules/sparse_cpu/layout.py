@@ -60,7 +60,9 @@ class Layout:
     """Sizes of the padded input and the (possibly padded) output the kernel computes.
 
     ``valid_h x valid_w`` is the output the kernel must produce (``1 x OH*OW`` for ``im2col``),
-    ``out_h x out_w`` the one it computes, in whole register tiles.
+    ``out_h x out_w`` the one it computes, in whole register tiles. The tasks split an image's
+    register tiles into ``row_blocks`` x ``column_blocks`` blocks (``row_tiles`` x ``column_tiles``
+    tiles each, fewer in the last ones).
 
     The input is copied (``copies_input``) unless it already has the layout. The copy is shared by
     all tasks, or, with ``config.private_input``, each task copies its own image's rows: its row
@@ -94,6 +96,9 @@ class Layout:
         self.row_stride = self.copies * self.copy_w
         self.row_tiles_total = self.out_h // cfg.rows
         self.row_blocks = math.ceil(self.row_tiles_total / cfg.row_tiles)
+        self.column_tiles_total = self.out_w // self.tile_width
+        self.column_tiles = math.ceil(self.column_tiles_total / min(cfg.column_blocks, self.column_tiles_total))
+        self.column_blocks = math.ceil(self.column_tiles_total / self.column_tiles)
         self.stride_w = sw
         self.copies_input = self._needs_copy(g)
         self.private = cfg.private_input and self.copies_input

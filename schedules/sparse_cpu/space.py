@@ -23,7 +23,7 @@ from ..target_info import as_target, vector_lanes
 from .config import SpecializedConvConfig, estimated_code_size
 from .heuristics import (MIN_CHANNEL_BLOCK, accumulators_for, default_config, lanes_within_waste,
                          tile_within_waste)
-from .layout import shifts_fit
+from .layout import Layout, shifts_fit
 
 
 def kernel_geometry(weight, data_shape, stride, padding):
@@ -87,14 +87,32 @@ def private_input_split(geometry, out_rows, rows, profile):
     """``(row_tiles, filter_splits)`` of a config whose tasks copy their own input
     (:attr:`SpecializedConvConfig.private_input`).
 
-    The profile's ``private_row_blocks`` row blocks per image, and the filters split into parts
+    The profile's ``pixel_blocks`` row blocks per image, and the filters split into parts
     up to its ``parallel_tasks`` tasks, which the kernel merges at run time when it has fewer
     threads; each task copies its block's rows and the kernel's halo.
     """
     row_tiles_total = math.ceil(out_rows / rows)
-    row_tiles = math.ceil(row_tiles_total / min(row_tiles_total, profile.private_row_blocks))
+    row_tiles = math.ceil(row_tiles_total / min(row_tiles_total, profile.pixel_blocks))
     row_blocks = math.ceil(row_tiles_total / row_tiles)
     return row_tiles, max(1, math.ceil(profile.parallel_tasks / (geometry.batch * row_blocks)))
+
+
+def one_row_split(geometry, config, profile):
+    """``(column_blocks, filter_splits)`` of a config whose tasks compute an image's one row of pixels in place.
+
+    A 1x1 layer's map is one row (:func:`kernel_geometry`), read without a copy when its pixels
+    are whole register tiles. The row is cut into the profile's ``pixel_blocks`` column blocks
+    and the filters into parts up to its ``parallel_tasks`` tasks. With two threads each core
+    then computes every filter of half the pixels, the half it wrote in the layer before (a
+    3x3 layer's row blocks, or this split), rather than half the filters of all pixels: the
+    other core's half of the input would come from its cache. ``(1, filter_splits)`` unchanged
+    for other layouts.
+    """
+    layout = Layout(geometry, config)
+    if layout.out_h != 1 or layout.copies_input:
+        return 1, config.filter_splits
+    blocks = min(layout.column_tiles_total, profile.pixel_blocks)
+    return blocks, max(1, math.ceil(profile.parallel_tasks / (geometry.batch * blocks)))
 
 
 def compact_config(geometry, lanes, accumulators, block_rows, profile, **knobs):
@@ -122,6 +140,8 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, **knobs):
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows, profile)
     split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
     config = dataclasses.replace(config, **{**split, **knobs})
+    column_blocks, filter_splits = one_row_split(geometry, config, profile)
+    config = dataclasses.replace(config, **{"column_blocks": column_blocks, "filter_splits": filter_splits, **knobs})
     if config.register_shifts:
         # One block of all channels: a register-shift tile loads an input row once for all its
         # tap columns, so it streams its input from L2 fast enough, and one block saves

@@ -27,9 +27,9 @@ from schedules.sparse_cpu.bsr_conv2d import bsr_conv2d
 from schedules.sparse_cpu.config import SpecializedConvConfig
 from schedules.sparse_cpu.direct_conv import BUILD_CONFIG, compile_kernel
 from schedules.sparse_cpu.pattern_conv2d import pattern_conv2d
-from schedules.sparse_cpu.space import private_input_split, stored_terms
+from schedules.sparse_cpu.space import one_row_split, private_input_split, stored_terms
 from schedules.target_info import as_target
-from tests.schedules.threaded_run import THREAD_COUNTS
+from tests.schedules.threaded_run import THREAD_COUNTS, outputs_at_thread_counts
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
 from tvm_sparse.formats.synthetic import block_punched, block_sparse, pattern_library, pattern_pruned
 
@@ -201,6 +201,59 @@ def test_private_split_prefers_rows():
     assert private_input_split(four_images, 32, 2, host) == (8, 1)
     defaults = registry.kernel("pattern_conv2d").candidates(_pattern_weight(0.28, 64, 64), (1, 64, 32, 32))
     assert defaults[0].private_input and defaults[0].codegen == "compact"
+
+
+def test_one_row_maps_split_their_pixels_between_tasks():
+    """A 1x1 layer's map read in place is cut into column blocks, its filters into the remaining parts; a
+    copied row (pixels not a whole number of tiles) keeps filter parts only."""
+    rng = np.random.default_rng(4)
+    host = profile_for(None)
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 4), 0.25), (8, 4))
+    kernel = registry.kernel("block_punched_conv2d")
+    in_place = kernel.candidates(weight, (1, 256, 56, 56))[0]
+    assert (in_place.codegen, in_place.column_blocks) == ("compact", host.pixel_blocks)
+    assert in_place.column_blocks * in_place.filter_splits == host.parallel_tasks
+    copied = kernel.candidates(weight, (1, 256, 14, 14))[0]  # 196 pixels: the kernel pads the row
+    assert copied.column_blocks == 1 and copied.filter_splits == host.parallel_tasks
+    pixels = make_geometry((1, 8, 1, 16), (8, 8, 1, 1))  # two tiles of 8 pixels: at most two blocks
+    config = SpecializedConvConfig(lanes=8, vectors=1, rows=1, filters=4, channel_block=8, codegen="compact")
+    assert one_row_split(pixels, config, dataclasses.replace(host, pixel_blocks=4)) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "config, shape",
+    [
+        # 6 column tiles in blocks of 2, two images, two filter parts: 12 tasks
+        (SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=4, channel_block=5, filter_splits=2,
+                               column_blocks=3, codegen="compact"), (2, 12, 6, 8)),
+        # 7 column tiles in blocks of 2, 2, 2 and 1
+        (SpecializedConvConfig(lanes=4, vectors=1, rows=1, filters=2, channel_block=12, column_blocks=4),
+         (1, 12, 4, 7)),
+        # a copied, padded row (35 pixels in tiles of 8), each task copying its own input
+        (SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=4, channel_block=4, filter_splits=2,
+                               column_blocks=2, codegen="compact", private_input=True), (1, 12, 5, 7)),
+        # more blocks than tiles: one block per tile
+        (SpecializedConvConfig(lanes=8, vectors=1, rows=1, filters=4, channel_block=12, column_blocks=9,
+                               codegen="compact"), (1, 12, 2, 8)),
+    ],
+    ids=["images-parts", "uneven", "copied-row", "clamped"],
+)
+def test_column_blocks_at_any_thread_count(config, shape, tmp_path):
+    """1x1 layers whose tasks split the one row of pixels, with bias, residual and ReLU, against PyTorch at 1, 2 and 3 threads."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape).astype("float32")
+    filters = 11
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (filters, shape[1], 1, 1), (4, 3), 0.5), (4, 3))
+    bias = rng.standard_normal(filters).astype("float32")
+    residual = rng.standard_normal((shape[0], filters, *shape[2:])).astype("float32")
+    epilogue = Epilogue(bias=True, residual=True, activation="relu")
+    func = block_punched_conv2d(weight, x.shape, epilogue=epilogue, config=config)
+    table = table_argument(func)
+    arrays = [x, bias, residual] + ([table] if table is not None else []) + [np.zeros(residual.shape, "float32")]
+    expected = torch.relu(F.conv2d(torch.from_numpy(x), torch.from_numpy(weight.to_dense()), torch.from_numpy(bias))
+                          + torch.from_numpy(residual)).numpy()
+    for threads, out in outputs_at_thread_counts(func, as_target(None), arrays, tmp_path).items():
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4, err_msg=f"{threads} threads")
 
 
 def test_strided_layers_take_im2col_only_when_its_copy_is_small():
