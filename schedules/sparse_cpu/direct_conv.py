@@ -231,7 +231,11 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
                                 context.padded = T.decl_buffer((slab,), DTYPE, data=copies.data,
                                                                elem_offset=copies.elem_offset + task * slab)
                                 first_row = first_tile * cfg.rows * g.stride[0]
-                                emit_padding(g, lay, data_flat, context.padded, cfg.lanes, context.image, first_row)
+                                # A task of a column block copies the elements its tiles read.
+                                for column_block in range(columns):
+                                    with when(columns > 1, block % columns == column_block):
+                                        emit_padding(g, lay, data_flat, context.padded, cfg.lanes, context.image,
+                                                     first_row, lay.column_window(column_block))
                                 context.input_origin = -first_row * lay.row_stride
                             else:
                                 context.input_origin = context.image * slab
@@ -263,19 +267,40 @@ def when(guarded, condition):
 
 
 def emit_crop(geometry, layout, epilogue, acc, residual, out, lanes):
-    """Copy the valid part of the padded output to ``out``, adding the residual and activating."""
+    """Copy the valid part of the padded output to ``out``, adding the residual and activating.
+
+    Parallel over images x filters; with column blocks over images x column blocks, each task
+    cropping the columns the same task of the kernel computed, on the same core.
+    """
     g, lay = geometry, layout
-    out_plane = lay.valid_h * lay.valid_w
-    chunks, tail = divmod(lay.valid_w, lanes)
-    with T.parallel(0, g.batch * g.filters) as nk:
-        with T.serial(0, lay.valid_h) as h:
-            for start, width in [(i * lanes, lanes) for i in range(chunks)] + ([(chunks * lanes, tail)] if tail else []):
-                src = nk * lay.out_h * lay.out_w + h * lay.out_w + start
-                dst = vector_index(nk * out_plane + h * lay.valid_w + start, width)
-                value = acc[vector_index(src, width)]
-                if residual is not None:
-                    value = value + residual[dst]
-                T.buffer_store(out, epilogue.activate(value, width, DTYPE), [dst])
+    if lay.column_blocks == 1:
+        with T.parallel(0, g.batch * g.filters) as nk:
+            _crop_rows(lay, epilogue, acc, residual, out, lanes, nk, 0, lay.valid_w)
+        return
+    with T.parallel(0, g.batch * lay.column_blocks) as task:
+        for column_block in range(lay.column_blocks):
+            first = column_block * lay.column_tiles * lay.tile_width
+            last = min(lay.valid_w, first + lay.column_tiles * lay.tile_width)
+            with T.If(task % lay.column_blocks == column_block):
+                with T.Then():
+                    with T.serial(0, g.filters) as k:
+                        _crop_rows(lay, epilogue, acc, residual, out, lanes,
+                                   task // lay.column_blocks * g.filters + k, first, last)
+
+
+def _crop_rows(layout, epilogue, acc, residual, out, lanes, plane, first, last):
+    """Crop columns ``first`` to ``last`` of every row of output plane ``plane`` (image x filter)."""
+    lay = layout
+    chunks, tail = divmod(last - first, lanes)
+    pieces = [(first + i * lanes, lanes) for i in range(chunks)] + ([(first + chunks * lanes, tail)] if tail else [])
+    with T.serial(0, lay.valid_h) as h:
+        for start, width in pieces:
+            src = plane * lay.out_h * lay.out_w + h * lay.out_w + start
+            dst = vector_index(plane * lay.valid_h * lay.valid_w + h * lay.valid_w + start, width)
+            value = acc[vector_index(src, width)]
+            if residual is not None:
+                value = value + residual[dst]
+            T.buffer_store(out, epilogue.activate(value, width, DTYPE), [dst])
 
 
 #: Pass options for building specialised kernels: TIR's common-subexpression elimination took

@@ -106,6 +106,14 @@ class Layout:
             self.in_h = (min(cfg.row_tiles, self.row_tiles_total) * cfg.rows - 1) * g.stride[0] + g.kernel[0]
         self.channel_stride = self.in_h * self.row_stride
 
+    def column_window(self, column_block):
+        """``(first, stop)``: the elements of each copy of a row that the tiles of ``column_block`` read."""
+        if self.column_blocks == 1 or self.im2col:
+            return 0, self.copy_w
+        first_tile = column_block * self.column_tiles
+        last_tile = min(self.column_tiles_total, first_tile + self.column_tiles)
+        return first_tile * self.tile_width, last_tile * self.tile_width + self.copy_w - self.out_w
+
     def input_offset(self, channel, row, col):
         """Offset of tap column ``col`` of padded row ``row`` of ``channel`` for output column 0
         (register shifts: of the row, which the code shifts by ``col - left``)."""
@@ -129,27 +137,33 @@ class Layout:
         return (self.in_h, self.row_stride) != (g.height, g.width)
 
 
-def emit_padding(geometry, layout, data, padded, lanes, image=None, first_row=0):
+def emit_padding(geometry, layout, data, padded, lanes, image=None, first_row=0, window=None):
     """Copy the input into the zero-padded scratch buffer in the layout's copies.
 
     Without ``image``: every image, parallel over images x channels. With ``image`` (a private
-    copy): that image's channels in a serial loop, from padded row ``first_row`` on.
+    copy): that image's channels in a serial loop, from padded row ``first_row`` on, and only
+    the elements ``window = (first, stop)`` of each copy of a row (:meth:`Layout.column_window`;
+    None: all of them; the im2col copy takes every element).
     """
     g, lay = geometry, layout
+    window = window or (0, lay.copy_w)
     copy_channel = _copy_im2col_channel if lay.im2col else _copy_padded_channel
     if image is None:
         with T.parallel(0, g.batch * g.channels) as nc:
-            copy_channel(g, lay, data, padded, lanes, nc * (g.height * g.width), nc * lay.channel_stride, first_row)
+            copy_channel(g, lay, data, padded, lanes, nc * (g.height * g.width), nc * lay.channel_stride, first_row,
+                         window)
     else:
         with T.serial(0, g.channels) as c:
             src_plane = (image * g.channels + c) * (g.height * g.width)
-            copy_channel(g, lay, data, padded, lanes, src_plane, c * lay.channel_stride, first_row)
+            copy_channel(g, lay, data, padded, lanes, src_plane, c * lay.channel_stride, first_row, window)
 
 
-def _copy_padded_channel(geometry, layout, data, padded, lanes, src_plane, dst_plane, first_row):
-    """The ``in_h`` padded rows of one channel from padded row ``first_row``, zero outside the input."""
+def _copy_padded_channel(geometry, layout, data, padded, lanes, src_plane, dst_plane, first_row, window):
+    """Elements ``window`` of each copy of the ``in_h`` padded rows of one channel from padded row ``first_row``,
+    zero outside the input."""
     g, lay = geometry, layout
     top, sw = g.padding[0], g.stride[1]
+    first, stop = window
     with T.serial(0, lay.in_h) as i:
         dst_row = dst_plane + i * lay.row_stride
         in_row = first_row + i - top
@@ -157,10 +171,11 @@ def _copy_padded_channel(geometry, layout, data, padded, lanes, src_plane, dst_p
             with T.Then():
                 for s in range(lay.copies):
                     # element q of copy s is input column q*sw + first_column(s)
-                    _strided_row(padded, dst_row + s * lay.copy_w, lay.copy_w, data, src_plane + in_row * g.width,
-                                 lay.first_column(s), sw, g.width, lanes)
+                    _strided_row(padded, dst_row + s * lay.copy_w + first, stop - first, data,
+                                 src_plane + in_row * g.width, lay.first_column(s) + first * sw, sw, g.width, lanes)
             with T.Else():
-                _zero_row(padded, dst_row, lay.row_stride, lanes)
+                for s in range(lay.copies):
+                    _zero_row(padded, dst_row + s * lay.copy_w + first, stop - first, lanes)
 
 
 def _strided_row(dst, dst_offset, count, src, src_row, first_col, step, width, lanes):
@@ -178,7 +193,7 @@ def _strided_row(dst, dst_offset, count, src, src_row, first_col, step, width, l
         _zero_row(dst, dst_offset + hi, count - hi, lanes)
 
 
-def _copy_im2col_channel(geometry, layout, data, im2col, lanes, src_plane, dst_plane, first_row):
+def _copy_im2col_channel(geometry, layout, data, im2col, lanes, src_plane, dst_plane, first_row, _window):
     """Write one channel's ``im2col`` rows: element ``p`` of tap ``(r, s)`` is padded pixel ``(oh*sh + r, ow*sw + s)``.
 
     Pixels past ``OH * OW`` (up to whole vectors) are zeros; ``first_row`` is always 0 (one row).

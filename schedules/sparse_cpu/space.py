@@ -97,31 +97,36 @@ def private_input_split(geometry, out_rows, rows, profile):
     return row_tiles, max(1, math.ceil(profile.parallel_tasks / (geometry.batch * row_blocks)))
 
 
-def one_row_split(geometry, config, profile):
+def one_row_split(geometry, config, profile, n_terms):
     """``(column_blocks, filter_splits)`` of a config whose tasks compute an image's one row of pixels in place.
 
-    A 1x1 layer's map is one row (:func:`kernel_geometry`), read without a copy when its pixels
-    are whole register tiles. The row is cut into the profile's ``pixel_blocks`` column blocks
-    and the filters into parts up to its ``parallel_tasks`` tasks. With two threads each core
-    then computes every filter of half the pixels, the half it wrote in the layer before (a
-    3x3 layer's row blocks, or this split), rather than half the filters of all pixels: the
-    other core's half of the input would come from its cache. ``(1, filter_splits)`` unchanged
-    for other layouts.
+    A 1x1 layer's map is one row (:func:`kernel_geometry`): read in place when its pixels are
+    whole register tiles, else copied by each task (the part its tiles read) and cropped. The
+    row is cut into the profile's ``pixel_blocks`` column blocks and the filters into parts up
+    to its ``parallel_tasks`` tasks. With two threads each core then computes every filter of
+    half the pixels, the half it wrote in the layer before (a 3x3 layer's row blocks, or this
+    split), rather than half the filters of all pixels: the other core's half of the input
+    would come from its cache. But each core then reads the whole weight, where filter parts
+    read half of it and the whole input: column blocks only where an image's input is larger
+    than the weight's ``n_terms`` values. ``(1, filter_splits)`` unchanged otherwise, and for
+    other layouts (im2col rows among them).
     """
     layout = Layout(geometry, config)
-    if layout.out_h != 1 or layout.copies_input:
+    input_elements = geometry.channels * geometry.width
+    if layout.out_h != 1 or geometry.height != 1 or config.im2col or input_elements <= n_terms:
         return 1, config.filter_splits
     blocks = min(layout.column_tiles_total, profile.pixel_blocks)
     return blocks, max(1, math.ceil(profile.parallel_tasks / (geometry.batch * blocks)))
 
 
-def compact_config(geometry, lanes, accumulators, block_rows, profile, **knobs):
+def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, **knobs):
     """The default compact config: a pattern tile is one filter, a block-row tile up to the register file.
 
     The compact code runs every filter tile on one output tile before the next, so a channel
     block is as many channels as make that output tile's input window fit the profile's
     ``input_slab_bytes`` (with register shifts: all channels). Tasks copy their own input
-    (:func:`private_input_split`).
+    (:func:`private_input_split`); a one-row map's tasks may split its pixels
+    (:func:`one_row_split`, which weighs the input against the weight's ``n_terms``).
     """
     config = default_config(geometry, lanes, 0, profile, _tile_filters(block_rows, lanes), accumulators)
     filters = 1 if block_rows == 1 else min(config.filters, block_rows)
@@ -140,7 +145,7 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, **knobs):
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows, profile)
     split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
     config = dataclasses.replace(config, **{**split, **knobs})
-    column_blocks, filter_splits = one_row_split(geometry, config, profile)
+    column_blocks, filter_splits = one_row_split(geometry, config, profile, n_terms)
     config = dataclasses.replace(config, **{"column_blocks": column_blocks, "filter_splits": filter_splits, **knobs})
     if config.register_shifts:
         # One block of all channels: a register-shift tile loads an input row once for all its
@@ -244,8 +249,8 @@ def default_sparse_config(geometry, target, n_terms, block_rows):
     if prefers_im2col(geometry, lanes, config.lanes, profile):
         return im2col_config(geometry, lanes, accumulators, block_rows, profile)
     if block_rows == 1 and prefers_register_shifts(geometry, lanes, accumulators, profile):
-        return compact_config(geometry, lanes, accumulators, block_rows, profile, register_shifts=True)
-    return compact_config(geometry, lanes, accumulators, block_rows, profile,
+        return compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, register_shifts=True)
+    return compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms,
                           tap_copies=prefers_tap_copies(geometry, block_rows))
 
 
@@ -291,7 +296,7 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
     specialised = default_config(geometry, lanes, n_terms, profile, _tile_filters(block_rows, lanes), accumulators)
     if estimated_code_size(n_terms, specialised.rows, specialised.vectors) <= profile.code_budget_tuning:
         candidates.append(specialised)
-    base = compact_config(geometry, lanes, accumulators, block_rows, profile)
+    base = compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms)
     width_vectors = math.ceil(geometry.out_width / base.lanes)
     filter_choices = [1] if block_rows == 1 else sorted({min(block_rows, f) for f in (2, 4, 8)})
     for filters in filter_choices:
@@ -299,12 +304,12 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
             for rows in (1, 2, 4, 8):
                 if filters * rows * vectors > accumulators or rows > geometry.out_height:
                     continue
-                candidates.append(compact_config(geometry, lanes, accumulators, block_rows, profile, filters=filters,
-                                                 vectors=vectors, rows=rows))
+                candidates.append(compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms,
+                                                 filters=filters, vectors=vectors, rows=rows))
     if block_rows == 1 and width_vectors <= 4 and shifts_fit(geometry, width_vectors * base.lanes):
         for rows in (2, 4, 8):
             if rows * width_vectors <= accumulators and rows <= geometry.out_height:
-                candidates.append(compact_config(geometry, lanes, accumulators, block_rows, profile,
+                candidates.append(compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms,
                                                  register_shifts=True, vectors=width_vectors, rows=rows))
     candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
     if geometry.kernel[1] > geometry.stride[1]:  # else the tap copies are the stride phases

@@ -204,8 +204,9 @@ def test_private_split_prefers_rows():
 
 
 def test_one_row_maps_split_their_pixels_between_tasks():
-    """A 1x1 layer's map read in place is cut into column blocks, its filters into the remaining parts; a
-    copied row (pixels not a whole number of tiles) keeps filter parts only."""
+    """A 1x1 layer's map (one row of pixels) is cut into column blocks, read in place or copied, its filters into
+    the remaining parts, where its input is larger than its weight; a strided 1x1 layer's im2col row keeps
+    filter parts only."""
     rng = np.random.default_rng(4)
     host = profile_for(None)
     weight = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 4), 0.25), (8, 4))
@@ -213,11 +214,17 @@ def test_one_row_maps_split_their_pixels_between_tasks():
     in_place = kernel.candidates(weight, (1, 256, 56, 56))[0]
     assert (in_place.codegen, in_place.column_blocks) == ("compact", host.pixel_blocks)
     assert in_place.column_blocks * in_place.filter_splits == host.parallel_tasks
-    copied = kernel.candidates(weight, (1, 256, 14, 14))[0]  # 196 pixels: the kernel pads the row
-    assert copied.column_blocks == 1 and copied.filter_splits == host.parallel_tasks
+    copied = kernel.candidates(weight, (1, 256, 14, 14))[0]  # 196 pixels: each task copies its part of the row
+    assert copied.private_input and copied.column_blocks == host.pixel_blocks
+    strided = kernel.candidates(weight, (1, 256, 28, 28), stride=2)[0]  # an im2col row: filter parts only
+    assert strided.im2col and strided.column_blocks == 1 and strided.filter_splits == host.parallel_tasks
+    wide = BlockPunchedWeight.from_dense(block_punched(rng, (512, 2048, 1, 1), (8, 4), 0.25), (8, 4))
+    weights_larger = kernel.candidates(wide, (1, 2048, 7, 7))[0]  # 100,352 inputs, 262,144 weights
+    assert weights_larger.column_blocks == 1 and weights_larger.filter_splits == host.parallel_tasks
     pixels = make_geometry((1, 8, 1, 16), (8, 8, 1, 1))  # two tiles of 8 pixels: at most two blocks
     config = SpecializedConvConfig(lanes=8, vectors=1, rows=1, filters=4, channel_block=8, codegen="compact")
-    assert one_row_split(pixels, config, dataclasses.replace(host, pixel_blocks=4)) == (2, 2)
+    assert one_row_split(pixels, config, dataclasses.replace(host, pixel_blocks=4), 64) == (2, 2)
+    assert one_row_split(pixels, config, host, 128) == (1, config.filter_splits)  # 128 inputs, 128 weights
 
 
 @pytest.mark.parametrize(
@@ -372,12 +379,18 @@ def test_table_as_relax_constant():
                               codegen="compact", im2col=True, private_input=True),
         SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=9, filter_splits=3,
                               private_input=True),
+        # two column blocks of a 2-D map, each task copying the columns its tiles read (stride phases, tap copies)
+        SpecializedConvConfig(lanes=4, vectors=1, rows=2, filters=3, channel_block=4, row_tiles=2, filter_splits=2,
+                              column_blocks=2, codegen="compact", private_input=True),
+        SpecializedConvConfig(lanes=4, vectors=1, rows=3, filters=3, channel_block=10, row_tiles=1, column_blocks=2,
+                              codegen="compact", private_input=True, tap_copies=True),
         # one shared copy, then the tasks, then the crop, in one launch with a barrier after each stage
         SpecializedConvConfig(lanes=4, vectors=2, rows=3, filters=3, channel_block=3, row_tiles=1, codegen="compact"),
         SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=10, codegen="compact", im2col=True),
         SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=1),
     ],
-    ids=["rows", "row-blocks", "im2col", "specialized", "shared-rows", "shared-im2col", "shared-specialized"],
+    ids=["rows", "row-blocks", "im2col", "specialized", "column-blocks", "column-blocks-tap-copies", "shared-rows",
+         "shared-im2col", "shared-specialized"],
 )
 def test_input_copies_at_any_thread_count(config, tmp_path):
     """Right at 1, 2 and 3 threads, each run after a run on other inputs.
