@@ -108,7 +108,7 @@ class Layout:
 
     def column_window(self, column_block):
         """``(first, stop)``: the elements of each copy of a row that the tiles of ``column_block`` read."""
-        if self.column_blocks == 1 or self.im2col:
+        if self.column_blocks == 1:
             return 0, self.copy_w
         first_tile = column_block * self.column_tiles
         last_tile = min(self.column_tiles_total, first_tile + self.column_tiles)
@@ -193,19 +193,22 @@ def _strided_row(dst, dst_offset, count, src, src_row, first_col, step, width, l
         _zero_row(dst, dst_offset + hi, count - hi, lanes)
 
 
-def _copy_im2col_channel(geometry, layout, data, im2col, lanes, src_plane, dst_plane, first_row, _window):
+def _copy_im2col_channel(geometry, layout, data, im2col, lanes, src_plane, dst_plane, first_row, window):
     """Write one channel's ``im2col`` rows: element ``p`` of tap ``(r, s)`` is padded pixel ``(oh*sh + r, ow*sw + s)``.
 
-    Pixels past ``OH * OW`` (up to whole vectors) are zeros; ``first_row`` is always 0 (one row).
+    Only the output rows that hold pixels of ``window`` are written. Pixels past ``OH * OW`` (up
+    to whole vectors) are zeros; ``first_row`` is always 0 (one row).
     """
     g, lay = geometry, layout
     top, left = g.padding[0], g.padding[1]
     (sh, sw), out_w = g.stride, g.out_width
     pixels = g.out_height * out_w
+    first, stop = window
+    rows = (first // out_w, min(g.out_height, -(-stop // out_w)))
     for r in range(g.kernel[0]):
         for s in range(g.kernel[1]):
             dst_tap = dst_plane + lay.input_offset(0, r, s)
-            with T.serial(0, g.out_height) as oh:
+            with T.serial(*rows) as oh:
                 dst = dst_tap + oh * out_w
                 in_row = oh * sh + r - top
                 with T.If(tirx.all(0 <= in_row, in_row < g.height)):
@@ -215,5 +218,5 @@ def _copy_im2col_channel(geometry, layout, data, im2col, lanes, src_plane, dst_p
                                      lanes)
                     with T.Else():
                         _zero_row(im2col, dst, out_w, lanes)
-            if lay.out_w > pixels:
-                _zero_row(im2col, dst_tap + pixels, lay.out_w - pixels, lanes)
+            if stop > pixels:
+                _zero_row(im2col, dst_tap + pixels, stop - pixels, lanes)

@@ -101,7 +101,8 @@ def one_row_split(geometry, config, profile, n_terms):
     """``(column_blocks, filter_splits)`` of a config whose tasks compute an image's one row of pixels in place.
 
     A 1x1 layer's map is one row (:func:`kernel_geometry`): read in place when its pixels are
-    whole register tiles, else copied by each task (the part its tiles read) and cropped. The
+    whole register tiles, else copied by each task (the part its tiles read) and cropped; so
+    is the im2col row of a strided layer (:func:`im2col_config`). The
     row is cut into the profile's ``pixel_blocks`` column blocks and the filters into parts up
     to its ``parallel_tasks`` tasks. With two threads each core then computes every filter of
     half the pixels, the half it wrote in the layer before (a 3x3 layer's row blocks, or this
@@ -109,11 +110,12 @@ def one_row_split(geometry, config, profile, n_terms):
     would come from its cache. But each core then reads the whole weight, where filter parts
     read half of it and the whole input: column blocks only where an image's input is larger
     than the weight's ``n_terms`` values. ``(1, filter_splits)`` unchanged otherwise, and for
-    other layouts (im2col rows among them).
+    maps of several rows (their tasks take row blocks).
     """
     layout = Layout(geometry, config)
-    input_elements = geometry.channels * geometry.width
-    if layout.out_h != 1 or geometry.height != 1 or config.im2col or input_elements <= n_terms:
+    g = geometry
+    input_elements = im2col_bytes(g) // 4 if config.im2col else g.channels * g.height * g.width
+    if layout.out_h != 1 or input_elements <= n_terms:
         return 1, config.filter_splits
     blocks = min(layout.column_tiles_total, profile.pixel_blocks)
     return blocks, max(1, math.ceil(profile.parallel_tasks / (geometry.batch * blocks)))
@@ -165,7 +167,7 @@ def im2col_bytes(geometry):
     return 4 * g.batch * g.channels * g.kernel[0] * g.kernel[1] * g.out_height * g.out_width
 
 
-def im2col_config(geometry, lanes, accumulators, block_rows, profile):
+def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
     """The compact code on the im2col layout: the ``OH x OW`` output pixels as one row of full vectors.
 
     For maps much narrower than a vector (4x4 in 16 lanes) the row layout wastes lanes; here a tile
@@ -182,8 +184,10 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile):
     else:
         vectors, filters = one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile)
     row_tiles, filter_splits = private_input_split(g, 1, 1, profile)
-    return SpecializedConvConfig(row_lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits,
-                                 codegen="compact", im2col=True, private_input=True, fma_chains=accumulators)
+    config = SpecializedConvConfig(row_lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits,
+                                   codegen="compact", im2col=True, private_input=True, fma_chains=accumulators)
+    column_blocks, filter_splits = one_row_split(g, config, profile, n_terms)
+    return dataclasses.replace(config, column_blocks=column_blocks, filter_splits=filter_splits)
 
 
 def prefers_im2col(geometry, lanes, row_lanes, profile):
@@ -247,7 +251,7 @@ def default_sparse_config(geometry, target, n_terms, block_rows):
     if estimated_code_size(n_terms, config.rows, config.vectors) <= profile.code_budget_default:
         return config
     if prefers_im2col(geometry, lanes, config.lanes, profile):
-        return im2col_config(geometry, lanes, accumulators, block_rows, profile)
+        return im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms)
     if block_rows == 1 and prefers_register_shifts(geometry, lanes, accumulators, profile):
         return compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, register_shifts=True)
     return compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms,
@@ -315,7 +319,7 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
     if geometry.kernel[1] > geometry.stride[1]:  # else the tap copies are the stride phases
         candidates.append(dataclasses.replace(base, tap_copies=True))
     if im2col_bytes(geometry) <= profile.im2col_bytes:
-        candidates.append(im2col_config(geometry, lanes, accumulators, block_rows, profile))
+        candidates.append(im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms))
     unique = list(dict.fromkeys(candidates))
     aligned = lambda c: c.tap_copies or c.im2col or c.register_shifts  # noqa: E731
     return unique[:1] + sorted(unique[1:], key=lambda c: (c.codegen != "specialized", not aligned(c),

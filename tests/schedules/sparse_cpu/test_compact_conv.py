@@ -204,9 +204,8 @@ def test_private_split_prefers_rows():
 
 
 def test_one_row_maps_split_their_pixels_between_tasks():
-    """A 1x1 layer's map (one row of pixels) is cut into column blocks, read in place or copied, its filters into
-    the remaining parts, where its input is larger than its weight; a strided 1x1 layer's im2col row keeps
-    filter parts only."""
+    """A 1x1 layer's map (one row of pixels) or a strided layer's im2col row is cut into column blocks, read in
+    place or copied, its filters into the remaining parts, where its input is larger than its weight."""
     rng = np.random.default_rng(4)
     host = profile_for(None)
     weight = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 4), 0.25), (8, 4))
@@ -216,8 +215,11 @@ def test_one_row_maps_split_their_pixels_between_tasks():
     assert in_place.column_blocks * in_place.filter_splits == host.parallel_tasks
     copied = kernel.candidates(weight, (1, 256, 14, 14))[0]  # 196 pixels: each task copies its part of the row
     assert copied.private_input and copied.column_blocks == host.pixel_blocks
-    strided = kernel.candidates(weight, (1, 256, 28, 28), stride=2)[0]  # an im2col row: filter parts only
-    assert strided.im2col and strided.column_blocks == 1 and strided.filter_splits == host.parallel_tasks
+    strided = kernel.candidates(weight, (1, 256, 28, 28), stride=2)[0]  # an im2col row of 196 pixels
+    assert strided.im2col and strided.column_blocks == host.pixel_blocks
+    three_by_three = BlockPunchedWeight.from_dense(block_punched(rng, (64, 64, 3, 3), (8, 4), 0.25), (8, 4))
+    rows = kernel.candidates(three_by_three, (1, 64, 56, 56), padding=1)[0]  # several rows: row blocks
+    assert rows.column_blocks == 1 and rows.row_tiles < 56
     wide = BlockPunchedWeight.from_dense(block_punched(rng, (512, 2048, 1, 1), (8, 4), 0.25), (8, 4))
     weights_larger = kernel.candidates(wide, (1, 2048, 7, 7))[0]  # 100,352 inputs, 262,144 weights
     assert weights_larger.column_blocks == 1 and weights_larger.filter_splits == host.parallel_tasks
@@ -384,12 +386,17 @@ def test_table_as_relax_constant():
                               column_blocks=2, codegen="compact", private_input=True),
         SpecializedConvConfig(lanes=4, vectors=1, rows=3, filters=3, channel_block=10, row_tiles=1, column_blocks=2,
                               codegen="compact", private_input=True, tap_copies=True),
+        # an im2col row of 42 pixels in 11 tiles of 4, in blocks of 4, 4 and 3: each task copies the output rows
+        # its pixels lie in, the last one the zeros past them
+        SpecializedConvConfig(lanes=4, vectors=1, rows=1, filters=3, channel_block=10, filter_splits=2, column_blocks=3,
+                              codegen="compact", im2col=True, private_input=True),
         # one shared copy, then the tasks, then the crop, in one launch with a barrier after each stage
         SpecializedConvConfig(lanes=4, vectors=2, rows=3, filters=3, channel_block=3, row_tiles=1, codegen="compact"),
         SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=10, codegen="compact", im2col=True),
         SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=1),
     ],
-    ids=["rows", "row-blocks", "im2col", "specialized", "column-blocks", "column-blocks-tap-copies", "shared-rows",
+    ids=["rows", "row-blocks", "im2col", "specialized", "column-blocks", "column-blocks-tap-copies", "column-blocks-im2col",
+         "shared-rows",
          "shared-im2col", "shared-specialized"],
 )
 def test_input_copies_at_any_thread_count(config, tmp_path):
