@@ -48,7 +48,8 @@ class TargetProfile:
         Parallel tasks a layer is cut into by default (row blocks x filter parts).
     pixel_blocks : int
         Blocks of an image's pixels that a default config gives its own tasks: row blocks where
-        the tasks copy their own input, column blocks of a one-row map read in place.
+        the tasks copy their own input, column blocks of a one-row map (a 1x1 layer's pixels,
+        an im2col row).
     im2col_bytes : int
         Largest im2col input of a default config on maps a quarter of a vector wide or less.
     strided_im2col_bytes : int

@@ -9,8 +9,8 @@ Every sparse format reduces to the same thing: per output filter, a list of *ter
 1. The input is copied into its layout (:mod:`schedules.sparse_cpu.layout`), once for all tasks
    or by each task for the rows it reads.
 2. A parallel loop over (image, block of output rows, block of tile columns, part of the filter
-   blocks). Inside it, for
-   each block of input channels (an L1-sized slab of the padded input) and each *filter block*
+   blocks). Inside it, for each block of input channels (an L1-sized slab of the padded input)
+   and each *filter block*
    (filters that the format groups together: a pattern pair, a block-punched or BSR row block),
    the task's code walks register tiles of ``rows`` output rows x ``vectors`` SIMD vectors
    (:meth:`KernelContext.tile_loops`).
@@ -143,8 +143,9 @@ def build_direct_conv(geometry, epilogue, config, name, kind, emit_task, param_s
     """Write a direct convolution PrimFunc around ``emit_task(context)``, the code of one parallel task.
 
     The function pads the input once, runs a parallel loop over (image, block of rows, block of
-    tile columns, part of the filters) and crops a padded output, all three in one launch of the thread pool with a barrier
-    after each; ``emit_task`` writes the sums of the task's filters into ``context.acc``.
+    tile columns, part of the filters) and crops a padded output, all three in one launch of the
+    thread pool with a barrier after each; ``emit_task`` writes the sums of the task's filters
+    into ``context.acc``.
 
     Parameters
     ----------

@@ -143,7 +143,7 @@ def emit_padding(geometry, layout, data, padded, lanes, image=None, first_row=0,
     Without ``image``: every image, parallel over images x channels. With ``image`` (a private
     copy): that image's channels in a serial loop, from padded row ``first_row`` on, and only
     the elements ``window = (first, stop)`` of each copy of a row (:meth:`Layout.column_window`;
-    None: all of them; the im2col copy takes every element).
+    None: all of them; an im2col copy writes the output rows that hold them).
     """
     g, lay = geometry, layout
     window = window or (0, lay.copy_w)

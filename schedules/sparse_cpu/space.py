@@ -98,13 +98,13 @@ def private_input_split(geometry, out_rows, rows, profile):
 
 
 def one_row_split(geometry, config, profile, n_terms):
-    """``(column_blocks, filter_splits)`` of a config whose tasks compute an image's one row of pixels in place.
+    """``(column_blocks, filter_splits)`` of a config whose output is one row of pixels per image.
 
     A 1x1 layer's map is one row (:func:`kernel_geometry`): read in place when its pixels are
     whole register tiles, else copied by each task (the part its tiles read) and cropped; so
-    is the im2col row of a strided layer (:func:`im2col_config`). The
-    row is cut into the profile's ``pixel_blocks`` column blocks and the filters into parts up
-    to its ``parallel_tasks`` tasks. With two threads each core then computes every filter of
+    is the im2col row of a strided layer (:func:`im2col_config`). The row is cut into the
+    profile's ``pixel_blocks`` column blocks and the filters into parts up to its
+    ``parallel_tasks`` tasks. With two threads each core then computes every filter of
     half the pixels, the half it wrote in the layer before (a 3x3 layer's row blocks, or this
     split), rather than half the filters of all pixels: the other core's half of the input
     would come from its cache. But each core then reads the whole weight, where filter parts
