@@ -62,7 +62,7 @@ def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16
     # filter block) region, far larger than the instruction cache, is then fetched once and run
     # on every row tile. Tasks split the filter blocks instead.
     row_tiles = math.ceil(out_h / rows)
-    filter_splits = max(1, math.ceil(profile.parallel_tasks / geometry.batch))
+    filter_splits = filter_parts(geometry, 1, profile)
     slab_rows = (row_tiles * rows - 1) * geometry.stride[0] + geometry.kernel[0]
     slab_width = width_vectors * lanes + geometry.kernel[1]
     # An L1-sized input slab, but at least MIN_CHANNEL_BLOCK channels so that a region's FMAs
@@ -75,6 +75,12 @@ def default_config(geometry, lanes, n_terms, profile, filters=2, accumulators=16
     channel_block = max(min_block, profile.input_slab_bytes // (4 * slab_rows * slab_width))
     channel_block = min(geometry.channels, channel_block)
     return SpecializedConvConfig(lanes, vectors, rows, filters, channel_block, row_tiles, filter_splits)
+
+
+def filter_parts(geometry, pixel_blocks, profile):
+    """Parts the filters are split into: with ``pixel_blocks`` blocks of each image's pixels, the
+    profile's ``parallel_tasks`` tasks (at least one part)."""
+    return max(1, math.ceil(profile.parallel_tasks / (geometry.batch * pixel_blocks)))
 
 
 def accumulators_for(target):

@@ -108,8 +108,6 @@ class Layout:
 
     def column_window(self, column_block):
         """``(first, stop)``: the elements of each copy of a row that the tiles of ``column_block`` read."""
-        if self.column_blocks == 1:
-            return 0, self.copy_w
         first_tile = column_block * self.column_tiles
         last_tile = min(self.column_tiles_total, first_tile + self.column_tiles)
         return first_tile * self.tile_width, last_tile * self.tile_width + self.copy_w - self.out_w

@@ -21,7 +21,7 @@ from ..conv_geometry import make_geometry
 from ..profiles import profile_for
 from ..target_info import as_target, vector_lanes
 from .config import SpecializedConvConfig, estimated_code_size
-from .heuristics import (MIN_CHANNEL_BLOCK, accumulators_for, default_config, lanes_within_waste,
+from .heuristics import (MIN_CHANNEL_BLOCK, accumulators_for, default_config, filter_parts, lanes_within_waste,
                          tile_within_waste)
 from .layout import Layout, shifts_fit
 
@@ -94,7 +94,7 @@ def private_input_split(geometry, out_rows, rows, profile):
     row_tiles_total = math.ceil(out_rows / rows)
     row_tiles = math.ceil(row_tiles_total / min(row_tiles_total, profile.pixel_blocks))
     row_blocks = math.ceil(row_tiles_total / row_tiles)
-    return row_tiles, max(1, math.ceil(profile.parallel_tasks / (geometry.batch * row_blocks)))
+    return row_tiles, filter_parts(geometry, row_blocks, profile)
 
 
 def one_row_split(geometry, config, profile, n_terms):
@@ -112,13 +112,13 @@ def one_row_split(geometry, config, profile, n_terms):
     than the weight's ``n_terms`` values. ``(1, filter_splits)`` unchanged otherwise, and for
     maps of several rows (their tasks take row blocks).
     """
-    layout = Layout(geometry, config)
     g = geometry
+    layout = Layout(g, config)
     input_elements = im2col_bytes(g) // 4 if config.im2col else g.channels * g.height * g.width
     if layout.out_h != 1 or input_elements <= n_terms:
         return 1, config.filter_splits
     blocks = min(layout.column_tiles_total, profile.pixel_blocks)
-    return blocks, max(1, math.ceil(profile.parallel_tasks / (geometry.batch * blocks)))
+    return blocks, filter_parts(g, blocks, profile)
 
 
 def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, **knobs):

@@ -395,9 +395,8 @@ def test_table_as_relax_constant():
         SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=10, codegen="compact", im2col=True),
         SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=5, row_tiles=1),
     ],
-    ids=["rows", "row-blocks", "im2col", "specialized", "column-blocks", "column-blocks-tap-copies", "column-blocks-im2col",
-         "shared-rows",
-         "shared-im2col", "shared-specialized"],
+    ids=["rows", "row-blocks", "im2col", "specialized", "column-blocks", "column-blocks-tap-copies",
+         "column-blocks-im2col", "shared-rows", "shared-im2col", "shared-specialized"],
 )
 def test_input_copies_at_any_thread_count(config, tmp_path):
     """Right at 1, 2 and 3 threads, each run after a run on other inputs.
