@@ -214,11 +214,13 @@ ZEN3 = ROCKET_LAKE.derived(
     "and MobileNetV2 (224), with and without panels); winograd_min_channels and winograd_max_work measured (single "
     "3x3 layers of ResNet-18 (CIFAR) and ResNet-50, Winograd against direct); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
     "latency table of ResNet-50 at 2 threads, block-punched faster than pattern at equal density on every 3x3 "
-    "layer); the rest copied from Rocket Lake (docs/performance.md)",
+    "layer); parallel_tasks measured (the pruned models' libraries with 2 and 4 tasks per sparse layer, timed "
+    "in one process at 1 and 2 threads on the 2-vCPU VM); the rest copied from Rocket Lake (docs/performance.md)",
     measure="tvm-sparse compile resnet50 --profile (panels, Winograd); tvm-sparse bench mapping --model resnet50 "
-    "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
+    "(pattern_3x3_min_pixels); tvm-sparse bench model (parallel_tasks); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
     panel_min_filters=64, panel_min_channels_in_l2=128, panel_task_multiple=2, winograd_min_channels=32,
+    parallel_tasks=2,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
