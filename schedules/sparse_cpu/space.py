@@ -108,14 +108,17 @@ def one_row_split(geometry, config, profile, n_terms):
     half the pixels, the half it wrote in the layer before (a 3x3 layer's row blocks, or this
     split), rather than half the filters of all pixels: the other core's half of the input
     would come from its cache. But each core then reads the whole weight, where filter parts
-    read half of it and the whole input: column blocks only where an image's input is larger
-    than the weight's ``n_terms`` values. ``(1, filter_splits)`` unchanged otherwise, and for
-    maps of several rows (their tasks take row blocks).
+    read half of it and the whole input. Where the profile's tasks outnumber its pixel blocks
+    (the filters are split anyway), column blocks only where an image's input is larger than
+    the weight's ``n_terms`` values; with one task per pixel block, on every one-row map.
+    ``(1, filter_splits)`` unchanged otherwise, and for maps of several rows (their tasks take
+    row blocks).
     """
     g = geometry
     layout = Layout(g, config)
     input_elements = im2col_bytes(g) // 4 if config.im2col else g.channels * g.height * g.width
-    if layout.out_h != 1 or input_elements <= n_terms:
+    weight_larger = input_elements <= n_terms and profile.parallel_tasks > profile.pixel_blocks
+    if layout.out_h != 1 or weight_larger:
         return 1, config.filter_splits
     blocks = min(layout.column_tiles_total, profile.pixel_blocks)
     return blocks, filter_parts(g, blocks, profile)

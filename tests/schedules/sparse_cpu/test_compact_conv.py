@@ -208,7 +208,8 @@ def test_private_split_prefers_rows():
 
 def test_one_row_maps_split_their_pixels_between_tasks():
     """A 1x1 layer's map (one row of pixels) or a strided layer's im2col row is cut into column blocks, read in
-    place or copied, its filters into the remaining parts, where its input is larger than its weight."""
+    place or copied, its filters into the remaining parts, where its input is larger than its weight or the
+    profile has one task per pixel block."""
     rng = np.random.default_rng(4)
     host = profile_for(None)
     weight = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 4), 0.25), (8, 4))
@@ -225,11 +226,17 @@ def test_one_row_maps_split_their_pixels_between_tasks():
     assert rows.column_blocks == 1 and rows.row_tiles < 56
     wide = BlockPunchedWeight.from_dense(block_punched(rng, (512, 2048, 1, 1), (8, 4), 0.25), (8, 4))
     weights_larger = kernel.candidates(wide, (1, 2048, 7, 7))[0]  # 100,352 inputs, 262,144 weights
-    assert weights_larger.column_blocks == 1 and weights_larger.filter_splits == host.parallel_tasks
+    if host.parallel_tasks > host.pixel_blocks:  # filter parts anyway: they read half the weight
+        assert weights_larger.column_blocks == 1 and weights_larger.filter_splits == host.parallel_tasks
+    else:  # one task per pixel block: column blocks on every one-row map
+        assert weights_larger.column_blocks == host.pixel_blocks and weights_larger.filter_splits == 1
     pixels = make_geometry((1, 8, 1, 16), (8, 8, 1, 1))  # two tiles of 8 pixels: at most two blocks
     config = SpecializedConvConfig(lanes=8, vectors=1, rows=1, filters=4, channel_block=8, codegen="compact")
     assert one_row_split(pixels, config, dataclasses.replace(host, pixel_blocks=4, parallel_tasks=4), 64) == (2, 2)
-    assert one_row_split(pixels, config, host, 128) == (1, config.filter_splits)  # 128 inputs, 128 weights
+    four_tasks = dataclasses.replace(host, pixel_blocks=2, parallel_tasks=4)
+    two_tasks = dataclasses.replace(host, pixel_blocks=2, parallel_tasks=2)
+    assert one_row_split(pixels, config, four_tasks, 128) == (1, config.filter_splits)  # 128 inputs, 128 weights
+    assert one_row_split(pixels, config, two_tasks, 128) == (2, 1)  # one task per pixel block: columns anyway
 
 
 @pytest.mark.parametrize(
