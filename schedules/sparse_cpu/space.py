@@ -117,8 +117,8 @@ def one_row_split(geometry, config, profile, n_terms):
     g = geometry
     layout = Layout(g, config)
     input_elements = im2col_bytes(g) // 4 if config.im2col else g.channels * g.height * g.width
-    weight_larger = input_elements <= n_terms and profile.parallel_tasks > profile.pixel_blocks
-    if layout.out_h != 1 or weight_larger:
+    keeps_filter_parts = input_elements <= n_terms and profile.parallel_tasks > profile.pixel_blocks
+    if layout.out_h != 1 or keeps_filter_parts:
         return 1, config.filter_splits
     blocks = min(layout.column_tiles_total, profile.pixel_blocks)
     return blocks, filter_parts(g, blocks, profile)

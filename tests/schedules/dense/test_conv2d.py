@@ -320,8 +320,8 @@ def test_panel_filters_are_the_largest_group_that_splits_evenly_and_keeps_its_we
     assert panel_filters(zen3, (2048, 512, 7, 7), 16, 49) == 256  # 512 filters: one task
     # 7 panels x 5 tiles of 16 filters: no group gives an even count, so at least parallel_tasks (MobileNetV3-Large)
     assert panel_filters(zen3, (240, 80, 14, 14), 16, 28) == 80
-    # without a task multiple, at least parallel_tasks tasks, and no L2 bound without the cache's size
-    generic = dataclasses.replace(zen3, panel_task_multiple=None, l2_bytes=None)
+    # without a task multiple, at least parallel_tasks (4) tasks, and no L2 bound without the cache's size
+    generic = dataclasses.replace(zen3, panel_task_multiple=None, l2_bytes=None, parallel_tasks=4)
     assert panel_filters(generic, (1024, 256, 14, 14), 16, 28) == 256
     assert panel_filters(generic, (256, 1024, 14, 14), 16, 28) == 1024
     assert panel_filters(generic, (960, 160, 7, 7), 16, 49) == 32
