@@ -194,12 +194,12 @@ def test_candidates_are_small_valid_and_distinct():
 def test_private_split_prefers_rows():
     """Two row blocks where the rows allow, filter parts up to the profile's tasks; none across four images."""
     one_image, four_images = make_geometry((1, 64, 32, 32), (64, 64, 3, 3)), make_geometry((4, 64, 32, 32), (64, 64, 3, 3))
-    host = dataclasses.replace(profile_for(None), parallel_tasks=4, pixel_blocks=2)
-    assert private_input_split(one_image, 32, 2, host) == (8, 2)  # 16 row tiles: 2 blocks x 2 filter parts
-    assert private_input_split(one_image, 32, 5, host) == (4, 2)  # 7 row tiles: blocks of 4 and 3
-    assert private_input_split(one_image, 1, 1, host) == (1, 4)  # an im2col row: filter parts only
-    assert private_input_split(four_images, 32, 2, host) == (8, 1)
-    two_tasks = dataclasses.replace(host, parallel_tasks=2)  # one task per core: the row blocks alone
+    four_tasks = dataclasses.replace(profile_for(None), parallel_tasks=4, pixel_blocks=2)
+    assert private_input_split(one_image, 32, 2, four_tasks) == (8, 2)  # 16 row tiles: 2 blocks x 2 filter parts
+    assert private_input_split(one_image, 32, 5, four_tasks) == (4, 2)  # 7 row tiles: blocks of 4 and 3
+    assert private_input_split(one_image, 1, 1, four_tasks) == (1, 4)  # an im2col row: filter parts only
+    assert private_input_split(four_images, 32, 2, four_tasks) == (8, 1)
+    two_tasks = dataclasses.replace(four_tasks, parallel_tasks=2)  # one task per core: the row blocks alone
     assert private_input_split(one_image, 32, 2, two_tasks) == (8, 1)
     assert private_input_split(one_image, 1, 1, two_tasks) == (1, 2)
     defaults = registry.kernel("pattern_conv2d").candidates(_pattern_weight(0.28, 64, 64), (1, 64, 32, 32))
@@ -232,9 +232,9 @@ def test_one_row_maps_split_their_pixels_between_tasks():
         assert weights_larger.column_blocks == host.pixel_blocks and weights_larger.filter_splits == 1
     pixels = make_geometry((1, 8, 1, 16), (8, 8, 1, 1))  # two tiles of 8 pixels: at most two blocks
     config = SpecializedConvConfig(lanes=8, vectors=1, rows=1, filters=4, channel_block=8, codegen="compact")
-    assert one_row_split(pixels, config, dataclasses.replace(host, pixel_blocks=4, parallel_tasks=4), 64) == (2, 2)
     four_tasks = dataclasses.replace(host, pixel_blocks=2, parallel_tasks=4)
-    two_tasks = dataclasses.replace(host, pixel_blocks=2, parallel_tasks=2)
+    two_tasks = dataclasses.replace(four_tasks, parallel_tasks=2)
+    assert one_row_split(pixels, config, dataclasses.replace(four_tasks, pixel_blocks=4), 64) == (2, 2)
     assert one_row_split(pixels, config, four_tasks, 128) == (1, config.filter_splits)  # 128 inputs, 128 weights
     assert one_row_split(pixels, config, two_tasks, 128) == (2, 1)  # one task per pixel block: columns anyway
 
