@@ -4,8 +4,9 @@
    zeros stay zero in the folded weight) and fold constants.
 2. ``sparse``: find convolutions and linear layers with pattern- or block-sparse constant weights
    and rewrite them to calls of the ``schedules`` kernels (``relay_passes.route_sparse``).
-3. ``legalize``: on CPUs, Winograd kernels for the dense 3x3 convolutions where the target's
-   profile gives them (``relay_passes.winograd``); TVM's per-target library dispatch, ``LegalizeOps`` (ReLU, clip and max pooling
+3. ``legalize``: on CPUs, the dense strided 1x1 convolutions on a copy of the pixels they read
+   (``relay_passes.strided_pointwise``) and Winograd kernels for the dense 3x3 convolutions where
+   the target's profile gives them (``relay_passes.winograd``); TVM's per-target library dispatch, ``LegalizeOps`` (ReLU, clip and max pooling
    propagating NaN: ``relay_passes.nan_propagation``) and operator fusion (on GPU
    targets one-term reductions are first written as the products they are:
    ``relay_passes.one_term_reductions``).
@@ -24,6 +25,7 @@ from tvm.relax.backend.gpu_generic import pipeline as gpu_generic
 from relay_passes.nan_propagation import legalize_propagating_nan
 from relay_passes.one_term_reductions import ExpandOneTermReductions
 from relay_passes.schedule_dense import pack_dense_passes, schedule_dense_passes
+from relay_passes.strided_pointwise import SubsampleStridedPointwise
 from relay_passes.winograd import WinogradConvolutions
 
 #: The phases, in the order they run.
@@ -50,10 +52,12 @@ def prepare_phase():
 def legalize_phase(target, backend):
     """TVM's library dispatch and legalization for ``target``, with ReLU, clip and max pooling propagating NaN.
 
-    GPU targets first run ``ExpandOneTermReductions``; CPU targets first call the Winograd
+    GPU targets first run ``ExpandOneTermReductions``; CPU targets first subsample the input of
+    the dense strided 1x1 convolutions (``relay_passes.strided_pointwise``) and call the Winograd
     kernels for the dense 3x3 convolutions their profile gives them (``relay_passes.winograd``).
     """
-    first = [ExpandOneTermReductions()] if target.kind.name in GPU_KINDS else [WinogradConvolutions(target)]
+    first = ([ExpandOneTermReductions()] if target.kind.name in GPU_KINDS
+             else [SubsampleStridedPointwise(target), WinogradConvolutions(target)])
     # TVM's LegalizeOps in legalize_passes finds nothing left to legalize after ours
     return first + backend.library_dispatch_passes(target) + [legalize_propagating_nan()] + backend.legalize_passes(target)
 

@@ -23,6 +23,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from relay_passes.layer_chains import fusion_chains, is_const, static_shape
 from relay_passes.sparse_rules import SparseRules
 from relay_passes.sparsity_analysis import WeightStructure, analyse_weight
+from relay_passes.strided_pointwise import subsample_strides
 from relay_passes.winograd import winograd_tile
 from schedules import registry
 from schedules.epilogue import Epilogue
@@ -193,7 +194,10 @@ class _Router(PyExprMutator):
                 kernel, reason, kernel_call = None, f"{reason}; but its kernel {kernel} failed: {_first_line(error)}", None
         if kernel is None and op == "conv2d":
             tile = winograd_tile(root, self.options.target)
-            reason = reason if tile is None else f"{reason}; runs by Winograd F({tile}x{tile}, 3x3)"
+            if tile is not None:
+                reason = f"{reason}; runs by Winograd F({tile}x{tile}, 3x3)"
+            elif subsample_strides(root, self.options.target) is not None:
+                reason = f"{reason}; runs with stride 1 on a copy of the pixels it reads"
         self._record(chain, op, shape, structure, kernel, reason, kernel_call)
         if kernel is None:
             return super().visit_call_(call)

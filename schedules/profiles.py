@@ -161,12 +161,17 @@ class TargetProfile:
         return dataclasses.replace(self, name=name, family=family, provenance=provenance, **facts)
 
 
-#: ``llvm -mcpu=rocketlake`` (Intel Core 11th gen, AVX-512, 48 KiB L1d): where the numbers were fitted.
+#: ``llvm -mcpu=rocketlake`` (AVX-512, 48 KiB L1d): where the numbers were fitted, on 2-core VMs whose
+#: CPU LLVM names Rocket Lake (Intel Core 11th gen); the latest of them, a Xeon core with 2 MiB of L2
+#: per core, fitted the panels.
 ROCKET_LAKE = TargetProfile(
     name="rocketlake",
     family="x86",
-    measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md)",
-    provenance="measured on a 2-core Rocket Lake (1 and 2 threads)",
+    measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md); "
+    "panels: single 1x1 layers of ResNet-50 and the dense ImageNet models with and without them (docs/performance.md)",
+    provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
+    "panel_min_channels_in_l2 and panel_task_multiple measured on a 2-core VM that LLVM names Rocket Lake, "
+    "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
     input_slab_bytes=32 * KIB,
     tile_waste=1.15,
@@ -183,18 +188,27 @@ ROCKET_LAKE = TargetProfile(
     block_max_density=0.6,
     min_macs=100_000,
     pattern_3x3_min_pixels=16,
+    panel_pixels=128,
+    panel_min_filters=64,
+    panel_min_channels_in_l2=256,
+    panel_task_multiple=2,
+    l2_bytes=2 * KIB * KIB,
 )
+
+#: What a profile copied from Rocket Lake's states where its panels were not measured: none.
+NO_PANELS = {"panel_pixels": None, "l2_bytes": None}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
     "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
-    "were chosen on a 2-core Zen 5)",
+    "were chosen on a 2-core Zen 5), without its panels",
+    **NO_PANELS,
 )
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
 EMERALD_RAPIDS = ROCKET_LAKE.derived(
     "emeraldrapids", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of "
-    "ResNet-18); the rest copied from Rocket Lake",
+    "ResNet-18); the rest copied from Rocket Lake (its panels too: the same 48 KiB L1d and 2 MiB L2 per core)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     pattern_3x3_min_pixels=None,
 )
@@ -202,9 +216,10 @@ EMERALD_RAPIDS = ROCKET_LAKE.derived(
 #: ``llvm -mcpu=znver4`` (AMD Zen 4, AVX-512 on 256-bit units, 32 KiB L1d).
 ZEN4 = ROCKET_LAKE.derived(
     "znver4", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of ResNet-18, "
-    "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake",
+    "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake, "
+    "without its panels",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
-    l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None,
+    l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **NO_PANELS,
 )
 
 #: ``llvm -mcpu=znver3`` (AMD Zen 3, AVX2 and 16 vector registers, 32 KiB L1d, 512 KiB L2).
@@ -225,23 +240,27 @@ ZEN3 = ROCKET_LAKE.derived(
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
-    "generic x86", "x86", "not measured; copied from Rocket Lake", l1_data_bytes=32 * KIB,
+    "generic x86", "x86", "not measured; copied from Rocket Lake, without its panels", l1_data_bytes=32 * KIB,
+    **NO_PANELS,
 )
 
 #: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
 CORTEX_A76 = ROCKET_LAKE.derived(
-    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake", l1_data_bytes=64 * KIB,
+    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its panels", l1_data_bytes=64 * KIB,
+    **NO_PANELS,
 )
 
 #: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
 CORTEX_A55 = ROCKET_LAKE.derived(
-    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake", l1_data_bytes=32 * KIB,
+    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its panels", l1_data_bytes=32 * KIB,
+    **NO_PANELS,
 )
 
 #: ``opencl -device=mali`` (also an OpenCL device without a profile of its own). The CPU-kernel
 #: numbers do not apply; only the density thresholds are read.
 MALI = ROCKET_LAKE.derived(
     "mali", "gpu", "not measured; copied from Rocket Lake (CPU kernels' thresholds)",
+    **NO_PANELS,
     measure="tvm-sparse bench kernels --density ... on the device, once it can run the OpenCL kernels (CPU only today)",
 )
 

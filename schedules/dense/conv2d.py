@@ -21,7 +21,7 @@ import numpy as np
 from tvm import s_tir
 
 from ..target_info import as_target, vector_lanes
-from .blocks import (ConstantWeightPacking, RegisterTileRule, column_stride, extents, find_block,
+from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_block,
                      is_unscheduled_cpu_func, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
 from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_panel, schedule_panels
@@ -87,9 +87,8 @@ def conv2d_weight_packing(func, target):
         return None
     _, filters, height, width = extents(sch.get(conv).writes[0].source)
     ragged = None
-    if is_pointwise(sch, conv, any_stride=True) and pads_nothing(sch):
-        shape = (extents(weight)[1], filters, height, width)
-        ragged = ragged_filter_panel(target, shape, column_stride(sch, conv))
+    if is_pointwise(sch, conv) and pads_nothing(sch):
+        ragged = ragged_filter_panel(target, (extents(weight)[1], filters, height, width))
     return WeightPacking(index, ragged[0][0] if ragged else channel_block(filters, target, height, width))
 
 
@@ -118,21 +117,21 @@ class DenseConv2dNCHW(RegisterTileRule):
     def pointwise_panel(self, sch, block, target):
         """The register tile ``(kb, pixels)`` and the :class:`~schedules.dense.pointwise.Panel` of a pointwise ``block``.
 
-        None unless the convolution is 1x1 and unpadded (any stride) and
+        None unless the convolution is 1x1, stride 1 and unpadded and
         :func:`~schedules.dense.pointwise.default_panel` gives it panels; the tile's pixels then
         run along the flattened map, the last tile ragged where the weight was packed for
         :func:`~schedules.dense.pointwise.ragged_filter_panel`.
         """
-        if not is_pointwise(sch, block, any_stride=True) or not pads_nothing(sch):
+        if not is_pointwise(sch, block) or not pads_nothing(sch):
             return None
         _, filters, height, width = extents(sch.get(block).writes[0].source)
         _, channels, _, _, kb = extents(sch.get(block).reads[1].source)
-        shape, stride = (channels, filters, height, width), column_stride(sch, block)
-        ragged = ragged_filter_panel(target, shape, stride)
+        shape = (channels, filters, height, width)
+        ragged = ragged_filter_panel(target, shape)
         if ragged is not None and ragged[0][0] == kb:
             return ragged
         tile = (kb, self.default_tile(target, kb, 1, height * width)[1])
-        panel = default_panel(target, shape, tile, filters_in_lanes=True, stride=stride)
+        panel = default_panel(target, shape, tile, filters_in_lanes=True)
         return None if panel is None else (tile, panel)
 
     def schedule_block(self, sch, block, target, tunable):

@@ -42,22 +42,17 @@ from .tiling import (MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_t
 CONV_BLOCK = "conv2d_nchw"
 
 
-def is_pointwise(sch, conv, any_stride=False):
-    """Whether the groups = 1 convolution block ``conv`` is 1x1 and unpadded, with stride 1 (or any, if ``any_stride``).
+def is_pointwise(sch, conv):
+    """Whether the groups = 1 convolution block ``conv`` is 1x1, stride 1 and unpadded.
 
-    Its weight may be packed or not. A strided one reads every ``s``-th row and column of its
-    input. "Unpadded": no border is added to what it reads (a padding block of the function that
-    pads nothing is not a border).
+    Its weight may be packed or not. "Unpadded": no border is added to what it reads (a padding
+    block of the function that pads nothing is not a border). A strided 1x1 convolution reaches
+    the schedules as a stride-1 one on a copy of the pixels it reads (``relay_passes.strided_pointwise``).
     """
     weight = extents(sch.get(conv).reads[1].source)
-    _, _, height, width = extents(sch.get(conv).writes[0].source)
-    input_height, input_width = extents(sch.get(conv).reads[0].source)[2:]
-    stride = column_stride(sch, conv)
-    if stride != 1 and not any_stride:
-        return False
-    covers = all((out - 1) * stride < size <= out * stride
-                 for out, size in ((height, input_height), (width, input_width)))
-    return weight[2:4] == [1, 1] and covers
+    output_map = extents(sch.get(conv).writes[0].source)[2:]
+    input_map = extents(sch.get(conv).reads[0].source)[2:]
+    return weight[2:4] == [1, 1] and column_stride(sch, conv) == 1 and input_map == output_map
 
 
 def is_pointwise_rows(sch, conv, target):
@@ -105,7 +100,7 @@ class Panel:
     channels: int
 
 
-def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=False):
+def default_panel(target, shape, tile, filters_in_lanes=False, ragged=False):
     """The panels of a pointwise convolution on ``target``, or None where the tiles read the input directly.
 
     Parameters
@@ -117,8 +112,6 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=
         ``(kt, xt)``: filters and pixels of the register tile.
     filters_in_lanes : bool
         Whether the tile's vector lanes are filters (see :func:`schedule_panels`), not pixels.
-    stride : int
-        The convolution's stride: a panel copies ``stride`` x ``stride`` input pixels per output pixel.
     ragged : bool
         Whether the tile's pixels need not divide the map (:func:`ragged_filter_panel`): the panel
         is then the whole map, its last tile ragged.
@@ -140,7 +133,7 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=
     profile = profile_for(target)
     channels, _, height, width = shape
     kt, xt = tile
-    if profile.panel_pixels is None or not panels_pay(profile, shape, stride):
+    if profile.panel_pixels is None or not panels_pay(profile, shape):
         return None
     if height * width <= (vector_lanes(target) if filters_in_lanes else profile.panel_pixels):
         return None
@@ -149,11 +142,11 @@ def default_panel(target, shape, tile, filters_in_lanes=False, stride=1, ragged=
         return None
     within = [r for r in rows if r * width <= profile.panel_pixels]
     pixels = (within[0] if within else rows[-1]) * width
-    slab = largest_divisor(channels, profile.input_slab_bytes // (4 * (stride * stride * pixels + kt)))
-    return Panel(panel_filters(profile, shape, kt, pixels, stride), pixels, slab)
+    slab = largest_divisor(channels, profile.input_slab_bytes // (4 * (pixels + kt)))
+    return Panel(panel_filters(profile, shape, kt, pixels), pixels, slab)
 
 
-def panel_filters(profile, shape, kt, pixels, stride=1):
+def panel_filters(profile, shape, kt, pixels):
     """Output channels of a panel of ``pixels`` pixels: the most filter tiles of ``kt`` that the profile allows.
 
     The panel's partial sums take at most ``panel_accumulator_bytes``. Where the profile knows its
@@ -166,7 +159,7 @@ def panel_filters(profile, shape, kt, pixels, stride=1):
     panels = height * width // pixels
     groups = [kt * d for d in divisors(filters // kt, filters) if kt * d * pixels * 4 <= profile.panel_accumulator_bytes]
     half_l2 = None if profile.l2_bytes is None else profile.l2_bytes // 2
-    if panels > 1 and half_l2 is not None and input_bytes(shape, stride) <= half_l2:
+    if panels > 1 and half_l2 is not None and input_bytes(shape) <= half_l2:
         groups = [g for g in groups if 4 * g * channels <= half_l2]
     multiple = profile.panel_task_multiple
     even = [] if multiple is None else [g for g in groups if panels * filters // g % multiple == 0]
@@ -174,13 +167,13 @@ def panel_filters(profile, shape, kt, pixels, stride=1):
     return (even or enough or [kt])[0]
 
 
-def input_bytes(shape, stride=1):
-    """Bytes of the float32 input of a pointwise convolution of ``shape`` ``(channels, filters, height, width)`` (its output map)."""
+def input_bytes(shape):
+    """Bytes of the float32 input of a pointwise convolution of ``shape`` ``(channels, filters, height, width)``."""
     channels, _, height, width = shape
-    return 4 * channels * height * width * stride * stride
+    return 4 * channels * height * width
 
 
-def panels_pay(profile, shape, stride=1):
+def panels_pay(profile, shape):
     """Whether a pointwise convolution of ``shape`` ``(channels, filters, height, width)`` is long enough for panels.
 
     A panel copies its input once for all its filter tiles, and stores and reloads its partial
@@ -189,12 +182,12 @@ def panels_pay(profile, shape, stride=1):
     enough filter tiles to share the copy (the ``panel_*`` fields of ``profile``).
     """
     channels, filters, _, _ = shape
-    fits_l2 = profile.l2_bytes is None or input_bytes(shape, stride) <= profile.l2_bytes
+    fits_l2 = profile.l2_bytes is None or input_bytes(shape) <= profile.l2_bytes
     return (channels >= profile.panel_min_channels and filters >= profile.panel_min_filters
             and (channels >= profile.panel_min_channels_in_l2 or not fits_l2))
 
 
-def ragged_filter_panel(target, shape, stride=1):
+def ragged_filter_panel(target, shape):
     """The tile ``(kb, xt)`` and :class:`Panel` of a 1x1 layer with filters in the lanes, its last tile of pixels ragged; or None.
 
     On maps whose pixel count has no divisor that fills the accumulators (7x7: 49 pixels, 8
@@ -210,7 +203,6 @@ def ragged_filter_panel(target, shape, stride=1):
     target : tvm.target.Target
     shape : tuple of int
         ``(channels, filters, height, width)`` of the convolution (its output map).
-    stride : int
 
     Returns
     -------
@@ -225,7 +217,7 @@ def ragged_filter_panel(target, shape, stride=1):
     tile = (2 * lanes, accumulator_budget(target) // 2)
     if profile_for(target).exceeds_tile_waste(pixels, tile[1]):
         return None
-    panel = default_panel(target, shape, tile, filters_in_lanes=True, stride=stride, ragged=True)
+    panel = default_panel(target, shape, tile, filters_in_lanes=True, ragged=True)
     return None if panel is None else (tile, panel)
 
 

@@ -38,7 +38,7 @@ CASES = [
     (40, 24, 6, 6, 1, 1, 0, 1, 1, True, False, None),  # 36 pixels: no whole vectors (packed)
     (16, 32, 8, 8, 1, 1, 1, 1, 1, True, False, "relu"),  # padded pointwise (packed)
     (144, 24, 64, 64, 1, 1, 0, 1, 1, False, False, None),  # pointwise projection, 4 vectors a row
-    (32, 32, 32, 32, 1, 2, 0, 1, 1, True, False, None),  # strided pointwise (packed)
+    (32, 32, 32, 32, 1, 2, 0, 1, 1, True, False, None),  # strided pointwise: stride 1 on the subsampled map
     (16, 24, 9, 7, 3, 2, 1, 1, 1, False, False, "relu6"),  # odd sizes, stride 2, K not a vector multiple
     (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, K = 20 (block of 4 on AVX-512)
     (16, 32, 12, 12, (3, 1), (2, 1), (1, 0), 1, 1, True, False, "relu"),  # rectangular kernel and stride
@@ -128,7 +128,10 @@ def _check_against_pytorch(case, target):
                                                   _pair(dilation)) is not None
     block = "winograd_gemm" if winograd else "conv2d_nchw" if groups == 1 else "group_conv2d_nchw"
     assert f'T.sblock("{block}_update")' in conv.script() and "T.vectorized" in conv.script()
-    pointwise_rows = kernel == 1 and stride == 1 and padding == 0 and (h * w) % vector_lanes(target) == 0
+    # a strided unpadded 1x1 convolution runs with stride 1 on a copy of the pixels it reads
+    subsampled = kernel == 1 and stride != 1 and padding == 0 and groups == 1
+    assert ("subsample" in funcs) == subsampled
+    pointwise_rows = kernel == 1 and padding == 0 and (out_shape[2] * out_shape[3]) % vector_lanes(target) == 0
     if groups == 1:
         assert len(conv.params[1].shape) == (4 if pointwise_rows else 5)
 
@@ -260,11 +263,11 @@ def test_pointwise_tiles_run_filter_tiles_innermost_where_the_weights_fit_in_l1(
 
 @pytest.mark.parametrize("channels, filters, size, stride", [
     (64, 256, 56, 1), (256, 64, 16, 1), (160, 64, 24, 1), (144, 72, 32, 1), (1024, 256, 14, 1), (512, 160, 7, 1),
-    (192, 64, 10, 1), (256, 128, 28, 2), (160, 72, 21, 2), (128, 64, 12, 3), (160, 96, 7, 1), (256, 64, 13, 2)])
+    (192, 64, 10, 1), (256, 128, 28, 2), (160, 72, 21, 2), (128, 64, 48, 3), (160, 96, 7, 1), (256, 64, 13, 2)])
 def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, size, stride, tmp_path):
     """The 1x1 kernels in panels (Zen 3's profile), pixels in the lanes or (on maps of no whole vectors,
-    and strided, with packed weights) filters in the lanes: one or several channel blocks, at 1, 2
-    and 3 threads."""
+    with packed weights) filters in the lanes: one or several channel blocks, at 1, 2 and 3 threads;
+    a strided layer on the copy of the pixels it reads."""
     target = tvm.target.Target(ZEN3)
     rng = np.random.default_rng(channels * filters)
     # scaled as trained weights are, so that the sums of 1024 terms stay below the ReLU6 clip
@@ -273,13 +276,15 @@ def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, s
     x = rng.standard_normal((1, channels, size, size)).astype("float32")
     expected = torch_conv2d(x, weight, bias, stride, 0, 1, 1, None, "relu6")
     mod = conv2d_module(x.shape, weight, stride, 0, 1, 1, bias, "relu6", None)
-    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    funcs = primfuncs(scheduled_module(mod, target))
+    assert ("subsample" in funcs) == (stride > 1)
+    (conv,) = [f for name, f in funcs.items() if "conv2d" in name]
     assert re.search(r'T\.sblock\("\w+_global"\)', conv.script()), "the panel's input copy is missing"
     packed = len(conv.params[1].shape) == 5
-    assert packed == (stride > 1 or (size * size) % vector_lanes(target) != 0)
+    assert packed == (expected.shape[2] * expected.shape[3] % vector_lanes(target) != 0)
     if packed:
         weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
-    arrays = [x, weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
+    arrays = [x[:, :, ::stride, ::stride], weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
     for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
@@ -330,8 +335,7 @@ def test_panel_filters_are_the_largest_group_that_splits_evenly_and_keeps_its_we
 def test_maps_without_a_filling_tile_take_ragged_tiles_of_two_vectors_of_filters():
     """On 7x7 maps (49 pixels) the whole tiles hold 8 filters x 7 pixels; the ragged ones 16 x 6, within tile_waste."""
     zen3, avx512 = tvm.target.Target(ZEN3), tvm.target.Target(AVX512)
-    for stride in (1, 2):
-        assert ragged_filter_panel(zen3, (960, 160, 7, 7), stride)[0] == (16, 6)
+    assert ragged_filter_panel(zen3, (960, 160, 7, 7))[0] == (16, 6)
     panel = ragged_filter_panel(zen3, (960, 160, 7, 7))[1]
     assert panel == default_panel(zen3, (960, 160, 7, 7), (16, 6), filters_in_lanes=True, ragged=True)
     assert panel.pixels == 49 and panel.filters % 16 == 0 and 960 % panel.channels == 0

@@ -1,0 +1,95 @@
+"""Run dense strided 1x1 convolutions on a copy of the pixels they read.
+
+For every ``relax.nn.conv2d`` left after the sparse passes that is 1x1, unpadded, ungrouped and
+strided (a ResNet's downsampling shortcut), :class:`SubsampleStridedPointwise` copies every
+``s``-th row and column of the input with ``schedules.dense.subsample.subsample_func`` and
+convolves the copy with stride 1, which gives the layer the pointwise kernels of stride-1 layers
+(contiguous rows, panels where the target's profile sets them) instead of tiles that gather their
+input from the whole map. The copy is a kernel of its own, complete (``tirx.is_scheduled``) and
+opaque to ``FuseOps``; the convolution keeps its epilogue (bias, residual add, activation).
+"""
+
+import logging
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from relay_passes.layer_chains import static_shape
+from schedules.dense.subsample import subsample_func, subsampled_shape
+from schedules.target_info import target_family
+
+logger = logging.getLogger(__name__)
+
+_CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
+
+#: ``op_pattern`` of an operator that ``FuseOps`` merges with nothing (TVM's kOpaque).
+OPAQUE = 8
+
+#: Name of the copy's PrimFunc in the module.
+FUNC_NAME = "subsample"
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_sparse.SubsampleStridedPointwise")
+class SubsampleStridedPointwise:
+    """Convolve a copy of the pixels that each dense strided 1x1 convolution reads, with stride 1 (CPU targets).
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+    """
+
+    def __init__(self, target):
+        self.target = target
+
+    def transform_module(self, mod, _ctx):
+        rewriter = _Rewriter(mod, self.target)
+        for global_var, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(global_var, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+
+@mutator
+class _Rewriter(PyExprMutator):
+    def __init__(self, mod, target):
+        super().__init__(mod)
+        self.target = target
+
+    def visit_call_(self, call):  # pylint: disable=arguments-renamed
+        call = super().visit_call_(call)
+        strides = subsample_strides(call, self.target)
+        if strides is None:
+            return call
+        data_shape = static_shape(call.args[0])
+        func = subsample_func(data_shape, strides, str(call.args[0].ty.dtype))
+        callee = self.builder_.add_func(func.without_attr("global_symbol").with_attr("op_pattern", OPAQUE), FUNC_NAME)
+        subsampled = self.builder_.emit(relax.call_tir(
+            callee, relax.Tuple([call.args[0]]),
+            out_ty=relax.TensorType(subsampled_shape(data_shape, strides), call.args[0].ty.dtype)))
+        logger.info("conv2d %s on %s, stride %s: stride 1 on the subsampled input", static_shape(call.args[1]),
+                    data_shape, strides)
+        attrs = call.attrs
+        return relax.op.nn.conv2d(subsampled, call.args[1], strides=1, padding=0, dilation=1, groups=1,
+                                  data_layout="NCHW", kernel_layout="OIHW", out_layout="NCHW",
+                                  out_dtype=attrs.out_dtype)
+
+
+def subsample_strides(call, target):
+    """The ``(stride_y, stride_x)`` of a ``relax.nn.conv2d`` call that :class:`SubsampleStridedPointwise` rewrites, or None.
+
+    On a CPU target, a 4-D NCHW / OIHW convolution of static shape, 1x1, groups = 1, no padding,
+    and a stride above 1 along some axis.
+    """
+    if target_family(target) == "gpu" or not isinstance(call, relax.Call) or not call.op.same_as(_CONV2D):
+        return None
+    attrs = call.attrs
+    data_shape, weight_shape = static_shape(call.args[0]), static_shape(call.args[1])
+    if data_shape is None or weight_shape is None or len(data_shape) != 4 or len(weight_shape) != 4:
+        return None
+    if (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
+        return None
+    strides = tuple(int(s) for s in attrs.strides)
+    if int(attrs.groups) != 1 or tuple(weight_shape[2:]) != (1, 1) or any(int(p) for p in attrs.padding):
+        return None
+    return strides if max(strides) > 1 else None
