@@ -94,6 +94,11 @@ class TargetProfile:
         Most multiplications of Winograd's products, as a fraction of the direct convolution's, of a
         layer run by Winograd (``schedules.dense.winograd.product_work``): on small maps most of
         its tiles are padding, and its transforms cost more than the products save.
+    pointwise_pixel_vectors : int
+        Vectors of pixels in the register tile of the dense pointwise kernel with pixels in the
+        lanes (``schedules.dense.pointwise.PointwiseConv2dRows.default_tile``) on maps that hold a
+        multiple of them: more vectors and fewer filters load fewer operands per FMA, which pays
+        on cores with two FMA pipes per two load ports.
     """
 
     name: str
@@ -125,6 +130,7 @@ class TargetProfile:
     l2_bytes: int | None = None
     winograd_min_channels: int | None = None
     winograd_max_work: float = 0.6
+    pointwise_pixel_vectors: int = 1
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -149,6 +155,8 @@ class TargetProfile:
             raise ValueError(f"l2_bytes must be None or at least 1, got {self.l2_bytes}")
         if self.winograd_min_channels is not None and self.winograd_min_channels < 1:
             raise ValueError(f"winograd_min_channels must be None or at least 1, got {self.winograd_min_channels}")
+        if self.pointwise_pixel_vectors < 1:
+            raise ValueError(f"pointwise_pixel_vectors must be at least 1, got {self.pointwise_pixel_vectors}")
         if self.winograd_max_work <= 0:
             raise ValueError(f"winograd_max_work must be positive, got {self.winograd_max_work}")
 
@@ -168,9 +176,10 @@ ROCKET_LAKE = TargetProfile(
     name="rocketlake",
     family="x86",
     measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md); "
-    "panels: single 1x1 layers of ResNet-50 and the dense ImageNet models with and without them (docs/performance.md)",
+    "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
-    "panel_min_channels_in_l2 and panel_task_multiple measured on a 2-core VM that LLVM names Rocket Lake, "
+    "panel_min_channels_in_l2, panel_task_multiple and pointwise_pixel_vectors measured on a 2-core Xeon VM that "
+    "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
     input_slab_bytes=32 * KIB,
@@ -193,22 +202,25 @@ ROCKET_LAKE = TargetProfile(
     panel_min_channels_in_l2=256,
     panel_task_multiple=2,
     l2_bytes=2 * KIB * KIB,
+    pointwise_pixel_vectors=2,
 )
 
-#: What a profile copied from Rocket Lake's states where its panels were not measured: none.
-NO_PANELS = {"panel_pixels": None, "l2_bytes": None}
+#: Rocket Lake's numbers fitted on the Xeon VM (its panels and pixel vectors), reset to the defaults in
+#: the profiles copied from it that were not measured on such a core.
+WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
     "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
-    "were chosen on a 2-core Zen 5), without its panels",
-    **NO_PANELS,
+    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, pixel vectors)",
+    **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
 EMERALD_RAPIDS = ROCKET_LAKE.derived(
     "emeraldrapids", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of "
-    "ResNet-18); the rest copied from Rocket Lake (its panels too: the same 48 KiB L1d and 2 MiB L2 per core)",
+    "ResNet-18); the rest copied from Rocket Lake (its panels and pixel vectors too: a Xeon core with the same "
+    "48 KiB L1d and 2 MiB L2)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     pattern_3x3_min_pixels=None,
 )
@@ -217,9 +229,9 @@ EMERALD_RAPIDS = ROCKET_LAKE.derived(
 ZEN4 = ROCKET_LAKE.derived(
     "znver4", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of ResNet-18, "
     "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake, "
-    "without its panels",
+    "without its Xeon fits (panels, pixel vectors)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
-    l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **NO_PANELS,
+    l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mcpu=znver3`` (AMD Zen 3, AVX2 and 16 vector registers, 32 KiB L1d, 512 KiB L2).
@@ -235,32 +247,32 @@ ZEN3 = ROCKET_LAKE.derived(
     "(pattern_3x3_min_pixels); tvm-sparse bench model (parallel_tasks); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
     panel_min_filters=64, panel_min_channels_in_l2=128, panel_task_multiple=2, winograd_min_channels=32,
-    parallel_tasks=2,
+    parallel_tasks=2, pointwise_pixel_vectors=1,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
-    "generic x86", "x86", "not measured; copied from Rocket Lake, without its panels", l1_data_bytes=32 * KIB,
-    **NO_PANELS,
+    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors)",
+    l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
 CORTEX_A76 = ROCKET_LAKE.derived(
-    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its panels", l1_data_bytes=64 * KIB,
-    **NO_PANELS,
+    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors)",
+    l1_data_bytes=64 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
 CORTEX_A55 = ROCKET_LAKE.derived(
-    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its panels", l1_data_bytes=32 * KIB,
-    **NO_PANELS,
+    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors)",
+    l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``opencl -device=mali`` (also an OpenCL device without a profile of its own). The CPU-kernel
 #: numbers do not apply; only the density thresholds are read.
 MALI = ROCKET_LAKE.derived(
     "mali", "gpu", "not measured; copied from Rocket Lake (CPU kernels' thresholds)",
-    **NO_PANELS,
+    **WITHOUT_XEON_FITS,
     measure="tvm-sparse bench kernels --density ... on the device, once it can run the OpenCL kernels (CPU only today)",
 )
 

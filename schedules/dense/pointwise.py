@@ -299,8 +299,15 @@ class PointwiseConv2dRows(RegisterTileRule):
         larger tile's reuse saves, for expansions and projections alike (``docs/performance.md``).
         The pixels are one vector, or more where ``kt`` filters alone are fewer than
         :data:`~schedules.dense.tiling.MIN_ACCUMULATORS` (16 registers, as on AVX2: 6 filters x 2 vectors).
+        Where the map holds a multiple of the profile's ``pointwise_pixel_vectors``, the tile takes
+        as many vectors and divides ``kt`` by as many, if it keeps the accumulators it needs.
         """
         lanes, budget, stack = vector_lanes(target), accumulator_budget(target), stack_accumulators(target)
+        wanted = profile_for(target).pointwise_pixel_vectors
+        if wanted > 1 and (pixels // lanes) % wanted == 0:
+            kt = largest_divisor(filters, min(budget // 2, stack) // wanted)
+            if kt * wanted >= MIN_ACCUMULATORS:
+                return kt, lanes * wanted
         kt = largest_divisor(filters, min(budget // 2, stack))
         vectors = min(-(-MIN_ACCUMULATORS // kt), max(1, min(budget, stack) // kt))
         return kt, lanes * largest_divisor(pixels // lanes, vectors)

@@ -52,3 +52,5 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.ZEN3, winograd_min_channels=0)
     with pytest.raises(ValueError, match="winograd_max_work"):
         dataclasses.replace(profiles.ZEN3, winograd_max_work=0.0)
+    with pytest.raises(ValueError, match="pointwise_pixel_vectors"):
+        dataclasses.replace(profiles.ZEN3, pointwise_pixel_vectors=0)

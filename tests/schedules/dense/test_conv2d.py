@@ -415,11 +415,12 @@ def test_depthwise_window_is_unrolled_and_tall_windows_get_tall_tiles(kernel, ti
     assert int(rows.extent) == tile_rows
 
 
+@pytest.mark.parametrize("mcpu", ["znver5", "rocketlake"])
 @pytest.mark.parametrize("channels, filters", [(24, 144), (576, 96), (16, 16)])
-def test_pointwise_tiles_are_stack_buffers(channels, filters):
+def test_pointwise_tiles_are_stack_buffers(channels, filters, mcpu):
     """On AVX-512 the untuned accumulator tile of an expansion or a projection stays under TVM's
-    stack limit (no workspace call per tile)."""
-    target = tvm.target.Target({"kind": "llvm", "mcpu": "znver5"})
+    stack limit (no workspace call per tile), with one vector of pixels or two."""
+    target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
     rng = np.random.default_rng(channels)
     weight = rng.standard_normal((filters, channels, 1, 1)).astype("float32")
     mod = conv2d_module((1, channels, 8, 8), weight, 1, 0, 1, 1, None, "relu6", None)
@@ -428,9 +429,26 @@ def test_pointwise_tiles_are_stack_buffers(channels, filters):
     assert "TVMBackendAllocWorkspace" not in library.inspect_source("ll")
 
 
-@pytest.mark.parametrize("target", [{"kind": "llvm", "mcpu": "znver4"}, AVX2,
+def test_two_pixel_vector_profiles_trade_filters_for_pixels_where_the_map_allows():
+    """Rocket Lake's profile takes two vectors of pixels and at most 6 filters (fewer operands loaded
+    per FMA) on maps of an even number of vectors, if the tile keeps MIN_ACCUMULATORS; one vector elsewhere."""
+    two, one = tvm.target.Target({"kind": "llvm", "mcpu": "rocketlake"}), tvm.target.Target({"kind": "llvm",
+                                                                                           "mcpu": "znver5"})
+    assert (profile_for(two).pointwise_pixel_vectors, profile_for(one).pointwise_pixel_vectors) == (2, 1)
+    for filters, pixels, two_vectors, one_vector in [
+        (96, 112 * 112, (6, 32), (12, 16)),  # MobileNetV2's expansion on 112x112
+        (24, 56 * 56, (6, 32), (12, 16)),
+        (256, 56 * 56, (4, 32), (8, 16)),  # ResNet-50's 64 -> 256
+        (192, 28 * 28, (12, 16), (12, 16)),  # 49 vectors: one
+        (7, 56 * 56, (7, 32), (7, 32)),  # one filter x two vectors would leave the FMA pipes waiting
+    ]:
+        assert PointwiseConv2dRows.default_tile(two, filters, pixels) == two_vectors, (filters, pixels)
+        assert PointwiseConv2dRows.default_tile(one, filters, pixels) == one_vector, (filters, pixels)
+
+
+@pytest.mark.parametrize("target", [{"kind": "llvm", "mcpu": "znver4"}, {"kind": "llvm", "mcpu": "rocketlake"}, AVX2,
                                     {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}],
-                         ids=["avx512", "avx2", "neon"])
+                         ids=["avx512", "avx512-two-pixel-vectors", "avx2", "neon"])
 def test_untuned_tiles_keep_enough_multiply_adds_in_flight(target):
     """Every untuned register tile holds at least MIN_ACCUMULATORS independent accumulators (or a
     whole 7-pixel row), and no more than the registers allow."""
