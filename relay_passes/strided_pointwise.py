@@ -13,8 +13,8 @@ import logging
 
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from relay_passes.call_rewrites import call_rewrite_pass
 from relay_passes.layer_chains import static_shape
 from schedules.dense.subsample import subsample_func, subsampled_shape
 from schedules.target_info import target_family
@@ -30,49 +30,32 @@ OPAQUE = 8
 FUNC_NAME = "subsample"
 
 
-@tvm.transform.module_pass(opt_level=0, name="tvm_sparse.SubsampleStridedPointwise")
-class SubsampleStridedPointwise:
+def _subsample_and_convolve(builder, call, target):
+    """The stride-1 convolution of the copied pixels that replaces ``call``, or None where it stays as it is."""
+    strides = subsample_strides(call, target)
+    if strides is None:
+        return None
+    data, dtype = call.args[0], call.args[0].ty.dtype
+    data_shape = static_shape(data)
+    func = subsample_func(data_shape, strides, str(dtype))
+    callee = builder.add_func(func.without_attr("global_symbol").with_attr("op_pattern", OPAQUE), FUNC_NAME)
+    subsampled = builder.emit(relax.call_tir(callee, relax.Tuple([data]),
+                                             out_ty=relax.TensorType(subsampled_shape(data_shape, strides), dtype)))
+    logger.info("conv2d %s on %s, stride %s: stride 1 on the subsampled input", static_shape(call.args[1]),
+                data_shape, strides)
+    return relax.op.nn.conv2d(subsampled, call.args[1], strides=1, padding=0, dilation=1, groups=1,
+                              data_layout="NCHW", kernel_layout="OIHW", out_layout="NCHW",
+                              out_dtype=call.attrs.out_dtype)
+
+
+SubsampleStridedPointwise = call_rewrite_pass(
+    "tvm_sparse.SubsampleStridedPointwise", _subsample_and_convolve,
     """Convolve a copy of the pixels that each dense strided 1x1 convolution reads, with stride 1 (CPU targets).
 
     Parameters
     ----------
     target : tvm.target.Target
-    """
-
-    def __init__(self, target):
-        self.target = target
-
-    def transform_module(self, mod, _ctx):
-        rewriter = _Rewriter(mod, self.target)
-        for global_var, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(global_var, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
-
-
-@mutator
-class _Rewriter(PyExprMutator):
-    def __init__(self, mod, target):
-        super().__init__(mod)
-        self.target = target
-
-    def visit_call_(self, call):  # pylint: disable=arguments-renamed
-        call = super().visit_call_(call)
-        strides = subsample_strides(call, self.target)
-        if strides is None:
-            return call
-        data_shape = static_shape(call.args[0])
-        func = subsample_func(data_shape, strides, str(call.args[0].ty.dtype))
-        callee = self.builder_.add_func(func.without_attr("global_symbol").with_attr("op_pattern", OPAQUE), FUNC_NAME)
-        subsampled = self.builder_.emit(relax.call_tir(
-            callee, relax.Tuple([call.args[0]]),
-            out_ty=relax.TensorType(subsampled_shape(data_shape, strides), call.args[0].ty.dtype)))
-        logger.info("conv2d %s on %s, stride %s: stride 1 on the subsampled input", static_shape(call.args[1]),
-                    data_shape, strides)
-        attrs = call.attrs
-        return relax.op.nn.conv2d(subsampled, call.args[1], strides=1, padding=0, dilation=1, groups=1,
-                                  data_layout="NCHW", kernel_layout="OIHW", out_layout="NCHW",
-                                  out_dtype=attrs.out_dtype)
+    """)
 
 
 def subsample_strides(call, target):

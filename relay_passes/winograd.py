@@ -14,8 +14,8 @@ import logging
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from relay_passes.call_rewrites import call_rewrite_pass
 from relay_passes.layer_chains import is_const, static_shape
 from schedules.dense.winograd import FUNC_NAME, transform_weight, winograd_conv2d, winograd_tile_size
 from schedules.target_info import vector_lanes
@@ -28,45 +28,29 @@ _CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
 OUT_ELEMWISE_FUSABLE = 4
 
 
-@tvm.transform.module_pass(opt_level=0, name="tvm_sparse.WinogradConvolutions")
-class WinogradConvolutions:
+def _call_winograd(builder, call, target):
+    """The Winograd ``call_tir`` that replaces ``call``, or None where it stays a direct convolution."""
+    tile = winograd_tile(call, target)
+    if tile is None:
+        return None
+    data_shape, out_shape = static_shape(call.args[0]), static_shape(call)
+    weight = call.args[1].value.numpy()
+    func = winograd_conv2d(data_shape, weight.shape[0], tile, vector_lanes(target))
+    func = func.without_attr("global_symbol").with_attr("op_pattern", OUT_ELEMWISE_FUSABLE)
+    callee = builder.add_func(func, FUNC_NAME)
+    args = relax.Tuple([call.args[0], relax.const(transform_weight(weight, tile))])
+    logger.info("conv2d %s on %s: Winograd F(%dx%d, 3x3)", weight.shape, data_shape, tile, tile)
+    return relax.call_tir(callee, args, out_ty=relax.TensorType(out_shape, "float32"))
+
+
+WinogradConvolutions = call_rewrite_pass(
+    "tvm_sparse.WinogradConvolutions", _call_winograd,
     """Call Winograd PrimFuncs for the dense 3x3 stride-1 convolutions the target's profile gives them.
 
     Parameters
     ----------
     target : tvm.target.Target
-    """
-
-    def __init__(self, target):
-        self.target = target
-
-    def transform_module(self, mod, _ctx):
-        rewriter = _Rewriter(mod, self.target)
-        for global_var, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(global_var, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
-
-
-@mutator
-class _Rewriter(PyExprMutator):
-    def __init__(self, mod, target):
-        super().__init__(mod)
-        self.target = target
-
-    def visit_call_(self, call):  # pylint: disable=arguments-renamed
-        call = super().visit_call_(call)
-        tile = winograd_tile(call, self.target)
-        if tile is None:
-            return call
-        data_shape, out_shape = static_shape(call.args[0]), static_shape(call)
-        weight = call.args[1].value.numpy()
-        func = winograd_conv2d(data_shape, weight.shape[0], tile, vector_lanes(self.target))
-        func = func.without_attr("global_symbol").with_attr("op_pattern", OUT_ELEMWISE_FUSABLE)
-        callee = self.builder_.add_func(func, FUNC_NAME)
-        args = relax.Tuple([call.args[0], relax.const(transform_weight(weight, tile))])
-        logger.info("conv2d %s on %s: Winograd F(%dx%d, 3x3)", weight.shape, data_shape, tile, tile)
-        return relax.call_tir(callee, args, out_ty=relax.TensorType(out_shape, "float32"))
+    """)
 
 
 def winograd_tile(call, target):
