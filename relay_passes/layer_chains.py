@@ -50,6 +50,16 @@ def is_const(expr):
     return isinstance(expr, tvm.ir.expr.GenericConst)
 
 
+def is_nchw_conv2d(call):
+    """Whether ``call`` is a ``relax.nn.conv2d`` with groups = 1, NCHW data and output, an OIHW weight
+    and a static 4-D input shape: the convolutions the CPU rewrites of the legalize phase take."""
+    if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.Op) or call.op.name != "relax.nn.conv2d":
+        return False
+    attrs, data_shape = call.attrs, static_shape(call.args[0])
+    return (int(attrs.groups) == 1 and data_shape is not None and len(data_shape) == 4
+            and (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) == ("NCHW", "OIHW", "NCHW"))
+
+
 def static_shape(expr):
     """The shape of ``expr`` as ints, or None when it is not static."""
     try:

@@ -11,17 +11,14 @@ opaque to ``FuseOps``; the convolution keeps its epilogue (bias, residual add, a
 
 import logging
 
-import tvm
 from tvm import relax
 
 from relay_passes.call_rewrites import call_rewrite_pass
-from relay_passes.layer_chains import static_shape
+from relay_passes.layer_chains import is_nchw_conv2d, static_shape
 from schedules.dense.subsample import subsample_func, subsampled_shape
 from schedules.target_info import target_family
 
 logger = logging.getLogger(__name__)
-
-_CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
 
 #: ``op_pattern`` of an operator that ``FuseOps`` merges with nothing (TVM's kOpaque).
 OPAQUE = 8
@@ -64,15 +61,11 @@ def subsample_strides(call, target):
     On a CPU target, a 4-D NCHW / OIHW convolution of static shape, 1x1, groups = 1, no padding,
     and a stride above 1 along some axis.
     """
-    if target_family(target) == "gpu" or not isinstance(call, relax.Call) or not call.op.same_as(_CONV2D):
+    if target_family(target) == "gpu" or not is_nchw_conv2d(call):
         return None
-    attrs = call.attrs
-    data_shape, weight_shape = static_shape(call.args[0]), static_shape(call.args[1])
-    if data_shape is None or weight_shape is None or len(data_shape) != 4 or len(weight_shape) != 4:
-        return None
-    if (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
+    attrs, weight_shape = call.attrs, static_shape(call.args[1])
+    if (weight_shape is None or len(weight_shape) != 4 or tuple(weight_shape[2:]) != (1, 1)
+            or any(int(p) for p in attrs.padding)):
         return None
     strides = tuple(int(s) for s in attrs.strides)
-    if int(attrs.groups) != 1 or tuple(weight_shape[2:]) != (1, 1) or any(int(p) for p in attrs.padding):
-        return None
     return strides if max(strides) > 1 else None

@@ -12,17 +12,14 @@ activation after it are fused into it as they are into a direct convolution, and
 import logging
 
 import numpy as np
-import tvm
 from tvm import relax
 
 from relay_passes.call_rewrites import call_rewrite_pass
-from relay_passes.layer_chains import is_const, static_shape
+from relay_passes.layer_chains import is_const, is_nchw_conv2d, static_shape
 from schedules.dense.winograd import FUNC_NAME, transform_weight, winograd_conv2d, winograd_tile_size
 from schedules.target_info import vector_lanes
 
 logger = logging.getLogger(__name__)
-
-_CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
 
 #: ``op_pattern`` of an operator whose element-wise consumers ``FuseOps`` fuses into it (TVM's kOutEWiseFusable).
 OUT_ELEMWISE_FUSABLE = 4
@@ -59,13 +56,11 @@ def winograd_tile(call, target):
     A float32 NCHW convolution with a finite constant weight, of a shape that
     ``schedules.dense.winograd.winograd_tile_size`` takes on ``target``.
     """
-    if not call.op.same_as(_CONV2D):
+    if not is_nchw_conv2d(call) or not is_const(call.args[1]):
         return None
     attrs = call.attrs
     data_shape, weight_shape, out_shape = (static_shape(e) for e in (call.args[0], call.args[1], call))
-    if not is_const(call.args[1]) or data_shape is None or out_shape is None or len(data_shape) != 4:
-        return None
-    if int(attrs.groups) != 1 or (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
+    if out_shape is None:
         return None
     if any(str(e.ty.dtype) != "float32" for e in (call.args[0], call.args[1], call)):
         return None

@@ -67,6 +67,12 @@ class ConstantWeightPacking:
         return sch.mod["main"]
 
 
+def int64_extents(shape):
+    """``shape`` as int64 extents, the index type of the functions ``LegalizeOps`` writes (``FuseTIR`` fuses
+    only functions whose buffers agree): what the TE computes of our own kernels take."""
+    return [tirx.IntImm("int64", extent) for extent in shape]
+
+
 def param_index(func, buffer):
     """Position of ``buffer`` among the parameters of ``func``, or None when it is not one."""
     for index, param in enumerate(func.params):

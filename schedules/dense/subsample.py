@@ -15,9 +15,9 @@ load would be a gather of single elements.
 
 import math
 
-from tvm import s_tir, te, tirx
+from tvm import s_tir, te
 
-from .blocks import MIN_PARALLEL_WORK, find_block
+from .blocks import MIN_PARALLEL_WORK, find_block, int64_extents
 
 #: Name of the copy's block.
 BLOCK_NAME = "subsample"
@@ -49,8 +49,8 @@ def subsample_func(data_shape, strides, dtype="float32"):
     if len(strides) != 2 or min(strides) < 1:
         raise ValueError(f"strides must be two integers of at least 1, got {strides}")
     stride_y, stride_x = strides
-    data = te.placeholder(_int64(data_shape), dtype, name="data")
-    out = te.compute(_int64(subsampled_shape(data_shape, strides)),
+    data = te.placeholder(int64_extents(data_shape), dtype, name="data")
+    out = te.compute(int64_extents(subsampled_shape(data_shape, strides)),
                      lambda n, c, y, x: data[n, c, y * stride_y, x * stride_x], name=BLOCK_NAME)
     sch = s_tir.Schedule(te.create_prim_func([data, out]))
     block = find_block(sch, (BLOCK_NAME,))
@@ -58,8 +58,3 @@ def subsample_func(data_shape, strides, dtype="float32"):
     if math.prod(subsampled_shape(data_shape, strides)) >= MIN_PARALLEL_WORK:
         sch.parallel(sch.fuse(images, channels))
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
-
-
-def _int64(shape):
-    """``shape`` as int64 extents, the index type of the functions ``LegalizeOps`` writes."""
-    return [tirx.IntImm("int64", extent) for extent in shape]

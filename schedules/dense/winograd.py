@@ -32,8 +32,8 @@ from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_poi
 
 from ..profiles import profile_for
 from ..target_info import as_target, vector_lanes
-from .blocks import (epilogue_end, find_block, is_unscheduled_cpu_func, parallelize_block, try_schedule,
-                     unscheduled_root_blocks)
+from .blocks import (epilogue_end, find_block, int64_extents, is_unscheduled_cpu_func, parallelize_block,
+                     try_schedule, unscheduled_root_blocks)
 
 #: The kernel size the transforms are built for.
 KERNEL = 3
@@ -180,10 +180,10 @@ def winograd_conv2d(data_shape, filters, tile, lanes, dtype="float32"):
     rows, columns, tiles = tile_count(data_shape, tile)
     padded_tiles = padded_tile_count(data_shape, tile, lanes)
     kb = filters_per_block(filters)
-    data = te.placeholder(_int64(data_shape), dtype, name="data")
-    weight = te.placeholder(_int64((alpha, alpha, filters // kb, channels, kb)), dtype, name="winograd_weight")
+    data = te.placeholder(int64_extents(data_shape), dtype, name="data")
+    weight = te.placeholder(int64_extents((alpha, alpha, filters // kb, channels, kb)), dtype, name="winograd_weight")
     padded = te.compute(
-        _int64((batch, channels, rows * tile + 2, columns * tile + 2)),
+        int64_extents((batch, channels, rows * tile + 2, columns * tile + 2)),
         lambda n, c, y, x: tirx.if_then_else(tirx.all(y >= 1, y <= height, x >= 1, x <= width),
                                              data[n, c, y - 1, x - 1], tirx.const(0.0, dtype)), name=PADDED)
 
@@ -192,31 +192,25 @@ def winograd_conv2d(data_shape, filters, tile, lanes, dtype="float32"):
         return padded[p // (rows * columns), c, p // columns % rows * tile + y, p % columns * tile + x]
 
     rows_pass = te.compute(
-        _int64((channels, padded_tiles, alpha, alpha)),
+        int64_extents((channels, padded_tiles, alpha, alpha)),
         lambda c, p, e, x: _combination(b, e, lambda y: window(c, p, y, x)), name=ROWS)
     transformed = te.compute(
-        _int64((alpha, alpha, channels, padded_tiles)),
+        int64_extents((alpha, alpha, channels, padded_tiles)),
         lambda e, nu, c, p: _combination(b, nu, lambda x: rows_pass[c, p, e, x]), name=INPUT)
-    rc = te.reduce_axis(tuple(_int64((0, channels))), "rc")
+    rc = te.reduce_axis(tuple(int64_extents((0, channels))), "rc")
     products = te.compute(
-        _int64((alpha, alpha, filters, padded_tiles)),
+        int64_extents((alpha, alpha, filters, padded_tiles)),
         lambda e, nu, k, p: te.sum(weight[e, nu, k // kb, rc, k % kb] * transformed[e, nu, rc, p], axis=rc),
         name=GEMM)
     inverse = te.compute(
-        _int64((filters, alpha, tile, padded_tiles)),
+        int64_extents((filters, alpha, tile, padded_tiles)),
         lambda k, e, x, p: _combination(a, x, lambda nu: products[e, nu, k, p]), name=INVERSE)
     out = te.compute(
-        _int64((batch, filters, height, width)),
+        int64_extents((batch, filters, height, width)),
         lambda n, k, y, x: _combination(
             a, y % tile, lambda e: inverse[k, e, x % tile, (n * rows + y // tile) * columns + x // tile]),
         name=OUTPUT)
     return te.create_prim_func([data, weight, out])
-
-
-def _int64(shape):
-    """``shape`` as int64 extents, the index type of the functions ``LegalizeOps`` writes (``FuseTIR`` fuses
-    only functions whose buffers agree)."""
-    return [tirx.IntImm("int64", extent) for extent in shape]
 
 
 class WinogradConv2d(ScheduleRule):
