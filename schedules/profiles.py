@@ -99,6 +99,10 @@ class TargetProfile:
         lanes (``schedules.dense.pointwise.PointwiseConv2dRows.default_tile``) on maps that hold a
         multiple of them: more vectors and fewer filters load fewer operands per FMA, which pays
         on cores with two FMA pipes per two load ports.
+    one_row_prefetch_tiles : int
+        Register tiles ahead that the default compact sparse code on a one-row map prefetches
+        (``schedules.sparse_cpu.config.SpecializedConvConfig.prefetch_tiles``): its tiles read a
+        vector of every kept channel, as many streams as channels; 0: none.
     """
 
     name: str
@@ -131,6 +135,7 @@ class TargetProfile:
     winograd_min_channels: int | None = None
     winograd_max_work: float = 0.6
     pointwise_pixel_vectors: int = 1
+    one_row_prefetch_tiles: int = 0
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -157,6 +162,8 @@ class TargetProfile:
             raise ValueError(f"winograd_min_channels must be None or at least 1, got {self.winograd_min_channels}")
         if self.pointwise_pixel_vectors < 1:
             raise ValueError(f"pointwise_pixel_vectors must be at least 1, got {self.pointwise_pixel_vectors}")
+        if self.one_row_prefetch_tiles < 0:
+            raise ValueError(f"one_row_prefetch_tiles must be at least 0, got {self.one_row_prefetch_tiles}")
         if self.winograd_max_work <= 0:
             raise ValueError(f"winograd_max_work must be positive, got {self.winograd_max_work}")
 
@@ -176,9 +183,11 @@ ROCKET_LAKE = TargetProfile(
     name="rocketlake",
     family="x86",
     measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md); "
-    "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them (docs/performance.md)",
+    "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches: "
+    "the pruned ResNet-50 with and without them (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
-    "panel_min_channels_in_l2, panel_task_multiple and pointwise_pixel_vectors measured on a 2-core Xeon VM that "
+    "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors and one_row_prefetch_tiles measured on a "
+    "2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
@@ -203,23 +212,24 @@ ROCKET_LAKE = TargetProfile(
     panel_task_multiple=2,
     l2_bytes=2 * KIB * KIB,
     pointwise_pixel_vectors=2,
+    one_row_prefetch_tiles=1,
 )
 
-#: Rocket Lake's numbers fitted on the Xeon VM (its panels and pixel vectors), reset to the defaults in
-#: the profiles copied from it that were not measured on such a core.
-WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1}
+#: Rocket Lake's numbers fitted on the Xeon VM (its panels, pixel vectors and prefetches), reset to the
+#: defaults in the profiles copied from it that were not measured on such a core.
+WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
     "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
-    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, pixel vectors)",
+    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, pixel vectors, prefetches)",
     **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
 EMERALD_RAPIDS = ROCKET_LAKE.derived(
     "emeraldrapids", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of "
-    "ResNet-18); the rest copied from Rocket Lake (its panels and pixel vectors too: a Xeon core with the same "
+    "ResNet-18); the rest copied from Rocket Lake (its panels, pixel vectors and prefetches too: a Xeon core with the same "
     "48 KiB L1d and 2 MiB L2)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     pattern_3x3_min_pixels=None,
@@ -229,7 +239,7 @@ EMERALD_RAPIDS = ROCKET_LAKE.derived(
 ZEN4 = ROCKET_LAKE.derived(
     "znver4", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of ResNet-18, "
     "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake, "
-    "without its Xeon fits (panels, pixel vectors)",
+    "without its Xeon fits (panels, pixel vectors, prefetches)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **WITHOUT_XEON_FITS,
 )
@@ -247,24 +257,24 @@ ZEN3 = ROCKET_LAKE.derived(
     "(pattern_3x3_min_pixels); tvm-sparse bench model (parallel_tasks); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
     panel_min_filters=64, panel_min_channels_in_l2=128, panel_task_multiple=2, winograd_min_channels=32,
-    parallel_tasks=2, pointwise_pixel_vectors=1,
+    parallel_tasks=2, pointwise_pixel_vectors=1, one_row_prefetch_tiles=0,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
-    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors)",
+    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
 CORTEX_A76 = ROCKET_LAKE.derived(
-    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors)",
+    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches)",
     l1_data_bytes=64 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
 CORTEX_A55 = ROCKET_LAKE.derived(
-    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors)",
+    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 

@@ -16,7 +16,11 @@ per-kernel data is read from an int32 table parameter:
   The accumulators are small stack buffers (one per filter and row) indexed by constants, which
   LLVM keeps in registers across the loop;
 - per channel block, each output tile runs every filter tile of the task before the next output
-  tile, so the tile's input window stays in L1.
+  tile, so the tile's input window stays in L1;
+- on a one-row map (a 1x1 layer's pixels, an im2col row) an output tile reads a vector or two of
+  every kept channel and writes some of every filter: as many streams as channels and filters,
+  more than a hardware prefetcher follows. With ``config.prefetch_tiles`` each entry prefetches
+  its input, and each store its output and residual, that many tiles ahead along the row.
 
 Everything else (copying the input into its layout, channel blocking, parallel split, epilogue,
 cropping) is :func:`schedules.sparse_cpu.direct_conv.build_direct_conv`. Table layout: see
@@ -151,6 +155,10 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     def local(v):
         return vector_index(v * lanes, lanes)
 
+    def ahead(ctx):
+        """Elements between a tile's vectors and those it prefetches (0: no prefetches)."""
+        return cfg.prefetch_tiles * vectors * lanes if ctx.layout.out_h == 1 else 0
+
     def tile_code(ctx, cb, tile, x_base, y_base):
         """Sums of one filter tile on one channel block for one register tile of outputs."""
         tab = ctx.table
@@ -184,6 +192,9 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
             with T.serial(0, tab[at + 1] - start) as step:
                 entry = T.Bind(start + step)
                 x_entry = T.Bind(x_base + tab[table.offsets_at + entry])
+                if ahead(ctx):
+                    for v in range(vectors):
+                        prefetch(ctx.padded, x_entry + ahead(ctx) + v * lanes)
                 for q, (r, s) in enumerate(taps):
                     weights = [
                         T.Bind(tirx.reinterpret(DTYPE, tab[table.weights_at + (entry * width + f) * n_taps + q]))
@@ -201,6 +212,11 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
                     for j in range(rows):
                         for v in range(vectors):
                             y_index = ctx.y_index(y_base, filter_ids[f], j, v)
+                            if ahead(ctx):
+                                y_next = y_index.base + ahead(ctx) if lanes > 1 else y_index + ahead(ctx)
+                                prefetch(ctx.acc, y_next, write=True)
+                                if ctx.residual is not None:
+                                    prefetch(ctx.residual, y_next)
                             value = functools.reduce(operator.add, (part[f][j][local(v)] for part in sums))
                             if ctx.layout.direct:
                                 value = tirx.Select(cb == n_cblocks - 1, ctx.final_value(value, y_index), value)
@@ -218,6 +234,11 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
 
     func = build_direct_conv(g, epilogue, cfg, name, "compact_conv2d", emit_task, param_shapes, len(table.data))
     return func, table.data
+
+
+def prefetch(buffer, index, write=False):
+    """Emit a prefetch of ``buffer[index]``'s cache line into every level (a hint: never faults)."""
+    T.evaluate(tirx.call_intrin("void", "tirx.prefetch", tirx.address_of(buffer[index]), int(write), 3, 1))
 
 
 def block_row_entries(terms, tiles):

@@ -49,6 +49,11 @@ class SpecializedConvConfig:
         so AVX2's 16 registers do not spill (measurements: ``docs/sparse-kernels.md``).
     im2col : bool
         The output pixels as one row, the input copied as its im2col matrix.
+    prefetch_tiles : int
+        Register tiles ahead whose input, output and residual lines the compact code prefetches
+        on a one-row map (a 1x1 layer's pixels, an im2col row), where a tile reads every kept
+        channel and writes every filter: more streams than a hardware prefetcher follows
+        (0: none; other layouts and the specialised code never prefetch).
     private_input : bool
         Each parallel task copies the input rows it reads into its own scratch, instead of all
         tasks sharing one copy that every core writes a part of: no core then reads lines the
@@ -69,12 +74,15 @@ class SpecializedConvConfig:
     private_input: bool = False
     register_shifts: bool = False
     fma_chains: int = 8
+    prefetch_tiles: int = 0
 
     def __post_init__(self):
         for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits", "column_blocks",
                      "fma_chains"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.prefetch_tiles < 0:
+            raise ValueError(f"prefetch_tiles must be >= 0, got {self.prefetch_tiles}")
         if self.im2col and self.rows != 1:
             raise ValueError(f"an im2col kernel computes one row of pixels: rows must be 1, got {self.rows}")
         if self.codegen not in CODEGENS:

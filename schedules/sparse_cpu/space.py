@@ -131,7 +131,8 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     block is as many channels as make that output tile's input window fit the profile's
     ``input_slab_bytes`` (with register shifts: all channels). Tasks copy their own input
     (:func:`private_input_split`); a one-row map's tasks may split its pixels
-    (:func:`one_row_split`, which weighs the input against the weight's ``n_terms``).
+    (:func:`one_row_split`, which weighs the input against the weight's ``n_terms``) and prefetch
+    the profile's ``one_row_prefetch_tiles`` tiles ahead.
     """
     config = default_config(geometry, lanes, 0, profile, _tile_filters(block_rows, lanes), accumulators)
     filters = 1 if block_rows == 1 else min(config.filters, block_rows)
@@ -145,8 +146,9 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
         vectors, filters = one_row_block_tile(math.ceil(geometry.out_width / config.lanes), block_rows, lanes,
                                               accumulators, profile)
         knobs = {"vectors": vectors, **knobs}
+    prefetch = profile.one_row_prefetch_tiles if geometry.out_height == 1 else 0
     config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", "fma_chains": accumulators,
-                                            **knobs})
+                                            "prefetch_tiles": prefetch, **knobs})
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows, profile)
     split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
     config = dataclasses.replace(config, **{**split, **knobs})
@@ -176,7 +178,8 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
     For maps much narrower than a vector (4x4 in 16 lanes) the row layout wastes lanes; here a tile
     is ``vectors`` vectors of pixels of one filter (a pattern) or of a block row cut to the register
     file (its size, not the narrower vectors a short row takes, sets the filters). A channel block
-    is the whole layer: its per-tile overhead outweighs L1 reuse.
+    is the whole layer: its per-tile overhead outweighs L1 reuse. The tiles prefetch the
+    profile's ``one_row_prefetch_tiles`` tiles ahead.
     """
     g = geometry
     pixels = g.out_height * g.out_width
@@ -188,7 +191,8 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
         vectors, filters = one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile)
     row_tiles, filter_splits = private_input_split(g, 1, 1, profile)
     config = SpecializedConvConfig(row_lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits,
-                                   codegen="compact", im2col=True, private_input=True, fma_chains=accumulators)
+                                   codegen="compact", im2col=True, private_input=True, fma_chains=accumulators,
+                                   prefetch_tiles=profile.one_row_prefetch_tiles)
     column_blocks, filter_splits = one_row_split(g, config, profile, n_terms)
     return dataclasses.replace(config, column_blocks=column_blocks, filter_splits=filter_splits)
 
@@ -292,7 +296,7 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
         (``tap_copies``); pattern tiles spanning the row with register shifts; the compact code
         on the im2col layout when its input fits the profile's ``im2col_bytes``; compact codes
         with other register tiles (rows x vectors x filters within the accumulator budget) and
-        channel blocks.
+        channel blocks; on a one-row map, the default with prefetches if it has none, else without.
     """
     target = as_target(target)
     profile = profile_for(target)
@@ -319,6 +323,8 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
                 candidates.append(compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms,
                                                  register_shifts=True, vectors=width_vectors, rows=rows))
     candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
+    if candidates[0].codegen == "compact" and (geometry.out_height == 1 or candidates[0].im2col):
+        candidates.append(dataclasses.replace(candidates[0], prefetch_tiles=0 if candidates[0].prefetch_tiles else 1))
     if geometry.kernel[1] > geometry.stride[1]:  # else the tap copies are the stride phases
         candidates.append(dataclasses.replace(base, tap_copies=True))
     if im2col_bytes(geometry) <= profile.im2col_bytes:

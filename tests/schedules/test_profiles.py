@@ -54,3 +54,5 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.ZEN3, winograd_max_work=0.0)
     with pytest.raises(ValueError, match="pointwise_pixel_vectors"):
         dataclasses.replace(profiles.ZEN3, pointwise_pixel_vectors=0)
+    with pytest.raises(ValueError, match="one_row_prefetch_tiles"):
+        dataclasses.replace(profiles.ZEN3, one_row_prefetch_tiles=-1)

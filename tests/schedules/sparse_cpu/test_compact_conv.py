@@ -54,13 +54,17 @@ COMPACT_KNOBS = [
                           im2col=True, private_input=True),
     # Several sets of partial sums per accumulator (a pattern's five taps over five sets).
     SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=1, channel_block=4, codegen="compact", fma_chains=16),
+    # Prefetches: an im2col row (its tiles prefetch), the row layout (no prefetch there).
+    SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=3, filter_splits=2, codegen="compact",
+                          im2col=True, private_input=True, prefetch_tiles=2),
+    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=4, codegen="compact", prefetch_tiles=1),
 ]
 
 
 @pytest.mark.parametrize(
     "config", COMPACT_KNOBS,
     ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}p{c.private_input:d}"
-                  f"c{c.fma_chains}"
+                  f"c{c.fma_chains}pf{c.prefetch_tiles}"
 )
 def test_knobs_keep_results(config, run_kernel):
     """Tails in width, height, channels and filters (padding slots of a tile), split tasks, every input layout."""
@@ -254,8 +258,14 @@ def test_one_row_maps_split_their_pixels_between_tasks():
         # more blocks than tiles: one block per tile
         (SpecializedConvConfig(lanes=8, vectors=1, rows=1, filters=4, channel_block=12, column_blocks=9,
                                codegen="compact"), (1, 12, 2, 8)),
+        # prefetching the next tile, and three tiles ahead (past the end of the row and the output)
+        (SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=4, channel_block=5, filter_splits=2,
+                               column_blocks=3, codegen="compact", prefetch_tiles=1), (2, 12, 6, 8)),
+        (SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=4, channel_block=4, filter_splits=2,
+                               column_blocks=2, codegen="compact", private_input=True, prefetch_tiles=3),
+         (1, 12, 5, 7)),
     ],
-    ids=["images-parts", "uneven", "copied-row", "clamped"],
+    ids=["images-parts", "uneven", "copied-row", "clamped", "prefetch", "prefetch-copied-row"],
 )
 def test_column_blocks_at_any_thread_count(config, shape, tmp_path):
     """1x1 layers whose tasks split the one row of pixels, with bias, residual and ReLU, against PyTorch at 1, 2 and 3 threads."""
@@ -273,6 +283,33 @@ def test_column_blocks_at_any_thread_count(config, shape, tmp_path):
                           + torch.from_numpy(residual)).numpy()
     for threads, out in outputs_at_thread_counts(func, as_target(None), arrays, tmp_path).items():
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4, err_msg=f"{threads} threads")
+
+
+def test_one_row_maps_prefetch_by_their_profile():
+    """A 1x1 layer's one row of pixels and an im2col row prefetch the profile's tiles ahead: an entry
+    its input, a store its output and residual; maps of several rows and profiles without the fit do not."""
+    rng = np.random.default_rng(4)
+    pointwise = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 1), 0.75), (8, 1))
+    strided = BlockPunchedWeight.from_dense(block_punched(rng, (64, 64, 1, 1), (8, 1), 0.75), (8, 1))
+    wide = BlockPunchedWeight.from_dense(block_punched(rng, (64, 64, 3, 3), (8, 4), 0.875), (8, 4))
+    epilogue = Epilogue(bias=True, residual=True, activation="relu")
+    xeon, zen4 = as_target({"kind": "llvm", "mcpu": "rocketlake"}), as_target({"kind": "llvm", "mcpu": "znver4"})
+    assert profile_for(xeon).one_row_prefetch_tiles > 0 and profile_for(zen4).one_row_prefetch_tiles == 0
+    pointwise_kernel = block_punched_conv2d(pointwise, (1, 256, 56, 56), epilogue=epilogue, target=xeon)
+    strided_kernel = block_punched_conv2d(strided, (1, 64, 56, 56), stride=2, epilogue=epilogue, target=xeon)
+    for kernel, weight, shape, stride in ((pointwise_kernel, pointwise, (1, 256, 56, 56), 1),
+                                          (strided_kernel, strided, (1, 64, 56, 56), 2)):
+        config = registry.kernel("block_punched_conv2d").candidates(weight, shape, xeon, stride=stride)[0]
+        assert config.codegen == "compact" and config.prefetch_tiles == profile_for(xeon).one_row_prefetch_tiles
+        # an entry's input vectors; a stored vector's output and residual
+        tile = config.filters * config.rows * config.vectors
+        assert kernel.script().count("T.prefetch(") == config.vectors + 2 * tile
+    assert "T.prefetch(" not in block_punched_conv2d(pointwise, (1, 256, 56, 56), epilogue=epilogue,
+                                                     target=zen4).script()
+    assert "T.prefetch(" not in block_punched_conv2d(wide, (1, 64, 56, 56), padding=1, epilogue=epilogue,
+                                                     target=xeon).script()
+    with pytest.raises(ValueError, match="prefetch_tiles"):
+        SpecializedConvConfig(lanes=4, prefetch_tiles=-1)
 
 
 def test_strided_layers_take_im2col_only_when_its_copy_is_small():
