@@ -36,6 +36,11 @@ class TargetProfile:
     tile_waste : float
         Most computed outputs per valid output a default register tile may cost (output widths
         and heights padded to whole vectors and tiles): wider vectors or more rows are dropped above it.
+    vector_waste : float or None
+        Most computed outputs per valid output that a default sparse config's vector width may
+        cost: vectors of half the lanes are taken above it. On cores with as many full-width FMA
+        pipes as narrower ones, a vector of twice the lanes does twice the work per instruction and
+        pays for more waste than a tile does; None: ``tile_waste``.
     code_budget_default : int
         One quantity, the size of the literal-weight code in vector FMAs
         (``schedules.sparse_cpu.config.estimated_code_size``; compile time grows with it), bounds
@@ -126,6 +131,7 @@ class TargetProfile:
     min_macs: int
     pattern_3x3_min_pixels: int | None
     panel_pixels: int | None = None
+    vector_waste: float | None = None
     panel_accumulator_bytes: int = 128 * KIB
     panel_min_channels: int = 64
     panel_min_filters: int = 1
@@ -145,6 +151,8 @@ class TargetProfile:
                              f"got {self.input_slab_bytes}")
         if self.tile_waste < 1.0:
             raise ValueError(f"tile_waste must be >= 1, got {self.tile_waste}")
+        if self.vector_waste is not None and self.vector_waste < 1.0:
+            raise ValueError(f"vector_waste must be None or >= 1, got {self.vector_waste}")
         if not self.code_budget_default <= self.code_budget_tuning <= self.code_budget_ceiling:
             raise ValueError("code budgets must grow: default <= tuning <= ceiling")
         if self.panel_pixels is not None and self.panel_pixels < 1:
@@ -171,6 +179,12 @@ class TargetProfile:
         """Whether whole tiles of ``tile`` elements cover ``extent`` with more than ``tile_waste`` computed per valid element."""
         return math.ceil(extent / tile) * tile > self.tile_waste * extent
 
+    def exceeds_vector_waste(self, extent, lanes):
+        """Whether whole vectors of ``lanes`` cover ``extent`` with more than ``vector_waste`` (or
+        ``tile_waste``) computed per valid element."""
+        waste = self.tile_waste if self.vector_waste is None else self.vector_waste
+        return math.ceil(extent / lanes) * lanes > waste * extent
+
     def derived(self, name, family, provenance, **facts):
         """A profile for another target that copies this one's numbers except ``facts``."""
         return dataclasses.replace(self, name=name, family=family, provenance=provenance, **facts)
@@ -183,11 +197,11 @@ ROCKET_LAKE = TargetProfile(
     name="rocketlake",
     family="x86",
     measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md); "
-    "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches: "
+    "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches and vector waste: "
     "the pruned ResNet-50 with and without them (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
-    "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors and one_row_prefetch_tiles measured on a "
-    "2-core Xeon VM that "
+    "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles and vector_waste "
+    "measured on a 2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
@@ -213,23 +227,25 @@ ROCKET_LAKE = TargetProfile(
     l2_bytes=2 * KIB * KIB,
     pointwise_pixel_vectors=2,
     one_row_prefetch_tiles=1,
+    vector_waste=1.35,
 )
 
-#: Rocket Lake's numbers fitted on the Xeon VM (its panels, pixel vectors and prefetches), reset to the
+#: Rocket Lake's numbers fitted on the Xeon VM (panels, pixel vectors, prefetches, vector waste), reset to the
 #: defaults in the profiles copied from it that were not measured on such a core.
-WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0}
+WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
+                     "vector_waste": None}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
     "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
-    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, pixel vectors, prefetches)",
+    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
     **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
 EMERALD_RAPIDS = ROCKET_LAKE.derived(
     "emeraldrapids", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of "
-    "ResNet-18); the rest copied from Rocket Lake (its panels, pixel vectors and prefetches too: a Xeon core with the same "
+    "ResNet-18); the rest copied from Rocket Lake (its panels, pixel vectors, prefetches and vector waste too: a Xeon core with the same "
     "48 KiB L1d and 2 MiB L2)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     pattern_3x3_min_pixels=None,
@@ -239,7 +255,7 @@ EMERALD_RAPIDS = ROCKET_LAKE.derived(
 ZEN4 = ROCKET_LAKE.derived(
     "znver4", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of ResNet-18, "
     "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake, "
-    "without its Xeon fits (panels, pixel vectors, prefetches)",
+    "without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **WITHOUT_XEON_FITS,
 )
@@ -257,24 +273,24 @@ ZEN3 = ROCKET_LAKE.derived(
     "(pattern_3x3_min_pixels); tvm-sparse bench model (parallel_tasks); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
     panel_min_filters=64, panel_min_channels_in_l2=128, panel_task_multiple=2, winograd_min_channels=32,
-    parallel_tasks=2, pointwise_pixel_vectors=1, one_row_prefetch_tiles=0,
+    parallel_tasks=2, pointwise_pixel_vectors=1, one_row_prefetch_tiles=0, vector_waste=None,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
-    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches)",
+    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
 CORTEX_A76 = ROCKET_LAKE.derived(
-    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches)",
+    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
     l1_data_bytes=64 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
 CORTEX_A55 = ROCKET_LAKE.derived(
-    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches)",
+    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 

@@ -20,8 +20,8 @@ def tile_within_waste(extent, most, profile):
 
 def lanes_within_waste(extent, lanes, profile):
     """``lanes`` halved (down to 4) while vectors of them would cover ``extent`` with more than the
-    profile's ``tile_waste`` computed per valid element."""
-    while lanes > 4 and profile.exceeds_tile_waste(extent, lanes):
+    profile's ``vector_waste`` computed per valid element."""
+    while lanes > 4 and profile.exceeds_vector_waste(extent, lanes):
         lanes //= 2
     return lanes
 

@@ -54,5 +54,7 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.ZEN3, winograd_max_work=0.0)
     with pytest.raises(ValueError, match="pointwise_pixel_vectors"):
         dataclasses.replace(profiles.ZEN3, pointwise_pixel_vectors=0)
+    with pytest.raises(ValueError, match="vector_waste"):
+        dataclasses.replace(profiles.ZEN3, vector_waste=0.9)
     with pytest.raises(ValueError, match="one_row_prefetch_tiles"):
         dataclasses.replace(profiles.ZEN3, one_row_prefetch_tiles=-1)

@@ -113,3 +113,24 @@ def test_one_row_tiles_fill_the_accumulators_with_vectors_and_filters(target):
     linear = BlockPunchedWeight.from_dense(block_punched(rng, (1000, 2048, 1, 1), (8, 4), 0.25), (8, 4))
     config = layer_default_config(linear, (1, 2048, 1, 1), target)
     assert config.vectors == 1 and config.filters == 8, config
+
+
+def test_vector_width_follows_the_profiles_vector_waste(run_kernel, epilogue_case):
+    """A 7x7 map's 49 pixels in whole vectors: 4 of 16 lanes (64 computed, 1.31 per pixel) where
+    the profile's ``vector_waste`` allows it (two full-width FMA pipes), else 7 of 8 lanes (1.14);
+    the row of 16-lane vectors matches PyTorch."""
+    rng = np.random.default_rng(7)
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (512, 2048, 1, 1), (8, 4), 0.25), (8, 4))
+    xeon, zen4 = as_target({"kind": "llvm", "mcpu": "rocketlake"}), as_target({"kind": "llvm", "mcpu": "znver4"})
+    assert layer_default_config(weight, (1, 2048, 7, 7), xeon).lanes == 16
+    assert layer_default_config(weight, (1, 2048, 7, 7), zen4).lanes == 8
+    assert not profile_for(xeon).exceeds_vector_waste(49, 16) and profile_for(zen4).exceeds_vector_waste(49, 16)
+    dense = block_punched(rng, (24, 48, 1, 1), (8, 4), 0.3)
+    small = BlockPunchedWeight.from_dense(dense, (8, 4))
+    x = rng.standard_normal((1, 48, 7, 7)).astype("float32")
+    epilogue = Epilogue(bias=True, residual=True, activation="relu")
+    config = layer_default_config(small, x.shape, xeon)
+    assert config.lanes == 16, config
+    extras, expected = epilogue_case(rng, x, dense, 1, 0, epilogue)
+    func = block_punched_conv2d(small, x.shape, epilogue=epilogue, config=config)
+    np.testing.assert_allclose(run_kernel(func, [x, *extras.values()], expected.shape), expected, rtol=1e-4, atol=1e-4)
