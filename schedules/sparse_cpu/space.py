@@ -146,6 +146,7 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
         vectors, filters = one_row_block_tile(math.ceil(geometry.out_width / config.lanes), block_rows, lanes,
                                               accumulators, profile)
         knobs = {"vectors": vectors, **knobs}
+    # A 1x1 layer's one row of pixels: its tiles read a vector of every kept channel.
     prefetch = profile.one_row_prefetch_tiles if geometry.out_height == 1 else 0
     config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", "fma_chains": accumulators,
                                             "prefetch_tiles": prefetch, **knobs})
@@ -178,8 +179,8 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
     For maps much narrower than a vector (4x4 in 16 lanes) the row layout wastes lanes; here a tile
     is ``vectors`` vectors of pixels of one filter (a pattern) or of a block row cut to the register
     file (its size, not the narrower vectors a short row takes, sets the filters). A channel block
-    is the whole layer: its per-tile overhead outweighs L1 reuse. The tiles prefetch the
-    profile's ``one_row_prefetch_tiles`` tiles ahead.
+    is the whole layer: its per-tile overhead outweighs L1 reuse. No prefetches: the task's own
+    copy of its input is in its cache.
     """
     g = geometry
     pixels = g.out_height * g.out_width
@@ -191,8 +192,7 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
         vectors, filters = one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile)
     row_tiles, filter_splits = private_input_split(g, 1, 1, profile)
     config = SpecializedConvConfig(row_lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits,
-                                   codegen="compact", im2col=True, private_input=True, fma_chains=accumulators,
-                                   prefetch_tiles=profile.one_row_prefetch_tiles)
+                                   codegen="compact", im2col=True, private_input=True, fma_chains=accumulators)
     column_blocks, filter_splits = one_row_split(g, config, profile, n_terms)
     return dataclasses.replace(config, column_blocks=column_blocks, filter_splits=filter_splits)
 

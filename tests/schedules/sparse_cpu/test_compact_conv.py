@@ -286,8 +286,9 @@ def test_column_blocks_at_any_thread_count(config, shape, tmp_path):
 
 
 def test_one_row_maps_prefetch_by_their_profile():
-    """A 1x1 layer's one row of pixels and an im2col row prefetch the profile's tiles ahead: an entry
-    its input, a store its output and residual; maps of several rows and profiles without the fit do not."""
+    """A 1x1 layer's one row of pixels prefetches the profile's tiles ahead: an entry its input, a
+    store its output and residual. Maps of several rows, an im2col row (a task's own copy) and
+    profiles without the fit do not; a config asks for them on an im2col row too."""
     rng = np.random.default_rng(4)
     pointwise = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 1), 0.75), (8, 1))
     strided = BlockPunchedWeight.from_dense(block_punched(rng, (64, 64, 1, 1), (8, 1), 0.75), (8, 1))
@@ -295,19 +296,20 @@ def test_one_row_maps_prefetch_by_their_profile():
     epilogue = Epilogue(bias=True, residual=True, activation="relu")
     xeon, zen4 = as_target({"kind": "llvm", "mcpu": "rocketlake"}), as_target({"kind": "llvm", "mcpu": "znver4"})
     assert profile_for(xeon).one_row_prefetch_tiles > 0 and profile_for(zen4).one_row_prefetch_tiles == 0
-    pointwise_kernel = block_punched_conv2d(pointwise, (1, 256, 56, 56), epilogue=epilogue, target=xeon)
-    strided_kernel = block_punched_conv2d(strided, (1, 64, 56, 56), stride=2, epilogue=epilogue, target=xeon)
-    for kernel, weight, shape, stride in ((pointwise_kernel, pointwise, (1, 256, 56, 56), 1),
-                                          (strided_kernel, strided, (1, 64, 56, 56), 2)):
-        config = registry.kernel("block_punched_conv2d").candidates(weight, shape, xeon, stride=stride)[0]
-        assert config.codegen == "compact" and config.prefetch_tiles == profile_for(xeon).one_row_prefetch_tiles
-        # an entry's input vectors; a stored vector's output and residual
-        tile = config.filters * config.rows * config.vectors
-        assert kernel.script().count("T.prefetch(") == config.vectors + 2 * tile
-    assert "T.prefetch(" not in block_punched_conv2d(pointwise, (1, 256, 56, 56), epilogue=epilogue,
-                                                     target=zen4).script()
-    assert "T.prefetch(" not in block_punched_conv2d(wide, (1, 64, 56, 56), padding=1, epilogue=epilogue,
-                                                     target=xeon).script()
+    config = registry.kernel("block_punched_conv2d").candidates(pointwise, (1, 256, 56, 56), xeon)[0]
+    assert config.codegen == "compact" and config.prefetch_tiles == profile_for(xeon).one_row_prefetch_tiles
+
+    def prefetches(weight, shape, target, **kwargs):
+        return block_punched_conv2d(weight, shape, epilogue=epilogue, target=target, **kwargs).script().count("T.prefetch(")
+
+    # an entry's input vectors; a stored vector's output and residual
+    assert prefetches(pointwise, (1, 256, 56, 56), xeon) == config.vectors + 2 * config.filters * config.vectors
+    assert prefetches(pointwise, (1, 256, 56, 56), zen4) == 0
+    assert prefetches(wide, (1, 64, 56, 56), xeon, padding=1) == 0
+    im2col = registry.kernel("block_punched_conv2d").candidates(strided, (1, 64, 56, 56), xeon, stride=2)[0]
+    assert im2col.im2col and im2col.prefetch_tiles == 0
+    asked = dataclasses.replace(im2col, prefetch_tiles=2)
+    assert prefetches(strided, (1, 64, 56, 56), xeon, stride=2, config=asked) > 0
     with pytest.raises(ValueError, match="prefetch_tiles"):
         SpecializedConvConfig(lanes=4, prefetch_tiles=-1)
 
