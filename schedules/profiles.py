@@ -108,6 +108,9 @@ class TargetProfile:
         Register tiles ahead that the default compact sparse code on a one-row map prefetches
         (``schedules.sparse_cpu.config.SpecializedConvConfig.prefetch_tiles``): its tiles read a
         vector of every kept channel, as many streams as channels; 0: none.
+    table_prefetch_bytes : int
+        Bytes ahead in its table that the default compact sparse code prefetches
+        (``SpecializedConvConfig.prefetch_table_bytes``); 0: none.
     """
 
     name: str
@@ -142,6 +145,7 @@ class TargetProfile:
     winograd_max_work: float = 0.6
     pointwise_pixel_vectors: int = 1
     one_row_prefetch_tiles: int = 0
+    table_prefetch_bytes: int = 0
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -170,8 +174,9 @@ class TargetProfile:
             raise ValueError(f"winograd_min_channels must be None or at least 1, got {self.winograd_min_channels}")
         if self.pointwise_pixel_vectors < 1:
             raise ValueError(f"pointwise_pixel_vectors must be at least 1, got {self.pointwise_pixel_vectors}")
-        if self.one_row_prefetch_tiles < 0:
-            raise ValueError(f"one_row_prefetch_tiles must be at least 0, got {self.one_row_prefetch_tiles}")
+        for name in ("one_row_prefetch_tiles", "table_prefetch_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.winograd_max_work <= 0:
             raise ValueError(f"winograd_max_work must be positive, got {self.winograd_max_work}")
 
@@ -200,8 +205,8 @@ ROCKET_LAKE = TargetProfile(
     "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches and vector waste: "
     "the pruned ResNet-50 with and without them (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
-    "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles and vector_waste "
-    "measured on a 2-core Xeon VM that "
+    "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles, "
+    "table_prefetch_bytes and vector_waste measured on a 2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
@@ -227,13 +232,14 @@ ROCKET_LAKE = TargetProfile(
     l2_bytes=2 * KIB * KIB,
     pointwise_pixel_vectors=2,
     one_row_prefetch_tiles=1,
+    table_prefetch_bytes=1024,
     vector_waste=1.35,
 )
 
 #: Rocket Lake's numbers fitted on the Xeon VM (panels, pixel vectors, prefetches, vector waste), reset to the
 #: defaults in the profiles copied from it that were not measured on such a core.
 WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
-                     "vector_waste": None}
+                     "table_prefetch_bytes": 0, "vector_waste": None}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
@@ -273,7 +279,7 @@ ZEN3 = ROCKET_LAKE.derived(
     "(pattern_3x3_min_pixels); tvm-sparse bench model (parallel_tasks); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
     panel_min_filters=64, panel_min_channels_in_l2=128, panel_task_multiple=2, winograd_min_channels=32,
-    parallel_tasks=2, pointwise_pixel_vectors=1, one_row_prefetch_tiles=0, vector_waste=None,
+    parallel_tasks=2, pointwise_pixel_vectors=1, one_row_prefetch_tiles=0, table_prefetch_bytes=0, vector_waste=None,
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

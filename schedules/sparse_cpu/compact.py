@@ -20,7 +20,9 @@ per-kernel data is read from an int32 table parameter:
 - on a one-row map (a 1x1 layer's pixels, an im2col row) an output tile reads a vector or two of
   every kept channel and writes some of every filter: as many streams as channels and filters,
   more than a hardware prefetcher follows. With ``config.prefetch_tiles`` each entry prefetches
-  its input, and each store its output and residual, that many tiles ahead along the row.
+  its input, and each store its output and residual, that many tiles ahead along the row;
+- with ``config.prefetch_table_bytes`` each entry prefetches the table's weights and offsets that
+  far ahead: a layer's table (a megabyte on ResNet-50's last layers) comes from memory at every call.
 
 Everything else (copying the input into its layout, channel blocking, parallel split, epilogue,
 cropping) is :func:`schedules.sparse_cpu.direct_conv.build_direct_conv`. Table layout: see
@@ -152,6 +154,9 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     # of an entry going to the sets in turn, so that the FMA latency does not bound the loop.
     sets = max(1, min(n_taps, cfg.fma_chains // (width * rows * vectors)))
 
+    # Entries ahead whose weights (and offsets, as many bytes ahead) an entry prefetches.
+    table_ahead = -(-cfg.prefetch_table_bytes // (4 * width * n_taps))
+
     def local(v):
         return vector_index(v * lanes, lanes)
 
@@ -192,6 +197,9 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
             with T.serial(0, tab[at + 1] - start) as step:
                 entry = T.Bind(start + step)
                 x_entry = T.Bind(x_base + tab[table.offsets_at + entry])
+                if table_ahead:
+                    prefetch(tab, table.weights_at + (entry + table_ahead) * width * n_taps)
+                    prefetch(tab, table.offsets_at + entry + table_ahead * width * n_taps)
                 if ahead(ctx):
                     for v in range(vectors):
                         prefetch(ctx.padded, x_entry + ahead(ctx) + v * lanes)

@@ -54,6 +54,9 @@ class SpecializedConvConfig:
         on a one-row map (a 1x1 layer's pixels, an im2col row), where a tile reads every kept
         channel and writes every filter: more streams than a hardware prefetcher follows
         (0: none; other layouts and the specialised code never prefetch).
+    prefetch_table_bytes : int
+        Bytes ahead in its table whose weights and offsets each entry of the compact code
+        prefetches (0: none; the specialised code has no table).
     private_input : bool
         Each parallel task copies the input rows it reads into its own scratch, instead of all
         tasks sharing one copy that every core writes a part of: no core then reads lines the
@@ -75,14 +78,16 @@ class SpecializedConvConfig:
     register_shifts: bool = False
     fma_chains: int = 8
     prefetch_tiles: int = 0
+    prefetch_table_bytes: int = 0
 
     def __post_init__(self):
         for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits", "column_blocks",
                      "fma_chains"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.prefetch_tiles < 0:
-            raise ValueError(f"prefetch_tiles must be >= 0, got {self.prefetch_tiles}")
+        for name in ("prefetch_tiles", "prefetch_table_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.im2col and self.rows != 1:
             raise ValueError(f"an im2col kernel computes one row of pixels: rows must be 1, got {self.rows}")
         if self.codegen not in CODEGENS:

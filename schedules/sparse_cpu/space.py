@@ -132,7 +132,8 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     ``input_slab_bytes`` (with register shifts: all channels). Tasks copy their own input
     (:func:`private_input_split`); a one-row map's tasks may split its pixels
     (:func:`one_row_split`, which weighs the input against the weight's ``n_terms``) and prefetch
-    the profile's ``one_row_prefetch_tiles`` tiles ahead.
+    the profile's ``one_row_prefetch_tiles`` tiles ahead. Every entry prefetches the profile's
+    ``table_prefetch_bytes`` ahead in the table.
     """
     config = default_config(geometry, lanes, 0, profile, _tile_filters(block_rows, lanes), accumulators)
     filters = 1 if block_rows == 1 else min(config.filters, block_rows)
@@ -149,7 +150,8 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     # A 1x1 layer's one row of pixels: its tiles read a vector of every kept channel.
     prefetch = profile.one_row_prefetch_tiles if geometry.out_height == 1 else 0
     config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", "fma_chains": accumulators,
-                                            "prefetch_tiles": prefetch, **knobs})
+                                            "prefetch_tiles": prefetch,
+                                            "prefetch_table_bytes": profile.table_prefetch_bytes, **knobs})
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows, profile)
     split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
     config = dataclasses.replace(config, **{**split, **knobs})
@@ -179,8 +181,8 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
     For maps much narrower than a vector (4x4 in 16 lanes) the row layout wastes lanes; here a tile
     is ``vectors`` vectors of pixels of one filter (a pattern) or of a block row cut to the register
     file (its size, not the narrower vectors a short row takes, sets the filters). A channel block
-    is the whole layer: its per-tile overhead outweighs L1 reuse. No prefetches: the task's own
-    copy of its input is in its cache.
+    is the whole layer: its per-tile overhead outweighs L1 reuse. No prefetches of the input, the
+    task's own copy in its cache; the table's as the profile's ``table_prefetch_bytes``.
     """
     g = geometry
     pixels = g.out_height * g.out_width
@@ -192,7 +194,8 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
         vectors, filters = one_row_block_tile(width_vectors, block_rows, lanes, accumulators, profile)
     row_tiles, filter_splits = private_input_split(g, 1, 1, profile)
     config = SpecializedConvConfig(row_lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits,
-                                   codegen="compact", im2col=True, private_input=True, fma_chains=accumulators)
+                                   codegen="compact", im2col=True, private_input=True, fma_chains=accumulators,
+                                   prefetch_table_bytes=profile.table_prefetch_bytes)
     column_blocks, filter_splits = one_row_split(g, config, profile, n_terms)
     return dataclasses.replace(config, column_blocks=column_blocks, filter_splits=filter_splits)
 

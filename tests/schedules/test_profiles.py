@@ -58,3 +58,5 @@ def test_bad_profiles_are_rejected():
         dataclasses.replace(profiles.ZEN3, vector_waste=0.9)
     with pytest.raises(ValueError, match="one_row_prefetch_tiles"):
         dataclasses.replace(profiles.ZEN3, one_row_prefetch_tiles=-1)
+    with pytest.raises(ValueError, match="table_prefetch_bytes"):
+        dataclasses.replace(profiles.ZEN3, table_prefetch_bytes=-1)

@@ -57,14 +57,15 @@ COMPACT_KNOBS = [
     # Prefetches: an im2col row (its tiles prefetch), the row layout (no prefetch there).
     SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=3, filter_splits=2, codegen="compact",
                           im2col=True, private_input=True, prefetch_tiles=2),
-    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=4, codegen="compact", prefetch_tiles=1),
+    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=4, codegen="compact", prefetch_tiles=1,
+                          prefetch_table_bytes=256),
 ]
 
 
 @pytest.mark.parametrize(
     "config", COMPACT_KNOBS,
     ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}p{c.private_input:d}"
-                  f"c{c.fma_chains}pf{c.prefetch_tiles}"
+                  f"c{c.fma_chains}pf{c.prefetch_tiles}t{c.prefetch_table_bytes}"
 )
 def test_knobs_keep_results(config, run_kernel):
     """Tails in width, height, channels and filters (padding slots of a tile), split tasks, every input layout."""
@@ -285,10 +286,11 @@ def test_column_blocks_at_any_thread_count(config, shape, tmp_path):
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4, err_msg=f"{threads} threads")
 
 
-def test_one_row_maps_prefetch_by_their_profile():
-    """A 1x1 layer's one row of pixels prefetches the profile's tiles ahead: an entry its input, a
-    store its output and residual. Maps of several rows, an im2col row (a task's own copy) and
-    profiles without the fit do not; a config asks for them on an im2col row too."""
+def test_compact_kernels_prefetch_by_their_profile():
+    """Every entry of the compact code prefetches the profile's bytes ahead in its table; a 1x1
+    layer's one row of pixels also the profile's tiles ahead: an entry its input, a store its
+    output and residual. Maps of several rows, an im2col row (a task's own copy) and profiles
+    without the fits do not; a config asks for them on an im2col row too."""
     rng = np.random.default_rng(4)
     pointwise = BlockPunchedWeight.from_dense(block_punched(rng, (64, 256, 1, 1), (8, 1), 0.75), (8, 1))
     strided = BlockPunchedWeight.from_dense(block_punched(rng, (64, 64, 1, 1), (8, 1), 0.75), (8, 1))
@@ -302,16 +304,19 @@ def test_one_row_maps_prefetch_by_their_profile():
     def prefetches(weight, shape, target, **kwargs):
         return block_punched_conv2d(weight, shape, epilogue=epilogue, target=target, **kwargs).script().count("T.prefetch(")
 
-    # an entry's input vectors; a stored vector's output and residual
-    assert prefetches(pointwise, (1, 256, 56, 56), xeon) == config.vectors + 2 * config.filters * config.vectors
+    # an entry's input vectors and its table ahead (weights, offsets); a stored vector's output and residual
+    assert profile_for(xeon).table_prefetch_bytes > 0 and profile_for(zen4).table_prefetch_bytes == 0
+    assert prefetches(pointwise, (1, 256, 56, 56), xeon) == config.vectors + 2 + 2 * config.filters * config.vectors
     assert prefetches(pointwise, (1, 256, 56, 56), zen4) == 0
-    assert prefetches(wide, (1, 64, 56, 56), xeon, padding=1) == 0
+    assert prefetches(wide, (1, 64, 56, 56), xeon, padding=1) == 2  # the table's only
     im2col = registry.kernel("block_punched_conv2d").candidates(strided, (1, 64, 56, 56), xeon, stride=2)[0]
-    assert im2col.im2col and im2col.prefetch_tiles == 0
+    assert im2col.im2col and im2col.prefetch_tiles == 0 and im2col.prefetch_table_bytes > 0
+    assert prefetches(strided, (1, 64, 56, 56), xeon, stride=2, config=im2col) == 2
     asked = dataclasses.replace(im2col, prefetch_tiles=2)
-    assert prefetches(strided, (1, 64, 56, 56), xeon, stride=2, config=asked) > 0
-    with pytest.raises(ValueError, match="prefetch_tiles"):
-        SpecializedConvConfig(lanes=4, prefetch_tiles=-1)
+    assert prefetches(strided, (1, 64, 56, 56), xeon, stride=2, config=asked) > 2
+    for knob in ("prefetch_tiles", "prefetch_table_bytes"):
+        with pytest.raises(ValueError, match=knob):
+            SpecializedConvConfig(lanes=4, **{knob: -1})
 
 
 def test_strided_layers_take_im2col_only_when_its_copy_is_small():
