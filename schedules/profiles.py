@@ -182,17 +182,21 @@ class TargetProfile:
 
     def exceeds_tile_waste(self, extent, tile):
         """Whether whole tiles of ``tile`` elements cover ``extent`` with more than ``tile_waste`` computed per valid element."""
-        return math.ceil(extent / tile) * tile > self.tile_waste * extent
+        return _exceeds_waste(extent, tile, self.tile_waste)
 
     def exceeds_vector_waste(self, extent, lanes):
         """Whether whole vectors of ``lanes`` cover ``extent`` with more than ``vector_waste`` (or
         ``tile_waste``) computed per valid element."""
-        waste = self.tile_waste if self.vector_waste is None else self.vector_waste
-        return math.ceil(extent / lanes) * lanes > waste * extent
+        return _exceeds_waste(extent, lanes, self.tile_waste if self.vector_waste is None else self.vector_waste)
 
     def derived(self, name, family, provenance, **facts):
         """A profile for another target that copies this one's numbers except ``facts``."""
         return dataclasses.replace(self, name=name, family=family, provenance=provenance, **facts)
+
+
+def _exceeds_waste(extent, size, waste):
+    """Whether whole pieces of ``size`` elements cover ``extent`` with more than ``waste`` computed per valid element."""
+    return math.ceil(extent / size) * size > waste * extent
 
 
 #: ``llvm -mcpu=rocketlake`` (AVX-512, 48 KiB L1d): where the numbers were fitted, on 2-core VMs whose
@@ -277,9 +281,11 @@ ZEN3 = ROCKET_LAKE.derived(
     "in one process at 1 and 2 threads on the 2-vCPU VM); the rest copied from Rocket Lake (docs/performance.md)",
     measure="tvm-sparse compile resnet50 --profile (panels, Winograd); tvm-sparse bench mapping --model resnet50 "
     "(pattern_3x3_min_pixels); tvm-sparse bench model (parallel_tasks); the rest as Rocket Lake's",
-    l1_data_bytes=32 * KIB, l2_bytes=512 * KIB, pattern_3x3_min_pixels=None, panel_pixels=128,
-    panel_min_filters=64, panel_min_channels_in_l2=128, panel_task_multiple=2, winograd_min_channels=32,
-    parallel_tasks=2, pointwise_pixel_vectors=1, one_row_prefetch_tiles=0, table_prefetch_bytes=0, vector_waste=None,
+    **WITHOUT_XEON_FITS | {
+        "l1_data_bytes": 32 * KIB, "l2_bytes": 512 * KIB, "pattern_3x3_min_pixels": None, "panel_pixels": 128,
+        "panel_min_filters": 64, "panel_min_channels_in_l2": 128, "panel_task_multiple": 2,
+        "winograd_min_channels": 32, "parallel_tasks": 2,
+    },
 )
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).

@@ -154,15 +154,13 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     # of an entry going to the sets in turn, so that the FMA latency does not bound the loop.
     sets = max(1, min(n_taps, cfg.fma_chains // (width * rows * vectors)))
 
-    # Entries ahead whose weights (and offsets, as many bytes ahead) an entry prefetches.
+    # Entries ahead whose weights (and offsets, as many bytes ahead) an entry prefetches, and
+    # elements ahead along a one-row map whose input, output and residual it prefetches.
     table_ahead = -(-cfg.prefetch_table_bytes // (4 * width * n_taps))
+    row_ahead = cfg.prefetch_tiles * vectors * lanes if Layout(g, cfg).out_h == 1 else 0
 
     def local(v):
         return vector_index(v * lanes, lanes)
-
-    def ahead(ctx):
-        """Elements between a tile's vectors and those it prefetches (0: no prefetches)."""
-        return cfg.prefetch_tiles * vectors * lanes if ctx.layout.out_h == 1 else 0
 
     def tile_code(ctx, cb, tile, x_base, y_base):
         """Sums of one filter tile on one channel block for one register tile of outputs."""
@@ -200,9 +198,9 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
                 if table_ahead:
                     prefetch(tab, table.weights_at + (entry + table_ahead) * width * n_taps)
                     prefetch(tab, table.offsets_at + entry + table_ahead * width * n_taps)
-                if ahead(ctx):
+                if row_ahead:
                     for v in range(vectors):
-                        prefetch(ctx.padded, x_entry + ahead(ctx) + v * lanes)
+                        prefetch(ctx.padded, x_entry + row_ahead + v * lanes)
                 for q, (r, s) in enumerate(taps):
                     weights = [
                         T.Bind(tirx.reinterpret(DTYPE, tab[table.weights_at + (entry * width + f) * n_taps + q]))
@@ -220,8 +218,8 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
                     for j in range(rows):
                         for v in range(vectors):
                             y_index = ctx.y_index(y_base, filter_ids[f], j, v)
-                            if ahead(ctx):
-                                y_next = y_index.base + ahead(ctx) if lanes > 1 else y_index + ahead(ctx)
+                            if row_ahead:
+                                y_next = ctx.y_element(y_base, filter_ids[f], j, v) + row_ahead
                                 prefetch(ctx.acc, y_next, write=True)
                                 if ctx.residual is not None:
                                     prefetch(ctx.residual, y_next)

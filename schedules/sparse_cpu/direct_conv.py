@@ -99,10 +99,13 @@ class KernelContext:
                 y_base = T.Bind(self.image * g.filters * self.out_plane + oh0 * lay.out_w + ow0)
                 yield x_base, y_base
 
+    def y_element(self, y_base, filter_id, row, vector):
+        """The partial-sum index of the first lane of (filter, tile row, vector) of a tile."""
+        return y_base + filter_id * self.out_plane + row * self.layout.out_w + vector * self.config.lanes
+
     def y_index(self, y_base, filter_id, row, vector):
         """The partial-sum index of (filter, tile row, vector) of a tile."""
-        lanes = self.config.lanes
-        return vector_index(y_base + filter_id * self.out_plane + row * self.layout.out_w + vector * lanes, lanes)
+        return vector_index(self.y_element(y_base, filter_id, row, vector), self.config.lanes)
 
     def x_offset(self, channel, tap_row, tap_col, row=0, vector=0):
         """Offset in the padded input of a tap of a tile row, relative to the tile's ``x_base``."""
