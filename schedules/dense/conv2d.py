@@ -25,6 +25,7 @@ from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_bloc
                      is_unscheduled_cpu_func, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
 from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_panel, schedule_panels
+from .stem import is_stem
 from .tiling import channel_block, conv_tile, filter_tiles_innermost, sample_divisor
 
 #: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
@@ -72,7 +73,8 @@ def conv2d_weight_packing(func, target):
     WeightPacking or None
         None when ``func`` has no groups = 1 NCHW convolution reading an unpacked 4-D weight
         parameter, when the target is not a CPU, or when the convolution is a pointwise one that
-        :class:`schedules.dense.pointwise.PointwiseConv2dRows` schedules without packing.
+        :class:`schedules.dense.pointwise.PointwiseConv2dRows` or a stem that
+        :class:`schedules.dense.stem.StemConv2dNCHW` schedules without packing.
     """
     target = as_target(target)
     if not is_unscheduled_cpu_func(func, target):
@@ -83,7 +85,7 @@ def conv2d_weight_packing(func, target):
         return None
     weight = sch.get(conv).reads[1].source
     index = param_index(func, weight)
-    if index is None or len(weight.shape) != 4 or is_pointwise_rows(sch, conv, target):
+    if index is None or len(weight.shape) != 4 or is_pointwise_rows(sch, conv, target) or is_stem(sch, conv, target):
         return None
     _, filters, height, width = extents(sch.get(conv).writes[0].source)
     ragged = None

@@ -14,12 +14,13 @@ from .depthwise import DepthwiseConv2dNCHW, MaxPool2dNCHW
 from .fallback import ParallelFallback
 from .matmul import DenseMatmul
 from .pointwise import PointwiseConv2dRows
+from .stem import StemConv2dNCHW
 from .winograd import WinogradConv2d
 
 
 def dense_schedule_rules():
     """The schedule rules for dense CPU functions, most specific first."""
-    return [WinogradConv2d(), DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), MaxPool2dNCHW(), DenseMatmul(), ParallelFallback()]
+    return [WinogradConv2d(), StemConv2dNCHW(), DenseConv2dNCHW(), PointwiseConv2dRows(), DepthwiseConv2dNCHW(), MaxPool2dNCHW(), DenseMatmul(), ParallelFallback()]
 
 
 def dense_schedule(func, target, tunable):

@@ -15,6 +15,7 @@ from tvm import s_tir
 
 from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
+from schedules.dense.stem import MAX_STEM_CHANNELS, StemConv2dNCHW
 from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, input_bytes, panel_filters, ragged_filter_panel
 from schedules.profiles import profile_for
 from schedules.dense.winograd import winograd_tile_size
@@ -56,6 +57,11 @@ CASES = [
     (16, 32, 8, 8, 3, 1, 1, 1, 4, True, True, "relu"),  # grouped, 4 groups, with residual
     (16, 32, 34, 34, 3, 2, 1, 1, 4, True, False, "relu"),  # grouped, stride 2: all channels padded first
     (7, 13, 5, 6, 2, 1, 0, 1, 1, False, False, None),  # nothing divides anything, no epilogue
+    (3, 64, 64, 64, 7, 2, 3, 1, 1, True, False, "relu"),  # ResNet-50's stem (pixels in lanes, split columns)
+    (3, 32, 64, 64, 3, 2, 1, 1, 1, True, False, "relu6"),  # MobileNetV2's stem
+    (4, 16, 32, 32, 3, 1, 2, 2, 1, False, True, None),  # 4 channels, dilation 2, with a residual
+    (3, 16, 66, 66, 3, 2, 0, 1, 1, True, False, None),  # unpadded stride 2: no split copy, so packed
+    (3, 16, 63, 63, 3, 2, 1, 1, 1, True, False, None),  # padded width 65: no split by 2, so packed
 ]
 
 
@@ -91,6 +97,7 @@ AVX2_CASES = [
     (24, 24, 56, 56, 5, 2, 2, 1, 24, True, False, "relu6"),  # 5x5 depthwise, stride 2, 56 -> 28
     (40, 40, 7, 7, 3, 1, 1, 1, 40, True, True, "relu6"),  # depthwise on 7x7: a tile of all 7 rows
     (24, 24, 14, 14, 3, 2, 1, 1, 24, True, False, "relu6"),  # depthwise, stride 2, 14 -> 7: all 7 rows
+    (3, 32, 64, 64, 3, 2, 1, 1, 1, True, False, "relu6"),  # a stem: 8-lane rows, 12 filters x 2 rows
 ]
 
 
@@ -132,7 +139,7 @@ def _check_against_pytorch(case, target):
     subsampled = kernel == 1 and stride != 1 and padding == 0 and groups == 1
     assert ("subsample" in funcs) == subsampled
     pointwise_rows = kernel == 1 and padding == 0 and (out_shape[2] * out_shape[3]) % vector_lanes(target) == 0
-    if groups == 1:
+    if groups == 1 and c > MAX_STEM_CHANNELS:  # stems: test_stems_run_pixels_in_lanes_where_rows_are_whole_vectors
         assert len(conv.params[1].shape) == (4 if pointwise_rows else 5)
 
     actual = run(scheduled, target, *([x] if residual is None else [x, residual]))
@@ -168,6 +175,8 @@ def test_aarch64_neon_build():
     "case",
     [
         (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, "relu"),  # the stem: 3 channels to pad, 64 to compute
+        (3, 64, 64, 64, 7, 2, 3, 1, 1, True, False, "relu"),  # ResNet-50's stem: split columns, 2-row tiles
+        (3, 32, 48, 48, 3, 2, 1, 1, 1, True, False, "relu6"),  # MobileNetV2's stem, 24 rows
         (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, 8 channels
         (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise, small map: all padded first
         (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
@@ -218,7 +227,7 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
         assert script.count("T.parallel(") == 2
         assert '"pragma_parallel_launch_point": 1' in script and '"pragma_parallel_barrier_when_finish": 1' in script
 
-    if groups == 1:
+    if groups == 1 and len(conv.params[1].shape) == 5:
         weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
     arrays = [x, weight, bias.reshape(1, k, 1, 1), np.zeros(expected.shape, "float32")]
     for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
@@ -494,3 +503,49 @@ def test_depthwise_tiles_are_whole_vectors_wide_with_16_registers():
     assert DepthwiseConv2dNCHW().default_tile(avx2, 14, 14)[1] == 14
     assert DepthwiseConv2dNCHW().default_tile(avx2, 50, 50)[1] == 25
     assert DepthwiseConv2dNCHW().default_tile(avx512, 56, 56)[1] == 28
+
+
+@pytest.mark.parametrize("case, stem", [
+    ((3, 64, 64, 64, 7, 2, 3, 1, 1), True),  # ResNet-50's stem
+    ((3, 32, 64, 64, 3, 2, 1, 1, 1), True),  # MobileNetV2's
+    ((3, 64, 32, 32, 3, 1, 1, 1, 1), True),  # the CIFAR stem
+    ((4, 16, 32, 32, 3, 1, 2, 2, 1), True),  # dilated
+    ((1, 32, 28, 28, 3, 1, 1, 1, 1), False),  # 28-wide rows: not whole vectors
+    ((3, 16, 66, 66, 3, 2, 0, 1, 1), False),  # unpadded stride 2: the columns would be gathered
+    ((3, 16, 63, 63, 3, 2, 1, 1, 1), False),  # padded width 65: no split by 2
+    ((8, 32, 32, 32, 3, 1, 1, 1, 1), False),  # 8 channels: not an image's
+    ((3, 32, 32, 32, 1, 1, 0, 1, 1), False),  # 1x1: the pointwise kernel's
+], ids=lambda value: _case_id(value) if isinstance(value, tuple) else str(value))
+def test_stems_run_pixels_in_lanes_where_rows_are_whole_vectors(case, stem):
+    """A convolution over an image's channels keeps its weight unpacked and vectorizes its tile along
+    the output row (contiguous stores, no transposed write-out) when the rows are whole vectors and
+    a strided one's padding splits its columns; otherwise it is left to the other kernels."""
+    c, k, h, w, kernel, stride, padding, dilation, groups = case
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
+    weight = np.ones((k, c, kernel, kernel), "float32")
+    mod = conv2d_module((1, c, h, w), weight, stride, padding, dilation, groups, None, None, None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    assert (len(conv.params[1].shape) == 4 and kernel > 1) == stem
+    if stem:
+        sch = s_tir.Schedule(conv)
+        loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("conv2d_nchw_update"))]
+        kt, yt, xt = StemConv2dNCHW.default_tile(target, k, h // stride, w // stride)
+        # the tile: images, filters, rows, columns (vectorized)
+        assert [int(loop.extent) for loop in loops[-4:]] == [1, kt, yt, xt]
+        assert loops[-1].kind == tvm.tirx.ForKind.VECTORIZED and xt == vector_lanes(target)
+        if stride > 1:  # the padded copy's columns split by residue: [.., x % 2, x // 2]
+            (allocation,) = [line for line in conv.script().splitlines() if "pad_temp = T.sblock_alloc_buffer" in line]
+            assert f"T.int64({stride}), T.int64({(w + 2 * padding) // stride})))" in allocation
+
+
+@pytest.mark.parametrize("target, tiles", [
+    ({"kind": "llvm", "mcpu": "znver4"}, [(64, 112, 112, (8, 2, 16)), (32, 112, 112, (8, 2, 16)), (24, 16, 16, (12, 2, 16))]),
+    (AVX2, [(64, 112, 112, (4, 2, 8)), (32, 112, 112, (4, 2, 8)), (24, 16, 16, (6, 2, 8))]),
+    ({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}, [(64, 112, 112, (8, 2, 4)), (16, 8, 8, (8, 2, 4))]),
+], ids=["avx512", "avx2", "neon"])
+def test_stem_tiles_are_a_vector_by_two_rows_by_the_filters_the_accumulators_allow(target, tiles):
+    target = tvm.target.Target(target)
+    for filters, height, width, expected in tiles:
+        kt, yt, xt = StemConv2dNCHW.default_tile(target, filters, height, width)
+        assert (kt, yt, xt) == expected
+        assert MIN_ACCUMULATORS <= kt * yt <= accumulator_budget(target)
