@@ -111,6 +111,10 @@ class TargetProfile:
     table_prefetch_bytes : int
         Bytes ahead in its table that the default compact sparse code prefetches
         (``SpecializedConvConfig.prefetch_table_bytes``); 0: none.
+    stem_pixels_in_lanes : bool
+        Whether dense stems (an image's few channels through a window) run with the pixels in the
+        lanes (``schedules.dense.stem.StemConv2dNCHW``) rather than the filters: their reductions
+        are short, and the channel-vectorized kernel's transposed write-out costs as much as them.
     """
 
     name: str
@@ -146,6 +150,7 @@ class TargetProfile:
     pointwise_pixel_vectors: int = 1
     one_row_prefetch_tiles: int = 0
     table_prefetch_bytes: int = 0
+    stem_pixels_in_lanes: bool = False
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -207,10 +212,11 @@ ROCKET_LAKE = TargetProfile(
     family="x86",
     measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md); "
     "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches and vector waste: "
-    "the pruned ResNet-50 with and without them (docs/performance.md)",
+    "the pruned ResNet-50 with and without them; stem_pixels_in_lanes: the stems of ResNet-50 and the MobileNets "
+    "alone and ResNet-50 with and without it (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
     "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles, "
-    "table_prefetch_bytes and vector_waste measured on a 2-core Xeon VM that "
+    "table_prefetch_bytes, vector_waste and stem_pixels_in_lanes measured on a 2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
@@ -238,24 +244,25 @@ ROCKET_LAKE = TargetProfile(
     one_row_prefetch_tiles=1,
     table_prefetch_bytes=1024,
     vector_waste=1.35,
+    stem_pixels_in_lanes=True,
 )
 
-#: Rocket Lake's numbers fitted on the Xeon VM (panels, pixel vectors, prefetches, vector waste), reset to the
-#: defaults in the profiles copied from it that were not measured on such a core.
+#: Rocket Lake's numbers fitted on the Xeon VM (panels, pixel vectors, prefetches, vector waste, stems), reset
+#: to the defaults in the profiles copied from it that were not measured on such a core.
 WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
-                     "table_prefetch_bytes": 0, "vector_waste": None}
+                     "table_prefetch_bytes": 0, "vector_waste": None, "stem_pixels_in_lanes": False}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
     "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
-    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
+    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, pixel vectors, prefetches, vector waste, stems)",
     **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
 EMERALD_RAPIDS = ROCKET_LAKE.derived(
     "emeraldrapids", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of "
-    "ResNet-18); the rest copied from Rocket Lake (its panels, pixel vectors, prefetches and vector waste too: a Xeon core with the same "
+    "ResNet-18); the rest copied from Rocket Lake (its panels, pixel vectors, prefetches, vector waste and stems too: a Xeon core with the same "
     "48 KiB L1d and 2 MiB L2)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     pattern_3x3_min_pixels=None,
@@ -265,7 +272,7 @@ EMERALD_RAPIDS = ROCKET_LAKE.derived(
 ZEN4 = ROCKET_LAKE.derived(
     "znver4", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of ResNet-18, "
     "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake, "
-    "without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
+    "without its Xeon fits (panels, pixel vectors, prefetches, vector waste, stems)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **WITHOUT_XEON_FITS,
 )
@@ -290,19 +297,19 @@ ZEN3 = ROCKET_LAKE.derived(
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
-    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
+    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste, stems)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
 CORTEX_A76 = ROCKET_LAKE.derived(
-    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
+    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste, stems)",
     l1_data_bytes=64 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
 CORTEX_A55 = ROCKET_LAKE.derived(
-    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste)",
+    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, pixel vectors, prefetches, vector waste, stems)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 

@@ -13,6 +13,7 @@ residue (:mod:`schedules.dense.padding`), so every tap reads contiguous rows. Bi
 BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
+from ..profiles import profile_for
 from ..target_info import vector_lanes
 from .blocks import RegisterTileRule, column_stride, extents, find_block, schedule_register_tile
 from .padding import PADDING_BLOCKS, pads_nothing, schedule_padding
@@ -28,11 +29,13 @@ MAX_STEM_CHANNELS = 4
 def is_stem(sch, conv, target):
     """Whether the groups = 1 convolution block ``conv`` is one that :class:`StemConv2dNCHW` schedules.
 
-    It reads at most :data:`MAX_STEM_CHANNELS` channels through a window larger than 1x1, its weight
+    The target's profile takes the kernel (``stem_pixels_in_lanes``), and the convolution reads at most :data:`MAX_STEM_CHANNELS` channels through a window larger than 1x1, its weight
     is not packed, and its output rows are whole vectors of ``target``. A strided one qualifies only
     when its padding stage can split the columns by residue (it pads something, and the stride
     divides the padded width): otherwise each vector of inputs would be gathered one element at a time.
     """
+    if not profile_for(target).stem_pixels_in_lanes:
+        return False
     weight = extents(sch.get(conv).reads[1].source)
     width = extents(sch.get(conv).writes[0].source)[3]
     if len(weight) != 4 or weight[1] > MAX_STEM_CHANNELS or weight[2] * weight[3] == 1:

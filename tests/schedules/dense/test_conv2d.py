@@ -17,6 +17,7 @@ from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
 from schedules.dense.stem import MAX_STEM_CHANNELS, StemConv2dNCHW
 from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, input_bytes, panel_filters, ragged_filter_panel
+from schedules import profiles
 from schedules.profiles import profile_for
 from schedules.dense.winograd import winograd_tile_size
 from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
@@ -176,7 +177,7 @@ def test_aarch64_neon_build():
     [
         (3, 64, 32, 32, 3, 1, 1, 1, 1, True, False, "relu"),  # the stem: 3 channels to pad, 64 to compute
         (3, 64, 64, 64, 7, 2, 3, 1, 1, True, False, "relu"),  # ResNet-50's stem: split columns, 2-row tiles
-        (3, 32, 48, 48, 3, 2, 1, 1, 1, True, False, "relu6"),  # MobileNetV2's stem, 24 rows
+        (3, 32, 64, 64, 3, 2, 1, 1, 1, True, False, "relu6"),  # MobileNetV2's stem
         (8, 20, 10, 10, 5, 1, 2, 1, 1, True, False, None),  # 5x5, 8 channels
         (32, 32, 16, 16, 3, 1, 1, 1, 32, True, False, "relu6"),  # depthwise, small map: all padded first
         (96, 96, 8, 8, 3, 2, 1, 1, 96, True, False, "relu6"),  # depthwise, stride 2 (columns split by residue)
@@ -505,23 +506,30 @@ def test_depthwise_tiles_are_whole_vectors_wide_with_16_registers():
     assert DepthwiseConv2dNCHW().default_tile(avx512, 56, 56)[1] == 28
 
 
-@pytest.mark.parametrize("case, stem", [
-    ((3, 64, 64, 64, 7, 2, 3, 1, 1), True),  # ResNet-50's stem
-    ((3, 32, 64, 64, 3, 2, 1, 1, 1), True),  # MobileNetV2's
-    ((3, 64, 32, 32, 3, 1, 1, 1, 1), True),  # the CIFAR stem
-    ((4, 16, 32, 32, 3, 1, 2, 2, 1), True),  # dilated
-    ((1, 32, 28, 28, 3, 1, 1, 1, 1), False),  # 28-wide rows: not whole vectors
-    ((3, 16, 66, 66, 3, 2, 0, 1, 1), False),  # unpadded stride 2: the columns would be gathered
-    ((3, 16, 63, 63, 3, 2, 1, 1, 1), False),  # padded width 65: no split by 2
-    ((8, 32, 32, 32, 3, 1, 1, 1, 1), False),  # 8 channels: not an image's
-    ((3, 32, 32, 32, 1, 1, 0, 1, 1), False),  # 1x1: the pointwise kernel's
-], ids=lambda value: _case_id(value) if isinstance(value, tuple) else str(value))
-def test_stems_run_pixels_in_lanes_where_rows_are_whole_vectors(case, stem):
-    """A convolution over an image's channels keeps its weight unpacked and vectorizes its tile along
-    the output row (contiguous stores, no transposed write-out) when the rows are whole vectors and
-    a strided one's padding splits its columns; otherwise it is left to the other kernels."""
+#: A profile that runs stems with pixels in the lanes (``stem_pixels_in_lanes``).
+ROCKET_LAKE = {"kind": "llvm", "mcpu": "rocketlake"}
+
+
+@pytest.mark.parametrize("case, target, stem", [
+    ((3, 64, 64, 64, 7, 2, 3, 1, 1), ROCKET_LAKE, True),  # ResNet-50's stem
+    ((3, 32, 64, 64, 3, 2, 1, 1, 1), ROCKET_LAKE, True),  # MobileNetV2's
+    ((3, 64, 32, 32, 3, 1, 1, 1, 1), ROCKET_LAKE, True),  # the CIFAR stem
+    ((4, 16, 32, 32, 3, 1, 2, 2, 1), ROCKET_LAKE, True),  # dilated
+    ((1, 32, 28, 28, 3, 1, 1, 1, 1), ROCKET_LAKE, False),  # 28-wide rows: not whole vectors
+    ((3, 16, 66, 66, 3, 2, 0, 1, 1), ROCKET_LAKE, False),  # unpadded stride 2: the columns would be gathered
+    ((3, 16, 63, 63, 3, 2, 1, 1, 1), ROCKET_LAKE, False),  # padded width 65: no split by 2
+    ((8, 32, 32, 32, 3, 1, 1, 1, 1), ROCKET_LAKE, False),  # 8 channels: not an image's
+    ((3, 32, 32, 32, 1, 1, 0, 1, 1), ROCKET_LAKE, False),  # 1x1: the pointwise kernel's
+    ((3, 64, 64, 64, 7, 2, 3, 1, 1), AVX512, False),  # Zen 4's profile keeps the packed kernel
+], ids=lambda value: _case_id(value) if isinstance(value, tuple) else str(value.get("mcpu", value))
+   if isinstance(value, dict) else str(value))
+def test_stems_run_pixels_in_lanes_where_rows_are_whole_vectors(case, target, stem):
+    """On a profile that takes it, a convolution over an image's channels keeps its weight unpacked and
+    vectorizes its tile along the output row (contiguous stores, no transposed write-out) when the
+    rows are whole vectors and a strided one's padding splits its columns; otherwise it is left to
+    the other kernels."""
     c, k, h, w, kernel, stride, padding, dilation, groups = case
-    target = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
+    target = tvm.target.Target(target)
     weight = np.ones((k, c, kernel, kernel), "float32")
     mod = conv2d_module((1, c, h, w), weight, stride, padding, dilation, groups, None, None, None)
     (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
@@ -538,8 +546,26 @@ def test_stems_run_pixels_in_lanes_where_rows_are_whole_vectors(case, stem):
             assert f"T.int64({stride}), T.int64({(w + 2 * padding) // stride})))" in allocation
 
 
+@pytest.mark.parametrize("case", [
+    (3, 64, 64, 64, 7, 2, 3, 1, 1, True, False, "relu"),
+    (3, 16, 96, 96, 3, 2, 1, 1, 1, True, False, "relu6"),  # rows of 3 vectors
+    (4, 16, 32, 32, 3, 1, 2, 2, 1, False, True, None),
+], ids=_case_id)
+def test_stems_match_pytorch_on_a_profile_that_takes_them(case, monkeypatch):
+    """The stem kernel against PyTorch on this CPU, its profile made to take stems if it does not."""
+    target = host_target()
+    monkeypatch.setitem(profiles._CPU_PROFILES, str(target.attrs["mcpu"]),  # pylint: disable=protected-access
+                        profile_for(target).derived(str(target.attrs["mcpu"]), "x86", "test", stem_pixels_in_lanes=True))
+    c, k, h, w, kernel, stride, padding, dilation, groups, *_ = case
+    mod = conv2d_module((1, c, h, w), np.ones((k, c, kernel, kernel), "float32"), stride, padding, dilation, groups,
+                        None, None, None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    assert len(conv.params[1].shape) == 4  # the stem kernel's unpacked weight
+    _check_against_pytorch(case, target)
+
+
 @pytest.mark.parametrize("target, tiles", [
-    ({"kind": "llvm", "mcpu": "znver4"}, [(64, 112, 112, (8, 2, 16)), (32, 112, 112, (8, 2, 16)), (24, 16, 16, (12, 2, 16))]),
+    (ROCKET_LAKE, [(64, 112, 112, (8, 2, 16)), (32, 112, 112, (8, 2, 16)), (24, 16, 16, (12, 2, 16))]),
     (AVX2, [(64, 112, 112, (4, 2, 8)), (32, 112, 112, (4, 2, 8)), (24, 16, 16, (6, 2, 8))]),
     ({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}, [(64, 112, 112, (8, 2, 4)), (16, 8, 8, (8, 2, 4))]),
 ], ids=["avx512", "avx2", "neon"])
