@@ -29,10 +29,11 @@ MAX_STEM_CHANNELS = 4
 def is_stem(sch, conv, target):
     """Whether the groups = 1 convolution block ``conv`` is one that :class:`StemConv2dNCHW` schedules.
 
-    The target's profile takes the kernel (``stem_pixels_in_lanes``), and the convolution reads at most :data:`MAX_STEM_CHANNELS` channels through a window larger than 1x1, its weight
-    is not packed, and its output rows are whole vectors of ``target``. A strided one qualifies only
-    when its padding stage can split the columns by residue (it pads something, and the stride
-    divides the padded width): otherwise each vector of inputs would be gathered one element at a time.
+    The target's profile takes the kernel (``stem_pixels_in_lanes``), and the convolution reads at
+    most :data:`MAX_STEM_CHANNELS` channels through a window larger than 1x1, its weight is not
+    packed, and its output rows are whole vectors of ``target``. A strided one qualifies only when
+    its padding stage can split the columns by residue (it pads something, and the stride divides
+    the padded width): otherwise each vector of inputs would be gathered one element at a time.
     """
     if not profile_for(target).stem_pixels_in_lanes:
         return False
