@@ -19,6 +19,9 @@ from tvm.s_tir.dlight.analysis import get_root_block
 
 from ..target_info import vector_lanes
 
+#: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
+CONV_BLOCK = "conv2d_nchw"
+
 #: Iterator type of a data-parallel (spatial) block iterator in ``tirx.IterVar.iter_type``.
 SPATIAL = 0
 

@@ -21,15 +21,12 @@ import numpy as np
 from tvm import s_tir
 
 from ..target_info import as_target, vector_lanes
-from .blocks import (ConstantWeightPacking, RegisterTileRule, extents, find_block,
+from .blocks import (CONV_BLOCK, ConstantWeightPacking, RegisterTileRule, extents, find_block,
                      is_unscheduled_cpu_func, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
 from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_panel, schedule_panels
 from .stem import is_stem
 from .tiling import channel_block, conv_tile, filter_tiles_innermost, sample_divisor
-
-#: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
-CONV_BLOCK = "conv2d_nchw"
 
 
 @dataclass(frozen=True)

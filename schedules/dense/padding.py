@@ -112,6 +112,17 @@ def pads_nothing(sch):
     return block is None or extents(sch.get(block).reads[0].source) == extents(sch.get(block).writes[0].source)
 
 
+def splits_columns(sch, column_stride):
+    """Whether :func:`schedule_padding` stores the padded columns split by residue for ``column_stride``.
+
+    It does when the stride is above 1, the function pads something, and the stride divides the
+    padded width.
+    """
+    block = find_block(sch, PADDING_BLOCKS)
+    return (column_stride > 1 and not pads_nothing(sch)
+            and extents(sch.get(block).writes[0].source)[-1] % column_stride == 0)
+
+
 def schedule_padding(sch, lanes, column_stride=1, per_channel=False, per_row_band=False):
     """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else prepare it as a stage.
 
@@ -138,13 +149,12 @@ def schedule_padding(sch, lanes, column_stride=1, per_channel=False, per_row_ban
     if block is None:
         return None
     pad = sch.get(block)
-    source, padded = extents(pad.reads[0].source), extents(pad.writes[0].source)
-    if source == padded:
+    if pads_nothing(sch):
         sch.compute_inline(block)
         return None
     left = _left_padding(pad)
-    width = source[-1]
-    stride = column_stride if column_stride > 1 and padded[-1] % column_stride == 0 else 1
+    width = extents(pad.reads[0].source)[-1]
+    stride = column_stride if splits_columns(sch, column_stride) else 1
     if stride > 1:
         def split_columns(n, c, y, x):
             return n, c, y, x % stride, x // stride

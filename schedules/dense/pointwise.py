@@ -32,14 +32,11 @@ from tvm.tirx import IndexMap
 
 from ..profiles import profile_for
 from ..target_info import vector_lanes
-from .blocks import (RegisterTileRule, cache_accumulator, column_stride, extents, inline_epilogue,
+from .blocks import (CONV_BLOCK, RegisterTileRule, cache_accumulator, column_stride, extents, inline_epilogue,
                      schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
 from .tiling import (MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile, divisors, filter_tiles_innermost,
                      largest_divisor, sample_divisor, stack_accumulators)
-
-#: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
-CONV_BLOCK = "conv2d_nchw"
 
 
 def is_pointwise(sch, conv):

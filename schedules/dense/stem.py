@@ -15,12 +15,9 @@ BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 
 from ..profiles import profile_for
 from ..target_info import vector_lanes
-from .blocks import RegisterTileRule, column_stride, extents, find_block, schedule_register_tile
-from .padding import PADDING_BLOCKS, pads_nothing, schedule_padding
+from .blocks import CONV_BLOCK, RegisterTileRule, column_stride, extents, schedule_register_tile
+from .padding import schedule_padding, splits_columns
 from .tiling import accumulator_budget, largest_divisor, sample_divisor
-
-#: Name of the convolution block that ``LegalizeOps`` gives a groups = 1 NCHW ``conv2d``.
-CONV_BLOCK = "conv2d_nchw"
 
 #: Most input channels of a stem convolution: an image's channels (RGB, RGBA).
 MAX_STEM_CHANNELS = 4
@@ -32,8 +29,8 @@ def is_stem(sch, conv, target):
     The target's profile takes the kernel (``stem_pixels_in_lanes``), and the convolution reads at
     most :data:`MAX_STEM_CHANNELS` channels through a window larger than 1x1, its weight is not
     packed, and its output rows are whole vectors of ``target``. A strided one qualifies only when
-    its padding stage can split the columns by residue (it pads something, and the stride divides
-    the padded width): otherwise each vector of inputs would be gathered one element at a time.
+    its padding stage splits the columns by residue (:func:`~schedules.dense.padding.splits_columns`):
+    otherwise each vector of inputs would be gathered one element at a time.
     """
     if not profile_for(target).stem_pixels_in_lanes:
         return False
@@ -44,10 +41,7 @@ def is_stem(sch, conv, target):
     if width % vector_lanes(target):
         return False
     stride = column_stride(sch, conv)
-    if stride == 1:
-        return True
-    padding = find_block(sch, PADDING_BLOCKS)
-    return not pads_nothing(sch) and extents(sch.get(padding).writes[0].source)[-1] % stride == 0
+    return stride == 1 or splits_columns(sch, stride)
 
 
 class StemConv2dNCHW(RegisterTileRule):

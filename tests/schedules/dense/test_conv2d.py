@@ -113,6 +113,7 @@ def test_dense_conv2d_matches_pytorch_on_avx2(case):
 
 
 def _check_against_pytorch(case, target):
+    """Compile ``case`` for ``target``, check it against PyTorch and return its scheduled convolution."""
     c, k, h, w, kernel, stride, padding, dilation, groups, has_bias, has_residual, epilogue = case
     rng = np.random.default_rng(sum(map(ord, _case_id(case))))
     kh, kw = _pair(kernel)
@@ -146,6 +147,7 @@ def _check_against_pytorch(case, target):
     actual = run(scheduled, target, *([x] if residual is None else [x, residual]))
     assert actual.shape == expected.shape
     assert relative_error(actual, expected) <= (WINOGRAD_TOLERANCE if winograd else 1e-5)
+    return conv
 
 
 @pytest.mark.parametrize("channels, block", [(64, 16), (24, 8), (20, 4), (13, 13)])
@@ -556,12 +558,8 @@ def test_stems_match_pytorch_on_a_profile_that_takes_them(case, monkeypatch):
     target = host_target()
     monkeypatch.setitem(profiles._CPU_PROFILES, str(target.attrs["mcpu"]),  # pylint: disable=protected-access
                         profile_for(target).derived(str(target.attrs["mcpu"]), "x86", "test", stem_pixels_in_lanes=True))
-    c, k, h, w, kernel, stride, padding, dilation, groups, *_ = case
-    mod = conv2d_module((1, c, h, w), np.ones((k, c, kernel, kernel), "float32"), stride, padding, dilation, groups,
-                        None, None, None)
-    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    conv = _check_against_pytorch(case, target)
     assert len(conv.params[1].shape) == 4  # the stem kernel's unpacked weight
-    _check_against_pytorch(case, target)
 
 
 @pytest.mark.parametrize("target, tiles", [
