@@ -17,6 +17,8 @@ phase, where tuning takes its tasks):
    vectors of pixels unpacked), grouped/depthwise convolution, matmul, then a
    parallel/vectorizing fallback for pooling and element-wise functions. Functions already scheduled (``tirx.is_scheduled``, e.g.
    the sparse kernels) are left alone.
+4. :class:`InsertWeightPrefetches` turns the prefetch marks of the dense convolutions' schedules
+   into prefetches of the next filter tile's weights (``schedules.dense.prefetch``).
 """
 
 import logging
@@ -29,6 +31,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from schedules.dense.conv2d import conv2d_weight_packing
 from schedules.dense.matmul import matmul_weight_packing
+from schedules.dense.prefetch import prefetched_module
 from schedules.dense.space import dense_schedule_rules
 from tvm_sparse.relax_utils import workload_module
 
@@ -48,7 +51,7 @@ def schedule_dense_passes(target):
     """The passes of the ``schedule`` phase for a CPU ``target`` (none for other targets)."""
     if target.kind.name != "llvm":
         return []
-    return [ApplyTunedSchedules(), dlight.ApplyDefaultSchedule(*dense_schedule_rules())]
+    return [ApplyTunedSchedules(), dlight.ApplyDefaultSchedule(*dense_schedule_rules()), InsertWeightPrefetches()]
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_sparse.ApplyTunedSchedules")
@@ -70,6 +73,13 @@ class ApplyTunedSchedules:
                            "input shape?); they get untuned schedules")
         return relax.transform.MetaScheduleApplyDatabase()(mod)
 
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_sparse.InsertWeightPrefetches")
+class InsertWeightPrefetches:
+    """Insert the weight prefetches that the scheduled PrimFuncs mark (``schedules.dense.prefetch``)."""
+
+    def transform_module(self, mod, _ctx):
+        return prefetched_module(mod)
 
 
 def _call_sites(mod):

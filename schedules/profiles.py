@@ -115,6 +115,10 @@ class TargetProfile:
         Whether dense stems (an image's few channels through a window) run with the pixels in the
         lanes (``schedules.dense.stem.StemConv2dNCHW``) rather than the filters: their reductions
         are short, and the channel-vectorized kernel's transposed write-out costs as much as them.
+    weight_prefetch_max_pixels : int or None
+        Output maps of at most this many pixels get the dense convolutions' prefetch of the next
+        filter tile's weights (``schedules.dense.prefetch``); None: no map. The fewer pixels, the
+        fewer multiply-adds per weight to hide a weight's load from memory behind.
     """
 
     name: str
@@ -151,6 +155,7 @@ class TargetProfile:
     one_row_prefetch_tiles: int = 0
     table_prefetch_bytes: int = 0
     stem_pixels_in_lanes: bool = False
+    weight_prefetch_max_pixels: int | None = None
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -245,12 +250,14 @@ ROCKET_LAKE = TargetProfile(
     table_prefetch_bytes=1024,
     vector_waste=1.35,
     stem_pixels_in_lanes=True,
+    weight_prefetch_max_pixels=784,
 )
 
 #: Rocket Lake's numbers fitted on the Xeon VM (panels, pixel vectors, prefetches, vector waste, stems), reset
 #: to the defaults in the profiles copied from it that were not measured on such a core.
 WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
-                     "table_prefetch_bytes": 0, "vector_waste": None, "stem_pixels_in_lanes": False}
+                     "table_prefetch_bytes": 0, "vector_waste": None, "stem_pixels_in_lanes": False,
+                     "weight_prefetch_max_pixels": None}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(

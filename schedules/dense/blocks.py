@@ -84,6 +84,13 @@ def param_index(func, buffer):
     return None
 
 
+def loop_after(sch, block, loop):
+    """The loop of ``block`` right inside ``loop`` (LoopRVs of ``sch``)."""
+    loops = sch.get_loops(block)
+    position = [sch.get(other).same_as(sch.get(loop)) for other in loops].index(True)
+    return loops[position + 1]
+
+
 def extents(buffer):
     """The shape of a buffer as Python ints."""
     return [int(dim) for dim in buffer.shape]

@@ -22,8 +22,9 @@ from tvm import s_tir
 
 from ..target_info import as_target, vector_lanes
 from .blocks import (CONV_BLOCK, ConstantWeightPacking, RegisterTileRule, extents, find_block,
-                     is_unscheduled_cpu_func, param_index, schedule_register_tile)
+                     is_unscheduled_cpu_func, loop_after, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
+from .prefetch import annotate_weight_prefetch, chunk_channels, prefetches_weights
 from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_panel, schedule_panels
 from .stem import is_stem
 from .tiling import channel_block, conv_tile, filter_tiles_innermost, sample_divisor
@@ -137,10 +138,12 @@ class DenseConv2dNCHW(RegisterTileRule):
         """Schedule in panels where :meth:`pointwise_panel` gives some (not tuned), else by 2-D tiles."""
         panel = self.pointwise_panel(sch, block, target)
         if panel is not None:
-            schedule_panels(sch, block, *panel, vector_lanes(target), filters_in_lanes=True)
+            _, _, height, width = extents(sch.get(block).writes[0].source)
+            schedule_panels(sch, block, *panel, vector_lanes(target), filters_in_lanes=True,
+                            prefetch_weights=prefetches_weights(target, height * width))
             return
-        _, _, height, width = extents(sch.get(block).writes[0].source)
-        kb = extents(sch.get(block).reads[1].source)[-1]
+        images, filters, height, width = extents(sch.get(block).writes[0].source)
+        _, channels, taps_y, taps_x, kb = extents(sch.get(block).reads[1].source)
         yt, xt = self.default_tile(target, kb, height, width)
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
@@ -148,5 +151,10 @@ class DenseConv2dNCHW(RegisterTileRule):
         padding = schedule_padding(sch, vector_lanes(target))
         # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
         innermost = filter_tiles_innermost(target, math.prod(extents(sch.get(block).reads[1].source)))
-        schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding,
-                               tile_order=[0, 2, 3, 1] if innermost else None)
+        tiles = schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding,
+                                       tile_order=[0, 2, 3, 1] if innermost else None)
+        if not innermost and prefetches_weights(target, height * width):
+            # the loop over tiles runs filter tiles (of every image) outside pixel tiles
+            default_pixels = math.prod(self.default_tile(target, kb, height, width))
+            chunk = chunk_channels(channels, taps_y * taps_x * default_pixels * -(-kb // vector_lanes(target)))
+            annotate_weight_prefetch(sch, loop_after(sch, block, tiles), tiles, images * filters // kb, chunk)

@@ -35,6 +35,7 @@ from ..target_info import vector_lanes
 from .blocks import (CONV_BLOCK, RegisterTileRule, cache_accumulator, column_stride, extents, inline_epilogue,
                      schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
+from .prefetch import annotate_weight_prefetch, chunk_channels
 from .tiling import (MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile, divisors, filter_tiles_innermost,
                      largest_divisor, sample_divisor, stack_accumulators)
 
@@ -218,7 +219,7 @@ def ragged_filter_panel(target, shape):
     return None if panel is None else (tile, panel)
 
 
-def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False):
+def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False, prefetch_weights=False):
     """Schedule a pointwise convolution in panels (:class:`Panel`), in parallel; its pixels are flattened first.
 
     Parameters
@@ -234,6 +235,9 @@ def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False)
     filters_in_lanes : bool
         Whether the tile's filters are its vector lanes (the packed weight of
         :class:`schedules.dense.conv2d.WeightPacking`, each input pixel broadcast), rather than its pixels.
+    prefetch_weights : bool
+        Whether each pixel tile prefetches its share of the next filter tile's packed weights
+        (``schedules.dense.prefetch``; only with ``filters_in_lanes``).
     """
     kt, xt = tile
     if schedule_padding(sch, lanes) is not None:
@@ -261,6 +265,8 @@ def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False)
     sch.reorder(channel_blocks, image, filter_tiles, pixel_tiles, block_channels, *taps, unrolled, vectorized)
     sch.unroll(unrolled)
     sch.vectorize(vectorized)
+    if prefetch_weights and filters_in_lanes:
+        annotate_weight_prefetch(sch, block_channels, pixel_tiles, 1, chunk_channels(panel.channels, xt * -(-kt // lanes)))
 
     copy = sch.cache_read(accumulate, [r.source.same_as(data) for r in sch.get(accumulate).reads].index(True), "global")
     width = int(sch.get(copy).reads[0].source.shape[3])

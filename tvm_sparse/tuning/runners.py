@@ -16,6 +16,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.runner import local_runner
 from tvm.support.popen_pool import PopenPoolExecutor
 
+from schedules.dense.prefetch import prefetched_module
 from schedules.kernel_table import table_argument
 from schedules.sparse_cpu.direct_conv import BUILD_CONFIG
 from tvm_sparse.rpc.session import parse_address
@@ -105,10 +106,12 @@ def build_function(mod, target, _params):
 
     MetaSchedule's default build first imports ``tvm.s_tir.tensor_intrin`` in every (new) builder
     worker, which takes minutes on a loaded machine; none of our spaces tensorizes, so this build
-    skips it. TIR's CSE is off as in ``tvm_sparse.compile``.
+    skips it. TIR's CSE is off as in ``tvm_sparse.compile``, and the dense schedules' weight
+    prefetches are inserted as ``tvm_sparse.compile`` inserts them, so a candidate is measured as
+    it will run.
     """
     with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
-        return tvm.tirx.build(mod, target=target)
+        return tvm.tirx.build(prefetched_module(mod), target=target)
 
 
 def export_with(compiler, rt_mod):
