@@ -218,10 +218,11 @@ ROCKET_LAKE = TargetProfile(
     measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md); "
     "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches and vector waste: "
     "the pruned ResNet-50 with and without them; stem_pixels_in_lanes: the stems of ResNet-50 and the MobileNets "
-    "alone and ResNet-50 with and without it (docs/performance.md)",
+    "alone and ResNet-50 with and without it; weight_prefetch_max_pixels: the dense ImageNet models and ResNet-18 "
+    "with limits of 49 to 3136 pixels and without (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
     "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles, "
-    "table_prefetch_bytes, vector_waste and stem_pixels_in_lanes measured on a 2-core Xeon VM that "
+    "table_prefetch_bytes, vector_waste, stem_pixels_in_lanes and weight_prefetch_max_pixels measured on a 2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,

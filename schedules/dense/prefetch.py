@@ -181,7 +181,8 @@ def _weight_read(func, channels):
 
     first = read_at(0)
     chunk = analyzer.simplify(read_at(1)[1] - first[1])
-    if not isinstance(chunk, tirx.IntImm):
+    constant = isinstance(chunk, tirx.IntImm)
+    if not constant:
         raise ValueError(f"the chunks of the loop marked {PREFETCH_WEIGHT} are not a constant number of channels")
     return read.source, first, int(chunk)
 

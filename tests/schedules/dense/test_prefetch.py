@@ -80,15 +80,33 @@ def _prefetched_lines(func):
         flat = 0
         for index, extent in zip(load.indices, shape):
             flat = flat * extent + index
-        used = []
-        tvm_ffi.structural_walk(flat, (tirx.Var, lambda var: used.append(var) if not any(var.same_as(u) for u in used) else None))
+        used = _variables(flat)
         ranges = [next(extent for loop_var, extent in extents if loop_var.same_as(var)) for var in used]
         for values in itertools.product(*(range(r) for r in ranges)):
-            bound = tvm_ffi.structural_map(flat, (tirx.Var, lambda var, values=values: next(
-                (tirx.const(value, var.ty.dtype) for u, value in zip(used, values) if var.same_as(u)), var)))
+            bound = _bind(flat, list(zip(used, values)))
             line = int(analyzer.simplify(bound)) * 4 // CACHE_LINE_BYTES
             counts[line] = counts.get(line, 0) + 1
     return counts, shape
+
+
+def _variables(expr):
+    """The distinct variables of ``expr``."""
+    found = []
+
+    def visit(var):
+        if not any(var.same_as(seen) for seen in found):
+            found.append(var)
+
+    tvm_ffi.structural_walk(expr, (tirx.Var, visit))
+    return found
+
+
+def _bind(expr, values):
+    """``expr`` with each ``(variable, int)`` of ``values`` replaced by the constant."""
+    def replace(var):
+        return next((tirx.const(value, var.ty.dtype) for bound, value in values if var.same_as(bound)), var)
+
+    return tvm_ffi.structural_map(expr, (tirx.Var, replace))
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
@@ -150,7 +168,7 @@ def test_prefetching_convolutions_match_pytorch_at_any_thread_count(case, tmp_pa
                         profile_for(target).derived(mcpu, family, "test", weight_prefetch_max_pixels=10**6))
     conv, (x, weight, bias) = _scheduled_conv(case, target, seed=case[0])
     assert _prefetch_calls(conv)
-    channels, filters, size, kernel, stride = case
+    _, filters, _, kernel, stride = case
     expected = torch_conv2d(x, weight, bias, stride, kernel // 2, 1, 1, None, "relu")
     packed = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
     arrays = [x, packed, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
