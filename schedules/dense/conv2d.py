@@ -143,18 +143,19 @@ class DenseConv2dNCHW(RegisterTileRule):
                             prefetch_weights=prefetches_weights(target, height * width))
             return
         images, filters, height, width = extents(sch.get(block).writes[0].source)
-        _, channels, taps_y, taps_x, kb = extents(sch.get(block).reads[1].source)
-        yt, xt = self.default_tile(target, kb, height, width)
+        weight = extents(sch.get(block).reads[1].source)
+        _, channels, taps_y, taps_x, kb = weight
+        default = self.default_tile(target, kb, height, width)
+        yt, xt = default
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 16, xt)
         padding = schedule_padding(sch, vector_lanes(target))
         # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
-        innermost = filter_tiles_innermost(target, math.prod(extents(sch.get(block).reads[1].source)))
+        innermost = filter_tiles_innermost(target, math.prod(weight))
         tiles = schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding,
                                        tile_order=[0, 2, 3, 1] if innermost else None)
         if not innermost and prefetches_weights(target, height * width):
             # the loop over tiles runs filter tiles (of every image) outside pixel tiles
-            default_pixels = math.prod(self.default_tile(target, kb, height, width))
-            chunk = chunk_channels(channels, taps_y * taps_x * default_pixels * -(-kb // vector_lanes(target)))
+            chunk = chunk_channels(channels, taps_y * taps_x * math.prod(default) * -(-kb // vector_lanes(target)))
             annotate_weight_prefetch(sch, loop_after(sch, block, tiles), tiles, images * filters // kb, chunk)

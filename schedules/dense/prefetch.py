@@ -156,7 +156,7 @@ def _weight_read(func, channels):
     (the read's lower bound, the block's iterators replaced by their bindings and the loops from
     ``channels`` inwards at their start); ``chunk`` is the number of input channels per iteration.
     """
-    inner = [channels.loop_var]
+    inner = []
     tvm_ffi.structural_walk(channels.body, (tirx.For, lambda loop: inner.append(loop.loop_var)))
     params = list(func.params)
     found = []
@@ -174,25 +174,24 @@ def _weight_read(func, channels):
     analyzer = tvm.sym.Analyzer()
 
     def read_at(chunk):
-        starts = {var: 0 for var in inner[1:]}
-        starts[channels.loop_var] = chunk
-        bindings = {iv.var: _substitute(value, starts) for iv, value in zip(block.iter_vars, values)}
-        return [analyzer.simplify(_substitute(dim.min, bindings)) for dim in read.region]
+        starts = [(channels.loop_var, chunk)] + [(var, 0) for var in inner]
+        bindings = [(iv.var, substitute(value, starts)) for iv, value in zip(block.iter_vars, values)]
+        return [analyzer.simplify(substitute(dim.min, bindings)) for dim in read.region]
 
     first = read_at(0)
     chunk = analyzer.simplify(read_at(1)[1] - first[1])
-    constant = isinstance(chunk, tirx.IntImm)
-    if not constant:
-        raise ValueError(f"the chunks of the loop marked {PREFETCH_WEIGHT} are not a constant number of channels")
+    if not isinstance(chunk, tirx.IntImm):  # a schedule this module cannot read, not a caller's wrong type
+        raise ValueError(  # noqa: TRY004
+            f"the chunks of the loop marked {PREFETCH_WEIGHT} are not a constant number of channels")
     return read.source, first, int(chunk)
 
 
-def _substitute(expr, values):
-    """``expr`` with each variable of ``values`` (a dict keyed by variable) replaced by its value."""
-    pairs = list(values.items())
+def substitute(expr, values):
+    """``expr`` with each variable of ``values`` (``(variable, int or expression)`` pairs) replaced by its value."""
+    values = list(values)
 
     def replace(var):
-        for key, value in pairs:
+        for key, value in values:
             if var.same_as(key):
                 return tirx.const(value, key.ty.dtype) if isinstance(value, int) else value
         return var

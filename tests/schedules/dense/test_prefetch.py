@@ -17,7 +17,7 @@ from tvm import tirx
 
 from schedules import profiles
 from schedules.dense.conv2d import WeightPacking
-from schedules.dense.prefetch import CACHE_LINE_BYTES, PIXEL_TILES, PREFETCH_WEIGHT
+from schedules.dense.prefetch import CACHE_LINE_BYTES, PIXEL_TILES, PREFETCH_WEIGHT, substitute
 from schedules.dense.space import dense_schedule
 from schedules.profiles import profile_for
 from relay_passes.pipeline import build_pipeline
@@ -83,7 +83,7 @@ def _prefetched_lines(func):
         used = _variables(flat)
         ranges = [next(extent for loop_var, extent in extents if loop_var.same_as(var)) for var in used]
         for values in itertools.product(*(range(r) for r in ranges)):
-            bound = _bind(flat, list(zip(used, values)))
+            bound = substitute(flat, zip(used, values))
             line = int(analyzer.simplify(bound)) * 4 // CACHE_LINE_BYTES
             counts[line] = counts.get(line, 0) + 1
     return counts, shape
@@ -99,14 +99,6 @@ def _variables(expr):
 
     tvm_ffi.structural_walk(expr, (tirx.Var, visit))
     return found
-
-
-def _bind(expr, values):
-    """``expr`` with each ``(variable, int)`` of ``values`` replaced by the constant."""
-    def replace(var):
-        return next((tirx.const(value, var.ty.dtype) for bound, value in values if var.same_as(bound)), var)
-
-    return tvm_ffi.structural_map(expr, (tirx.Var, replace))
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
