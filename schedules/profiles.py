@@ -115,6 +115,12 @@ class TargetProfile:
         Whether dense stems (an image's few channels through a window) run with the pixels in the
         lanes (``schedules.dense.stem.StemConv2dNCHW``) rather than the filters: their reductions
         are short, and the channel-vectorized kernel's transposed write-out costs as much as them.
+    pointwise_columns : bool
+        Whether the dense pointwise kernel computes the 1x1 layers that panels would serve (at least
+        ``panel_min_channels`` input channels and ``panel_min_filters`` filters) by columns
+        (``schedules.dense.pointwise.column_tile``): each task copies one tile's whole input column
+        into the L1 cache and runs every filter tile over it, the accumulators in registers for the
+        whole reduction; panels then serve only the layers columns cannot.
     weight_prefetch_max_pixels : int or None
         Output maps of at most this many pixels get the dense convolutions' prefetch of the next
         filter tile's weights (``schedules.dense.prefetch``); None: no map. The fewer pixels, the
@@ -156,6 +162,7 @@ class TargetProfile:
     table_prefetch_bytes: int = 0
     stem_pixels_in_lanes: bool = False
     weight_prefetch_max_pixels: int | None = None
+    pointwise_columns: bool = False
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -219,10 +226,11 @@ ROCKET_LAKE = TargetProfile(
     "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches and vector waste: "
     "the pruned ResNet-50 with and without them; stem_pixels_in_lanes: the stems of ResNet-50 and the MobileNets "
     "alone and ResNet-50 with and without it; weight_prefetch_max_pixels: the dense ImageNet models and ResNet-18 "
-    "with limits of 49 to 3136 pixels and without (docs/performance.md)",
+    "with limits of 49 to 3136 pixels and without; pointwise_columns: single 1x1 layers of ResNet-50 and the dense "
+    "ImageNet models with and without them (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
     "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles, "
-    "table_prefetch_bytes, vector_waste, stem_pixels_in_lanes and weight_prefetch_max_pixels measured on a 2-core Xeon VM that "
+    "table_prefetch_bytes, vector_waste, stem_pixels_in_lanes, weight_prefetch_max_pixels and pointwise_columns measured on a 2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
@@ -252,13 +260,14 @@ ROCKET_LAKE = TargetProfile(
     vector_waste=1.35,
     stem_pixels_in_lanes=True,
     weight_prefetch_max_pixels=784,
+    pointwise_columns=True,
 )
 
 #: Rocket Lake's numbers fitted on the Xeon VM (panels, pixel vectors, prefetches, vector waste, stems), reset
 #: to the defaults in the profiles copied from it that were not measured on such a core.
 WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
                      "table_prefetch_bytes": 0, "vector_waste": None, "stem_pixels_in_lanes": False,
-                     "weight_prefetch_max_pixels": None}
+                     "weight_prefetch_max_pixels": None, "pointwise_columns": False}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(

@@ -23,6 +23,15 @@ the block's channels. The epilogue writes the panel out once all channels are su
 Panels pay on long reductions, or on inputs larger than the L2 cache, with enough filters to
 share the copy (:func:`panels_pay`). On maps whose pixel count has no divisor that fills the
 accumulators (7x7), a panel's tiles may be ragged (:func:`ragged_filter_panel`).
+
+A panel's tiles add each channel block into the panel's partial sums, which are stored and
+reloaded once per block, and its copy reads a whole panel's input from beyond the L2 cache at
+once. Where the profile sets ``pointwise_columns``, the layers that panels would serve are
+computed by columns instead (:func:`column_tile`, :func:`schedule_columns`; the loop nest of a
+GEMM micro-kernel over a packed panel of the input): each parallel task copies the whole input
+column of one tile of pixels (all channels, a few vectors of pixels) into a contiguous buffer
+in the L1 cache, and every filter tile sums the whole reduction over it in registers and writes
+its outputs once, with the epilogue.
 """
 
 from dataclasses import dataclass
@@ -219,6 +228,87 @@ def ragged_filter_panel(target, shape):
     return None if panel is None else (tile, panel)
 
 
+def column_tile(target, shape):
+    """The register tile ``(kt, xt)`` of a pointwise convolution computed by columns on ``target``, or None.
+
+    Columns take the layers panels would serve (:func:`panels_pay` without its test of the input
+    against the L2 cache: a column's copy pays on any input of at least ``panel_min_channels``
+    channels) where the profile sets ``pointwise_columns`` and the output fits in ``l2_bytes``: a
+    column writes a short piece of every filter's row, as many streams as filters, which the
+    hardware prefetchers do not follow beyond the L2 cache (``docs/performance.md``).
+
+    The tile is the profile's ``pointwise_pixel_vectors`` vectors of pixels, else one, times
+    :data:`~schedules.dense.tiling.MIN_ACCUMULATORS` filters (or the largest divisor of the
+    filters below it, within the accumulator budget): the first whose vectors divide the map,
+    whose column fits in ``input_slab_bytes``, whose accumulators are at least
+    :data:`~schedules.dense.tiling.MIN_ACCUMULATORS` and whose columns are at least
+    ``parallel_tasks``. None where none is, or where the map does not hold whole vectors.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+    shape : tuple of int
+        ``(channels, filters, height, width)`` of the convolution.
+    """
+    profile = profile_for(target)
+    channels, filters, height, width = shape
+    lanes, pixels = vector_lanes(target), height * width
+    output_fits_l2 = profile.l2_bytes is None or 4 * filters * pixels <= profile.l2_bytes
+    if (not profile.pointwise_columns or pixels % lanes or channels < profile.panel_min_channels
+            or filters < profile.panel_min_filters or not output_fits_l2):
+        return None
+    for vectors in sorted({profile.pointwise_pixel_vectors, 1}, reverse=True):
+        kt = largest_divisor(filters, min(MIN_ACCUMULATORS, accumulator_budget(target) // vectors))
+        if ((pixels // lanes) % vectors == 0 and 4 * channels * lanes * vectors <= profile.input_slab_bytes
+                and kt * vectors >= MIN_ACCUMULATORS and pixels // (lanes * vectors) >= profile.parallel_tasks):
+            return kt, lanes * vectors
+    return None
+
+
+def schedule_columns(sch, accumulate, tile, lanes):
+    """Schedule a pointwise convolution by columns (:func:`column_tile`), in parallel; its pixels are flattened first.
+
+    Each task is one tile of pixels: it copies their input column into a contiguous buffer, then
+    each filter tile in turn sums all input channels in registers and writes its outputs.
+
+    Parameters
+    ----------
+    sch : tvm.s_tir.Schedule
+    accumulate : SBlockRV
+        The convolution block (:func:`is_pointwise`, unpacked weight, whole vectors of pixels).
+    tile : tuple of int
+        ``(kt, xt)``: filters and pixels of the register tile; ``xt`` divides the map.
+    lanes : int
+        Vector lanes of the target.
+    """
+    kt, xt = tile
+    if schedule_padding(sch, lanes) is not None:
+        raise ValueError("schedule_columns takes a convolution whose padding block pads nothing (pads_nothing)")
+    data = sch.get(accumulate).reads[0].source
+    flatten_pixels(sch, accumulate)
+    images, filters, pixels = sch.get_loops(inline_epilogue(sch, accumulate))
+    filter_tiles, tile_filters = sch.split(filters, [None, kt])
+    columns, column_pixels = sch.split(pixels, [None, xt])
+    sch.reorder(images, columns, filter_tiles, tile_filters, column_pixels)
+    parallel = sch.fuse(images, columns)
+    sch.parallel(parallel)
+    vectorize_split(sch, column_pixels, lanes)
+
+    sch.compute_at(accumulate, filter_tiles, preserve_unit_loops=True)
+    image, tile_filters, tile_pixels, channels, *taps = sch.get_loops(accumulate)[2:]
+    sch.reorder(channels, *taps, image, tile_filters, tile_pixels)
+    sch.unroll(tile_filters)
+    sch.vectorize(tile_pixels)
+
+    copy = sch.cache_read(accumulate, [r.source.same_as(data) for r in sch.get(accumulate).reads].index(True), "global")
+    width = int(sch.get(copy).reads[0].source.shape[3])
+    sch.transform_layout(copy, ("write", 0), lambda n, c, y, x: (n, c, y * width + x))
+    sch.transform_block_layout(copy, IndexMap.from_func(lambda n, c, y, x: (n, c, y * width + x), ndim=4))
+    sch.compute_at(copy, parallel)
+    vectorize_split(sch, sch.get_loops(copy)[-1], lanes)
+    sch.decompose_reduction(accumulate, channels)
+
+
 def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False, prefetch_weights=False):
     """Schedule a pointwise convolution in panels (:class:`Panel`), in parallel; its pixels are flattened first.
 
@@ -316,10 +406,15 @@ class PointwiseConv2dRows(RegisterTileRule):
         return kt, lanes * largest_divisor(pixels // lanes, vectors)
 
     def schedule_block(self, sch, block, target, tunable):
-        """Schedule in panels where :func:`default_panel` gives some (with the default tile, not tuned), else by tiles."""
+        """Schedule by columns where :func:`column_tile` gives a tile, else in panels where :func:`default_panel`
+        gives some (both with their default tile, not tuned), else by tiles."""
         _, filters, height, width = extents(sch.get(block).writes[0].source)
         channels = extents(sch.get(block).reads[1].source)[1]
         pixels = height * width
+        columns = column_tile(target, (channels, filters, height, width))
+        if columns is not None and pads_nothing(sch):
+            schedule_columns(sch, block, columns, vector_lanes(target))
+            return
         kt, xt = self.default_tile(target, filters, pixels)
         panel = default_panel(target, (channels, filters, height, width), (kt, xt))
         if panel is not None and pads_nothing(sch):

@@ -16,7 +16,8 @@ from tvm import s_tir
 from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
 from schedules.dense.stem import MAX_STEM_CHANNELS, StemConv2dNCHW
-from schedules.dense.pointwise import PointwiseConv2dRows, default_panel, input_bytes, panel_filters, ragged_filter_panel
+from schedules.dense.pointwise import (PointwiseConv2dRows, column_tile, default_panel, input_bytes, panel_filters,
+                                      ragged_filter_panel)
 from schedules import profiles
 from schedules.profiles import profile_for
 from schedules.dense.winograd import winograd_tile_size
@@ -323,6 +324,66 @@ def test_panels_are_whole_rows_of_whole_tiles_within_the_caches(channels, filter
     assert panel.filters == kt or tasks % profile.panel_task_multiple == 0 or not can_split_evenly
     if size * size > panel.pixels and input_bytes((channels, filters, size, size)) <= profile.l2_bytes // 2:
         assert panel.filters == kt or 4 * panel.filters * channels <= profile.l2_bytes // 2
+
+
+@pytest.mark.parametrize("channels, filters, size, residual", [
+    (256, 64, 16, False),  # 256 pixels: columns of two vectors
+    (512, 128, 28, True),  # ResNet-50's 512 -> 128 on 28x28: 49 vectors, columns of one
+    (128, 512, 14, True),  # 196 pixels: not whole vectors, not by columns
+    (64, 100, 16, False),  # filters in tiles of 5 (the largest divisor of 100 up to 8), two vectors
+    (96, 72, 12, False),  # 144 pixels: 9 vectors on AVX-512, 18 on AVX2
+])
+@pytest.mark.parametrize("isa", ["host", "avx2"])
+def test_pointwise_columns_match_pytorch_at_any_thread_count(channels, filters, size, residual, isa, tmp_path, monkeypatch):
+    """The 1x1 kernel by columns (the profile made to take them, without panels), with ReLU6 and the
+    residual add, on this CPU and on AVX2 (16 registers), at 1, 2 and 3 threads in a fresh process."""
+    target = host_target() if isa == "host" else tvm.target.Target(AVX2)
+    mcpu = str(target.attrs["mcpu"])
+    monkeypatch.setitem(profiles._CPU_PROFILES, mcpu,  # pylint: disable=protected-access
+                        profile_for(target).derived(mcpu, "x86", "test", pointwise_columns=True, panel_pixels=None,
+                                                    l2_bytes=None, pointwise_pixel_vectors=2))
+    by_columns = column_tile(target, (channels, filters, size, size)) is not None
+    assert by_columns == ((size * size) % vector_lanes(target) == 0)
+    rng = np.random.default_rng(channels * filters)
+    # scaled as trained weights are, so that the sums of 512 terms stay below the ReLU6 clip
+    weight = (rng.standard_normal((filters, channels, 1, 1)) / np.sqrt(channels)).astype("float32")
+    bias = rng.standard_normal(filters).astype("float32")
+    x = rng.standard_normal((1, channels, size, size)).astype("float32")
+    shortcut = rng.standard_normal((1, filters, size, size)).astype("float32") if residual else None
+    expected = torch_conv2d(x, weight, bias, 1, 0, 1, 1, shortcut, "relu6")
+    mod = conv2d_module(x.shape, weight, 1, 0, 1, 1, bias, "relu6", None if shortcut is None else shortcut.shape)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    assert bool(re.search(r'T\.sblock\("\w+_global"\)', conv.script())) == by_columns, "a column's input copy"
+    if not by_columns:
+        return
+    arrays = [x, weight, bias.reshape(1, filters, 1, 1), *([] if shortcut is None else [shortcut]),
+              np.zeros(expected.shape, "float32")]
+    assert [tuple(int(d) for d in p.shape) for p in conv.params] == [a.shape for a in arrays]  # not packed
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
+def test_columns_take_long_reductions_whose_column_fits_l1_and_whose_output_fits_l2():
+    """Rocket Lake's profile: ResNet-50's 1x1 layers on 56x56 and 28x28 maps, but not the expansions
+    whose output exceeds the L2 cache, short reductions, few filters, maps of no whole vectors, columns
+    beyond the input slab, or too few columns to share between threads; no other profile takes columns."""
+    rocket_lake = tvm.target.Target({"kind": "llvm", "mcpu": "rocketlake"})
+    profile = profile_for(rocket_lake)
+    assert column_tile(rocket_lake, (256, 64, 56, 56)) == (MIN_ACCUMULATORS, 32)
+    assert column_tile(rocket_lake, (256, 128, 56, 56)) == (MIN_ACCUMULATORS, 32)
+    assert column_tile(rocket_lake, (512, 128, 28, 28)) == (MIN_ACCUMULATORS, 16)  # 49 vectors
+    assert column_tile(rocket_lake, (128, 512, 28, 28)) == (MIN_ACCUMULATORS, 16)
+    assert 4 * 256 * 56 * 56 > profile.l2_bytes
+    assert column_tile(rocket_lake, (64, 256, 56, 56)) is None
+    assert column_tile(rocket_lake, (32, 192, 28, 28)) is None  # a short reduction
+    assert column_tile(rocket_lake, (144, 24, 56, 56)) is None  # few filters
+    assert column_tile(rocket_lake, (1024, 256, 14, 14)) is None  # 196 pixels
+    assert 4 * 1024 * 16 > profile.input_slab_bytes
+    assert column_tile(rocket_lake, (1024, 64, 16, 16)) is None
+    assert column_tile(rocket_lake, (256, 64, 4, 4)) is None  # one column
+    assert column_tile(rocket_lake, (256, 100, 28, 28)) is None  # 5 filters x 1 vector: too few accumulators
+    for mcpu in ("znver3", "znver4", "znver5", "skylake"):
+        assert column_tile(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}), (256, 64, 56, 56)) is None, mcpu
 
 
 def test_panel_filters_are_the_largest_group_that_splits_evenly_and_keeps_its_weights_in_l2():
