@@ -300,12 +300,7 @@ def schedule_columns(sch, accumulate, tile, lanes):
     sch.unroll(tile_filters)
     sch.vectorize(tile_pixels)
 
-    copy = sch.cache_read(accumulate, [r.source.same_as(data) for r in sch.get(accumulate).reads].index(True), "global")
-    width = int(sch.get(copy).reads[0].source.shape[3])
-    sch.transform_layout(copy, ("write", 0), lambda n, c, y, x: (n, c, y * width + x))
-    sch.transform_block_layout(copy, IndexMap.from_func(lambda n, c, y, x: (n, c, y * width + x), ndim=4))
-    sch.compute_at(copy, parallel)
-    vectorize_split(sch, sch.get_loops(copy)[-1], lanes)
+    copy_flat_input(sch, accumulate, data, parallel, lanes)
     sch.decompose_reduction(accumulate, channels)
 
 
@@ -358,14 +353,24 @@ def schedule_panels(sch, accumulate, tile, panel, lanes, filters_in_lanes=False,
     if prefetch_weights and filters_in_lanes:
         annotate_weight_prefetch(sch, block_channels, pixel_tiles, 1, chunk_channels(panel.channels, xt * -(-kt // lanes)))
 
+    copy_flat_input(sch, accumulate, data, channel_blocks, lanes)
+    init = sch.decompose_reduction(accumulate, channel_blocks)
+    vectorize_split(sch, sch.get_loops(init)[-1], lanes)
+
+
+def copy_flat_input(sch, accumulate, data, loop, lanes):
+    """Copy what ``accumulate`` reads of its input ``data`` under ``loop`` into a contiguous buffer, its pixels flattened.
+
+    The copy (a ``cache_read``, compacted to the region one iteration of ``loop`` reads) runs at
+    the top of ``loop``'s body in vector-wide pieces; the convolution then reads each channel's
+    pixels as one contiguous run in the L1 cache.
+    """
     copy = sch.cache_read(accumulate, [r.source.same_as(data) for r in sch.get(accumulate).reads].index(True), "global")
     width = int(sch.get(copy).reads[0].source.shape[3])
     sch.transform_layout(copy, ("write", 0), lambda n, c, y, x: (n, c, y * width + x))
     sch.transform_block_layout(copy, IndexMap.from_func(lambda n, c, y, x: (n, c, y * width + x), ndim=4))
-    sch.compute_at(copy, channel_blocks)
+    sch.compute_at(copy, loop)
     vectorize_split(sch, sch.get_loops(copy)[-1], lanes)
-    init = sch.decompose_reduction(accumulate, channel_blocks)
-    vectorize_split(sch, sch.get_loops(init)[-1], lanes)
 
 
 def vectorize_split(sch, loop, lanes):
