@@ -188,10 +188,20 @@ def panels_pay(profile, shape):
     for the L2 cache (the tiles would read it from beyond, once per filter tile), and only with
     enough filter tiles to share the copy (the ``panel_*`` fields of ``profile``).
     """
-    channels, filters, _, _ = shape
+    channels = shape[0]
     fits_l2 = profile.l2_bytes is None or input_bytes(shape) <= profile.l2_bytes
-    return (channels >= profile.panel_min_channels and filters >= profile.panel_min_filters
-            and (channels >= profile.panel_min_channels_in_l2 or not fits_l2))
+    return shares_input_copy(profile, shape) and (channels >= profile.panel_min_channels_in_l2 or not fits_l2)
+
+
+def shares_input_copy(profile, shape):
+    """Whether a pointwise convolution of ``shape`` ``(channels, filters, height, width)`` pays for a copy of its input.
+
+    Panels and columns copy their input once for all their filter tiles: the copy pays with at
+    least ``panel_min_channels`` input channels (on shorter reductions a tile's input column stays
+    in the L1 cache) and ``panel_min_filters`` filters to share it.
+    """
+    channels, filters, _, _ = shape
+    return channels >= profile.panel_min_channels and filters >= profile.panel_min_filters
 
 
 def ragged_filter_panel(target, shape):
@@ -231,9 +241,9 @@ def ragged_filter_panel(target, shape):
 def column_tile(target, shape):
     """The register tile ``(kt, xt)`` of a pointwise convolution computed by columns on ``target``, or None.
 
-    Columns take the layers panels would serve (:func:`panels_pay` without its test of the input
-    against the L2 cache: a column's copy pays on any input of at least ``panel_min_channels``
-    channels) where the profile sets ``pointwise_columns`` and the output fits in ``l2_bytes``: a
+    Columns take the layers whose input copy pays (:func:`shares_input_copy`; :func:`panels_pay`
+    also asks panels for a long reduction or an input beyond the L2 cache) where the profile sets
+    ``pointwise_columns`` and the output fits in ``l2_bytes``: a
     column writes a short piece of every filter's row, as many streams as filters, which the
     hardware prefetchers do not follow beyond the L2 cache (``docs/performance.md``).
 
@@ -254,8 +264,7 @@ def column_tile(target, shape):
     channels, filters, height, width = shape
     lanes, pixels = vector_lanes(target), height * width
     output_fits_l2 = profile.l2_bytes is None or 4 * filters * pixels <= profile.l2_bytes
-    if (not profile.pointwise_columns or pixels % lanes or channels < profile.panel_min_channels
-            or filters < profile.panel_min_filters or not output_fits_l2):
+    if not profile.pointwise_columns or pixels % lanes or not shares_input_copy(profile, shape) or not output_fits_l2:
         return None
     for vectors in sorted({profile.pointwise_pixel_vectors, 1}, reverse=True):
         kt = largest_divisor(filters, min(MIN_ACCUMULATORS, accumulator_budget(target) // vectors))
@@ -415,13 +424,13 @@ class PointwiseConv2dRows(RegisterTileRule):
         gives some (both with their default tile, not tuned), else by tiles."""
         _, filters, height, width = extents(sch.get(block).writes[0].source)
         channels = extents(sch.get(block).reads[1].source)[1]
-        pixels = height * width
-        columns = column_tile(target, (channels, filters, height, width))
+        pixels, shape = height * width, (channels, filters, height, width)
+        columns = column_tile(target, shape)
         if columns is not None and pads_nothing(sch):
             schedule_columns(sch, block, columns, vector_lanes(target))
             return
         kt, xt = self.default_tile(target, filters, pixels)
-        panel = default_panel(target, (channels, filters, height, width), (kt, xt))
+        panel = default_panel(target, shape, (kt, xt))
         if panel is not None and pads_nothing(sch):
             schedule_panels(sch, block, (kt, xt), panel, vector_lanes(target))
             return
