@@ -168,10 +168,20 @@ def panel_filters(profile, shape, kt, pixels):
     half_l2 = None if profile.l2_bytes is None else profile.l2_bytes // 2
     if panels > 1 and half_l2 is not None and input_bytes(shape) <= half_l2:
         groups = [g for g in groups if 4 * g * channels <= half_l2]
-    multiple = profile.panel_task_multiple
-    even = [] if multiple is None else [g for g in groups if panels * filters // g % multiple == 0]
+    even = [g for g in groups if splits_evenly(profile, panels * filters // g)]
     enough = [g for g in groups if panels * filters // g >= profile.parallel_tasks]
     return (even or enough or [kt])[0]
+
+
+def splits_evenly(profile, tasks):
+    """Whether ``tasks`` parallel tasks are a multiple of the profile's ``panel_task_multiple`` (False without one)."""
+    return profile.panel_task_multiple is not None and tasks % profile.panel_task_multiple == 0
+
+
+def panel_tasks(shape, panel):
+    """The parallel tasks of a pointwise convolution of ``shape`` in ``panel``: its panels of pixels x groups of filters."""
+    _, filters, height, width = shape
+    return height * width // panel.pixels * (filters // panel.filters)
 
 
 def input_bytes(shape):
@@ -210,10 +220,12 @@ def ragged_filter_panel(target, shape):
     On maps whose pixel count has no divisor that fills the accumulators (7x7: 49 pixels, 8
     filters x 7 pixels on AVX2, fewer accumulators than :data:`~schedules.dense.tiling.MIN_ACCUMULATORS`),
     two vectors of filters take as many pixels as the accumulators allow (16 x 6 on AVX2), and
-    the last tile of the flattened map computes padding. None where the whole tiles of
-    :func:`~schedules.dense.tiling.channel_block` fill the accumulators, where two vectors do
-    not divide the filters, where the padding exceeds the profile's ``tile_waste``, or where the
-    layer gets no panels.
+    the last tile of the flattened map computes padding. Where the panel's parallel tasks would
+    not split evenly between the threads (:func:`splits_evenly`: 96 filters on a 14x14 map make
+    3 tasks of 32), one vector of filters takes twice the pixels, if that gives an even count.
+    None where the whole tiles of :func:`~schedules.dense.tiling.channel_block` fill the
+    accumulators, where two vectors do not divide the filters, where the padding exceeds the
+    profile's ``tile_waste``, or where the layer gets no panels.
 
     Parameters
     ----------
@@ -231,11 +243,14 @@ def ragged_filter_panel(target, shape):
     kb = channel_block(filters, target, height, width)
     if -(-kb // lanes) * conv_tile(target, kb, 1, pixels)[1] >= MIN_ACCUMULATORS or filters % (2 * lanes):
         return None
-    tile = (2 * lanes, accumulator_budget(target) // 2)
-    if profile_for(target).exceeds_tile_waste(pixels, tile[1]):
-        return None
-    panel = default_panel(target, shape, tile, filters_in_lanes=True, ragged=True)
-    return None if panel is None else (tile, panel)
+    choices = []
+    for vectors in (2, 1):
+        tile = (vectors * lanes, accumulator_budget(target) // vectors)
+        panel = default_panel(target, shape, tile, filters_in_lanes=True, ragged=True)
+        if panel is not None and not profile_for(target).exceeds_tile_waste(pixels, tile[1]):
+            choices.append((tile, panel))
+    even = [choice for choice in choices if splits_evenly(profile_for(target), panel_tasks(shape, choice[1]))]
+    return (even or choices or [None])[0]
 
 
 def column_tile(target, shape):

@@ -17,7 +17,7 @@ from schedules.dense.conv2d import WeightPacking
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
 from schedules.dense.stem import MAX_STEM_CHANNELS, StemConv2dNCHW
 from schedules.dense.pointwise import (PointwiseConv2dRows, column_tile, default_panel, input_bytes, panel_filters,
-                                      ragged_filter_panel)
+                                      panel_tasks, ragged_filter_panel)
 from schedules import profiles
 from schedules.profiles import profile_for
 from schedules.dense.winograd import winograd_tile_size
@@ -276,7 +276,8 @@ def test_pointwise_tiles_run_filter_tiles_innermost_where_the_weights_fit_in_l1(
 
 @pytest.mark.parametrize("channels, filters, size, stride", [
     (64, 256, 56, 1), (256, 64, 16, 1), (160, 64, 24, 1), (144, 72, 32, 1), (1024, 256, 14, 1), (512, 160, 7, 1),
-    (192, 64, 10, 1), (256, 128, 28, 2), (160, 72, 21, 2), (128, 64, 48, 3), (160, 96, 7, 1), (256, 64, 13, 2)])
+    (192, 64, 10, 1), (256, 128, 28, 2), (160, 72, 21, 2), (128, 64, 48, 3), (160, 96, 7, 1), (256, 64, 13, 2),
+    (256, 80, 9, 1)])
 def test_pointwise_panels_match_pytorch_at_any_thread_count(channels, filters, size, stride, tmp_path):
     """The 1x1 kernels in panels (Zen 3's profile), pixels in the lanes or (on maps of no whole vectors,
     with packed weights) filters in the lanes: one or several channel blocks, at 1, 2 and 3 threads;
@@ -417,6 +418,23 @@ def test_maps_without_a_filling_tile_take_ragged_tiles_of_two_vectors_of_filters
     assert ragged_filter_panel(zen3, (96, 160, 7, 7)) is None  # no panels on a short reduction
     assert ragged_filter_panel(zen3, (960, 160, 5, 5)) is None  # 30 pixels computed for 25
     assert ragged_filter_panel(avx512, (960, 160, 7, 7)) is None  # no panels on this profile
+
+
+def test_ragged_tiles_take_one_vector_of_filters_where_two_leave_a_thread_idle():
+    """MobileNetV2 (224)'s 96-filter projections on 14x14 maps: two vectors of filters make 3 tasks of 32
+    filters on Rocket Lake (one core idle for the last), one vector 2 tasks of 48; ResNet-50's 1x1 layers
+    there split evenly with two vectors and keep them."""
+    rocket_lake, zen3 = tvm.target.Target({"kind": "llvm", "mcpu": "rocketlake"}), tvm.target.Target(ZEN3)
+    assert profile_for(rocket_lake).panel_task_multiple == 2
+    for shape in [(576, 96, 14, 14), (384, 96, 14, 14)]:
+        tile, panel = ragged_filter_panel(rocket_lake, shape)
+        assert tile == (16, accumulator_budget(rocket_lake)) and panel_tasks(shape, panel) % 2 == 0
+    for shape in [(384, 64, 14, 14), (256, 1024, 14, 14), (1024, 256, 14, 14)]:
+        tile, panel = ragged_filter_panel(rocket_lake, shape)
+        assert tile == (32, accumulator_budget(rocket_lake) // 2) and panel_tasks(shape, panel) % 2 == 0
+    # 80 filters on a 9x9 map (Zen 3, AVX2): 5 tiles of two vectors, or 2 tasks of 40 with one
+    tile, panel = ragged_filter_panel(zen3, (256, 80, 9, 9))
+    assert tile == (8, 12) and panel_tasks((256, 80, 9, 9), panel) == 2
 
 
 def test_no_panels_where_they_do_not_pay_or_on_profiles_without_them():
