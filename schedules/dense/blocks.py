@@ -313,17 +313,23 @@ def unscheduled_root_blocks(sch):
             if all(sch.get(loop).kind == tirx.ForKind.SERIAL for loop in sch.get_loops(block))]
 
 
-def share_parallel_launch(sch, stage, tiles):
+def share_parallel_launch(sch, stage, tiles, by_rows=False):
     """Fill the stage ``stage`` in parallel in the parallel launch of the loop ``tiles``, before it.
 
     Both parallel loops go under a unit loop that LLVM's CPU code generator turns into one launch of
     the thread pool (``pragma_parallel_launch_point``); each thread fills its share of the stage,
     waits at a barrier (``pragma_parallel_barrier_when_finish``) for the others, then takes its share
-    of the tiles. The stage's outer two loops (images and channels) are the ones shared out.
+    of the tiles. The stage's outer two loops (images and channels) are the ones shared out, or with
+    ``by_rows`` its outer three as images, rows, channels: a thread then fills the rows of every
+    channel that its share of tiles (taken in bands of rows) reads, rather than channels that the
+    other threads' tiles read too, through the other core's cache.
     """
     launch = sch.add_unit_loop(tiles)
     sch.compute_at(stage, launch, preserve_unit_loops=True)
-    shared = sch.fuse(*sch.get_loops(stage)[1:3])
+    images, channels, rows = sch.get_loops(stage)[1:4]
+    if by_rows:
+        sch.reorder(images, rows, channels)
+    shared = sch.fuse(images, rows, channels) if by_rows else sch.fuse(images, channels)
     sch.parallel(shared)
     sch.annotate(shared, "pragma_parallel_barrier_when_finish", 1)
     sch.annotate(launch, "pragma_parallel_launch_point", 1)

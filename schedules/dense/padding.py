@@ -53,6 +53,10 @@ class PaddingStage:
         the band's tiles, rather than the whole channel before all of them. A padded channel
         larger than the L1 cache would be read back from L2; a band's copy stays in L1, and
         reading the input from memory overlaps the computing of the bands before it.
+    by_rows : bool
+        Without ``per_channel``: whether the threads share out the stage by rows (of every
+        channel) rather than by channels (:func:`schedules.dense.blocks.share_parallel_launch`),
+        for a kernel whose parallel tiles run rows outermost.
     """
 
     block: object
@@ -61,6 +65,7 @@ class PaddingStage:
     per_channel: bool = False
     column_stride: int = 1
     per_row_band: bool = False
+    by_rows: bool = False
 
     def schedule_per_channel(self, sch, channels):
         """Fill a channel's padding (or a band's) at the start of its iteration of the loop ``channels`` (or over bands)."""
@@ -69,7 +74,7 @@ class PaddingStage:
 
     def schedule_in_launch(self, sch, tiles):
         """Fill the stage in the parallel launch of the loop ``tiles``, its interior with vector stores."""
-        share_parallel_launch(sch, self.block, tiles)
+        share_parallel_launch(sch, self.block, tiles, self.by_rows)
         self.vectorize_interior(sch)
 
     def vectorize_interior(self, sch):
@@ -123,7 +128,7 @@ def splits_columns(sch, column_stride):
             and extents(sch.get(block).writes[0].source)[-1] % column_stride == 0)
 
 
-def schedule_padding(sch, lanes, column_stride=1, per_channel=False, per_row_band=False):
+def schedule_padding(sch, lanes, column_stride=1, per_channel=False, per_row_band=False, by_rows=False):
     """Inline a padding block (:data:`PADDING_BLOCKS`) that only copies, else prepare it as a stage.
 
     Parameters
@@ -135,6 +140,8 @@ def schedule_padding(sch, lanes, column_stride=1, per_channel=False, per_row_ban
         Pad each channel right before its tiles (:attr:`PaddingStage.per_channel`).
     per_row_band : bool
         With ``per_channel``, pad each band of tile rows right before its tiles (:attr:`PaddingStage.per_row_band`).
+    by_rows : bool
+        Without ``per_channel``, share the stage out between the threads by rows (:attr:`PaddingStage.by_rows`).
     column_stride : int
         The kernel's column stride. Above 1, and when it divides the padded width, the padded buffer
         stores its columns split by residue, and the padding loops run in that order, so that the
@@ -163,7 +170,8 @@ def schedule_padding(sch, lanes, column_stride=1, per_channel=False, per_row_ban
     # a split index h holds the padded columns s*h .. s*h + s - 1: all copies when they lie in
     # [left, left + width)
     interior = (-(-left // stride), (left + width) // stride) if left is not None else (0, 0)
-    return PaddingStage(block, interior, lanes, per_channel, stride, per_channel and per_row_band)
+    return PaddingStage(block, interior, lanes, per_channel, stride, per_channel and per_row_band,
+                        by_rows and not per_channel)
 
 
 def _left_padding(pad):

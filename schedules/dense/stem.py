@@ -9,8 +9,12 @@ as in the depthwise kernel (:mod:`schedules.dense.depthwise`): a register tile o
 ``yt`` rows x ``xt`` columns adds, per input channel and tap, ``kt`` broadcast weights times the
 tile's rows of inputs, and is written out with contiguous vector stores. No weight packing is
 needed. With a column stride ``s`` > 1 the padded input is stored with its columns split by
-residue (:mod:`schedules.dense.padding`), so every tap reads contiguous rows. Bias, folded
-BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
+residue (:mod:`schedules.dense.padding`), so every tap reads contiguous rows. The parallel tiles
+run in bands of rows, every filter of a band before the next, and the threads share out the
+padding by rows too: each thread pads the rows its own tiles read. Shared out by channels, every
+thread would read the channels padded by the other from that core's cache, which took longer than
+the whole stem on one thread (MobileNetV2's 3x3 stem on the Xeon VM, ``docs/performance.md``).
+Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
 from ..profiles import profile_for
@@ -73,6 +77,7 @@ class StemConv2dNCHW(RegisterTileRule):
         if tunable:
             kt = sample_divisor(sch, filters, 16, kt)
             yt = sample_divisor(sch, height, 4, yt)
-        padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block))
+        padding = schedule_padding(sch, vector_lanes(target), column_stride(sch, block), by_rows=True)
+        # bands of rows outermost: each thread pads the input rows its tiles read (PaddingStage.by_rows)
         schedule_register_tile(sch, block, [1, kt, yt, xt], accumulator_order=[0, 1, 2, 3], padding=padding,
-                               unrolled_reductions=1)
+                               unrolled_reductions=1, tile_order=[0, 2, 1, 3])

@@ -641,6 +641,34 @@ def test_stems_match_pytorch_on_a_profile_that_takes_them(case, monkeypatch):
     assert len(conv.params[1].shape) == 4  # the stem kernel's unpacked weight
 
 
+@pytest.mark.parametrize("channels, filters, size, kernel, stride", [(3, 16, 64, 3, 2), (3, 24, 64, 7, 2), (4, 16, 32, 3, 1)])
+def test_stems_pad_the_rows_their_threads_read_at_any_thread_count(channels, filters, size, kernel, stride, tmp_path,
+                                                                     monkeypatch):
+    """A stem's tiles run in bands of rows (every filter of a band before the next band), and the threads
+    share out its padding by rows, not by channels: each thread pads the rows its band reads instead of
+    reading channels padded in the other core's cache. Against PyTorch at 1, 2 and 3 threads (where the
+    threads' shares of padding and of tiles no longer line up, the barrier between them must hold)."""
+    target = host_target()
+    mcpu = str(target.attrs["mcpu"])
+    monkeypatch.setitem(profiles._CPU_PROFILES, mcpu,  # pylint: disable=protected-access
+                        profile_for(target).derived(mcpu, "x86", "test", stem_pixels_in_lanes=True))
+    rng = np.random.default_rng(filters * size)
+    weight = rng.standard_normal((filters, channels, kernel, kernel)).astype("float32")
+    bias = rng.standard_normal(filters).astype("float32")
+    x = rng.standard_normal((1, channels, size, size)).astype("float32")
+    padding = kernel // 2
+    expected = torch_conv2d(x, weight, bias, stride, padding, 1, 1, None, "relu")
+    mod = conv2d_module(x.shape, weight, stride, padding, 1, 1, bias, "relu", None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    script = conv.script()
+    parallel_loops = re.findall(r"for (\w+) in T\.parallel\(", script)
+    assert parallel_loops == ["ax0_ax2_ax1_fused",  # the padding: images, rows, channels
+                              "i0_0_i2_0_i1_0_i3_0_fused"], parallel_loops  # the tiles: images, rows, filters, columns
+    arrays = [x, weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
 @pytest.mark.parametrize("target, tiles", [
     (ROCKET_LAKE, [(64, 112, 112, (8, 2, 16)), (32, 112, 112, (8, 2, 16)), (24, 16, 16, (12, 2, 16))]),
     (AVX2, [(64, 112, 112, (4, 2, 8)), (32, 112, 112, (4, 2, 8)), (24, 16, 16, (6, 2, 8))]),
