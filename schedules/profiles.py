@@ -125,6 +125,11 @@ class TargetProfile:
         Output maps of at most this many pixels get the dense convolutions' prefetch of the next
         filter tile's weights (``schedules.dense.prefetch``); None: no map. The fewer pixels, the
         fewer multiply-adds per weight to hide a weight's load from memory behind.
+    row_band_min_input_bytes : int or None
+        Dense padded convolutions whose padded input is larger than this and than their weight are
+        shared out between the threads by bands of rows, not by filter tiles
+        (``schedules.dense.conv2d.row_bands``): each thread then pads and reads its own rows instead
+        of reading the rows padded by the other core from that core's cache; None: never.
     """
 
     name: str
@@ -163,6 +168,7 @@ class TargetProfile:
     stem_pixels_in_lanes: bool = False
     weight_prefetch_max_pixels: int | None = None
     pointwise_columns: bool = False
+    row_band_min_input_bytes: int | None = None
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -185,8 +191,9 @@ class TargetProfile:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.panel_task_multiple is not None and self.panel_task_multiple < 1:
             raise ValueError(f"panel_task_multiple must be None or at least 1, got {self.panel_task_multiple}")
-        if self.l2_bytes is not None and self.l2_bytes < 1:
-            raise ValueError(f"l2_bytes must be None or at least 1, got {self.l2_bytes}")
+        for name in ("l2_bytes", "row_band_min_input_bytes"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be None or at least 1, got {getattr(self, name)}")
         if self.winograd_min_channels is not None and self.winograd_min_channels < 1:
             raise ValueError(f"winograd_min_channels must be None or at least 1, got {self.winograd_min_channels}")
         if self.pointwise_pixel_vectors < 1:
@@ -227,10 +234,12 @@ ROCKET_LAKE = TargetProfile(
     "the pruned ResNet-50 with and without them; stem_pixels_in_lanes: the stems of ResNet-50 and the MobileNets "
     "alone and ResNet-50 with and without it; weight_prefetch_max_pixels: the dense ImageNet models and ResNet-18 "
     "with limits of 49 to 3136 pixels and without; pointwise_columns: single 1x1 layers of ResNet-50 and the dense "
-    "ImageNet models with and without them (docs/performance.md)",
+    "ImageNet models with and without them; row_band_min_input_bytes: single 3x3 layers of ResNet-18 and ResNet-50 "
+    "and ResNet-50 with and without bands (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
     "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles, "
-    "table_prefetch_bytes, vector_waste, stem_pixels_in_lanes, weight_prefetch_max_pixels and pointwise_columns measured on a 2-core Xeon VM that "
+    "table_prefetch_bytes, vector_waste, stem_pixels_in_lanes, weight_prefetch_max_pixels, pointwise_columns and "
+    "row_band_min_input_bytes measured on a 2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
@@ -261,18 +270,19 @@ ROCKET_LAKE = TargetProfile(
     stem_pixels_in_lanes=True,
     weight_prefetch_max_pixels=784,
     pointwise_columns=True,
+    row_band_min_input_bytes=1 * KIB * KIB,
 )
 
-#: Rocket Lake's numbers fitted on the Xeon VM (panels, columns, pixel vectors, prefetches, vector waste, stems), reset
+#: Rocket Lake's numbers fitted on the Xeon VM (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands), reset
 #: to the defaults in the profiles copied from it that were not measured on such a core.
 WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
                      "table_prefetch_bytes": 0, "vector_waste": None, "stem_pixels_in_lanes": False,
-                     "weight_prefetch_max_pixels": None, "pointwise_columns": False}
+                     "weight_prefetch_max_pixels": None, "pointwise_columns": False, "row_band_min_input_bytes": None}
 
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
     "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
-    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems)",
+    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
     **WITHOUT_XEON_FITS,
 )
 
@@ -289,7 +299,7 @@ EMERALD_RAPIDS = ROCKET_LAKE.derived(
 ZEN4 = ROCKET_LAKE.derived(
     "znver4", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of ResNet-18, "
     "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake, "
-    "without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems)",
+    "without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **WITHOUT_XEON_FITS,
 )
@@ -314,19 +324,19 @@ ZEN3 = ROCKET_LAKE.derived(
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
-    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems)",
+    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
 CORTEX_A76 = ROCKET_LAKE.derived(
-    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems)",
+    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
     l1_data_bytes=64 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
 CORTEX_A55 = ROCKET_LAKE.derived(
-    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems)",
+    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 

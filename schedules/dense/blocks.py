@@ -126,7 +126,7 @@ def cache_accumulator(sch, accumulate):
 
 
 def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=None, unrolled_reductions=0,
-                           tile_order=None):
+                           tile_order=None, row_bands=1):
     """Tile the output, keep the accumulator tile in registers and fuse the epilogue.
 
     Parameters
@@ -150,6 +150,11 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     tile_order : list of int, optional
         Order of the output axes in the (parallel) loop over tiles, outermost first; by default
         the output's own order. Not with a ``per_channel`` padding.
+    row_bands : int
+        Bands the tiles' rows (output axis 2) are cut into, outermost in the loop over tiles: the
+        threads' shares of the loop are then bands of rows (of every filter tile), which read
+        their own rows of the input. Must divide the row tiles; not with ``tile_order`` or a
+        ``per_channel`` padding.
 
     Returns
     -------
@@ -171,6 +176,12 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
             raise ValueError("a tile_order needs a padding stage that is not per_channel")
         outer = [outer[i] for i in tile_order]
     sch.reorder(*outer, *inner)
+    if row_bands > 1:
+        if per_channel or tile_order is not None:
+            raise ValueError("row_bands takes neither a tile_order nor a per_channel padding")
+        bands, rows = sch.split(outer[2], [row_bands, None])
+        sch.reorder(outer[0], bands, outer[1], rows)
+        outer = [outer[0], bands, outer[1], rows, *outer[3:]]
     per_band = per_channel and padding.per_row_band
     if per_channel:
         # images x channels in parallel; in each, the channel's padding (or each band's), then its tiles

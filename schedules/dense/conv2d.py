@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import s_tir
 
+from ..profiles import profile_for
 from ..target_info import as_target, vector_lanes
 from .blocks import (CONV_BLOCK, ConstantWeightPacking, RegisterTileRule, extents, find_block,
                      is_unscheduled_cpu_func, loop_after, param_index, schedule_register_tile)
@@ -92,6 +93,32 @@ def conv2d_weight_packing(func, target):
     return WeightPacking(index, ragged[0][0] if ragged else channel_block(filters, target, height, width))
 
 
+def row_bands(target, input_shape, weight_shape, row_tiles):
+    """Bands of rows that the threads share a padded convolution out by (see ``row_bands`` of
+    :func:`~schedules.dense.blocks.schedule_register_tile`): 2, or 1 (by filter tiles).
+
+    Shared out by filter tiles, each thread reads the whole padded input, the half padded by the
+    other thread from that core's cache; by bands, each reads its own rows, and the whole weight
+    instead of its filters' share, with fewer pixels per filter tile. Bands where the padded
+    input is larger than the weight and than the profile's ``row_band_min_input_bytes`` (none
+    without it), and the row tiles split in two.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+    input_shape : list of int
+        The padded input ``[N, C, H, W]``.
+    weight_shape : list of int
+        The packed weight ``[K / kb, C, R, S, kb]``.
+    row_tiles : int
+        Tiles along the output rows.
+    """
+    least = profile_for(target).row_band_min_input_bytes
+    input_bytes = 4 * math.prod(input_shape)
+    large = least is not None and input_bytes > max(least, 4 * math.prod(weight_shape))
+    return 2 if large and row_tiles % 2 == 0 else 1
+
+
 class DenseConv2dNCHW(RegisterTileRule):
     """Schedule rule for a groups = 1 NCHW convolution whose weight is packed (:class:`WeightPacking`).
 
@@ -150,12 +177,14 @@ class DenseConv2dNCHW(RegisterTileRule):
         if tunable:
             yt = sample_divisor(sch, height, 8, yt)
             xt = sample_divisor(sch, width, 16, xt)
-        padding = schedule_padding(sch, vector_lanes(target))
-        # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
         innermost = filter_tiles_innermost(target, math.prod(weight))
+        padded = sch.get(block).reads[0].source
+        bands = 1 if innermost or tunable else row_bands(target, extents(padded), weight, height // yt)
+        padding = schedule_padding(sch, vector_lanes(target), by_rows=bands > 1)
+        # Output axes (n, k, y, x); the accumulator tile is laid out (n, y, x, k), k in lanes.
         tiles = schedule_register_tile(sch, block, [1, kb, yt, xt], accumulator_order=[0, 2, 3, 1], padding=padding,
-                                       tile_order=[0, 2, 3, 1] if innermost else None)
+                                       tile_order=[0, 2, 3, 1] if innermost else None, row_bands=bands)
         if not innermost and prefetches_weights(target, height * width):
-            # the loop over tiles runs filter tiles (of every image) outside pixel tiles
+            # the loop over tiles runs filter tiles (of every image, in every band) outside pixel tiles
             chunk = chunk_channels(channels, taps_y * taps_x * math.prod(default) * -(-kb // vector_lanes(target)))
-            annotate_weight_prefetch(sch, loop_after(sch, block, tiles), tiles, images * filters // kb, chunk)
+            annotate_weight_prefetch(sch, loop_after(sch, block, tiles), tiles, bands * images * filters // kb, chunk)

@@ -13,7 +13,7 @@ import pytest
 import tvm
 from tvm import s_tir
 
-from schedules.dense.conv2d import WeightPacking
+from schedules.dense.conv2d import DenseConv2dNCHW, WeightPacking, row_bands
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
 from schedules.dense.stem import MAX_STEM_CHANNELS, StemConv2dNCHW
 from schedules.dense.pointwise import (PointwiseConv2dRows, column_tile, default_panel, input_bytes, panel_filters,
@@ -21,7 +21,7 @@ from schedules.dense.pointwise import (PointwiseConv2dRows, column_tile, default
 from schedules import profiles
 from schedules.profiles import profile_for
 from schedules.dense.winograd import winograd_tile_size
-from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile
+from schedules.dense.tiling import MIN_ACCUMULATORS, accumulator_budget, channel_block, conv_tile, filter_tiles_innermost
 from schedules.target_info import vector_lanes
 from tests.conftest import relative_error
 from tests.schedules.threaded_run import outputs_at_thread_counts
@@ -234,6 +234,49 @@ def test_padding_shares_the_parallel_launch_at_any_thread_count(case, tmp_path):
     if groups == 1 and len(conv.params[1].shape) == 5:
         weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
     arrays = [x, weight, bias.reshape(1, k, 1, 1), np.zeros(expected.shape, "float32")]
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
+def test_padded_convolutions_take_bands_of_rows_where_their_input_is_large():
+    """ResNet-50's strided 3x3 layer on 56x56 maps (a 1.7 MB padded input, 0.6 MB of weights) on Rocket Lake;
+    not ResNet-18's 64-channel layers (0.3 MB), nor layers whose weights are larger than their input,
+    nor odd row tiles, nor profiles without the fit."""
+    rocket_lake = tvm.target.Target({"kind": "llvm", "mcpu": "rocketlake"})
+    assert row_bands(rocket_lake, [1, 128, 58, 58], [8, 128, 3, 3, 16], 14) == 2
+    assert row_bands(rocket_lake, [1, 128, 58, 58], [8, 128, 3, 3, 16], 7) == 1
+    assert row_bands(rocket_lake, [1, 64, 34, 34], [4, 64, 3, 3, 16], 16) == 1
+    assert row_bands(rocket_lake, [1, 512, 30, 30], [32, 512, 3, 3, 16], 14) == 1  # 1.8 MB < 9.4 MB of weights
+    for mcpu in ("znver3", "znver4", "skylake"):
+        assert row_bands(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}), [1, 128, 58, 58], [8, 128, 3, 3, 16], 14) == 1
+
+
+@pytest.mark.parametrize("channels, filters, size, stride", [(32, 64, 24, 1), (32, 64, 48, 2), (16, 96, 40, 1)])
+def test_bands_of_rows_match_pytorch_at_any_thread_count(channels, filters, size, stride, tmp_path, monkeypatch):
+    """A padded convolution shared out by bands of rows (the profile made to take them on small layers;
+    weights beyond the L1 cache, whose filter tiles do not run innermost): the padding by rows of every
+    channel, the tiles by bands, then filter tiles; against PyTorch at 1, 2 and 3 threads (at 3 the
+    threads' shares of padding and tiles do not line up: the barrier must hold)."""
+    target = host_target()
+    mcpu = str(target.attrs["mcpu"])
+    monkeypatch.setitem(profiles._CPU_PROFILES, mcpu,  # pylint: disable=protected-access
+                        profile_for(target).derived(mcpu, "x86", "test", row_band_min_input_bytes=1))
+    rng = np.random.default_rng(filters * size)
+    weight = rng.standard_normal((filters, channels, 3, 3)).astype("float32")
+    bias = rng.standard_normal(filters).astype("float32")
+    x = rng.standard_normal((1, channels, size, size)).astype("float32")
+    expected = torch_conv2d(x, weight, bias, stride, 1, 1, 1, None, "relu")
+    mod = conv2d_module(x.shape, weight, stride, 1, 1, 1, bias, "relu", None)
+    (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
+    kb = int(conv.params[1].shape[-1])
+    rows = expected.shape[2] // DenseConv2dNCHW().default_tile(target, kb, *expected.shape[2:])[0]
+    bands = row_bands(target, [1, channels, size + 2, size + 2], [filters // kb, channels, 3, 3, kb], rows)
+    assert bands == (2 if rows % 2 == 0 else 1) and not filter_tiles_innermost(target, weight.size)
+    parallel_loops = re.findall(r"for (\w+) in T\.parallel\(", conv.script())
+    if bands == 2:  # the padding by images, rows, channels; the tiles by images, bands, filters, rows, columns
+        assert parallel_loops == ["ax0_ax2_ax1_fused", "i0_0_i2_0_0_i1_0_i2_0_1_i3_0_fused"], parallel_loops
+    weight = WeightPacking(param=1, channels_per_block=kb).pack(weight)
+    arrays = [x, weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
     for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
