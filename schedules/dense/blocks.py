@@ -179,6 +179,8 @@ def schedule_register_tile(sch, accumulate, tile, accumulator_order, padding=Non
     if row_bands > 1:
         if per_channel or tile_order is not None:
             raise ValueError("row_bands takes neither a tile_order nor a per_channel padding")
+        if int(sch.get(outer[2]).extent) % row_bands:
+            raise ValueError(f"{row_bands} bands do not divide {sch.get(outer[2]).extent} row tiles")
         bands, rows = sch.split(outer[2], [row_bands, None])
         sch.reorder(outer[0], bands, outer[1], rows)
         outer = [outer[0], bands, outer[1], rows, *outer[3:]]

@@ -243,13 +243,13 @@ def ragged_filter_panel(target, shape):
     kb = channel_block(filters, target, height, width)
     if -(-kb // lanes) * conv_tile(target, kb, 1, pixels)[1] >= MIN_ACCUMULATORS or filters % (2 * lanes):
         return None
-    choices = []
+    profile, choices = profile_for(target), []
     for vectors in (2, 1):
         tile = (vectors * lanes, accumulator_budget(target) // vectors)
         panel = default_panel(target, shape, tile, filters_in_lanes=True, ragged=True)
-        if panel is not None and not profile_for(target).exceeds_tile_waste(pixels, tile[1]):
+        if panel is not None and not profile.exceeds_tile_waste(pixels, tile[1]):
             choices.append((tile, panel))
-    even = [choice for choice in choices if splits_evenly(profile_for(target), panel_tasks(shape, choice[1]))]
+    even = [choice for choice in choices if splits_evenly(profile, panel_tasks(shape, choice[1]))]
     return (even or choices or [None])[0]
 
 

@@ -12,8 +12,8 @@ needed. With a column stride ``s`` > 1 the padded input is stored with its colum
 residue (:mod:`schedules.dense.padding`), so every tap reads contiguous rows. The parallel tiles
 run in bands of rows, every filter of a band before the next, and the threads share out the
 padding by rows too: each thread pads the rows its own tiles read. Shared out by channels, every
-thread would read the channels padded by the other from that core's cache, which took longer than
-the whole stem on one thread (MobileNetV2's 3x3 stem on the Xeon VM, ``docs/performance.md``).
+thread would read the channels padded by the other from that core's cache, a slow path between
+cores (``docs/performance.md``, "Two threads: each core pads and reads its own rows").
 Bias, folded BatchNorm, residual add and ReLU/ReLU6 are applied as each tile is written out.
 """
 
