@@ -118,7 +118,7 @@ class TargetProfile:
     pointwise_columns : bool
         Whether the dense pointwise kernel computes the 1x1 layers that panels would serve (at least
         ``panel_min_channels`` input channels and ``panel_min_filters`` filters) by columns
-        (``schedules.dense.pointwise.column_tile``): each task copies one tile's whole input column
+        (``schedules.dense.pointwise_panels.column_tile``): each task copies one tile's whole input column
         into the L1 cache and runs every filter tile over it, the accumulators in registers for the
         whole reduction; panels then serve only the layers columns cannot.
     weight_prefetch_max_pixels : int or None

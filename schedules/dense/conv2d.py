@@ -26,7 +26,8 @@ from .blocks import (CONV_BLOCK, ConstantWeightPacking, RegisterTileRule, extent
                      is_unscheduled_cpu_func, loop_after, param_index, schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
 from .prefetch import annotate_weight_prefetch, chunk_channels, prefetches_weights
-from .pointwise import default_panel, is_pointwise, is_pointwise_rows, ragged_filter_panel, schedule_panels
+from .pointwise import is_pointwise, is_pointwise_rows, schedule_panels
+from .pointwise_panels import default_panel, ragged_filter_panel
 from .stem import is_stem
 from .tiling import channel_block, conv_tile, filter_tiles_innermost, sample_divisor
 
@@ -142,12 +143,12 @@ class DenseConv2dNCHW(RegisterTileRule):
         return conv_tile(target, kb, height, width, self.max_tile_width)
 
     def pointwise_panel(self, sch, block, target):
-        """The register tile ``(kb, pixels)`` and the :class:`~schedules.dense.pointwise.Panel` of a pointwise ``block``.
+        """The register tile ``(kb, pixels)`` and the :class:`~schedules.dense.pointwise_panels.Panel` of a pointwise ``block``.
 
         None unless the convolution is 1x1, stride 1 and unpadded and
-        :func:`~schedules.dense.pointwise.default_panel` gives it panels; the tile's pixels then
+        :func:`~schedules.dense.pointwise_panels.default_panel` gives it panels; the tile's pixels then
         run along the flattened map, the last tile ragged where the weight was packed for
-        :func:`~schedules.dense.pointwise.ragged_filter_panel`.
+        :func:`~schedules.dense.pointwise_panels.ragged_filter_panel`.
         """
         if not is_pointwise(sch, block) or not pads_nothing(sch):
             return None

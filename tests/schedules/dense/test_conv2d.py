@@ -16,8 +16,9 @@ from tvm import s_tir
 from schedules.dense.conv2d import DenseConv2dNCHW, WeightPacking, row_bands
 from schedules.dense.depthwise import PER_CHANNEL_MIN_ELEMENTS, DepthwiseConv2dNCHW
 from schedules.dense.stem import MAX_STEM_CHANNELS, StemConv2dNCHW
-from schedules.dense.pointwise import (PointwiseConv2dRows, column_tile, default_panel, input_bytes, panel_filters,
-                                      panel_tasks, ragged_filter_panel)
+from schedules.dense.pointwise import PointwiseConv2dRows
+from schedules.dense.pointwise_panels import (column_tile, default_panel, input_bytes, panel_filters, panel_tasks,
+                                             ragged_filter_panel)
 from schedules import profiles
 from schedules.profiles import profile_for
 from schedules.dense.winograd import winograd_tile_size
