@@ -273,8 +273,9 @@ ROCKET_LAKE = TargetProfile(
     row_band_min_input_bytes=1 * KIB * KIB,
 )
 
-#: Rocket Lake's numbers fitted on the Xeon VM (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands), reset
-#: to the defaults in the profiles copied from it that were not measured on such a core.
+#: Rocket Lake's numbers fitted on the Xeon VM, reset to the defaults in the profiles copied from it that were
+#: not measured on such a core; ``XEON_FITS`` names them in those profiles' provenance.
+XEON_FITS = "panels, columns, pixel vectors, prefetches, vector waste, stems, row bands"
 WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
                      "table_prefetch_bytes": 0, "vector_waste": None, "stem_pixels_in_lanes": False,
                      "weight_prefetch_max_pixels": None, "pointwise_columns": False, "row_band_min_input_bytes": None}
@@ -282,7 +283,7 @@ WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_ve
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512, 48 KiB L1d), where the input layouts were chosen.
 ZEN5 = ROCKET_LAKE.derived(
     "znver5", "x86", "not measured; copied from Rocket Lake (the input-layout rules, which hold no numbers, "
-    "were chosen on a 2-core Zen 5), without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
+    f"were chosen on a 2-core Zen 5), without its Xeon fits ({XEON_FITS})",
     **WITHOUT_XEON_FITS,
 )
 
@@ -299,7 +300,7 @@ EMERALD_RAPIDS = ROCKET_LAKE.derived(
 ZEN4 = ROCKET_LAKE.derived(
     "znver4", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of ResNet-18, "
     "block-punched 8x4 faster than pattern at equal density on every 3x3 layer); the rest copied from Rocket Lake, "
-    "without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
+    f"without its Xeon fits ({XEON_FITS})",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l1_data_bytes=32 * KIB, pattern_3x3_min_pixels=None, **WITHOUT_XEON_FITS,
 )
@@ -324,19 +325,19 @@ ZEN3 = ROCKET_LAKE.derived(
 
 #: An x86 CPU without a profile of its own (``llvm`` with another or no ``-mcpu``).
 GENERIC_X86 = ROCKET_LAKE.derived(
-    "generic x86", "x86", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
+    "generic x86", "x86", f"not measured; copied from Rocket Lake, without its Xeon fits ({XEON_FITS})",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``llvm -mtriple=aarch64-... -mcpu=cortex-a76`` (64 KiB L1d); also an AArch64 CPU without ``-mcpu``.
 CORTEX_A76 = ROCKET_LAKE.derived(
-    "cortex-a76", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
+    "cortex-a76", "arm_cpu", f"not measured; copied from Rocket Lake, without its Xeon fits ({XEON_FITS})",
     l1_data_bytes=64 * KIB, **WITHOUT_XEON_FITS,
 )
 
 #: ``-mcpu=cortex-a55`` (the little core of most phones; 32 KiB L1d as built by most SoCs).
 CORTEX_A55 = ROCKET_LAKE.derived(
-    "cortex-a55", "arm_cpu", "not measured; copied from Rocket Lake, without its Xeon fits (panels, columns, pixel vectors, prefetches, vector waste, stems, row bands)",
+    "cortex-a55", "arm_cpu", f"not measured; copied from Rocket Lake, without its Xeon fits ({XEON_FITS})",
     l1_data_bytes=32 * KIB, **WITHOUT_XEON_FITS,
 )
 
