@@ -8,8 +8,8 @@ from tvm_sparse.plan import load_plan
 
 def test_map_by_rules_writes_the_plan_and_the_report(tmp_path):
     plan_path, report_path = tmp_path / "plan.json", tmp_path / "report.json"
-    # Rocket Lake's profile gives 3x3 layers on large maps patterns (R4), on any host
-    result = run_cli("map", "resnet18", "--target", "llvm -mcpu=rocketlake", "--compression", "8", "-o", str(plan_path),
+    # the generic x86 profile gives 3x3 layers on large maps patterns (R4), on any host
+    result = run_cli("map", "resnet18", "--target", "llvm -mcpu=x86-64", "--compression", "8", "-o", str(plan_path),
                      "--report-json", str(report_path))
     assert result.returncode == 0, result.stderr
     plan = load_plan(plan_path)
