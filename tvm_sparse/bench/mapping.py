@@ -24,7 +24,7 @@ from tvm_sparse.models import MODELS, example_input
 
 #: The candidate set of the benchmark's search (a narrower one than the default, for its run time).
 BENCH_BLOCKS = ((8, 1), (8, 4), (16, 4))
-BENCH_SPARSITIES = (0.75, 0.875, 0.95)
+BENCH_SPARSITIES = (0.5, 0.75, 0.875, 0.95)
 BENCH_PATTERNS = ((4, 0.5), (4, 0.75), (5, 0.75))
 
 #: The labels of the latency table's calibration models: each layer's fastest candidate, and dense.
