@@ -236,7 +236,7 @@ ROCKET_LAKE = TargetProfile(
     "with limits of 49 to 3136 pixels and without; pointwise_columns: single 1x1 layers of ResNet-50 and the dense "
     "ImageNet models with and without them; row_band_min_input_bytes: single 3x3 layers of ResNet-18 and ResNet-50 "
     "and ResNet-50 with and without bands; pattern_3x3_min_pixels: tvm-sparse bench mapping --threads 1 2 (the "
-    "latency tables of ResNet-18 and MobileNetV2) (docs/performance.md)",
+    "latency tables of ResNet-18 and ResNet-50) (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
     "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles, "
     "table_prefetch_bytes, vector_waste, stem_pixels_in_lanes, weight_prefetch_max_pixels, pointwise_columns, "
@@ -294,8 +294,8 @@ ZEN5 = ROCKET_LAKE.derived(
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).
 EMERALD_RAPIDS = ROCKET_LAKE.derived(
     "emeraldrapids", "x86", "pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency table of "
-    "ResNet-18); the rest copied from Rocket Lake (its panels, columns, pixel vectors, prefetches, vector waste and stems too: a Xeon core with the same "
-    "48 KiB L1d and 2 MiB L2)",
+    f"ResNet-18); the rest copied from Rocket Lake, its Xeon fits ({XEON_FITS}) too: a Xeon core with the same "
+    "48 KiB L1d and 2 MiB L2",
     measure="tvm-sparse bench mapping --threads 1 2 (pattern_3x3_min_pixels); the rest as Rocket Lake's",
     pattern_3x3_min_pixels=None,
 )
