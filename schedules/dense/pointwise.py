@@ -253,4 +253,5 @@ class PointwiseConv2dRows(RegisterTileRule):
         padding = schedule_padding(sch, vector_lanes(target))
         flatten_pixels(sch, block)
         schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2], padding=padding,
-                               tile_order=[0, 2, 1] if filter_tiles_innermost(target, channels * filters) else None)
+                               tile_order=[0, 2, 1] if filter_tiles_innermost(target, channels * filters, 4 * channels * pixels,
+                                                                              4 * filters * pixels) else None)

@@ -25,14 +25,23 @@ MIN_ACCUMULATORS = 8
 STACK_BYTES = 1024
 
 
-def filter_tiles_innermost(target, weight_elements):
+def filter_tiles_innermost(target, weight_elements, input_bytes=None, output_bytes=None):
     """Whether a convolution's loop over register tiles takes every filter tile of a pixel tile in turn.
 
     Where all its ``weight_elements`` float32 weights fit in the L1 data cache they stay there, and
     the input of a pixel tile is read from memory once for all its filter tiles; with the filter
-    tiles outermost, each of them would stream the whole input again.
+    tiles outermost, each of them would stream the whole input again. Not where the profile knows
+    its L2 cache and the output (``output_bytes``) is larger than it while the input
+    (``input_bytes``) fits: every pixel tile would then write a piece of every filter's row, as
+    many streams as filters, which miss to memory in a running model, while the filter tiles
+    outermost write a few rows in sequence and read the input again from L2
+    (``docs/performance.md``, "Expansions by filter tiles").
     """
-    return 4 * weight_elements <= profile_for(target).l1_data_bytes
+    profile = profile_for(target)
+    if 4 * weight_elements > profile.l1_data_bytes:
+        return False
+    return not (profile.l2_bytes is not None and output_bytes is not None and input_bytes is not None
+                and output_bytes > profile.l2_bytes >= input_bytes)
 
 
 def stack_accumulators(target):

@@ -282,10 +282,12 @@ def test_bands_of_rows_match_pytorch_at_any_thread_count(channels, filters, size
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
 
-@pytest.mark.parametrize("channels, filters, size", [(16, 16, 32), (24, 144, 16), (144, 24, 16), (64, 384, 8)])
+@pytest.mark.parametrize("channels, filters, size", [(16, 16, 32), (24, 144, 16), (144, 24, 16), (64, 384, 8),
+                                                     (16, 96, 112)])
 def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, size, tmp_path):
     """The 1x1 kernel with pixels in the lanes (unpacked weight), its filter tiles innermost (weights in
-    the L1 cache) or outermost (64 x 384), at 1, 2 and 3 threads in a fresh process."""
+    the L1 cache) or outermost (64 x 384; 16 x 96 on 112x112 where the profile's L2 holds the input
+    but not the output), at 1, 2 and 3 threads in a fresh process."""
     rng = np.random.default_rng(channels * filters)
     weight = rng.standard_normal((filters, channels, 1, 1)).astype("float32")
     bias = rng.standard_normal(filters).astype("float32")
@@ -300,22 +302,40 @@ def test_pointwise_rows_match_pytorch_at_any_thread_count(channels, filters, siz
         assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
 
 
-@pytest.mark.parametrize("channels, filters, size", [(32, 16, 112), (16, 96, 112), (192, 32, 28), (64, 384, 16),
-                                                     (96, 576, 8)])
-def test_pointwise_tiles_run_filter_tiles_innermost_where_the_weights_fit_in_l1(channels, filters, size):
-    """Without panels, the parallel loop over tiles takes the filter tiles of a pixel tile in turn where
-    all weights fit in the L1 cache (the input is then read once), else the pixel tiles of a filter tile."""
-    target = tvm.target.Target(ZEN3)
+def pointwise_tile_order(target, channels, filters, size):
+    """``(filter tiles innermost, filter tiles outermost)`` in the scheduled 1x1 kernel without panels."""
     weight = np.ones((filters, channels, 1, 1), "float32")
     mod = conv2d_module((1, channels, size, size), weight, 1, 0, 1, 1, None, "relu6", None)
     (conv,) = [f for name, f in primfuncs(scheduled_module(mod, target)).items() if "conv2d" in name]
     kt, xt = PointwiseConv2dRows.default_tile(target, filters, size * size)
     filter_index = re.search(r'sblock\("conv2d_nchw_init"\).*?v1 = T\.axis\.spatial\(T\.int64\(\d+\), (.*?)\n',
                              conv.script(), re.DOTALL).group(1)
-    innermost = f"_fused % T.int64({filters // kt}) * T.int64({kt})" in filter_index
-    outermost = f"_fused // T.int64({size * size // xt}) * T.int64({kt})" in filter_index
+    return (f"_fused % T.int64({filters // kt}) * T.int64({kt})" in filter_index,
+            f"_fused // T.int64({size * size // xt}) * T.int64({kt})" in filter_index)
+
+
+@pytest.mark.parametrize("channels, filters, size", [(32, 16, 112), (16, 96, 112), (192, 32, 28), (64, 384, 16),
+                                                     (96, 576, 8)])
+def test_pointwise_tiles_run_filter_tiles_innermost_where_the_weights_fit_in_l1(channels, filters, size):
+    """Without panels, the parallel loop over tiles takes the filter tiles of a pixel tile in turn where
+    all weights fit in the L1 cache (the input is then read once), else the pixel tiles of a filter tile.
+    On Zen 3 (512 KiB of L2) none of these inputs fits in L2 where its output does not."""
+    target = tvm.target.Target(ZEN3)
     fits_l1 = 4 * channels * filters <= profile_for(target).l1_data_bytes
-    assert (innermost, outermost) == ((True, False) if fits_l1 else (False, True)), filter_index
+    assert pointwise_tile_order(target, channels, filters, size) == ((True, False) if fits_l1 else (False, True))
+
+
+@pytest.mark.parametrize("channels, filters, size, outermost", [
+    (16, 96, 112, True), (16, 64, 112, True), (32, 16, 112, False), (16, 96, 56, False), (24, 144, 56, False)])
+def test_pointwise_expansions_beyond_l2_run_filter_tiles_outermost(channels, filters, size, outermost):
+    """Rocket Lake's profile (2 MiB of L2): weights in L1, but an output beyond L2 from an input within
+    it (MobileNets' expansions on 112x112 maps) takes the pixel tiles of a filter tile in turn, each
+    tile writing a few rows in sequence; an output within L2 keeps the filter tiles innermost."""
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "rocketlake"})
+    profile = profile_for(target)
+    assert 4 * channels * filters <= profile.l1_data_bytes
+    assert (4 * filters * size * size > profile.l2_bytes >= 4 * channels * size * size) == outermost
+    assert pointwise_tile_order(target, channels, filters, size) == (not outermost, outermost)
 
 
 @pytest.mark.parametrize("channels, filters, size, stride", [
