@@ -43,7 +43,7 @@ from ..target_info import vector_lanes
 from .blocks import (CONV_BLOCK, RegisterTileRule, cache_accumulator, column_stride, extents, inline_epilogue,
                      schedule_register_tile)
 from .padding import pads_nothing, schedule_padding
-from .pointwise_panels import column_tile, default_panel
+from .pointwise_panels import column_tile, default_panel, input_bytes, output_bytes
 from .prefetch import annotate_weight_prefetch, chunk_channels
 from .tiling import (MIN_ACCUMULATORS, accumulator_budget, filter_tiles_innermost, largest_divisor, sample_divisor,
                      stack_accumulators)
@@ -253,5 +253,5 @@ class PointwiseConv2dRows(RegisterTileRule):
         padding = schedule_padding(sch, vector_lanes(target))
         flatten_pixels(sch, block)
         schedule_register_tile(sch, block, [1, kt, xt], accumulator_order=[0, 1, 2], padding=padding,
-                               tile_order=[0, 2, 1] if filter_tiles_innermost(target, channels * filters, 4 * channels * pixels,
-                                                                              4 * filters * pixels) else None)
+                               tile_order=[0, 2, 1] if filter_tiles_innermost(target, channels * filters, input_bytes(shape),
+                                                                              output_bytes(shape)) else None)

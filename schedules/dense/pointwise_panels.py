@@ -117,6 +117,12 @@ def input_bytes(shape):
     return 4 * channels * height * width
 
 
+def output_bytes(shape):
+    """Bytes of the float32 output of a pointwise convolution of ``shape`` ``(channels, filters, height, width)``."""
+    _, filters, height, width = shape
+    return 4 * filters * height * width
+
+
 def panels_pay(profile, shape):
     """Whether a pointwise convolution of ``shape`` ``(channels, filters, height, width)`` is long enough for panels.
 
@@ -205,7 +211,7 @@ def column_tile(target, shape):
     profile = profile_for(target)
     channels, filters, height, width = shape
     lanes, pixels = vector_lanes(target), height * width
-    output_fits_l2 = profile.l2_bytes is None or 4 * filters * pixels <= profile.l2_bytes
+    output_fits_l2 = profile.l2_bytes is None or output_bytes(shape) <= profile.l2_bytes
     if not profile.pointwise_columns or pixels % lanes or not shares_input_copy(profile, shape) or not output_fits_l2:
         return None
     for vectors in sorted({profile.pointwise_pixel_vectors, 1}, reverse=True):
