@@ -111,6 +111,11 @@ class TargetProfile:
     table_prefetch_bytes : int
         Bytes ahead in its table that the default compact sparse code prefetches
         (``SpecializedConvConfig.prefetch_table_bytes``); 0: none.
+    one_row_filter_tiles_outer : bool
+        Whether the default compact sparse code on a one-row map (a 1x1 layer's pixels, an im2col
+        row) runs each filter tile over all its output tiles before the next
+        (``SpecializedConvConfig.filter_tiles_outer``): the tile's table entries stay in L1 and
+        its output rows are written in sequence, while the input is read again per filter tile.
     stem_pixels_in_lanes : bool
         Whether dense stems (an image's few channels through a window) run with the pixels in the
         lanes (``schedules.dense.stem.StemConv2dNCHW``) rather than the filters: their reductions
@@ -165,6 +170,7 @@ class TargetProfile:
     pointwise_pixel_vectors: int = 1
     one_row_prefetch_tiles: int = 0
     table_prefetch_bytes: int = 0
+    one_row_filter_tiles_outer: bool = False
     stem_pixels_in_lanes: bool = False
     weight_prefetch_max_pixels: int | None = None
     pointwise_columns: bool = False
@@ -230,18 +236,19 @@ ROCKET_LAKE = TargetProfile(
     name="rocketlake",
     family="x86",
     measure="tvm-sparse bench kernels --layer L --density D1 D2 D3 --threads 1 2 (docs/sparse-kernels.md); "
-    "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; prefetches and vector waste: "
-    "the pruned ResNet-50 with and without them; stem_pixels_in_lanes: the stems of ResNet-50 and the MobileNets "
-    "alone and ResNet-50 with and without it; weight_prefetch_max_pixels: the dense ImageNet models and ResNet-18 "
-    "with limits of 49 to 3136 pixels and without; pointwise_columns: single 1x1 layers of ResNet-50 and the dense "
-    "ImageNet models with and without them; row_band_min_input_bytes: single 3x3 layers of ResNet-18 and ResNet-50 "
-    "and ResNet-50 with and without bands; pattern_3x3_min_pixels: tvm-sparse bench mapping --threads 1 2 (the "
-    "latency tables of ResNet-18 and ResNet-50) (docs/performance.md)",
+    "panels and pixel vectors: single 1x1 layers and the dense ImageNet models with and without them; "
+    "prefetches, vector waste and the one-row filter order: the pruned ResNet-50 with and without them; "
+    "stem_pixels_in_lanes: the stems of ResNet-50 and the MobileNets alone and ResNet-50 with and without it; "
+    "weight_prefetch_max_pixels: the dense ImageNet models and ResNet-18 with limits of 49 to 3136 pixels and "
+    "without; pointwise_columns: single 1x1 layers of ResNet-50 and the dense ImageNet models with and without "
+    "them; row_band_min_input_bytes: single 3x3 layers of ResNet-18 and ResNet-50 and ResNet-50 with and without "
+    "bands; pattern_3x3_min_pixels: tvm-sparse bench mapping --threads 1 2 (the latency tables of ResNet-18 and "
+    "ResNet-50) (docs/performance.md)",
     provenance="measured on a 2-core Rocket Lake (1 and 2 threads); panel_pixels, panel_min_filters, "
     "panel_min_channels_in_l2, panel_task_multiple, pointwise_pixel_vectors, one_row_prefetch_tiles, "
-    "table_prefetch_bytes, vector_waste, stem_pixels_in_lanes, weight_prefetch_max_pixels, pointwise_columns, "
-    "row_band_min_input_bytes and pattern_3x3_min_pixels (block-punched faster than pattern at equal density on "
-    "every 3x3 layer) measured on a 2-core Xeon VM that "
+    "table_prefetch_bytes, one_row_filter_tiles_outer, vector_waste, stem_pixels_in_lanes, "
+    "weight_prefetch_max_pixels, pointwise_columns, row_band_min_input_bytes and pattern_3x3_min_pixels "
+    "(block-punched faster than pattern at equal density on every 3x3 layer) measured on a 2-core Xeon VM that "
     "LLVM names Rocket Lake, "
     "l2_bytes read there (lscpu: 2 MiB per core)",
     l1_data_bytes=48 * KIB,
@@ -268,6 +275,7 @@ ROCKET_LAKE = TargetProfile(
     pointwise_pixel_vectors=2,
     one_row_prefetch_tiles=1,
     table_prefetch_bytes=1024,
+    one_row_filter_tiles_outer=True,
     vector_waste=1.35,
     stem_pixels_in_lanes=True,
     weight_prefetch_max_pixels=784,
@@ -278,9 +286,11 @@ ROCKET_LAKE = TargetProfile(
 #: Rocket Lake's numbers fitted on the Xeon VM, reset in the profiles copied from it that were not measured on
 #: such a core (to the defaults, and to patterns for 3x3 layers on maps above 16 pixels, as the first Rocket Lake
 #: had them); ``XEON_FITS`` names them in those profiles' provenance.
-XEON_FITS = "panels, columns, pixel vectors, prefetches, vector waste, stems, row bands, no 3x3 patterns"
+XEON_FITS = ("panels, columns, pixel vectors, prefetches, one-row filter order, vector waste, stems, row bands, "
+             "no 3x3 patterns")
 WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_vectors": 1, "one_row_prefetch_tiles": 0,
-                     "table_prefetch_bytes": 0, "vector_waste": None, "stem_pixels_in_lanes": False,
+                     "table_prefetch_bytes": 0, "one_row_filter_tiles_outer": False, "vector_waste": None,
+                     "stem_pixels_in_lanes": False,
                      "weight_prefetch_max_pixels": None, "pointwise_columns": False, "row_band_min_input_bytes": None,
                      "pattern_3x3_min_pixels": 16}
 

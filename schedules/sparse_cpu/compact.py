@@ -16,7 +16,9 @@ per-kernel data is read from an int32 table parameter:
   The accumulators are small stack buffers (one per filter and row) indexed by constants, which
   LLVM keeps in registers across the loop;
 - per channel block, each output tile runs every filter tile of the task before the next output
-  tile, so the tile's input window stays in L1;
+  tile, so the tile's input window stays in L1; or, with ``config.filter_tiles_outer`` (one-row
+  maps), each filter tile runs over every output tile before the next, so that its table entries
+  stay in L1 and its output rows are written in sequence;
 - on a one-row map (a 1x1 layer's pixels, an im2col row) an output tile reads a vector or two of
   every kept channel and writes some of every filter: as many streams as channels and filters,
   more than a hardware prefetcher follows. With ``config.prefetch_tiles`` each entry prefetches
@@ -231,12 +233,20 @@ def build_compact_conv(geometry, tiles, groups, entries, epilogue=Epilogue(), co
     def emit_task(ctx):
         # Channel blocks outermost (the input slab stays in L1), then the output tiles, then every
         # filter tile of the task's part: the input tile is reused by all filters while hot (the
-        # specialised kernel's order, filter tiles outside, is slower here; docs/sparse-kernels.md).
+        # specialised kernel's order, filter tiles outside, is slower on maps of several rows;
+        # docs/sparse-kernels.md), or on request the filter tiles outside.
+        parts = ctx.filter_parts
+        task_tiles = (len(tiles) - ctx.part + parts - 1) // parts
         with T.serial(0, n_cblocks) as cb:
-            for x_base, y_base in ctx.tile_loops():
-                parts = ctx.filter_parts
-                with T.serial(0, (len(tiles) - ctx.part + parts - 1) // parts) as tile_step:
-                    tile_code(ctx, cb, T.Bind(ctx.part + tile_step * parts), x_base, y_base)
+            if cfg.filter_tiles_outer:
+                with T.serial(0, task_tiles) as tile_step:
+                    tile = T.Bind(ctx.part + tile_step * parts)
+                    for x_base, y_base in ctx.tile_loops():
+                        tile_code(ctx, cb, tile, x_base, y_base)
+            else:
+                for x_base, y_base in ctx.tile_loops():
+                    with T.serial(0, task_tiles) as tile_step:
+                        tile_code(ctx, cb, T.Bind(ctx.part + tile_step * parts), x_base, y_base)
 
     func = build_direct_conv(g, epilogue, cfg, name, "compact_conv2d", emit_task, param_shapes, len(table.data))
     return func, table.data

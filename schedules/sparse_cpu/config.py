@@ -57,6 +57,11 @@ class SpecializedConvConfig:
     prefetch_table_bytes : int
         Bytes ahead in its table whose weights and offsets each entry of the compact code
         prefetches (0: none; the specialised code has no table).
+    filter_tiles_outer : bool
+        The compact code runs each filter tile over all the task's output tiles before the next
+        filter tile, instead of every filter tile on one output tile before the next: each tile
+        then writes a few output rows in sequence and reads its input again from L2. For one-row
+        maps whose output and residual do not fit the L2 cache though the input does.
     private_input : bool
         Each parallel task copies the input rows it reads into its own scratch, instead of all
         tasks sharing one copy that every core writes a part of: no core then reads lines the
@@ -79,6 +84,7 @@ class SpecializedConvConfig:
     fma_chains: int = 8
     prefetch_tiles: int = 0
     prefetch_table_bytes: int = 0
+    filter_tiles_outer: bool = False
 
     def __post_init__(self):
         for name in ("lanes", "vectors", "rows", "filters", "channel_block", "row_tiles", "filter_splits", "column_blocks",

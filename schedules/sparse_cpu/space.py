@@ -131,8 +131,9 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     block is as many channels as make that output tile's input window fit the profile's
     ``input_slab_bytes`` (with register shifts: all channels). Tasks copy their own input
     (:func:`private_input_split`); a one-row map's tasks may split its pixels
-    (:func:`one_row_split`, which weighs the input against the weight's ``n_terms``) and prefetch
-    the profile's ``one_row_prefetch_tiles`` tiles ahead. Every entry prefetches the profile's
+    (:func:`one_row_split`, which weighs the input against the weight's ``n_terms``), prefetch
+    the profile's ``one_row_prefetch_tiles`` tiles ahead and, with its
+    ``one_row_filter_tiles_outer``, run the filter tiles outside the output tiles. Every entry prefetches the profile's
     ``table_prefetch_bytes`` ahead in the table.
     """
     config = default_config(geometry, lanes, 0, profile, _tile_filters(block_rows, lanes), accumulators)
@@ -148,9 +149,11 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
                                               accumulators, profile)
         knobs = {"vectors": vectors, **knobs}
     # A 1x1 layer's one row of pixels: its tiles read a vector of every kept channel.
-    prefetch = profile.one_row_prefetch_tiles if geometry.out_height == 1 else 0
+    one_row = geometry.out_height == 1
+    prefetch = profile.one_row_prefetch_tiles if one_row else 0
     config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", "fma_chains": accumulators,
                                             "prefetch_tiles": prefetch,
+                                            "filter_tiles_outer": one_row and profile.one_row_filter_tiles_outer,
                                             "prefetch_table_bytes": profile.table_prefetch_bytes, **knobs})
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows, profile)
     split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
@@ -182,7 +185,8 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
     is ``vectors`` vectors of pixels of one filter (a pattern) or of a block row cut to the register
     file (its size, not the narrower vectors a short row takes, sets the filters). A channel block
     is the whole layer: its per-tile overhead outweighs L1 reuse. No prefetches of the input, the
-    task's own copy in its cache; the table's as the profile's ``table_prefetch_bytes``.
+    task's own copy in its cache; the table's as the profile's ``table_prefetch_bytes``, and the
+    order of filter and output tiles as its ``one_row_filter_tiles_outer``.
     """
     g = geometry
     pixels = g.out_height * g.out_width
@@ -195,7 +199,8 @@ def im2col_config(geometry, lanes, accumulators, block_rows, profile, n_terms):
     row_tiles, filter_splits = private_input_split(g, 1, 1, profile)
     config = SpecializedConvConfig(row_lanes, vectors, 1, filters, g.channels, row_tiles, filter_splits,
                                    codegen="compact", im2col=True, private_input=True, fma_chains=accumulators,
-                                   prefetch_table_bytes=profile.table_prefetch_bytes)
+                                   prefetch_table_bytes=profile.table_prefetch_bytes,
+                                   filter_tiles_outer=profile.one_row_filter_tiles_outer)
     column_blocks, filter_splits = one_row_split(g, config, profile, n_terms)
     return dataclasses.replace(config, column_blocks=column_blocks, filter_splits=filter_splits)
 
@@ -299,7 +304,8 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
         (``tap_copies``); pattern tiles spanning the row with register shifts; the compact code
         on the im2col layout when its input fits the profile's ``im2col_bytes``; compact codes
         with other register tiles (rows x vectors x filters within the accumulator budget) and
-        channel blocks; on a one-row map, the default with prefetches if it has none, else without.
+        channel blocks; on a one-row map, the default with prefetches if it has none, else without,
+        and the default with the other order of filter and output tiles.
     """
     target = as_target(target)
     profile = profile_for(target)
@@ -328,6 +334,7 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
     candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
     if candidates[0].codegen == "compact" and (geometry.out_height == 1 or candidates[0].im2col):
         candidates.append(dataclasses.replace(candidates[0], prefetch_tiles=0 if candidates[0].prefetch_tiles else 1))
+        candidates.append(dataclasses.replace(candidates[0], filter_tiles_outer=not candidates[0].filter_tiles_outer))
     if geometry.kernel[1] > geometry.stride[1]:  # else the tap copies are the stride phases
         candidates.append(dataclasses.replace(base, tap_copies=True))
     if im2col_bytes(geometry) <= profile.im2col_bytes:

@@ -59,13 +59,19 @@ COMPACT_KNOBS = [
                           im2col=True, private_input=True, prefetch_tiles=2),
     SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=4, codegen="compact", prefetch_tiles=1,
                           prefetch_table_bytes=256),
+    # Filter tiles outside the output tiles: an im2col row split into filter parts that prefetches,
+    # and the row layout with channel blocks (partial sums re-read per filter tile).
+    SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=3, channel_block=3, filter_splits=2, codegen="compact",
+                          im2col=True, private_input=True, prefetch_tiles=1, filter_tiles_outer=True),
+    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=2, channel_block=4, row_tiles=2, codegen="compact",
+                          filter_tiles_outer=True),
 ]
 
 
 @pytest.mark.parametrize(
     "config", COMPACT_KNOBS,
     ids=lambda c: f"{c.codegen}-f{c.filters}r{c.rows}v{c.vectors}cb{c.channel_block}-t{c.tap_copies:d}p{c.private_input:d}"
-                  f"c{c.fma_chains}pf{c.prefetch_tiles}t{c.prefetch_table_bytes}"
+                  f"c{c.fma_chains}pf{c.prefetch_tiles}t{c.prefetch_table_bytes}fo{c.filter_tiles_outer:d}"
 )
 def test_knobs_keep_results(config, run_kernel):
     """Tails in width, height, channels and filters (padding slots of a tile), split tasks, every input layout."""
@@ -265,8 +271,15 @@ def test_one_row_maps_split_their_pixels_between_tasks():
         (SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=4, channel_block=4, filter_splits=2,
                                column_blocks=2, codegen="compact", private_input=True, prefetch_tiles=3),
          (1, 12, 5, 7)),
+        # each filter tile over the task's tiles: two images and parts, and a copied row that prefetches
+        (SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=4, channel_block=5, filter_splits=2,
+                               column_blocks=3, codegen="compact", filter_tiles_outer=True), (2, 12, 6, 8)),
+        (SpecializedConvConfig(lanes=4, vectors=2, rows=1, filters=4, channel_block=4, filter_splits=2,
+                               column_blocks=2, codegen="compact", private_input=True, prefetch_tiles=1,
+                               filter_tiles_outer=True), (1, 12, 5, 7)),
     ],
-    ids=["images-parts", "uneven", "copied-row", "clamped", "prefetch", "prefetch-copied-row"],
+    ids=["images-parts", "uneven", "copied-row", "clamped", "prefetch", "prefetch-copied-row", "filters-outer",
+         "filters-outer-copied-row"],
 )
 def test_column_blocks_at_any_thread_count(config, shape, tmp_path):
     """1x1 layers whose tasks split the one row of pixels, with bias, residual and ReLU, against PyTorch at 1, 2 and 3 threads."""
@@ -317,6 +330,26 @@ def test_compact_kernels_prefetch_by_their_profile():
     for knob in ("prefetch_tiles", "prefetch_table_bytes"):
         with pytest.raises(ValueError, match=knob):
             SpecializedConvConfig(lanes=4, **{knob: -1})
+
+
+def test_one_row_maps_run_filter_tiles_outer_by_profile():
+    """The default compact code on a one-row map (a 1x1 layer's pixels, a strided 1x1 layer's
+    im2col row) runs each filter tile over the task's output tiles where the profile says so;
+    maps of several rows and profiles without the Xeon fits keep the output tiles outside. The
+    tuner's candidates hold both orders of a one-row map."""
+    rng = np.random.default_rng(6)
+    pointwise = BlockPunchedWeight.from_dense(block_punched(rng, (256, 64, 1, 1), (8, 4), 0.75), (8, 4))
+    wide = BlockPunchedWeight.from_dense(block_punched(rng, (64, 64, 3, 3), (8, 4), 0.875), (8, 4))
+    xeon, zen4 = as_target({"kind": "llvm", "mcpu": "rocketlake"}), as_target({"kind": "llvm", "mcpu": "znver4"})
+    assert profile_for(xeon).one_row_filter_tiles_outer and not profile_for(zen4).one_row_filter_tiles_outer
+    candidates = registry.kernel("block_punched_conv2d").candidates
+    for args, kwargs in (((pointwise, (1, 64, 56, 56)), {}), ((pointwise, (1, 64, 56, 56)), {"stride": 2})):
+        xeon_configs = candidates(*args, xeon, **kwargs)
+        assert xeon_configs[0].codegen == "compact" and xeon_configs[0].filter_tiles_outer, xeon_configs[0]
+        assert any(not c.filter_tiles_outer for c in xeon_configs[1:] if c.codegen == "compact")
+        assert not candidates(*args, zen4, **kwargs)[0].filter_tiles_outer
+    assert candidates(pointwise, (1, 64, 56, 56), xeon, stride=2)[0].im2col
+    assert not candidates(wide, (1, 64, 56, 56), xeon, padding=1)[0].filter_tiles_outer
 
 
 def test_strided_layers_take_im2col_only_when_its_copy_is_small():
