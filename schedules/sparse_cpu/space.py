@@ -129,12 +129,12 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
 
     The compact code runs every filter tile on one output tile before the next, so a channel
     block is as many channels as make that output tile's input window fit the profile's
-    ``input_slab_bytes`` (with register shifts: all channels). Tasks copy their own input
-    (:func:`private_input_split`); a one-row map's tasks may split its pixels
-    (:func:`one_row_split`, which weighs the input against the weight's ``n_terms``), prefetch
-    the profile's ``one_row_prefetch_tiles`` tiles ahead and, with its
-    ``one_row_filter_tiles_outer``, run the filter tiles outside the output tiles. Every entry prefetches the profile's
-    ``table_prefetch_bytes`` ahead in the table.
+    ``input_slab_bytes``. Tasks copy their own input (:func:`private_input_split`); a one-row
+    map's tasks may split its pixels (:func:`one_row_split`, which weighs the input against the
+    weight's ``n_terms``), prefetch the profile's ``one_row_prefetch_tiles`` tiles ahead and, with
+    its ``one_row_filter_tiles_outer``, run the filter tiles outside the output tiles. With
+    register shifts or the filter tiles outside, one block of all channels. Every entry
+    prefetches the profile's ``table_prefetch_bytes`` ahead in the table.
     """
     config = default_config(geometry, lanes, 0, profile, _tile_filters(block_rows, lanes), accumulators)
     filters = 1 if block_rows == 1 else min(config.filters, block_rows)
@@ -160,10 +160,11 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     config = dataclasses.replace(config, **{**split, **knobs})
     column_blocks, filter_splits = one_row_split(geometry, config, profile, n_terms)
     config = dataclasses.replace(config, **{"column_blocks": column_blocks, "filter_splits": filter_splits, **knobs})
-    if config.register_shifts:
+    if config.register_shifts or config.filter_tiles_outer:
         # One block of all channels: a register-shift tile loads an input row once for all its
-        # tap columns, so it streams its input from L2 fast enough, and one block saves
-        # reloading the partial sums.
+        # tap columns, so it streams its input from L2 fast enough; with the filter tiles outside,
+        # no filter tile reads an output tile's input window while another left it in L1. One
+        # block saves reloading the partial sums.
         return dataclasses.replace(config, channel_block=geometry.channels)
     window = ((config.rows - 1) * geometry.stride[0] + geometry.kernel[0]) * (
         (config.vectors * config.lanes - 1) * geometry.stride[1] + geometry.kernel[1]
@@ -334,7 +335,10 @@ def candidate_configs(weight, data_shape, target=None, *, stride=1, padding=0):
     candidates.append(dataclasses.replace(base, channel_block=min(geometry.channels, 2 * base.channel_block)))
     if candidates[0].codegen == "compact" and (geometry.out_height == 1 or candidates[0].im2col):
         candidates.append(dataclasses.replace(candidates[0], prefetch_tiles=0 if candidates[0].prefetch_tiles else 1))
-        candidates.append(dataclasses.replace(candidates[0], filter_tiles_outer=not candidates[0].filter_tiles_outer))
+        other_order = not candidates[0].filter_tiles_outer
+        candidates.append(dataclasses.replace(candidates[0], filter_tiles_outer=other_order) if candidates[0].im2col
+                          else compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms,
+                                              filter_tiles_outer=other_order))
     if geometry.kernel[1] > geometry.stride[1]:  # else the tap copies are the stride phases
         candidates.append(dataclasses.replace(base, tap_copies=True))
     if im2col_bytes(geometry) <= profile.im2col_bytes:

@@ -334,9 +334,9 @@ def test_compact_kernels_prefetch_by_their_profile():
 
 def test_one_row_maps_run_filter_tiles_outer_by_profile():
     """The default compact code on a one-row map (a 1x1 layer's pixels, a strided 1x1 layer's
-    im2col row) runs each filter tile over the task's output tiles where the profile says so;
-    maps of several rows and profiles without the Xeon fits keep the output tiles outside. The
-    tuner's candidates hold both orders of a one-row map."""
+    im2col row) runs each filter tile over the task's output tiles, in one block of all channels,
+    where the profile says so; maps of several rows and profiles without the Xeon fits keep the
+    output tiles outside. The tuner's candidates hold both orders of a one-row map."""
     rng = np.random.default_rng(6)
     pointwise = BlockPunchedWeight.from_dense(block_punched(rng, (256, 64, 1, 1), (8, 4), 0.75), (8, 4))
     wide = BlockPunchedWeight.from_dense(block_punched(rng, (64, 64, 3, 3), (8, 4), 0.875), (8, 4))
@@ -349,6 +349,10 @@ def test_one_row_maps_run_filter_tiles_outer_by_profile():
         assert any(not c.filter_tiles_outer for c in xeon_configs[1:] if c.codegen == "compact")
         assert not candidates(*args, zen4, **kwargs)[0].filter_tiles_outer
     assert candidates(pointwise, (1, 64, 56, 56), xeon, stride=2)[0].im2col
+    reduction = BlockPunchedWeight.from_dense(block_punched(rng, (256, 1024, 1, 1), (8, 4), 0.75), (8, 4))
+    blocks = {c.filter_tiles_outer: c.channel_block for c in candidates(reduction, (1, 1024, 14, 14), xeon)
+              if c.codegen == "compact" and c.vectors == 2 and c.filters == 8}
+    assert blocks == {True: 1024, False: 256}, blocks
     assert not candidates(wide, (1, 64, 56, 56), xeon, padding=1)[0].filter_tiles_outer
 
 
