@@ -60,8 +60,9 @@ class SpecializedConvConfig:
     filter_tiles_outer : bool
         The compact code runs each filter tile over all the task's output tiles before the next
         filter tile, instead of every filter tile on one output tile before the next: each tile
-        then writes a few output rows in sequence and reads its input again from L2. For one-row
-        maps whose output and residual do not fit the L2 cache though the input does.
+        then keeps its table entries in L1, writes a few output rows in sequence and reads its
+        input again from L2. The default on one-row maps where the target's profile sets
+        ``one_row_filter_tiles_outer``; the specialised code ignores it.
     private_input : bool
         Each parallel task copies the input rows it reads into its own scratch, instead of all
         tasks sharing one copy that every core writes a part of: no core then reads lines the
