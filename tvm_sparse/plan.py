@@ -316,18 +316,16 @@ def _verify_pattern(scheme, weight):
 
 def _verify_block_punched(scheme, weight):
     stored = BlockPunchedWeight.from_dense(weight, block=scheme.block)
-    n_filters, n_channels, kh, kw = (stored.shape + (1, 1))[:4]
+    _, n_channels, kh, kw = (stored.shape + (1, 1))[:4]
     bc = stored.block[1]
     kept = np.diff(stored.block_ptr).reshape(stored.grid)
-    problems = []
-    for (kb, cb), count in np.ndenumerate(kept):
-        columns = (min(bc, n_channels - cb * bc)) * kh * kw
-        allowed = _max_kept_count(columns, scheme.sparsity)
-        if count > allowed:
-            problems.append(
-                f"block ({kb}, {cb}) keeps {count} of {columns} columns; sparsity {scheme.sparsity} allows {allowed}"
-            )
-    return problems[:3]
+    columns = np.minimum(bc, n_channels - bc * np.arange(stored.grid[1])) * kh * kw  # per channel block
+    allowed = np.array([_max_kept_count(int(count), scheme.sparsity) for count in columns])
+    return [
+        f"block ({kb}, {cb}) keeps {kept[kb, cb]} of {columns[cb]} columns; sparsity {scheme.sparsity} allows "
+        f"{allowed[cb]}"
+        for kb, cb in np.argwhere(kept > allowed)[:3]
+    ]
 
 
 def _verify_bsr(scheme, weight):

@@ -87,3 +87,29 @@ def test_validate_catches_corruption():
     fmt.columns[0] = 40  # belongs to the second channel block
     with pytest.raises(FormatError, match=r"block \(0, 0\) stores a column outside"):
         fmt.validate()
+
+
+def _block_of_stored_column(fmt, index):
+    return divmod(int(np.searchsorted(fmt.block_ptr, index, side="right")) - 1, fmt.grid[1])
+
+
+@pytest.mark.parametrize("corruption, message", [
+    ("outside", "stores a column outside its channels' columns"),
+    ("repeated", "columns must be strictly ascending"),
+    ("past_rows", r"stores non-zero values in rows past filter 11"),
+])
+def test_validate_names_the_first_broken_block(corruption, message):
+    """Corrupt two stored columns of different blocks: the error names the earlier block and what broke."""
+    fmt = BlockPunchedWeight.from_dense(block_punched(np.random.default_rng(4), (12, 12, 3, 3), (8, 4), 0.3), (8, 4))
+    last_row_blocks = np.flatnonzero(np.diff(fmt.block_ptr)[fmt.grid[1]:] >= 2) + fmt.grid[1]
+    second, first = (int(fmt.block_ptr[b]) + 1 for b in last_row_blocks[-1:-3:-1])
+    for index in (second, first):  # the later block first: the message must not name the last one written
+        if corruption == "outside":
+            fmt.columns[index] = fmt.shape[1] * 9
+        elif corruption == "repeated":
+            fmt.columns[index] = fmt.columns[index - 1]
+        else:
+            fmt.values[-1, index] = 1.0
+    kb, cb = _block_of_stored_column(fmt, first)
+    with pytest.raises(FormatError, match=rf"block \({kb}, {cb}\):? {message}"):
+        fmt.validate()

@@ -138,17 +138,25 @@ class BlockPunchedWeight(ReferenceConv):
                 f"got {self.columns.shape} and {self.values.shape}"
             )
         check_finite(self.values, "values")
-        width = bc * kh * kw
-        for b in range(n_kb * n_cb):
-            kb, cb = divmod(b, n_cb)
-            columns = self.columns[ptr[b] : ptr[b + 1]]
-            lo, hi = cb * width, min((cb + 1) * width, n_channels * kh * kw)
-            if np.any((columns < lo) | (columns >= hi)):
-                raise FormatError(f"block ({kb}, {cb}) stores a column outside its channels' columns [{lo}, {hi})")
-            if np.any(np.diff(columns) <= 0):
-                raise FormatError(f"block ({kb}, {cb}): columns must be strictly ascending")
-            if kb == n_kb - 1 and np.any(self.values[n_filters - kb * bk :, ptr[b] : ptr[b + 1]]):
-                raise FormatError(f"block ({kb}, {cb}) stores non-zero values in rows past filter {n_filters - 1}")
+        # Each check marks the blocks that break it; the first broken block (and its first broken
+        # check) is reported, as a block-by-block walk would, without a Python loop over the blocks.
+        block = np.repeat(np.arange(n_kb * n_cb), np.diff(ptr))  # the block of each stored column
+        kb, cb = np.divmod(block, n_cb)
+        width, total = bc * kh * kw, n_channels * kh * kw
+        lo, hi = cb * width, np.minimum((cb + 1) * width, total)
+        same_block = block[1:] == block[:-1]
+        past_rows = np.any(self.values[n_filters - (n_kb - 1) * bk :], axis=0) & (kb == n_kb - 1)
+        broken = [  # (the blocks that break a check, in order; what the message says of block b)
+            (block[(self.columns < lo) | (self.columns >= hi)],
+             lambda b: f" stores a column outside its channels' columns [{b % n_cb * width}, "
+                       f"{min((b % n_cb + 1) * width, total)})"),
+            (block[1:][same_block & (np.diff(self.columns) <= 0)], lambda b: ": columns must be strictly ascending"),
+            (block[past_rows], lambda b: f" stores non-zero values in rows past filter {n_filters - 1}"),
+        ]
+        first = min((int(blocks[0]) for blocks, _ in broken if len(blocks)), default=None)
+        if first is not None:
+            describe = next(describe for blocks, describe in broken if len(blocks) and blocks[0] == first)
+            raise FormatError(f"block {divmod(first, n_cb)}{describe(first)}")
 
     def _block_rows(self):
         """``[n_kept]`` int: the filter block of each stored column."""
