@@ -5,9 +5,12 @@ block row of the format: every input load of a column feeds ``bk`` FMAs. As in
 :mod:`schedules.sparse_cpu.pattern_conv2d`: :func:`block_punched_conv2d` returns a PrimFunc.
 """
 
+import numpy as np
+
 from tvm_sparse.formats import BlockPunchedWeight
 
 from ..epilogue import Epilogue
+from .compact import CompactEntry
 from .entry_point import block_rows_code, build_cpu_kernel
 
 
@@ -29,8 +32,32 @@ def block_punched_terms(weight):
     return terms
 
 
+def block_punched_entries(weight, tiles):
+    """The compact code's entries of each tile (a block row, or part of one), from the stored arrays.
+
+    Every filter of a block row reads each of its kept columns: one entry per kept column, holding
+    the tile's rows of the column's values. The same entries as
+    :func:`schedules.sparse_cpu.compact.block_row_entries` of :func:`block_punched_terms`, without a
+    tuple per stored weight.
+    """
+    bk, kw = weight.block[0], weight.shape[3]
+    n_cb = weight.grid[1]
+    channel, tap = np.divmod(weight.columns, weight.shape[2] * kw)
+    positions = list(zip(channel.tolist(), *(part.tolist() for part in np.divmod(tap, kw))))
+    values = weight.values.astype(np.float32)
+    entries = []
+    for tile in tiles:
+        kblock, first = divmod(tile[0], bk)
+        # A block row's columns are stored together, channel block by channel block.
+        lo, hi = weight.block_ptr[kblock * n_cb], weight.block_ptr[(kblock + 1) * n_cb]
+        tile_values = values[first : first + len(tile), lo:hi].T[:, :, None]  # [column, filter, 1]
+        entries.append([CompactEntry(c, r, s, 0, w) for (c, r, s), w in zip(positions[lo:hi], tile_values)])
+    return entries
+
+
 #: How the block-punched format feeds the code generators.
-BLOCK_PUNCHED_CODE = block_rows_code("block_punched_conv2d", BlockPunchedWeight, block_punched_terms)
+BLOCK_PUNCHED_CODE = block_rows_code("block_punched_conv2d", BlockPunchedWeight, block_punched_terms,
+                                     block_punched_entries)
 
 
 def block_punched_conv2d(

@@ -44,7 +44,6 @@ from ..epilogue import Epilogue
 from ..kernel_table import with_table
 from .direct_conv import build_direct_conv
 from .layout import Layout
-from .specialized import filter_blocks_of
 from .vectors import as_vector, vector_index
 
 
@@ -273,10 +272,10 @@ def block_row_entries(terms, tiles):
     return entries
 
 
-def build_block_rows_compact(geometry, terms, block_rows, epilogue, config, name, param_shapes=None):
-    """The compact kernel of a format whose ``block_rows`` filters share their columns; with its table attached."""
-    tiles = filter_blocks_of(geometry.filters, block_rows, config.filters)
-    func, table = build_compact_conv(
-        geometry, tiles, [((0, 0),)], block_row_entries(terms, tiles), epilogue, config, name, param_shapes
-    )
+def build_block_rows_compact(geometry, tiles, entries, epilogue, config, name, param_shapes=None):
+    """The compact kernel of a format whose tiles are block rows (or parts of one); with its table attached.
+
+    ``tiles`` and ``entries`` are as in :func:`pack_table`, all of one group: the single tap ``(0, 0)``.
+    """
+    func, table = build_compact_conv(geometry, tiles, [((0, 0),)], entries, epilogue, config, name, param_shapes)
     return with_table(func, table)

@@ -11,7 +11,7 @@ differ, described by a :class:`FormatCode`.
 from dataclasses import dataclass
 
 from ..target_info import as_target, target_family
-from .compact import build_block_rows_compact
+from .compact import block_row_entries, build_block_rows_compact
 from .space import block_rows_of, default_sparse_config, kernel_geometry, stored_terms
 from .specialized import build_specialized_conv, filter_blocks_of
 
@@ -72,15 +72,22 @@ def build_cpu_kernel(code, weight, data_shape, *, stride, padding, epilogue, tar
     return build_specialized_conv(geometry, blocks, terms, epilogue, config, name, param_shapes)
 
 
-def block_rows_code(kernel, weight_type, terms):
+def block_rows_code(kernel, weight_type, terms, tile_entries=None):
     """The :class:`FormatCode` of a format whose block rows of filters share their input columns
     (block-punched, BSR): a register tile is a block row, cut to the config's ``filters``, so every
-    input load of a column feeds the tile's filters."""
+    input load of a column feeds the tile's filters.
+
+    ``tile_entries(weight, tiles)`` gives the compact code's entries of each tile where the format
+    builds them from its arrays; by default they come from its terms (:func:`block_row_entries`),
+    one Python tuple per stored weight, which costs seconds on large layers.
+    """
 
     def filter_blocks(weight, _terms, size):
         return filter_blocks_of(weight.shape[0], weight.block[0], size)
 
     def compact(weight, geometry, epilogue, config, name, param_shapes):
-        return build_block_rows_compact(geometry, terms(weight), weight.block[0], epilogue, config, name, param_shapes)
+        tiles = filter_blocks_of(weight.shape[0], weight.block[0], config.filters)
+        entries = tile_entries(weight, tiles) if tile_entries else block_row_entries(terms(weight), tiles)
+        return build_block_rows_compact(geometry, tiles, entries, epilogue, config, name, param_shapes)
 
     return FormatCode(kernel, weight_type, terms, filter_blocks, compact)

@@ -2,9 +2,13 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schedules.epilogue import Epilogue
-from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d
+from schedules.sparse_cpu.block_punched_conv2d import block_punched_conv2d, block_punched_entries, block_punched_terms
+from schedules.sparse_cpu.compact import block_row_entries
+from schedules.sparse_cpu.specialized import filter_blocks_of
 from schedules.profiles import profile_for
 from schedules.sparse_cpu.heuristics import MIN_CHANNEL_BLOCK, accumulators_for
 from schedules.target_info import as_target
@@ -134,3 +138,23 @@ def test_vector_width_follows_the_profiles_vector_waste(run_kernel, epilogue_cas
     extras, expected = epilogue_case(rng, x, dense, 1, 0, epilogue)
     func = block_punched_conv2d(small, x.shape, epilogue=epilogue, config=config)
     np.testing.assert_allclose(run_kernel(func, [x, *extras.values()], expected.shape), expected, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), filters=st.integers(1, 30), channels=st.integers(1, 12),
+       kernel=st.sampled_from([1, 3, 5]), bk=st.integers(1, 9), bc=st.integers(1, 5), tile=st.integers(1, 16),
+       density=st.floats(0.0, 1.0), dtype=st.sampled_from([np.float32, np.float64]))
+def test_compact_entries_from_the_arrays_equal_those_from_the_terms(seed, filters, channels, kernel, bk, bc, tile,
+                                                                     density, dtype):
+    """The block-punched compact code's entries, built from the format's arrays, are those of its terms."""
+    rng = np.random.default_rng(seed)
+    weight = BlockPunchedWeight.from_dense(
+        block_punched(rng, (filters, channels, kernel, kernel), (bk, bc), density).astype(dtype), (bk, bc))
+    tiles = filter_blocks_of(filters, bk, tile)
+
+    def entries_of(entries):
+        return [sorted((e.channel, e.row, e.col, e.group, e.weights.astype(np.float32).tobytes(), e.weights.shape)
+                       for e in tile_entries) for tile_entries in entries]
+
+    assert entries_of(block_punched_entries(weight, tiles)) == \
+        entries_of(block_row_entries(block_punched_terms(weight), tiles))
