@@ -228,3 +228,26 @@ def opencl_context():
 def relative_error(actual, expected):
     """max |actual - expected| / max |expected|."""
     return float(abs(actual - expected).max() / abs(expected).max())
+
+
+#: The x86 vector features whose instructions a test's kernels may hold.
+X86_VECTOR_FEATURES = ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma")
+
+
+def skip_unless_this_cpu_runs(target):
+    """Skip the calling test where this CPU cannot execute code built for ``target``.
+
+    Some tests run kernels built for an AVX-512 CPU (its profile's schedules); on an AVX2 CPU that
+    code stops at its first AVX-512 instruction. The schedules' decisions for such targets are
+    also checked by tests that do not run them.
+    """
+    import tvm  # pylint: disable=import-outside-toplevel
+    from tvm.target import codegen  # pylint: disable=import-outside-toplevel
+
+    target = tvm.target.Target(target)
+    host = tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()})
+    missing = [f for f in X86_VECTOR_FEATURES
+               if codegen.target_has_features(f, target) and not codegen.target_has_features(f, host)]
+    if missing:
+        pytest.skip(f"this CPU ({codegen.llvm_get_system_cpu()}) lacks {', '.join(missing)}: code built for "
+                    f"{target.attrs.get('mcpu', target)} cannot run here")

@@ -19,6 +19,8 @@ import numpy as np
 import tvm
 import tvm_ffi
 
+from tests.conftest import skip_unless_this_cpu_runs
+
 THREAD_COUNTS = (1, 2, 3)
 
 
@@ -39,6 +41,7 @@ def outputs_at_thread_counts(func, target, arrays, folder):
     dict[int, numpy.ndarray]
         The output at each thread count.
     """
+    skip_unless_this_cpu_runs(target)
     library = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
     library.export_library(folder / "kernel.so")
     np.savez(folder / "args.npz", name="main", **{f"arg{i}": a for i, a in enumerate(arrays)})

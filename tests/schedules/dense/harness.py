@@ -7,6 +7,7 @@ from tvm import relax
 from tvm.target import codegen
 
 from relay_passes import pipeline
+from tests.conftest import skip_unless_this_cpu_runs
 
 
 #: An AVX-512 CPU (Zen 4), for checks of what the schedules decide there, whatever this CPU is.
@@ -81,6 +82,7 @@ def build_scheduled(scheduled, target):
     Continuing from the inspected module (instead of compiling from scratch) halves the test time:
     the ``prepare`` and ``legalize`` phases (their constant folding builds code) run once.
     """
+    skip_unless_this_cpu_runs(target)
     executable = tvm.compile(scheduled, target=target, relax_pipeline=pipeline.build_pipeline(target, start="lower"))
     return relax.VirtualMachine(executable, tvm.cpu())
 

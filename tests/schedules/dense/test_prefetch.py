@@ -157,7 +157,8 @@ def test_prefetching_convolutions_match_pytorch_at_any_thread_count(case, tmp_pa
     mcpu = str(target.attrs["mcpu"])
     family = profile_for(target).family
     monkeypatch.setitem(profiles._CPU_PROFILES, mcpu,  # pylint: disable=protected-access
-                        profile_for(target).derived(mcpu, family, "test", weight_prefetch_max_pixels=10**6))
+                        profile_for(target).derived(mcpu, family, "test", weight_prefetch_max_pixels=10**6,
+                                                    winograd_min_channels=None))  # direct, not Winograd (Zen 3)
     conv, (x, weight, bias) = _scheduled_conv(case, target, seed=case[0])
     assert _prefetch_calls(conv)
     _, filters, _, kernel, stride = case
