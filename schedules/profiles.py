@@ -116,6 +116,12 @@ class TargetProfile:
         row) runs each filter tile over all its output tiles before the next
         (``SpecializedConvConfig.filter_tiles_outer``): the tile's table entries stay in L1 and
         its output rows are written in sequence, while the input is read again per filter tile.
+    one_row_outer_min_output_bytes : int or None
+        Where ``one_row_filter_tiles_outer`` is off, the default compact sparse code on a one-row
+        map still runs its filter tiles outside where a task writes at least this many bytes from
+        an input within ``l2_bytes`` (an expansion on a large map): each output tile would write a
+        line of every filter's row, more streams than the hardware prefetchers follow, which miss
+        to memory in a running model. None: never.
     stem_pixels_in_lanes : bool
         Whether dense stems (an image's few channels through a window) run with the pixels in the
         lanes (``schedules.dense.stem.StemConv2dNCHW``) rather than the filters: their reductions
@@ -171,6 +177,7 @@ class TargetProfile:
     one_row_prefetch_tiles: int = 0
     table_prefetch_bytes: int = 0
     one_row_filter_tiles_outer: bool = False
+    one_row_outer_min_output_bytes: int | None = None
     stem_pixels_in_lanes: bool = False
     weight_prefetch_max_pixels: int | None = None
     pointwise_columns: bool = False
@@ -197,7 +204,7 @@ class TargetProfile:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.panel_task_multiple is not None and self.panel_task_multiple < 1:
             raise ValueError(f"panel_task_multiple must be None or at least 1, got {self.panel_task_multiple}")
-        for name in ("l2_bytes", "row_band_min_input_bytes"):
+        for name in ("l2_bytes", "row_band_min_input_bytes", "one_row_outer_min_output_bytes"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be None or at least 1, got {getattr(self, name)}")
         if self.winograd_min_channels is not None and self.winograd_min_channels < 1:
@@ -327,13 +334,15 @@ ZEN3 = ROCKET_LAKE.derived(
     "3x3 layers of ResNet-18 (CIFAR) and ResNet-50, Winograd against direct); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the "
     "latency table of ResNet-50 at 2 threads, block-punched faster than pattern at equal density on every 3x3 "
     "layer); parallel_tasks measured (the pruned models' libraries with 2 and 4 tasks per sparse layer, timed "
-    "in one process at 1 and 2 threads on the 2-vCPU VM); the rest copied from Rocket Lake (docs/performance.md)",
+    "in one process at 1 and 2 threads on the 2-vCPU VM); one_row_outer_min_output_bytes measured (single pruned 1x1 "
+    "layers of ResNet-50 and the pruned ResNet-50 with and without the filter tiles outside, 1 and 2 threads); the rest "
+    "copied from Rocket Lake (docs/performance.md)",
     measure="tvm-sparse compile resnet50 --profile (panels, Winograd); tvm-sparse bench mapping --model resnet50 "
     "(pattern_3x3_min_pixels); tvm-sparse bench model (parallel_tasks); the rest as Rocket Lake's",
     **WITHOUT_XEON_FITS | {
         "l1_data_bytes": 32 * KIB, "l2_bytes": 512 * KIB, "pattern_3x3_min_pixels": None, "panel_pixels": 128,
         "panel_min_filters": 64, "panel_min_channels_in_l2": 128, "panel_task_multiple": 2,
-        "winograd_min_channels": 32, "parallel_tasks": 2,
+        "winograd_min_channels": 32, "parallel_tasks": 2, "one_row_outer_min_output_bytes": 1 * KIB * KIB,
     },
 )
 

@@ -132,7 +132,8 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     ``input_slab_bytes``. Tasks copy their own input (:func:`private_input_split`); a one-row
     map's tasks may split its pixels (:func:`one_row_split`, which weighs the input against the
     weight's ``n_terms``), prefetch the profile's ``one_row_prefetch_tiles`` tiles ahead and, with
-    its ``one_row_filter_tiles_outer``, run the filter tiles outside the output tiles. With
+    its ``one_row_filter_tiles_outer`` or where a task writes many streams
+    (:func:`writes_many_streams`), run the filter tiles outside the output tiles. With
     register shifts or the filter tiles outside, one block of all channels. Every entry
     prefetches the profile's ``table_prefetch_bytes`` ahead in the table.
     """
@@ -160,6 +161,8 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     config = dataclasses.replace(config, **{**split, **knobs})
     column_blocks, filter_splits = one_row_split(geometry, config, profile, n_terms)
     config = dataclasses.replace(config, **{"column_blocks": column_blocks, "filter_splits": filter_splits, **knobs})
+    if one_row and "filter_tiles_outer" not in knobs and writes_many_streams(geometry, config, profile):
+        config = dataclasses.replace(config, filter_tiles_outer=True)
     if config.register_shifts or config.filter_tiles_outer:
         # One block of all channels: a register-shift tile loads an input row once for all its
         # tap columns, so it streams its input from L2 fast enough; with the filter tiles outside,
@@ -171,6 +174,20 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     )
     channel_block = min(geometry.channels, max(MIN_CHANNEL_BLOCK, profile.input_slab_bytes // (4 * window)))
     return dataclasses.replace(config, channel_block=channel_block)
+
+
+def writes_many_streams(geometry, config, profile):
+    """Whether a task of a one-row map (a column block of its pixels, a part of its filters) writes
+    at least the profile's ``one_row_outer_min_output_bytes`` from an input within its ``l2_bytes``:
+    its filter tiles then run outside its output tiles, each writing a few rows in sequence and
+    reading the input again from L2."""
+    g, least = geometry, profile.one_row_outer_min_output_bytes
+    if least is None:
+        return False
+    pixels = g.out_height * g.out_width / config.column_blocks
+    task_input = 4 * g.channels * g.height * g.width / config.column_blocks
+    fits_l2 = profile.l2_bytes is None or task_input <= profile.l2_bytes
+    return fits_l2 and 4 * g.filters / config.filter_splits * pixels >= least
 
 
 def im2col_bytes(geometry):

@@ -27,7 +27,7 @@ from schedules.sparse_cpu.bsr_conv2d import bsr_conv2d
 from schedules.sparse_cpu.config import SpecializedConvConfig
 from schedules.sparse_cpu.direct_conv import BUILD_CONFIG, compile_kernel
 from schedules.sparse_cpu.pattern_conv2d import pattern_conv2d
-from schedules.sparse_cpu.space import one_row_split, private_input_split, stored_terms
+from schedules.sparse_cpu.space import compact_config, one_row_split, private_input_split, stored_terms
 from schedules.target_info import as_target
 from tests.schedules.threaded_run import THREAD_COUNTS, outputs_at_thread_counts
 from tvm_sparse.formats import BlockPunchedWeight, BSRWeight, PatternWeight
@@ -354,6 +354,29 @@ def test_one_row_maps_run_filter_tiles_outer_by_profile():
               if c.codegen == "compact" and c.vectors == 2 and c.filters == 8}
     assert blocks == {True: 1024, False: 256}, blocks
     assert not candidates(wide, (1, 64, 56, 56), xeon, padding=1)[0].filter_tiles_outer
+
+
+@pytest.mark.parametrize("channels, filters, size, outer", [
+    (64, 256, 56, True), (128, 512, 28, False), (256, 64, 56, False), (512, 256, 28, False), (256, 1024, 14, False)])
+def test_one_row_tasks_writing_many_streams_run_filter_tiles_outer(channels, filters, size, outer):
+    """Zen 3's profile (no Xeon fits): a one-row map whose task (half its pixels on two blocks)
+    writes at least ``one_row_outer_min_output_bytes`` from an input within the L2 cache runs its
+    filter tiles outside, in one block of all channels; smaller outputs and reductions keep the
+    output tiles outside. A profile without the field (Zen 4) never does, and a knob overrides it."""
+    rng = np.random.default_rng(channels + filters)
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (filters, channels, 1, 1), (8, 4), 0.75), (8, 4))
+    zen3, zen4 = as_target({"kind": "llvm", "mcpu": "znver3"}), as_target({"kind": "llvm", "mcpu": "znver4"})
+    profile = profile_for(zen3)
+    assert not profile.one_row_filter_tiles_outer and profile_for(zen4).one_row_outer_min_output_bytes is None
+    config = registry.kernel("block_punched_conv2d").candidates(weight, (1, channels, size, size), zen3)[0]
+    task_pixels = size * size // config.column_blocks
+    writes_many = (4 * filters * task_pixels >= profile.one_row_outer_min_output_bytes
+                   and 4 * channels * task_pixels <= profile.l2_bytes)
+    assert config.codegen == "compact" and config.filter_tiles_outer == writes_many == outer, config
+    assert config.channel_block == channels or not outer
+    geometry = make_geometry((1, channels, 1, size * size), (filters, channels, 1, 1))
+    assert not compact_config(geometry, 8, 8, 8, profile_for(zen4), 0).filter_tiles_outer
+    assert not compact_config(geometry, 8, 8, 8, profile, 0, filter_tiles_outer=False).filter_tiles_outer
 
 
 def test_strided_layers_take_im2col_only_when_its_copy_is_small():
