@@ -16,19 +16,17 @@ from .entry_point import block_rows_code, build_cpu_kernel
 
 def block_punched_terms(weight):
     """Per filter, its ``(input channel, tap row, tap column, weight)`` terms, block by block."""
-    n_filters, _, _, kw = weight.shape
+    n_filters = weight.shape[0]
     bk = weight.block[0]
-    n_kb, n_cb = weight.grid
-    taps = weight.shape[2] * kw
+    n_cb = weight.grid[1]
+    positions = list(zip(*(part.tolist() for part in weight.column_positions())))
     terms = {k: [] for k in range(n_filters)}
-    for kb in range(n_kb):
-        for cb in range(n_cb):
-            columns, tile = weight.tile(kb, cb)
-            for j, column in enumerate(columns.tolist()):
-                c, tap = divmod(column, taps)
-                r, s = divmod(tap, kw)
-                for row in range(min(bk, n_filters - kb * bk)):
-                    terms[kb * bk + row].append((c, r, s, float(tile[row, j])))
+    for block, (lo, hi) in enumerate(zip(weight.block_ptr[:-1].tolist(), weight.block_ptr[1:].tolist())):
+        first = block // n_cb * bk
+        for j in range(lo, hi):
+            c, r, s = positions[j]
+            for row in range(min(bk, n_filters - first)):
+                terms[first + row].append((c, r, s, float(weight.values[row, j])))
     return terms
 
 
@@ -40,10 +38,9 @@ def block_punched_entries(weight, tiles):
     :func:`schedules.sparse_cpu.compact.block_row_entries` of :func:`block_punched_terms`, without a
     tuple per stored weight.
     """
-    bk, kw = weight.block[0], weight.shape[3]
+    bk = weight.block[0]
     n_cb = weight.grid[1]
-    channel, tap = np.divmod(weight.columns, weight.shape[2] * kw)
-    positions = list(zip(channel.tolist(), *(part.tolist() for part in np.divmod(tap, kw))))
+    positions = list(zip(*(part.tolist() for part in weight.column_positions())))
     values = weight.values.astype(np.float32)
     entries = []
     for tile in tiles:

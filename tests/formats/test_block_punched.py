@@ -36,6 +36,21 @@ def test_round_trip_and_scipy_twin(case):
             assert np.all(block_twin != 0)
 
 
+@settings(max_examples=30, deadline=None)
+@given(block_cases())
+def test_column_positions_address_the_dense_weight(case):
+    """Each stored column's (channel, row, col) holds its values in the dense weight, in the rows of its filter block."""
+    _, block, weight = case
+    fmt = BlockPunchedWeight.from_dense(weight, block)
+    channel, row, col = fmt.column_positions()
+    bk, n_cb = block[0], fmt.grid[1]
+    for kb in range(fmt.grid[0]):
+        lo, hi = fmt.block_ptr[kb * n_cb], fmt.block_ptr[(kb + 1) * n_cb]
+        filters = slice(kb * bk, min((kb + 1) * bk, weight.shape[0]))
+        stored = weight[filters][:, channel[lo:hi], row[lo:hi], col[lo:hi]]
+        np.testing.assert_array_equal(stored, fmt.values[: stored.shape[0], lo:hi])
+
+
 @settings(max_examples=40, deadline=None)
 @given(block_cases(), st.tuples(st.integers(1, 2), st.integers(1, 2)), st.tuples(*[st.integers(0, 3)] * 4))
 def test_reference_conv_matches_dense_twin(reference_conv_matches_dense_twin, case, stride, padding):

@@ -140,7 +140,7 @@ class BlockPunchedWeight(ReferenceConv):
         check_finite(self.values, "values")
         # Each check marks the blocks that break it; the first broken block (and its first broken
         # check) is reported, as a block-by-block walk would, without a Python loop over the blocks.
-        block = np.repeat(np.arange(n_kb * n_cb), np.diff(ptr))  # the block of each stored column
+        block = self._stored_blocks()
         kb, cb = np.divmod(block, n_cb)
         width, total = bc * kh * kw, n_channels * kh * kw
         lo, hi = cb * width, np.minimum((cb + 1) * width, total)
@@ -158,10 +158,20 @@ class BlockPunchedWeight(ReferenceConv):
             describe = next(describe for blocks, describe in broken if len(blocks) and blocks[0] == first)
             raise FormatError(f"block {divmod(first, n_cb)}{describe(first)}")
 
+    def _stored_blocks(self):
+        """``[n_kept]`` int: the block (``filter block * n_cb + channel block``) of each stored column."""
+        return np.repeat(np.arange(len(self.block_ptr) - 1), np.diff(self.block_ptr))
+
     def _block_rows(self):
         """``[n_kept]`` int: the filter block of each stored column."""
-        n_cb = self.grid[1]
-        return np.repeat(np.arange(len(self.block_ptr) - 1) // n_cb, np.diff(self.block_ptr))
+        return self._stored_blocks() // self.grid[1]
+
+    def column_positions(self):
+        """``(channel, row, col)``: three ``[n_kept]`` int arrays, the input channel and kernel
+        position of each stored column (a column indexes ``C x R x S``)."""
+        _, _, kh, kw = self.shape
+        channel, tap = np.divmod(self.columns, kh * kw)
+        return (channel, *np.divmod(tap, kw))
 
     def to_dense(self):
         """The dense weight ``[K, C, R, S]`` (pruned weights are 0)."""
