@@ -24,10 +24,21 @@ from .vectors import as_vector, vector_index
 
 
 def _copy_row(dst, dst_offset, src, src_offset, src_step, count, lanes):
-    """Copy ``count`` elements (source elements ``src_step`` apart) in vector chunks; static tail."""
+    """Copy ``count`` elements (source elements ``src_step`` apart) in vector chunks; static tail.
+
+    With a step, every chunk but the last loads the ``lanes * src_step`` consecutive elements it
+    spans and keeps every ``src_step``-th one by a shuffle: LLVM builds a strided load from one
+    scalar load and insert per element. The last chunk reads no element past the last one it keeps.
+    """
     chunks, tail = divmod(count, lanes)
-    if chunks:
-        with T.serial(0, chunks) as i:
+    contiguous = max(chunks - 1, 0) if src_step > 1 and lanes > 1 else 0
+    if contiguous:
+        with T.serial(0, contiguous) as i:
+            span = src[tirx.Ramp(src_offset + i * lanes * src_step, 1, lanes * src_step)]
+            T.buffer_store(dst, tirx.Shuffle([span], [k * src_step for k in range(lanes)]),
+                           [vector_index(dst_offset + i * lanes, lanes)])
+    if chunks > contiguous:
+        with T.serial(contiguous, chunks) as i:
             T.buffer_store(dst, src[tirx.Ramp(src_offset + i * lanes * src_step, src_step, lanes)], [vector_index(dst_offset + i * lanes, lanes)])
     if tail:
         start = chunks * lanes
