@@ -356,6 +356,24 @@ def test_one_row_maps_run_filter_tiles_outer_by_profile():
     assert not candidates(wide, (1, 64, 56, 56), xeon, padding=1)[0].filter_tiles_outer
 
 
+@pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("config", [
+    SpecializedConvConfig(lanes=8, vectors=2, rows=2, filters=4, channel_block=5, codegen="compact"),
+    SpecializedConvConfig(lanes=8, vectors=1, rows=2, filters=4, channel_block=3, codegen="compact", tap_copies=True,
+                          private_input=True, row_tiles=2),
+    SpecializedConvConfig(lanes=4, vectors=3, rows=1, filters=2, channel_block=5, codegen="compact", tap_copies=True),
+], ids=["phases", "taps-private", "taps-4-lanes"])
+def test_strided_copies_of_wide_rows_keep_results(config, stride, run_kernel):
+    """Rows wide enough for several vector chunks of a strided copy (each but the last loaded whole
+    and shuffled), with padding on both sides and widths that leave a tail."""
+    rng = np.random.default_rng(stride)
+    x = rng.standard_normal((2, 5, 9, 61)).astype("float32")
+    weight = BlockPunchedWeight.from_dense(block_punched(rng, (8, 5, 3, 3), (4, 1), 0.3), (4, 1))
+    expected = weight.conv2d(x, stride=stride, padding=1)
+    out = run_kernel(block_punched_conv2d(weight, x.shape, stride=stride, padding=1, config=config), [x], expected.shape)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("channels, filters, size, outer", [
     (64, 256, 56, True), (128, 512, 28, False), (256, 64, 56, False), (512, 256, 28, False), (256, 1024, 14, False)])
 def test_one_row_tasks_writing_many_streams_run_filter_tiles_outer(channels, filters, size, outer):
