@@ -14,12 +14,17 @@ from .compact import CompactEntry
 from .entry_point import block_rows_code, build_cpu_kernel
 
 
+def _column_positions(weight):
+    """``(channel, row, col)`` of each stored column of ``weight``, as Python ints."""
+    return list(zip(*(part.tolist() for part in weight.column_positions())))
+
+
 def block_punched_terms(weight):
     """Per filter, its ``(input channel, tap row, tap column, weight)`` terms, block by block."""
     n_filters = weight.shape[0]
     bk = weight.block[0]
     n_cb = weight.grid[1]
-    positions = list(zip(*(part.tolist() for part in weight.column_positions())))
+    positions = _column_positions(weight)
     terms = {k: [] for k in range(n_filters)}
     for block, (lo, hi) in enumerate(zip(weight.block_ptr[:-1].tolist(), weight.block_ptr[1:].tolist())):
         first = block // n_cb * bk
@@ -40,7 +45,7 @@ def block_punched_entries(weight, tiles):
     """
     bk = weight.block[0]
     n_cb = weight.grid[1]
-    positions = list(zip(*(part.tolist() for part in weight.column_positions())))
+    positions = _column_positions(weight)
     values = weight.values.astype(np.float32)
     entries = []
     for tile in tiles:

@@ -154,15 +154,14 @@ def compact_config(geometry, lanes, accumulators, block_rows, profile, n_terms, 
     prefetch = profile.one_row_prefetch_tiles if one_row else 0
     config = dataclasses.replace(config, **{"filters": filters, "codegen": "compact", "fma_chains": accumulators,
                                             "prefetch_tiles": prefetch,
-                                            "filter_tiles_outer": one_row and profile.one_row_filter_tiles_outer,
                                             "prefetch_table_bytes": profile.table_prefetch_bytes, **knobs})
     row_tiles, filter_splits = private_input_split(geometry, geometry.out_height, config.rows, profile)
     split = {"row_tiles": row_tiles, "filter_splits": filter_splits, "private_input": True}
     config = dataclasses.replace(config, **{**split, **knobs})
     column_blocks, filter_splits = one_row_split(geometry, config, profile, n_terms)
     config = dataclasses.replace(config, **{"column_blocks": column_blocks, "filter_splits": filter_splits, **knobs})
-    if one_row and "filter_tiles_outer" not in knobs and writes_many_streams(geometry, config, profile):
-        config = dataclasses.replace(config, filter_tiles_outer=True)
+    outer = one_row and (profile.one_row_filter_tiles_outer or writes_many_streams(geometry, config, profile))
+    config = dataclasses.replace(config, **{"filter_tiles_outer": outer, **knobs})
     if config.register_shifts or config.filter_tiles_outer:
         # One block of all channels: a register-shift tile loads an input row once for all its
         # tap columns, so it streams its input from L2 fast enough; with the filter tiles outside,
