@@ -304,14 +304,16 @@ WITHOUT_XEON_FITS = {"panel_pixels": None, "l2_bytes": None, "pointwise_pixel_ve
 #: ``llvm -mcpu=znver5`` (AMD Zen 5, AVX-512 on 512-bit units, 48 KiB L1d, 1 MiB L2), where the input layouts
 #: were chosen.
 ZEN5 = ROCKET_LAKE.derived(
-    "znver5", "x86", "the Xeon fits but its 3x3 rule (panels, columns, pixel vectors, prefetches, one-row "
-    "filter order, vector waste, stems, row bands) measured as a whole (the dense and pruned ImageNet models with "
-    "and without them, 1 and 2 threads, on a 2-core Zen 5 VM), l2_bytes read there (lscpu: 1 MiB per core); the "
-    "input-layout rules, which hold no numbers, chosen on a 2-core Zen 5; the rest, and patterns for 3x3 layers on "
-    "maps above 16 pixels, copied from Rocket Lake (docs/performance.md)",
+    "znver5", "x86", "the Xeon fits (panels, columns, pixel vectors, prefetches, one-row filter order, vector "
+    "waste, stems, row bands) measured as a whole (the dense and pruned ImageNet models with and without them, 1 "
+    "and 2 threads, on a 2-core Zen 5 VM); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency "
+    "table of ResNet-18, block-punched 8x4 as fast as or faster than pattern at equal density on every 3x3 layer); "
+    "l2_bytes read there (lscpu: 1 MiB per core); the input-layout rules, which hold no numbers, chosen on a "
+    "2-core Zen 5; the rest copied from Rocket Lake (docs/performance.md)",
     measure="tvm-sparse bench models and bench model (the Xeon fits: the dense and pruned ImageNet models compiled "
-    "with and without them and timed in one process); the rest as Rocket Lake's",
-    l2_bytes=1 * KIB * KIB, pattern_3x3_min_pixels=16,
+    "with and without them and timed in one process); tvm-sparse bench mapping --threads 1 2 "
+    "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
+    l2_bytes=1 * KIB * KIB,
 )
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).

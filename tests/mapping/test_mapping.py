@@ -124,9 +124,9 @@ def test_a_rate_above_the_profiles_density_leaves_the_layer_dense(every_kind):
 
 
 def test_a_profile_without_pattern_layers_gives_every_3x3_layer_blocks(every_kind):
-    """Profiles with ``pattern_3x3_min_pixels=None`` (Rocket Lake, Emerald Rapids): R3 takes every prunable 3x3 layer."""
+    """Profiles with ``pattern_3x3_min_pixels=None`` (Rocket Lake, Emerald Rapids, Zen 3 to 5): R3 takes every prunable 3x3 layer."""
     model, example = every_kind
-    for cpu in ("rocketlake", "emeraldrapids"):
+    for cpu in ("rocketlake", "emeraldrapids", "znver3", "znver4", "znver5"):
         mapping = map_schemes(model, example, f"llvm -mcpu={cpu}", "rules", compression=4)
         rows = {row.name: row for row in mapping.report}
         for name in ("wide.weight", "down.weight", "small_map.weight"):
