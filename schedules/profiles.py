@@ -141,6 +141,12 @@ class TargetProfile:
         shared out between the threads by bands of rows, not by filter tiles
         (``schedules.dense.conv2d.row_bands``): each thread then pads and reads its own rows instead
         of reading the rows padded by the other core from that core's cache; None: never.
+    filter_vector_pairs : bool
+        Whether, with 32 vector registers, a dense convolution's register tile takes two vectors of
+        filters where they hold more accumulators than one (``schedules.dense.tiling.channel_block``:
+        maps 7 wide, and 1x1 layers in panels on 14x14, whose tiles of 7 pixels then hold 14
+        accumulators instead of 7, with two weight loads for 7 broadcast pixels). With 16 registers
+        two vectors are taken wherever they hold as many accumulators, whatever this says.
     """
 
     name: str
@@ -182,6 +188,7 @@ class TargetProfile:
     weight_prefetch_max_pixels: int | None = None
     pointwise_columns: bool = False
     row_band_min_input_bytes: int | None = None
+    filter_vector_pairs: bool = False
 
     def __post_init__(self):
         if self.family not in ("x86", "arm_cpu", "gpu"):
@@ -313,7 +320,7 @@ ZEN5 = ROCKET_LAKE.derived(
     measure="tvm-sparse bench models and bench model (the Xeon fits: the dense and pruned ImageNet models compiled "
     "with and without them and timed in one process); tvm-sparse bench mapping --threads 1 2 "
     "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
-    l2_bytes=1 * KIB * KIB,
+    l2_bytes=1 * KIB * KIB, filter_vector_pairs=True,
 )
 
 #: ``llvm -mcpu=emeraldrapids`` (Intel Xeon 5th gen, AVX-512, 48 KiB L1d).

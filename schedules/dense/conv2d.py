@@ -88,10 +88,17 @@ def conv2d_weight_packing(func, target):
     if index is None or len(weight.shape) != 4 or is_pointwise_rows(sch, conv, target) or is_stem(sch, conv, target):
         return None
     _, filters, height, width = extents(sch.get(conv).writes[0].source)
-    ragged = None
     if is_pointwise(sch, conv) and pads_nothing(sch):
-        ragged = ragged_filter_panel(target, (extents(weight)[1], filters, height, width))
-    return WeightPacking(index, ragged[0][0] if ragged else channel_block(filters, target, height, width))
+        shape = (extents(weight)[1], filters, height, width)
+        ragged = ragged_filter_panel(target, shape)
+        if ragged is not None:
+            return WeightPacking(index, ragged[0][0])
+        # in panels the tiles run along the flattened map (DenseConv2dNCHW.pointwise_panel)
+        flat = channel_block(filters, target, 1, height * width)
+        tile = (flat, conv_tile(target, flat, 1, height * width)[1])
+        if default_panel(target, shape, tile, filters_in_lanes=True) is not None:
+            return WeightPacking(index, flat)
+    return WeightPacking(index, channel_block(filters, target, height, width))
 
 
 def row_bands(target, input_shape, weight_shape, row_tiles):

@@ -173,7 +173,7 @@ def ragged_filter_panel(target, shape):
     """
     _, filters, height, width = shape
     lanes, pixels = vector_lanes(target), height * width
-    kb = channel_block(filters, target, height, width)
+    kb = channel_block(filters, target, 1, pixels)  # the tiles run along the flattened map
     if -(-kb // lanes) * conv_tile(target, kb, 1, pixels)[1] >= MIN_ACCUMULATORS or filters % (2 * lanes):
         return None
     profile, choices = profile_for(target), []

@@ -62,21 +62,24 @@ def largest_divisor(extent, limit):
 def channel_block(channels, target, height, width, max_width=8):
     """Output channels per register tile of a convolution with a ``height`` x ``width`` output map.
 
-    One vector of the target when it divides ``channels``; with 16 registers (AVX2, 32-bit ARM)
-    two vectors per row of the tile use the registers better, so a block of two vectors is taken
-    when it divides ``channels`` and its tile (:func:`conv_tile`) holds at least as many
-    accumulators: on maps 7 wide, two vectors leave room for one pixel only. A channel count that
+    One vector of the target when it divides ``channels``; two vectors when they divide
+    ``channels`` and their tile (:func:`conv_tile`) holds at least as many accumulators, with 16
+    registers (AVX2, 32-bit ARM; on maps 7 wide two vectors leave room for one pixel only), or
+    more accumulators, with 32 where the profile sets ``filter_vector_pairs``. A channel count that
     no vector width divides gets its largest divisor below the vector width.
     """
     lanes = vector_lanes(target)
     one_vector = largest_divisor(channels, lanes)
-    if vector_registers(target) > 16 or channels % (2 * lanes):
+    many_registers = vector_registers(target) > 16
+    if channels % (2 * lanes) or (many_registers and not profile_for(target).filter_vector_pairs):
         return one_vector
 
     def accumulators(kb):
         yt, xt = conv_tile(target, kb, height, width, max_width)
         return -(-kb // lanes) * yt * xt
 
+    if many_registers:
+        return 2 * lanes if accumulators(2 * lanes) > accumulators(one_vector) else one_vector
     return max((2 * lanes, one_vector), key=accumulators)
 
 

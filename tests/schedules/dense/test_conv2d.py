@@ -623,6 +623,57 @@ def test_untuned_tiles_keep_enough_multiply_adds_in_flight(target):
         assert min(MIN_ACCUMULATORS, size) <= accumulators <= budget, (channels, size, kb, yt, xt)
 
 
+def test_small_maps_take_two_vectors_of_filters_where_they_hold_more_accumulators():
+    """With 32 registers and the profile's ``filter_vector_pairs`` (Zen 5), a tile takes two vectors of
+    filters where they hold more accumulators than one (7-wide maps: 14 against 7; a 14x14 1x1 layer in
+    panels, whose tiles run along the flattened map: 7 pixels either way), not where they hold as many;
+    without it (Zen 4) one vector; with 16 registers also where they hold as many."""
+    zen5, zen4, avx2 = (tvm.target.Target(t) for t in ({"kind": "llvm", "mcpu": "znver5"}, AVX512, AVX2))
+    assert profile_for(zen5).filter_vector_pairs and not profile_for(zen4).filter_vector_pairs
+    assert [channel_block(512, zen5, size, size) for size in (7, 14, 28, 56)] == [32, 16, 16, 16]
+    assert channel_block(512, zen5, 1, 14 * 14) == 32
+    assert channel_block(80, zen5, 7, 7) == 16  # two vectors do not divide 80
+    assert channel_block(512, zen4, 7, 7) == 16 and channel_block(512, zen4, 1, 14 * 14) == 16
+    assert channel_block(512, avx2, 7, 7) == 8 and channel_block(512, avx2, 14, 14) == 16
+    for channels, filters, size, kb in [(576, 96, 14, 32), (1024, 256, 14, 32), (64, 384, 14, 16),
+                                        (512, 2048, 7, 32), (256, 64, 56, None)]:
+        weight = np.zeros((filters, channels, 1, 1), "float32")
+        mod = conv2d_module((1, channels, size, size), weight, 1, 0, 1, 1, None, "relu", None)
+        (conv,) = [f for name, f in primfuncs(scheduled_module(mod, zen5)).items() if "conv2d" in name]
+        packed = int(conv.params[1].shape[-1]) if len(conv.params[1].shape) == 5 else None
+        assert packed == kb, (channels, filters, size)
+
+
+@pytest.mark.parametrize("channels, filters, size, kernel, stride", [
+    (512, 64, 7, 1, 1), (64, 96, 7, 3, 1), (32, 64, 14, 3, 2), (128, 64, 14, 1, 2), (576, 96, 14, 1, 1),
+    (96, 160, 14, 1, 1), (256, 64, 14, 1, 1)])
+def test_two_vectors_of_filters_match_pytorch_at_any_thread_count(channels, filters, size, kernel, stride, tmp_path,
+                                                                  monkeypatch):
+    """Layers into 7x7 maps and 1x1 layers on 14x14 maps with Zen 5's profile on this CPU (two vectors
+    of filters per tile with 32 registers, in panels or not), against PyTorch at 1, 2 and 3 threads."""
+    target = host_target()
+    mcpu = str(target.attrs["mcpu"])
+    monkeypatch.setitem(profiles._CPU_PROFILES, mcpu,  # pylint: disable=protected-access
+                        profiles.ZEN5.derived(mcpu, "x86", "test", l1_data_bytes=profile_for(target).l1_data_bytes,
+                                              input_slab_bytes=profile_for(target).input_slab_bytes))
+    rng = np.random.default_rng(channels * filters * size)
+    weight = (rng.standard_normal((filters, channels, kernel, kernel)) / np.sqrt(channels)).astype("float32")
+    bias = rng.standard_normal(filters).astype("float32")
+    x = rng.standard_normal((1, channels, size, size)).astype("float32")
+    padding = kernel // 2
+    expected = torch_conv2d(x, weight, bias, stride, padding, 1, 1, None, "relu")
+    mod = conv2d_module(x.shape, weight, stride, padding, 1, 1, bias, "relu", None)
+    funcs = primfuncs(scheduled_module(mod, target))
+    (conv,) = [f for name, f in funcs.items() if "conv2d" in name]
+    subsampled = "subsample" in funcs
+    if len(conv.params[1].shape) == 5:
+        weight = WeightPacking(param=1, channels_per_block=int(conv.params[1].shape[-1])).pack(weight)
+    inputs = x[:, :, ::stride, ::stride] if subsampled else x
+    arrays = [inputs, weight, bias.reshape(1, filters, 1, 1), np.zeros(expected.shape, "float32")]
+    for threads, output in outputs_at_thread_counts(conv, target, arrays, tmp_path).items():
+        assert relative_error(output, expected) <= 1e-5, f"{threads} threads"
+
+
 @pytest.mark.parametrize("target", [AVX2, AVX512], ids=["avx2", "avx512"])
 def test_depthwise_tiles_fill_the_accumulators_where_the_height_allows(target):
     """A depthwise tile whose rows (a divisor of the height) leave fewer than MIN_ACCUMULATORS
