@@ -315,10 +315,12 @@ ZEN5 = ROCKET_LAKE.derived(
     "waste, stems, row bands) measured as a whole (the dense and pruned ImageNet models with and without them, 1 "
     "and 2 threads, on a 2-core Zen 5 VM); pattern_3x3_min_pixels measured (tvm-sparse bench mapping: the latency "
     "table of ResNet-18, block-punched 8x4 as fast as or faster than pattern at equal density on every 3x3 layer); "
+    "filter_vector_pairs measured (single layers into 7x7 maps and 1x1 layers on 14x14 maps, and the dense "
+    "ImageNet models, with and without it); "
     "l2_bytes read there (lscpu: 1 MiB per core); the input-layout rules, which hold no numbers, chosen on a "
     "2-core Zen 5; the rest copied from Rocket Lake (docs/performance.md)",
     measure="tvm-sparse bench models and bench model (the Xeon fits: the dense and pruned ImageNet models compiled "
-    "with and without them and timed in one process); tvm-sparse bench mapping --threads 1 2 "
+    "with and without them and timed in one process; filter_vector_pairs alike); tvm-sparse bench mapping --threads 1 2 "
     "(pattern_3x3_min_pixels); the rest as Rocket Lake's",
     l2_bytes=1 * KIB * KIB, filter_vector_pairs=True,
 )
