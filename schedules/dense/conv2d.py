@@ -27,7 +27,7 @@ from .blocks import (CONV_BLOCK, ConstantWeightPacking, RegisterTileRule, extent
 from .padding import pads_nothing, schedule_padding
 from .prefetch import annotate_weight_prefetch, chunk_channels, prefetches_weights
 from .pointwise import is_pointwise, is_pointwise_rows, schedule_panels
-from .pointwise_panels import default_panel, ragged_filter_panel
+from .pointwise_panels import filter_lane_panel, ragged_filter_panel
 from .stem import is_stem
 from .tiling import channel_block, conv_tile, filter_tiles_innermost, sample_divisor
 
@@ -93,10 +93,8 @@ def conv2d_weight_packing(func, target):
         ragged = ragged_filter_panel(target, shape)
         if ragged is not None:
             return WeightPacking(index, ragged[0][0])
-        # in panels the tiles run along the flattened map (DenseConv2dNCHW.pointwise_panel)
-        flat = channel_block(filters, target, 1, height * width)
-        tile = (flat, conv_tile(target, flat, 1, height * width)[1])
-        if default_panel(target, shape, tile, filters_in_lanes=True) is not None:
+        flat = channel_block(filters, target, 1, height * width)  # a panel's tiles run along the flattened map
+        if filter_lane_panel(target, shape, flat) is not None:
             return WeightPacking(index, flat)
     return WeightPacking(index, channel_block(filters, target, height, width))
 
@@ -153,7 +151,7 @@ class DenseConv2dNCHW(RegisterTileRule):
         """The register tile ``(kb, pixels)`` and the :class:`~schedules.dense.pointwise_panels.Panel` of a pointwise ``block``.
 
         None unless the convolution is 1x1, stride 1 and unpadded and
-        :func:`~schedules.dense.pointwise_panels.default_panel` gives it panels; the tile's pixels then
+        :func:`~schedules.dense.pointwise_panels.filter_lane_panel` gives it panels; the tile's pixels then
         run along the flattened map, the last tile ragged where the weight was packed for
         :func:`~schedules.dense.pointwise_panels.ragged_filter_panel`.
         """
@@ -165,9 +163,7 @@ class DenseConv2dNCHW(RegisterTileRule):
         ragged = ragged_filter_panel(target, shape)
         if ragged is not None and ragged[0][0] == kb:
             return ragged
-        tile = (kb, self.default_tile(target, kb, 1, height * width)[1])
-        panel = default_panel(target, shape, tile, filters_in_lanes=True)
-        return None if panel is None else (tile, panel)
+        return filter_lane_panel(target, shape, kb, self.max_tile_width)
 
     def schedule_block(self, sch, block, target, tunable):
         """Schedule in panels where :meth:`pointwise_panel` gives some (not tuned), else by 2-D tiles."""

@@ -80,6 +80,19 @@ def default_panel(target, shape, tile, filters_in_lanes=False, ragged=False):
     return Panel(panel_filters(profile, shape, kt, pixels), pixels, slab)
 
 
+def filter_lane_panel(target, shape, kb, max_width=8):
+    """The tile ``(kb, xt)`` and :class:`Panel` of a 1x1 layer with ``kb`` filters in the lanes, or None without panels.
+
+    A panel's tiles run along the flattened map, so the tile's pixels are
+    :func:`~schedules.dense.tiling.conv_tile`'s on one row of all the map's pixels. The weight
+    packing and the schedule (``schedules.dense.conv2d``) both ask this, so that they agree.
+    """
+    _, _, height, width = shape
+    tile = (kb, conv_tile(target, kb, 1, height * width, max_width)[1])
+    panel = default_panel(target, shape, tile, filters_in_lanes=True)
+    return None if panel is None else (tile, panel)
+
+
 def panel_filters(profile, shape, kt, pixels):
     """Output channels of a panel of ``pixels`` pixels: the most filter tiles of ``kt`` that the profile allows.
 
